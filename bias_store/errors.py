@@ -1,0 +1,69 @@
+"""Errors of the bias store and its validator. The server maps them to HTTP in one place."""
+
+from __future__ import annotations
+
+
+class BiasStoreError(Exception):
+    """Base class of every error this package raises."""
+
+
+class InvalidBiasSet(BiasStoreError):
+    """The file is not a valid bias set for this backbone (HTTP 422).
+
+    ``reason`` is a short stable code (for metrics and clients); the message says what is
+    wrong and how to fix it.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class BiasSetTooLarge(InvalidBiasSet):
+    """The upload exceeds the configured size limit (HTTP 413)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__("too_large", f"bias set is {size} bytes; the limit is {limit} bytes")
+        self.size, self.limit = size, limit
+
+
+class FingerprintMismatch(InvalidBiasSet):
+    """The bias set was made for another backbone (HTTP 409)."""
+
+    def __init__(self, got: str, expected: str) -> None:
+        super().__init__(
+            "fingerprint_mismatch",
+            f"bias set was trained for backbone fingerprint {got}, "
+            f"but this server's backbone has fingerprint {expected}",
+        )
+        self.got, self.expected = got, expected
+
+
+class InvalidTaskName(InvalidBiasSet):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            "bad_name",
+            f"task name {name!r} is invalid: use 1-64 characters from a-z, 0-9, '_' and '-', "
+            "starting with a letter or digit",
+        )
+
+
+class TaskNotFound(BiasStoreError):
+    """No such task (HTTP 404). ``known`` lists some task names as a hint."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        hint = f"; known tasks: {', '.join(known[:20])}" if known else "; no tasks are loaded"
+        super().__init__(f"task {name!r} not found{hint}")
+        self.name, self.known = name, known or []
+
+
+class VersionNotFound(BiasStoreError):
+    """The task exists but not at that version (HTTP 404)."""
+
+    def __init__(self, name: str, version: int, available: list[int]) -> None:
+        super().__init__(f"task {name!r} has no version {version}; available versions: {available}")
+        self.name, self.version, self.available = name, version, available
+
+
+class UnsupportedArchitecture(BiasStoreError):
+    """The backbone's model_type has no entry in bias_store.sites (a start-up error)."""

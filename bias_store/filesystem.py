@@ -1,0 +1,205 @@
+"""Filesystem backend: one folder, safe across threads, processes and crashes.
+
+Layout under ``root``::
+
+    .lock                         flock'ed by every mutation (threads and processes)
+    GENERATION                    bumped by every mutation; watchers poll only this file
+    tasks/<name>/v000007.safetensors
+    tasks/<name>/CURRENT          "<version> <sha256>", replaced atomically
+
+Every write is temp file + fsync + rename + fsync(dir), so a crash at any moment leaves a
+task at its old or its new version. A version file is written before CURRENT points at
+it, and is never modified afterwards, so readers need no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import uuid
+from pathlib import Path
+
+from bias_store.errors import TaskNotFound, VersionNotFound
+from bias_store.format import BiasSetMeta, dumps, read_header
+from bias_store.store import BiasStore, TaskRecord, Validator
+from bias_store.validate import TASK_NAME
+
+log = logging.getLogger(__name__)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix."""
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+class FilesystemStore(BiasStore):
+    def __init__(self, root: str | os.PathLike, validator: Validator, keep_versions: int = 5) -> None:
+        if keep_versions < 1:
+            raise ValueError("keep_versions must be >= 1 (the current version is always kept)")
+        self.root = Path(root)
+        self.tasks_dir = self.root / "tasks"
+        self.tasks_dir.mkdir(parents=True, exist_ok=True)
+        (self.root / ".lock").touch(exist_ok=True)
+        self._validate = validator
+        self.keep_versions = keep_versions
+        self._thread_lock = threading.Lock()
+        self._meta_cache: dict[tuple[str, str], BiasSetMeta] = {}  # (name, sha256) -> metadata
+
+    # -- locking -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self):
+        with self._thread_lock, open(self.root / ".lock", "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                self._bump_generation()
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _bump_generation(self) -> None:
+        atomic_write(self.root / "GENERATION", uuid.uuid4().hex.encode())
+
+    # -- paths and reads -----------------------------------------------------------------
+    def _existing_task_dir(self, name: str) -> Path:
+        """The folder of a task that exists now; TaskNotFound otherwise (bad names included)."""
+        if not TASK_NAME.fullmatch(name) or self._current(name) is None:
+            raise TaskNotFound(name, [r.name for r in self.list()])
+        return self.tasks_dir / name
+
+    @staticmethod
+    def _version_file(task_dir: Path, version: int) -> Path:
+        return task_dir / f"v{version:06d}.safetensors"
+
+    def _versions(self, task_dir: Path) -> list[int]:
+        try:
+            names = os.listdir(task_dir)
+        except FileNotFoundError:
+            return []
+        return sorted(int(n[1:7]) for n in names if n.startswith("v") and n.endswith(".safetensors"))
+
+    def _current(self, name: str) -> tuple[int, str] | None:
+        try:
+            version, sha = (self.tasks_dir / name / "CURRENT").read_text().split()
+            return int(version), sha
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return None
+
+    def _record(self, name: str, version: int, sha: str, data: bytes | None = None) -> TaskRecord:
+        task_dir = self.tasks_dir / name
+        path = self._version_file(task_dir, version)
+        meta = self._meta_cache.get((name, sha))
+        if meta is None:
+            raw = data if data is not None else path.read_bytes()
+            meta = BiasSetMeta.from_header(read_header(raw).get("__metadata__"))
+            self._meta_cache[(name, sha)] = meta
+        size = len(data) if data is not None else path.stat().st_size
+        return TaskRecord(name, version, sha, size, meta, tuple(self._versions(task_dir)))
+
+    def list(self) -> list[TaskRecord]:
+        records = []
+        for name in sorted(os.listdir(self.tasks_dir)):
+            current = self._current(name)
+            if current is None:
+                continue  # a task being created, or a stray folder
+            with contextlib.suppress(FileNotFoundError):  # deleted while we listed
+                records.append(self._record(name, *current))
+        return records
+
+    def state(self) -> dict[str, str]:
+        out = {}
+        for name in os.listdir(self.tasks_dir):
+            current = self._current(name)
+            if current is not None:
+                out[name] = current[1]
+        return out
+
+    def generation(self) -> str:
+        """Changes whenever anything in the store changes (cheap to poll)."""
+        try:
+            return (self.root / "GENERATION").read_text()
+        except FileNotFoundError:
+            return ""
+
+    def get(self, name: str, version: int | None = None) -> tuple[TaskRecord, bytes]:
+        task_dir = self._existing_task_dir(name)
+        if version is None:
+            version = self._current(name)[0]
+        try:
+            data = self._version_file(task_dir, version).read_bytes()
+        except FileNotFoundError:
+            raise VersionNotFound(name, version, self._versions(task_dir)) from None
+        sha = hashlib.sha256(data).hexdigest()
+        return self._record(name, version, sha, data), data
+
+    # -- mutations -----------------------------------------------------------------------
+    def put(self, data: bytes, name: str | None = None) -> TaskRecord:
+        bias_set = self._validate(data, name)  # raises before anything is written
+        name = bias_set.meta.task
+        # Stored byte for byte, unless the upload's name was overridden.
+        renamed = read_header(data).get("__metadata__", {}).get("task") != name
+        payload = dumps(bias_set) if renamed else data
+        sha = hashlib.sha256(payload).hexdigest()
+        task_dir = self.tasks_dir / name
+        with self._locked():
+            task_dir.mkdir(exist_ok=True)
+            versions = self._versions(task_dir)
+            current = self._current(name)
+            version = max(versions + [current[0] if current else 0]) + 1
+            atomic_write(self._version_file(task_dir, version), payload)
+            atomic_write(task_dir / "CURRENT", f"{version} {sha}".encode())
+            self._prune(task_dir, keep_also=version)
+        log.info("stored task %s version %d (%d bytes)", name, version, len(payload))
+        return self._record(name, version, sha, payload)
+
+    def delete(self, name: str) -> None:
+        with self._locked():
+            task_dir = self._existing_task_dir(name)
+            trash = self.root / ".trash"
+            trash.mkdir(exist_ok=True)
+            graveyard = trash / f"{name}-{uuid.uuid4().hex}"
+            os.replace(task_dir, graveyard)  # atomic: the task is gone in one step
+            _fsync_dir(self.tasks_dir)
+        shutil.rmtree(graveyard, ignore_errors=True)
+        log.info("deleted task %s", name)
+
+    def rollback(self, name: str, version: int) -> TaskRecord:
+        with self._locked():
+            task_dir = self._existing_task_dir(name)
+            path = self._version_file(task_dir, version)
+            if not path.exists():
+                raise VersionNotFound(name, version, self._versions(task_dir))
+            data = path.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            atomic_write(task_dir / "CURRENT", f"{version} {sha}".encode())
+        log.info("rolled task %s back to version %d", name, version)
+        return self._record(name, version, sha, data)
+
+    def _prune(self, task_dir: Path, keep_also: int) -> None:
+        versions = self._versions(task_dir)
+        for v in versions[: max(0, len(versions) - self.keep_versions)]:
+            if v != keep_also:
+                self._version_file(task_dir, v).unlink(missing_ok=True)
+

@@ -1,0 +1,167 @@
+"""The bias-set file: a safetensors file of absolute bias values plus a classifier head.
+
+Tensor keys are the names the tensors have in the architecture's
+``AutoModelForSequenceClassification`` state dict, so that
+
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(labels))
+    model.load_state_dict(safetensors.torch.load_file(path), strict=False)
+
+*is* the task's model (with ``pooling == "cls"``). Metadata lives in the safetensors
+``__metadata__`` header, whose values must all be strings; lists and objects are JSON.
+See docs/FORMAT.md for the full specification.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import safetensors.torch
+import torch
+
+from bias_store.errors import InvalidBiasSet
+from bias_store.sites import POOLINGS, SITE_SUBSETS
+
+FORMAT_NAME = "bitfit-bias-set"
+FORMAT_VERSION = "1"
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+INPUT_KINDS = ("text", "text_pair")
+MAX_HEADER_BYTES = 1 << 20  # a bias set's header is a few KB; refuse absurd ones early
+
+
+@dataclass
+class BiasSetMeta:
+    task: str
+    labels: list[str]
+    base_model: str
+    backbone_fingerprint: str
+    model_type: str
+    problem_type: str = "single_label_classification"
+    inputs: str = "text"  # "text" or "text_pair"
+    bias_sites: str = "all"  # a name from sites.SITE_SUBSETS
+    pooling: str = "cls"  # "cls" (the architecture's own) or "mean" (mask-weighted mean)
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    training: dict = field(default_factory=dict)  # free-form training summary
+
+    def to_header(self) -> dict[str, str]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "task": self.task,
+            "labels": json.dumps(self.labels),
+            "problem_type": self.problem_type,
+            "inputs": self.inputs,
+            "base_model": self.base_model,
+            "model_type": self.model_type,
+            "backbone_fingerprint": self.backbone_fingerprint,
+            "bias_sites": self.bias_sites,
+            "pooling": self.pooling,
+            "created_at": self.created_at,
+            "training": json.dumps(self.training),
+        }
+
+    @classmethod
+    def from_header(cls, header: dict[str, str] | None) -> "BiasSetMeta":
+        header = header or {}
+        if header.get("format") != FORMAT_NAME:
+            raise InvalidBiasSet("bad_metadata", f"__metadata__.format must be {FORMAT_NAME!r}, got {header.get('format')!r}")
+        if header.get("format_version") != FORMAT_VERSION:
+            raise InvalidBiasSet(
+                "bad_metadata",
+                f"__metadata__.format_version {header.get('format_version')!r} is not supported; expected {FORMAT_VERSION!r}",
+            )
+        required = ("task", "labels", "base_model", "backbone_fingerprint", "model_type")
+        missing = [k for k in required if not header.get(k)]
+        if missing:
+            raise InvalidBiasSet("bad_metadata", f"__metadata__ is missing required fields: {missing}")
+        labels = _json_field(header, "labels", list)
+        if not labels or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
+            raise InvalidBiasSet("bad_metadata", "__metadata__.labels must be a non-empty JSON list of distinct non-empty strings")
+        meta = cls(
+            task=header["task"],
+            labels=labels,
+            base_model=header["base_model"],
+            backbone_fingerprint=header["backbone_fingerprint"],
+            model_type=header["model_type"],
+            problem_type=header.get("problem_type", "single_label_classification"),
+            inputs=header.get("inputs", "text"),
+            bias_sites=header.get("bias_sites", "all"),
+            pooling=header.get("pooling", "cls"),
+            created_at=header.get("created_at", ""),
+            training=_json_field(header, "training", dict) if header.get("training") else {},
+        )
+        for name, value, allowed in (
+            ("problem_type", meta.problem_type, PROBLEM_TYPES),
+            ("inputs", meta.inputs, INPUT_KINDS),
+            ("bias_sites", meta.bias_sites, SITE_SUBSETS),
+            ("pooling", meta.pooling, POOLINGS),
+        ):
+            if value not in allowed:
+                raise InvalidBiasSet("bad_metadata", f"__metadata__.{name} is {value!r}; allowed: {list(allowed)}")
+        if meta.problem_type == "regression" and len(meta.labels) != 1:
+            raise InvalidBiasSet("bad_metadata", "a regression task has exactly one label (the output's name)")
+        return meta
+
+
+@dataclass
+class BiasSet:
+    meta: BiasSetMeta
+    tensors: dict[str, torch.Tensor]  # state-dict key -> fp32 tensor (absolute values)
+
+    @property
+    def num_bytes(self) -> int:
+        """Raw tensor bytes (what a task costs, before any bookkeeping)."""
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    @property
+    def num_params(self) -> int:
+        return sum(t.numel() for t in self.tensors.values())
+
+
+def _json_field(header: dict[str, str], name: str, kind: type):
+    try:
+        value = json.loads(header[name])
+    except (json.JSONDecodeError, TypeError):
+        raise InvalidBiasSet("bad_metadata", f"__metadata__.{name} must be JSON ({kind.__name__})") from None
+    if not isinstance(value, kind):
+        raise InvalidBiasSet("bad_metadata", f"__metadata__.{name} must be a JSON {kind.__name__}")
+    return value
+
+
+def dumps(bias_set: BiasSet) -> bytes:
+    """Serialize to safetensors bytes."""
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in bias_set.tensors.items()}
+    return safetensors.torch.save(tensors, metadata=bias_set.meta.to_header())
+
+
+def read_header(data: bytes) -> dict:
+    """Parse the safetensors JSON header without loading tensors (and without pickle)."""
+    if len(data) < 8:
+        raise InvalidBiasSet("not_safetensors", f"file is {len(data)} bytes; not a safetensors file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > MAX_HEADER_BYTES or 8 + n > len(data):
+        raise InvalidBiasSet("not_safetensors", "not a safetensors file (bad header length)")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidBiasSet("not_safetensors", "not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise InvalidBiasSet("not_safetensors", "not a safetensors file (header is not an object)")
+    return header
+
+
+def loads(data: bytes) -> BiasSet:
+    """Parse bytes into a BiasSet. Checks the format only; see validate.py for the rest."""
+    header = read_header(data)
+    meta = BiasSetMeta.from_header(header.get("__metadata__"))
+    for key, info in header.items():
+        if key != "__metadata__" and (not isinstance(info, dict) or info.get("dtype") != "F32"):
+            dtype = info.get("dtype") if isinstance(info, dict) else None
+            raise InvalidBiasSet("bad_dtype", f"tensor {key!r} has dtype {dtype}; bias sets store float32 (F32)")
+    try:
+        tensors = safetensors.torch.load(data)
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise InvalidBiasSet("not_safetensors", f"corrupt safetensors file: {exc}") from None
+    return BiasSet(meta=meta, tensors=tensors)

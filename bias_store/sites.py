@@ -1,0 +1,104 @@
+"""The one place that names bias sites and classifier heads, per architecture.
+
+Training (what to unfreeze), export (which tensors go in a file), validation (which keys
+a file may hold) and the engine (where to add per-row biases) all import this module.
+Nothing else in the project pattern-matches parameter names.
+
+A *site* is a module of the bare encoder whose bias BitFit trains: every ``nn.Linear``
+and ``nn.LayerNorm`` with a bias, the embedding LayerNorm and the pooler included.
+Sites are named by module path relative to the bare encoder (``encoder.layer.0.
+attention.self.query``); in a bias-set file the tensor key is the name the bias has in
+``AutoModelForSequenceClassification``'s state dict (``bert.encoder.layer.0.
+attention.self.query.bias``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from bias_store.errors import UnsupportedArchitecture
+
+
+@dataclass(frozen=True)
+class HeadStage:
+    """One Linear of a classifier head, then an optional activation."""
+
+    name: str  # state-dict prefix, e.g. "classifier" or "classifier.dense"
+    activation: str | None  # None | "tanh" | "relu" | "gelu"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How ``AutoModelForSequenceClassification`` reads features and applies its head."""
+
+    head: tuple[HeadStage, ...]
+    # "pooler": BERT-style, the head reads pooler(h[:, 0]); "first_token": the head
+    # reads h[:, 0] directly (RoBERTa, DistilBERT, MPNet ...).
+    cls_features: str
+    # Module-name suffixes of the paper's small variant: b_q (query) and b_m2 (the
+    # "middle of MLP", the first FFN Linear).
+    query_intermediate: tuple[str, ...]
+
+
+_ROBERTA_HEAD = (HeadStage("classifier.dense", "tanh"), HeadStage("classifier.out_proj", None))
+_BERT_QM = ("attention.self.query", "intermediate.dense")
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "bert": Architecture((HeadStage("classifier", None),), "pooler", _BERT_QM),
+    "roberta": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM),
+    "xlm-roberta": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM),
+    "camembert": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM),
+    "mpnet": Architecture(_ROBERTA_HEAD, "first_token", ("attention.attn.q", "intermediate.dense")),
+    "distilbert": Architecture(
+        (HeadStage("pre_classifier", "relu"), HeadStage("classifier", None)),
+        "first_token",
+        ("attention.q_lin", "ffn.lin1"),
+    ),
+}
+
+# Named choices of which sites a bias set trains (the `bias_sites` metadata field).
+SITE_SUBSETS = ("all", "query_intermediate", "none")
+POOLINGS = ("cls", "mean")
+
+
+def architecture(model_type: str) -> Architecture:
+    """The head and feature layout for ``model_type``; raises if it is not supported."""
+    try:
+        return ARCHITECTURES[model_type]
+    except KeyError:
+        raise UnsupportedArchitecture(
+            f"model_type {model_type!r} is not supported; supported: {sorted(ARCHITECTURES)}"
+        ) from None
+
+
+def site_modules(encoder: nn.Module) -> dict[str, nn.Module]:
+    """Every bias site of a bare encoder, in module order: ``{module path: module}``."""
+    return {
+        name: module
+        for name, module in encoder.named_modules()
+        if isinstance(module, (nn.Linear, nn.LayerNorm)) and getattr(module, "bias", None) is not None
+    }
+
+
+def select_sites(site_names: list[str], model_type: str, subset: str) -> list[str]:
+    """The sites a named subset trains, in the order given."""
+    if subset == "all":
+        return list(site_names)
+    if subset == "none":
+        return []
+    if subset == "query_intermediate":
+        suffixes = architecture(model_type).query_intermediate
+        return [s for s in site_names if s.endswith(suffixes)]
+    raise ValueError(f"unknown bias-site subset {subset!r}; choose one of {SITE_SUBSETS}")
+
+
+def site_key(prefix: str, site: str) -> str:
+    """State-dict key of a site's bias in the sequence-classification model."""
+    return f"{prefix}.{site}.bias"
+
+
+def head_keys(model_type: str) -> list[str]:
+    """State-dict keys of the classifier head, weight before bias, stage by stage."""
+    return [f"{stage.name}.{p}" for stage in architecture(model_type).head for p in ("weight", "bias")]

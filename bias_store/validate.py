@@ -1,0 +1,77 @@
+"""Validation of an uploaded bias set against the serving backbone, before anything is stored."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from bias_store.errors import BiasSetTooLarge, FingerprintMismatch, InvalidBiasSet, InvalidTaskName
+from bias_store.format import BiasSet, loads
+from bias_store.spec import BackboneSpec
+
+TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # a BERT-base set is ~0.4 MB; RoBERTa heads add ~2.4 MB
+
+
+def check_task_name(name: str) -> str:
+    if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
+        raise InvalidTaskName(str(name))
+    return name
+
+
+def validate_bytes(
+    data: bytes, spec: BackboneSpec, *, max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None
+) -> BiasSet:
+    """Parse and fully validate ``data``; ``name`` overrides the task name in the metadata."""
+    if len(data) > max_bytes:
+        raise BiasSetTooLarge(len(data), max_bytes)
+    bias_set = loads(data)
+    if name is not None:
+        bias_set.meta.task = name
+    validate(bias_set, spec)
+    return bias_set
+
+
+def validate(bias_set: BiasSet, spec: BackboneSpec) -> None:
+    """Raise a specific InvalidBiasSet subclass for the first thing that is wrong."""
+    meta = bias_set.meta
+    check_task_name(meta.task)
+    if meta.model_type != spec.model_type:
+        raise InvalidBiasSet(
+            "wrong_architecture", f"bias set is for model_type {meta.model_type!r}; this backbone is {spec.model_type!r}"
+        )
+    if meta.backbone_fingerprint != spec.fingerprint:
+        raise FingerprintMismatch(meta.backbone_fingerprint, spec.fingerprint)
+
+    head = spec.head_shapes(len(meta.labels))
+    trained = set(spec.site_keys(meta.bias_sites))
+    allowed_sites = set(spec.site_keys("all"))
+    keys = set(bias_set.tensors)
+
+    unknown = sorted(keys - allowed_sites - set(head))
+    if unknown:
+        raise InvalidBiasSet("bad_keys", f"unexpected tensors for this backbone: {unknown[:5]}" + (" ..." if len(unknown) > 5 else ""))
+    missing_head = sorted(set(head) - keys)
+    if missing_head:
+        raise InvalidBiasSet("bad_keys", f"classifier head tensors missing: {missing_head}")
+    site_keys = keys & allowed_sites
+    if site_keys != trained:
+        missing, extra = sorted(trained - site_keys), sorted(site_keys - trained)
+        raise InvalidBiasSet(
+            "bad_keys",
+            f"bias_sites={meta.bias_sites!r} needs exactly its sites' biases; "
+            f"missing: {missing[:5]}, not part of it: {extra[:5]}",
+        )
+
+    dims = {spec.site_key(s): (d,) for s, d in spec.sites.items()}
+    for key, tensor in bias_set.tensors.items():
+        expected = head.get(key) or dims[key]
+        if tuple(tensor.shape) != expected:
+            reason = "head_mismatch" if key in head else "bad_shape"
+            detail = f" (the head must match the {len(meta.labels)} labels)" if key in head else ""
+            raise InvalidBiasSet(reason, f"tensor {key!r} has shape {list(tensor.shape)}, expected {list(expected)}{detail}")
+        if tensor.dtype != torch.float32:
+            raise InvalidBiasSet("bad_dtype", f"tensor {key!r} is {tensor.dtype}; bias sets store float32")
+        if not torch.isfinite(tensor).all():
+            raise InvalidBiasSet("non_finite", f"tensor {key!r} holds NaN or infinite values")

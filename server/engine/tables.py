@@ -1,0 +1,119 @@
+"""Per-task bias rows beside a frozen encoder, added per row by forward hooks.
+
+Every site's output is ``W x + b_base``. For a task we add ``b_task - b_base`` (its
+*delta*) to each row of that task, so the encoder's own tensors are never written and
+rows of different tasks share every matmul. All sites' deltas sit in one
+``[capacity, total_dim]`` table; a batch gathers its rows once and each hook adds its
+column slice.
+
+Slot 0 is all zeros: the plain backbone. A slot is written once, before any request can
+reference it, and freed only when no request holds it, so a forward never sees a row
+change under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from bias_store.sites import site_modules
+
+GROWTH = 1.0625  # small growth step: the table's slack stays within ~6% of the task bytes
+
+
+class BiasTable:
+    def __init__(self, encoder: nn.Module, capacity: int = 8) -> None:
+        self._modules = site_modules(encoder)
+        first = next(iter(self._modules.values())).bias
+        self.device, self.dtype = first.device, first.dtype
+        self.offsets: dict[str, tuple[int, int]] = {}  # site -> (start, stop) columns
+        start = 0
+        for name, module in self._modules.items():
+            self.offsets[name] = (start, start + module.bias.shape[0])
+            start += module.bias.shape[0]
+        self.width = start
+        self.table = torch.zeros(max(capacity, 2), self.width, device=self.device, dtype=self.dtype)  # [capacity, width]
+        self._free = list(range(self.table.shape[0] - 1, 0, -1))  # slot 0 stays zero
+        self._lock = threading.Lock()
+        self._rows: torch.Tensor | None = None  # [batch, width] gathered for the running forward
+        self._handles = [m.register_forward_hook(self._hook(name)) for name, m in self._modules.items()]
+
+    # -- slots -----------------------------------------------------------------------
+    def write(self, biases: dict[str, torch.Tensor]) -> int:
+        """Take a free slot and fill it with ``site -> absolute bias``; absent sites keep the base bias."""
+        row = torch.zeros(self.width, dtype=torch.float32)
+        for site, value in biases.items():
+            start, stop = self.offsets[site]
+            # Delta in fp32, then cast: b_base + delta reproduces b_task to rounding.
+            row[start:stop] = value.float() - self._modules[site].bias.detach().float().cpu()
+        with self._lock:
+            if not self._free:
+                self._grow()
+            slot = self._free.pop()
+            self.table[slot].copy_(row.to(self.dtype))
+        return slot
+
+    def free(self, slot: int) -> None:
+        if slot == 0:
+            return
+        with self._lock:
+            self.table[slot].zero_()
+            self._free.append(slot)
+
+    def _grow(self) -> None:
+        old = self.table
+        capacity = max(old.shape[0] + 1, math.ceil(old.shape[0] * GROWTH))
+        new = torch.zeros(capacity, self.width, device=self.device, dtype=self.dtype)
+        new[: old.shape[0]].copy_(old)
+        # A forward that already gathered from `old` keeps its rows; new writes go to `new`.
+        self.table = new
+        self._free.extend(range(capacity - 1, old.shape[0] - 1, -1))
+
+    @property
+    def capacity(self) -> int:
+        return self.table.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.table.numel() * self.table.element_size()
+
+    # -- forward -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def rows(self, slots: torch.Tensor) -> Iterator[None]:
+        """Within this block, every site adds the rows of ``slots`` ([batch] long) to its output.
+
+        The caller runs one forward at a time (the engine's forward lock).
+        """
+        with self._lock:
+            table = self.table
+        self._rows = table.index_select(0, slots.to(self.device))  # [batch, width]
+        try:
+            yield
+        finally:
+            self._rows = None
+
+    def _hook(self, site: str):
+        start, stop = self.offsets[site]
+
+        def add_rows(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor | None:
+            rows = self._rows
+            if rows is None:
+                return None  # plain backbone
+            delta = rows[:, start:stop]  # [batch, dim]
+            for _ in range(output.dim() - 2):
+                delta = delta.unsqueeze(1)  # [batch, 1, ..., dim]: broadcast over positions
+            if torch.is_grad_enabled():
+                return output + delta
+            return output.add_(delta)  # the output is a fresh tensor: add in place, no copy
+
+        return add_rows
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()

@@ -1,0 +1,40 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+from tests.helpers import save_tiny_backbone
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory):
+    return save_tiny_backbone(tmp_path_factory.mktemp("tiny-bert"), "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tiny_bert_dir):
+    from server.engine import load_backbone
+
+    return load_backbone(str(tiny_bert_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def minilm_backbone():
+    from server.engine import load_backbone
+
+    return load_backbone(None, device="cpu")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,107 @@
+"""Every validation failure has its own error and message, and nothing is stored."""
+
+import struct
+
+import pytest
+import torch
+
+from bias_store import (
+    BiasSetTooLarge,
+    FilesystemStore,
+    FingerprintMismatch,
+    InvalidBiasSet,
+    InvalidTaskName,
+    dumps,
+    validate_bytes,
+)
+from tests.helpers import random_bias_set
+
+
+@pytest.fixture()
+def store(tmp_path, tiny_backbone):
+    spec = tiny_backbone.spec
+    return FilesystemStore(tmp_path / "store", lambda data, name: validate_bytes(data, spec, max_bytes=2_000_000, name=name))
+
+
+def _bytes(spec, **changes):
+    bs = random_bias_set(spec, "good")
+    for key, value in changes.items():
+        if key == "tensors":
+            bs.tensors = value(bs.tensors)
+        else:
+            setattr(bs.meta, key, value)
+    return dumps(bs)
+
+
+def _raw_fp16(spec):
+    """dumps() always writes float32, so build a float16 file by hand."""
+    import safetensors.torch
+
+    bs = random_bias_set(spec, "good")
+    tensors = {k: v.half() if k == QUERY0 else v for k, v in bs.tensors.items()}
+    return safetensors.torch.save(tensors, metadata=bs.meta.to_header())
+
+
+def _set(tensors, key, value):
+    out = dict(tensors)
+    out[key] = value
+    return out
+
+
+def _drop(tensors, key):
+    return {k: v for k, v in tensors.items() if k != key}
+
+
+QUERY0 = "bert.encoder.layer.0.attention.self.query.bias"
+
+
+CASES = [
+    # (id, builder(spec) -> bytes, exception type, reason, words the message must contain)
+    ("not-safetensors", lambda s: b"PK\x03\x04 this is a zip file" * 4, InvalidBiasSet, "not_safetensors", "safetensors"),
+    ("too-short", lambda s: b"abc", InvalidBiasSet, "not_safetensors", "3 bytes"),
+    ("header-not-json", lambda s: struct.pack("<Q", 5) + b"{oops", InvalidBiasSet, "not_safetensors", "JSON"),
+    ("pickle", lambda s: b"\x80\x04\x95" + b"\x00" * 64, InvalidBiasSet, "not_safetensors", "safetensors"),
+    ("wrong-fingerprint", lambda s: _bytes(s, backbone_fingerprint="0" * 64), FingerprintMismatch, "fingerprint_mismatch", "0000000000"),
+    ("wrong-architecture", lambda s: _bytes(s, model_type="roberta"), InvalidBiasSet, "wrong_architecture", "roberta"),
+    ("bad-name", lambda s: _bytes(s, task="Bad Name!"), InvalidTaskName, "bad_name", "Bad Name!"),
+    ("name-too-long", lambda s: _bytes(s, task="a" * 65), InvalidTaskName, "bad_name", "1-64"),
+    ("unknown-key", lambda s: _bytes(s, tensors=lambda t: _set(t, "bert.encoder.layer.0.attention.self.query.weight", torch.zeros(32, 32))),
+     InvalidBiasSet, "bad_keys", "query.weight"),
+    ("missing-head", lambda s: _bytes(s, tensors=lambda t: _drop(t, "classifier.weight")), InvalidBiasSet, "bad_keys", "classifier.weight"),
+    ("missing-site", lambda s: _bytes(s, tensors=lambda t: _drop(t, QUERY0)), InvalidBiasSet, "bad_keys", "query.bias"),
+    ("wrong-shape", lambda s: _bytes(s, tensors=lambda t: _set(t, QUERY0, torch.zeros(31))), InvalidBiasSet, "bad_shape", "[31]"),
+    ("head-vs-labels", lambda s: _bytes(s, labels=["a", "b", "c"]), InvalidBiasSet, "head_mismatch", "3 labels"),
+    ("nan", lambda s: _bytes(s, tensors=lambda t: _set(t, QUERY0, torch.full((32,), float("nan")))), InvalidBiasSet, "non_finite", "NaN"),
+    ("inf-head", lambda s: _bytes(s, tensors=lambda t: _set(t, "classifier.bias", torch.tensor([0.0, float("inf")]))),
+     InvalidBiasSet, "non_finite", "classifier.bias"),
+    ("fp16", _raw_fp16, InvalidBiasSet, "bad_dtype", "F32"),
+    ("bad-problem-type", lambda s: _bytes(s, problem_type="ranking"), InvalidBiasSet, "bad_metadata", "problem_type"),
+    ("bad-pooling", lambda s: _bytes(s, pooling="max"), InvalidBiasSet, "bad_metadata", "pooling"),
+    ("duplicate-labels", lambda s: _bytes(s, labels=["a", "a"]), InvalidBiasSet, "bad_metadata", "distinct"),
+    ("too-large", lambda s: b"\x00" * 2_000_001, BiasSetTooLarge, "too_large", "2000000"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_each_invalid_bias_set_is_refused_with_its_reason_and_nothing_is_stored(store, tiny_backbone, case):
+    _, build, exc_type, reason, words = case
+    good = store.put(dumps(random_bias_set(tiny_backbone.spec, "keep", seed=3)))
+    before = sorted(p.name for p in (store.root / "tasks").rglob("*"))
+
+    with pytest.raises(exc_type) as info:
+        store.put(build(tiny_backbone.spec))
+    assert info.value.reason == reason
+    assert words in str(info.value)
+
+    assert sorted(p.name for p in (store.root / "tasks").rglob("*")) == before
+    record, data = store.get("keep")
+    assert (record.version, record.sha256) == (good.version, good.sha256)
+
+
+def test_a_valid_bias_set_passes_and_roundtrips(store, tiny_backbone):
+    bs = random_bias_set(tiny_backbone.spec, "ok", labels=["x", "y", "z"], subset="query_intermediate", pooling="mean")
+    record = store.put(dumps(bs))
+    assert record.meta.labels == ["x", "y", "z"] and record.meta.pooling == "mean"
+    _, data = store.get("ok")
+    again = validate_bytes(data, tiny_backbone.spec)
+    assert all(torch.equal(again.tensors[k], bs.tensors[k]) for k in bs.tensors)

@@ -1,0 +1,438 @@
+"""HTTP load generator and server-process helpers shared by the ``bench/http_*`` benchmarks.
+
+The load generator is a closed-loop asyncio httpx client: ``concurrency`` workers share one
+connection pool, each sends its next request as soon as the previous one answers, and the
+run stops at ``max_requests`` or ``max_seconds``, whichever comes first. It reports
+throughput, p50/p90/p99 latency, failures by status, and its own CPU time, because on a
+2-core machine every CPU-second the client spends is one the server under test loses.
+
+Run it alone to measure that overhead against a trivial server (one fixed JSON answer)::
+
+    .venv/bin/python -m bench.http_load --requests 3000 --concurrency 32
+
+Everything talks to 127.0.0.1 only; every loop is bounded in count and time; every server
+started here is killed on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx  # for the few non-load calls (readiness polls, uploads)
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+HOST = "127.0.0.1"
+CACHE = Path(os.environ.get("BITFIT_BENCH_CACHE", Path(tempfile.gettempdir()) / "bitfit-bench"))
+
+# i -> (method, path, json body or None); the index lets a benchmark replay one sequence.
+RequestFactory = Callable[[int], tuple[str, str, dict | None]]
+
+
+def emit(record: dict) -> None:
+    """One JSON line per measurement, on stdout."""
+    print(json.dumps(record, sort_keys=False), flush=True)
+
+
+# -- the load generator ------------------------------------------------------------------
+@dataclass
+class LoadResult:
+    requests: int = 0  # answered or failed, inside the measured window
+    ok: int = 0
+    failures: Counter = field(default_factory=Counter)  # "503" / "ReadTimeout" -> count
+    seconds: float = 0.0
+    client_cpu_s: float = 0.0  # CPU the load generator itself burned (user + system)
+    latencies_ms: list[float] = field(default_factory=list, repr=False)  # successful requests only
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))  # nearest rank
+        return ordered[rank]
+
+    def summary(self) -> dict:
+        return {
+            "requests": self.requests,
+            "ok": self.ok,
+            "failed": sum(self.failures.values()),
+            "failures": dict(self.failures),
+            "seconds": round(self.seconds, 3),
+            "throughput_rps": round(self.ok / self.seconds, 2) if self.seconds else None,
+            "p50_ms": _round(self.percentile(50)),
+            "p90_ms": _round(self.percentile(90)),
+            "p99_ms": _round(self.percentile(99)),
+            "client_cpu_ms_per_request": round(1000 * self.client_cpu_s / self.requests, 3) if self.requests else None,
+            "client_cpu_share_of_one_core": round(self.client_cpu_s / self.seconds, 3) if self.seconds else None,
+        }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 2)
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection, just enough protocol for these benchmarks.
+
+    httpx measured about 2.8 ms of client CPU per request here, which on 2 cores would
+    throttle the server under test; this bare client costs a small fraction of that
+    (``python -m bench.http_load`` measures it).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"", content_type: str = "application/json") -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n")
+        try:
+            self.writer.write(head.encode() + body)
+            raw = await self.reader.readuntil(b"\r\n\r\n")
+            lines = raw.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+            if "content-length" in headers:
+                data = await self.reader.readexactly(int(headers["content-length"]))
+            elif headers.get("transfer-encoding") == "chunked":
+                data = await self._chunked()
+            else:  # no framing: the body runs to the end of the connection
+                data = await self.reader.read()
+                headers["connection"] = "close"
+            if headers.get("connection") == "close":
+                await self.close()
+            return status, data
+        except BaseException:
+            await self.close()  # never reuse a connection left mid-response
+            raise
+
+    async def _chunked(self) -> bytes:
+        parts = []
+        for _ in range(1 << 20):  # bounded: a response of a million chunks is a bug
+            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await self.reader.readuntil(b"\r\n")
+                break
+            parts.append(await self.reader.readexactly(size))
+            await self.reader.readexactly(2)
+        return b"".join(parts)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
+def _split_url(base_url: str) -> tuple[str, int]:
+    hostport = base_url.split("://", 1)[-1].rstrip("/")
+    host, port = hostport.rsplit(":", 1)
+    if host not in (HOST, "localhost"):
+        raise ValueError(f"benchmarks only talk to {HOST}, not {host}")
+    return host, int(port)
+
+
+async def run_load(
+    base_url: str,
+    make_request: RequestFactory,
+    *,
+    concurrency: int,
+    max_requests: int,
+    max_seconds: float,
+    ok_status: tuple[int, ...] = (200,),
+    check: Callable[[int, int, bytes], str | None] | None = None,
+    timeout: float = 60.0,
+) -> LoadResult:
+    """Closed-loop load, one connection per worker; ``check(i, status, body)`` may return a
+    failure reason for an answer whose status is in ``ok_status``."""
+    if concurrency < 1 or max_requests < 1 or max_seconds <= 0:
+        raise ValueError("concurrency and max_requests must be >= 1 and max_seconds > 0")
+    host, port = _split_url(base_url)
+    result = LoadResult()
+    next_index = 0
+    deadline = time.perf_counter() + max_seconds
+
+    async def worker() -> None:
+        nonlocal next_index
+        conn = Connection(host, port)
+        try:
+            while next_index < max_requests and time.perf_counter() < deadline:
+                i = next_index
+                next_index += 1
+                method, path, body = make_request(i)
+                payload = b"" if body is None else json.dumps(body).encode()
+                t0 = time.perf_counter()
+                try:
+                    async with asyncio.timeout(timeout):
+                        status, data = await conn.request(method, path, payload)
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, TimeoutError) as exc:
+                    result.requests += 1
+                    result.failures[type(exc).__name__] += 1
+                    continue
+                elapsed_ms = 1000 * (time.perf_counter() - t0)
+                result.requests += 1
+                reason = None if status in ok_status else str(status)
+                if reason is None and check is not None:
+                    reason = check(i, status, data)
+                if reason is None:
+                    result.ok += 1
+                    result.latencies_ms.append(elapsed_ms)
+                else:
+                    result.failures[reason] += 1
+        finally:
+            await conn.close()
+
+    cpu0, t0 = _cpu(), time.perf_counter()
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        result.seconds = time.perf_counter() - t0
+        result.client_cpu_s = _cpu() - cpu0
+    return result
+
+
+def run(coro):
+    """asyncio.run on uvloop when it is installed (it is, with uvicorn[standard]): less client CPU."""
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+# -- workload ----------------------------------------------------------------------------
+_WORDS = (
+    "a gorgeous witty film the plot drags but acting is superb dull predictable script "
+    "charming heartfelt moving story clumsy direction brilliant score tedious overlong "
+    "funny sharp smart warm bland messy stylish thin clever tender cold sincere flat"
+).split()
+
+
+def short_texts(n: int = 512, seed: int = 0, min_words: int = 4, max_words: int = 12) -> list[str]:
+    """Review-like short texts (about 6 to 16 tokens), seeded."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(min_words, max_words))) for _ in range(n)]
+
+
+def task_name(i: int) -> str:
+    return f"task-{i:04d}"
+
+
+def predict_factory(texts: list[str], tasks: list[str], seed: int) -> RequestFactory:
+    """Request i: POST /predict/<task> with one short text. Text i is fixed; the task is
+    drawn uniformly from ``tasks`` by a seeded RNG, so two runs differ only in the tasks."""
+    rng = random.Random(seed)
+    picks = [rng.randrange(len(tasks)) for _ in range(1 << 16)]
+
+    def make(i: int) -> tuple[str, str, dict]:
+        return "POST", f"/predict/{tasks[picks[i % len(picks)]]}", {"inputs": texts[i % len(texts)]}
+
+    return make
+
+
+# -- stores of random-but-valid MiniLM bias sets -----------------------------------------
+def minilm_spec():
+    """The spec (and fingerprint) of the packaged MiniLM, exactly as the server computes it."""
+    from server.engine.backbone import load_backbone
+
+    return load_backbone(None, device="cpu").spec
+
+
+def validator(spec):
+    from bias_store.validate import validate_bytes
+
+    return lambda data, name: validate_bytes(data, spec, name=name)
+
+
+def bias_set_bytes(spec, name: str, seed: int) -> bytes:
+    from bias_store.format import dumps
+    from tests.helpers import random_bias_set
+
+    return dumps(random_bias_set(spec, name, seed=seed))
+
+
+def build_store(spec, n_tasks: int, *, fresh: bool = False) -> Path:
+    """A FilesystemStore folder holding ``task-0000`` ... with random valid bias sets.
+
+    Cached under CACHE by fingerprint and size (building 1,000 tasks takes a while); a
+    ``fresh`` store is a private copy that a benchmark may upload into.
+    """
+    import shutil
+
+    from bias_store.filesystem import FilesystemStore
+
+    root = CACHE / f"store-{spec.fingerprint[:12]}-{n_tasks}"
+    marker = root / "BENCH_COMPLETE"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        store = FilesystemStore(root, validator(spec), keep_versions=2)
+        for i in range(n_tasks):
+            store.put(bias_set_bytes(spec, task_name(i), seed=i))
+        marker.write_text(str(n_tasks))
+    if not fresh:
+        return root
+    copy = Path(tempfile.mkdtemp(prefix="bitfit-store-", dir=CACHE))
+    shutil.copytree(root, copy, dirs_exist_ok=True)
+    return copy
+
+
+# -- server processes ---------------------------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A server in a child process (its own process group), logging to a file; killed on exit."""
+
+    def __init__(self, name: str, cmd: list[str], port: int, env: dict | None = None) -> None:
+        self.name, self.cmd, self.port = name, cmd, port
+        self.url = f"http://{HOST}:{port}"
+        CACHE.mkdir(parents=True, exist_ok=True)
+        self.log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log", dir=CACHE)[1])
+        self.env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+                    "TRANSFORMERS_OFFLINE": "1", **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+
+    def start(self) -> "ServerProcess":
+        log = open(self.log_path, "wb")
+        self.started_at = time.perf_counter()
+        self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        log.close()
+        return self
+
+    def wait_ready(self, path: str = "/readyz", timeout: float = 300.0, interval: float = 0.02) -> float:
+        """Seconds from start() until ``path`` answers 200 (polled every ``interval``)."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; log: {self.log_path}\n{self.tail()}")
+                try:
+                    if client.get(self.url + path).status_code == 200:
+                        return time.perf_counter() - self.started_at
+                except httpx.HTTPError:
+                    pass
+                time.sleep(interval)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s; log: {self.log_path}\n{self.tail()}")
+
+    def rss_mb(self) -> float | None:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        except (OSError, AttributeError):
+            return None
+        return None
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def bitfit_server(store: Path, port: int | None = None, extra: list[str] | None = None) -> ServerProcess:
+    """``bitfit serve`` on the packaged MiniLM, CPU, fp32 (``--backbone`` left at its default)."""
+    port = port or free_port()
+    exe = Path(PYTHON).with_name("bitfit")
+    base = [str(exe)] if exe.exists() else [PYTHON, "-m", "server.cli"]
+    cmd = base + ["--log-level", "WARNING", "serve", "--host", HOST, "--port", str(port), "--store", str(store),
+                  "--device", "cpu"] + (extra or [])
+    return ServerProcess("bitfit", cmd, port)
+
+
+def naive_server(store: Path, port: int | None = None) -> ServerProcess:
+    port = port or free_port()
+    return ServerProcess("naive", [PYTHON, "-m", "bench.naive_server", "--port", str(port), "--store", str(store)], port)
+
+
+# -- overhead: the client against a trivial server ---------------------------------------
+async def _trivial_app(scope, receive, send) -> None:
+    """A bare ASGI app: drain the body, answer a fixed small JSON (no framework, no work)."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    body = b'{"task":"t","version":1,"predictions":[{"label":"positive","score":0.9}]}'
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _serve_trivial(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(_trivial_app, host=HOST, port=port, log_level="warning", access_log=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Measure the load generator's own overhead against a trivial server.")
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_trivial:
+        _serve_trivial(args.serve_trivial)
+        return 0
+    CACHE.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    server = ServerProcess("trivial", [PYTHON, "-m", "bench.http_load", "--serve-trivial", str(port)], port)
+    texts, tasks = short_texts(), [task_name(i) for i in range(100)]
+    with server:
+        server.wait_ready("/", timeout=60)
+        run(run_load(server.url, predict_factory(texts, tasks, 0), concurrency=args.concurrency,
+                     max_requests=200, max_seconds=10))  # warm-up
+        result = run(run_load(server.url, predict_factory(texts, tasks, 1), concurrency=args.concurrency,
+                              max_requests=args.requests, max_seconds=args.seconds))
+    emit({"bench": "http_load_overhead", "server": "trivial uvicorn ASGI app (fixed JSON)",
+          "concurrency": args.concurrency, "cpus": os.cpu_count(), **result.summary()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

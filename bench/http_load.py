@@ -251,6 +251,53 @@ def predict_factory(texts: list[str], tasks: list[str], seed: int) -> RequestFac
     return make
 
 
+def task_check(make: RequestFactory) -> Callable[[int, int, bytes], str | None]:
+    """A check that the answer is for the task request i asked for, with one prediction."""
+
+    def check(i: int, status: int, body: bytes) -> str | None:
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            return "bad_json"
+        if answer.get("task") != make(i)[1].rsplit("/", 1)[-1] or len(answer.get("predictions") or []) != 1:
+            return "wrong_answer"
+        return None
+
+    return check
+
+
+def batch_metrics(url: str) -> dict[str, float]:
+    """``*_sum``/``*_count`` of the server's batch histograms from /metrics (empty if absent).
+
+    Differences between two snapshots give the mean rows and distinct tasks per batch of
+    one load phase, which is what explains its throughput.
+    """
+    try:
+        text = httpx.get(url + "/metrics", timeout=10, trust_env=False).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or "batch" not in line:
+            continue
+        name, _, value = line.rpartition(" ")
+        if name.endswith(("_sum", "_count")) and "{" not in name:
+            out[name] = float(value)
+    return out
+
+
+def batch_means(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per histogram: mean of the observations made between two snapshots."""
+    means = {}
+    for name in after:
+        if name.endswith("_sum"):
+            base = name[: -len("_sum")]
+            count = after.get(base + "_count", 0) - before.get(base + "_count", 0)
+            if count > 0:
+                means["mean_" + base] = round((after[name] - before.get(name, 0)) / count, 2)
+    return means
+
+
 # -- stores of random-but-valid MiniLM bias sets -----------------------------------------
 def minilm_spec():
     """The spec (and fingerprint) of the packaged MiniLM, exactly as the server computes it."""
@@ -378,7 +425,8 @@ def bitfit_server(store: Path, port: int | None = None, extra: list[str] | None 
     """``bitfit serve`` on the packaged MiniLM, CPU, fp32 (``--backbone`` left at its default)."""
     port = port or free_port()
     exe = Path(PYTHON).with_name("bitfit")
-    base = [str(exe)] if exe.exists() else [PYTHON, "-m", "server.cli"]
+    # BITFIT_BENCH_SERVE_CMD swaps in another build of the server (same flags).
+    base = os.environ.get("BITFIT_BENCH_SERVE_CMD", "").split() or ([str(exe)] if exe.exists() else [PYTHON, "-m", "server.cli"])
     cmd = base + ["--log-level", "WARNING", "serve", "--host", HOST, "--port", str(port), "--store", str(store),
                   "--device", "cpu"] + (extra or [])
     return ServerProcess("bitfit", cmd, port)

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -144,7 +145,18 @@ class Connection:
             self.reader = self.writer = None
 
 
-def _split_url(base_url: str) -> tuple[str, int]:
+def multipart(data: bytes, filename: str, fields: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """A multipart/form-data body with ``file`` (and optional text fields): (body, content type)."""
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in (fields or {}).items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def split_url(base_url: str) -> tuple[str, int]:
     hostport = base_url.split("://", 1)[-1].rstrip("/")
     host, port = hostport.rsplit(":", 1)
     if host not in (HOST, "localhost"):
@@ -162,12 +174,14 @@ async def run_load(
     ok_status: tuple[int, ...] = (200,),
     check: Callable[[int, int, bytes], str | None] | None = None,
     timeout: float = 60.0,
+    stop: asyncio.Event | None = None,
 ) -> LoadResult:
     """Closed-loop load, one connection per worker; ``check(i, status, body)`` may return a
-    failure reason for an answer whose status is in ``ok_status``."""
+    failure reason for an answer whose status is in ``ok_status``; setting ``stop`` ends the
+    run early (requests in flight still finish and count)."""
     if concurrency < 1 or max_requests < 1 or max_seconds <= 0:
         raise ValueError("concurrency and max_requests must be >= 1 and max_seconds > 0")
-    host, port = _split_url(base_url)
+    host, port = split_url(base_url)
     result = LoadResult()
     next_index = 0
     deadline = time.perf_counter() + max_seconds
@@ -176,7 +190,7 @@ async def run_load(
         nonlocal next_index
         conn = Connection(host, port)
         try:
-            while next_index < max_requests and time.perf_counter() < deadline:
+            while next_index < max_requests and time.perf_counter() < deadline and not (stop and stop.is_set()):
                 i = next_index
                 next_index += 1
                 method, path, body = make_request(i)

@@ -1,0 +1,93 @@
+"""The app factory: ``create_app(settings)`` wires routers; its lifespan builds the services.
+
+Nothing lives at module level: the backbone, engine, store, sync watcher, batcher and
+metrics registry belong to one app (``app.state``), so tests can run several apps in one
+process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from bias_store.filesystem import FilesystemStore
+from server.batcher import Batcher
+from server.deps import Services
+from server.engine import Backbone, Engine, load_backbone
+from server.errors import install_error_handlers
+from server.metrics import Metrics
+from server.middleware import RequestGuard
+from server.routes import health, metrics, predict, tasks
+from server.settings import Settings
+from server.sync import RecordingValidator, StoreSync, preload
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Serve many BitFit text-classification tasks on one frozen encoder.
+
+Each task is a small *bias set* (the encoder's bias terms plus a classifier head). Requests
+for any mix of tasks share every forward pass. Tasks are uploaded, replaced, rolled back
+and deleted at run time; a request always finishes with the version it started with.
+
+Every error answer is `{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | None = None) -> Services:
+    """Load the backbone (unless given), put preloads, load the store, start the workers."""
+    if backbone is None:
+        backbone = load_backbone(settings.backbone, settings.device, settings.dtype)
+    validator = RecordingValidator(backbone.spec, settings.max_upload_bytes, metrics)
+    store = FilesystemStore(settings.store, validator, keep_versions=settings.keep_versions)
+    preload(store, settings.preload)
+    # Room for every stored task up front, so start-up does not regrow the table many times.
+    engine = Engine(backbone, capacity=len(store.state()) + 8)
+    sync = StoreSync(store, engine, validator, settings.sync_interval_s)
+    try:
+        sync.start()
+    except Exception:
+        engine.close()
+        raise
+    batcher = Batcher(
+        engine, metrics, max_rows=settings.max_batch_rows, max_tokens=settings.max_batch_tokens,
+        max_wait_ms=settings.max_wait_ms, max_queue_rows=settings.max_queue_rows,
+        tokenizer_threads=settings.tokenizer_threads, retry_after_s=settings.retry_after_s,
+    )
+    metrics.track_tasks(lambda: len(engine.tasks()))
+    return Services(settings, metrics, engine, store, sync, batcher)
+
+
+def stop_services(services: Services) -> None:
+    """Finish queued work, then stop watching the store and unhook the engine."""
+    services.batcher.close(timeout=services.settings.graceful_timeout_s)
+    services.sync.stop()
+    services.engine.close()
+
+
+def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastAPI:
+    """Build the app. ``backbone`` lets tests share one already-loaded backbone."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await run_in_threadpool(start_services, settings, app.state.metrics, backbone)
+        app.state.services = services
+        log.info("ready: %d tasks on %s", len(services.engine.tasks()), services.engine.backbone.device)
+        try:
+            yield
+        finally:
+            app.state.services = None
+            await run_in_threadpool(stop_services, services)
+
+    app = FastAPI(title="BitFit multi-task inference server", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = Metrics(settings.metrics_max_tasks)
+    app.state.services = None
+    install_error_handlers(app)
+    for module in (predict, tasks, health, metrics):
+        app.include_router(module.router)
+    app.add_middleware(RequestGuard, settings=settings)
+    return app

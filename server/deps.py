@@ -1,0 +1,34 @@
+"""What routes depend on: the running services, as one small overridable dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from bias_store.filesystem import FilesystemStore
+from server.batcher import Batcher
+from server.engine import Engine
+from server.errors import NotReady
+from server.metrics import Metrics
+from server.settings import Settings
+from server.sync import StoreSync
+
+
+@dataclass
+class Services:
+    """Everything the lifespan builds; kept on ``app.state.services`` while serving."""
+
+    settings: Settings
+    metrics: Metrics
+    engine: Engine
+    store: FilesystemStore
+    sync: StoreSync
+    batcher: Batcher
+
+
+def get_services(request: Request) -> Services:
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        raise NotReady("the server is starting or stopping", {"Retry-After": "1"})
+    return services

@@ -1,0 +1,80 @@
+"""Prometheus metrics on a registry per app (two apps in one process never collide).
+
+The ``task`` label is bounded: the first ``max_tasks`` task names seen get their own
+label value, every later one is counted under ``other``, and requests for tasks that do
+not exist are counted under ``unknown`` (so a client cannot grow the label set by
+inventing names).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+OTHER = "other"
+UNKNOWN = "unknown"
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class TaskLabels:
+    """Maps task names to a bounded set of label values."""
+
+    def __init__(self, max_tasks: int) -> None:
+        self.max_tasks = max_tasks
+        self._named: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, task: str) -> str:
+        if task in self._named:
+            return task
+        with self._lock:
+            if task in self._named:
+                return task
+            if len(self._named) < self.max_tasks and task not in (OTHER, UNKNOWN):
+                self._named.add(task)
+                return task
+        return OTHER
+
+
+class Metrics:
+    def __init__(self, max_task_labels: int = 100) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.task_label = TaskLabels(max_task_labels)
+        r = self.registry
+        self.requests = Counter("bitfit_requests", "Predict requests by task and HTTP status.", ["task", "status"], registry=r)
+        self.request_latency = Histogram(
+            "bitfit_request_latency_seconds", "Predict latency from accepted to answered, by task.", ["task"],
+            buckets=_LATENCY, registry=r,
+        )
+        self.queue_wait = Histogram(
+            "bitfit_queue_wait_seconds", "Time a request waits before its first row enters a batch.", buckets=_LATENCY, registry=r
+        )
+        self.inference = Histogram(
+            "bitfit_inference_seconds", "Duration of one batch's forward pass (all tasks in it).", buckets=_LATENCY, registry=r
+        )
+        self.batch_rows = Histogram("bitfit_batch_rows", "Rows per forward pass.", buckets=_ROWS, registry=r)
+        self.batch_tasks = Histogram("bitfit_batch_tasks", "Distinct tasks per forward pass.", buckets=_ROWS, registry=r)
+        self.queue_depth = Gauge("bitfit_queue_depth_rows", "Rows waiting for the inference worker.", registry=r)
+        self.tasks_loaded = Gauge("bitfit_tasks_loaded", "Tasks registered in the engine.", registry=r)
+        self.rejected = Counter("bitfit_rejected_requests", "Requests refused before inference, by reason.", ["reason"], registry=r)
+        self.upload_seconds = Histogram(
+            "bitfit_upload_seconds", "Upload/replace handling: validation, store write and registration.",
+            buckets=_LATENCY, registry=r,
+        )
+        self.validation_seconds = Histogram(
+            "bitfit_validation_seconds", "Bias-set validation alone.", buckets=_LATENCY, registry=r
+        )
+        self.upload_rejections = Counter(
+            "bitfit_upload_rejections", "Uploads refused, by the validator's reason.", ["reason"], registry=r
+        )
+
+    def track_tasks(self, count: Callable[[], int]) -> None:
+        """Read the loaded-task count at scrape time (always current, no bookkeeping)."""
+        self.tasks_loaded.set_function(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,36 @@
+"""Liveness and readiness probes (always open: no auth)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from server.errors import NotReady
+from server.routes.responses import errors
+from server.schemas import Health, Ready
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Ready, responses=errors(503), summary="Readiness: backbone loaded, store synced")
+async def readyz(request: Request) -> dict:
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        raise NotReady("the server is starting or stopping", {"Retry-After": "1"})
+    if not services.sync.healthy:
+        raise NotReady("the last store sync failed; the server log has the details", {"Retry-After": "1"})
+    backbone = services.engine.backbone
+    return {
+        "status": "ready",
+        "backbone": str(backbone.spec.base_model),
+        "model_type": backbone.spec.model_type,
+        "fingerprint": backbone.spec.fingerprint,
+        "device": str(backbone.device),
+        "dtype": str(backbone.dtype).removeprefix("torch."),
+        "tasks": len(services.engine.tasks()),
+        "queue_rows": services.batcher.queued_rows,
+    }

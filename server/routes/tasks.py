@@ -1,0 +1,115 @@
+"""/tasks: upload, replace, list, show, delete and roll back bias sets.
+
+Mutations go through StoreSync (store first, engine second) on a worker thread, so the
+event loop never waits on validation or fsync, and the very next request sees the result.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Body, Depends, File, Form, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from bias_store.errors import VersionNotFound
+from bias_store.store import TaskRecord
+from server.auth import require_admin, require_reader
+from server.deps import Services, get_services
+from server.engine import UnknownTask
+from server.routes.responses import errors
+from server.schemas import RollbackRequest, TaskInfo, TaskList, UploadResponse
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+_FILE_DOC = "A bias-set file (safetensors with bitfit metadata; see docs/FORMAT.md)."
+_NAME_DOC = "Task name overriding the one in the file's metadata."
+
+
+def _info(record: TaskRecord, services: Services) -> dict:
+    meta = record.meta
+    try:
+        loaded = services.engine.get(record.name).sha256 == record.sha256
+    except UnknownTask:
+        loaded = False
+    return {
+        "name": record.name, "version": record.version, "labels": list(meta.labels), "problem_type": meta.problem_type,
+        "inputs": meta.inputs, "pooling": meta.pooling, "bias_sites": meta.bias_sites, "base_model": meta.base_model,
+        "created_at": meta.created_at, "size_bytes": record.size, "sha256": record.sha256,
+        "versions": list(record.versions), "loaded": loaded, "training": meta.training,
+    }
+
+
+async def _upload(services: Services, file: UploadFile, name: str | None) -> dict:
+    started = time.perf_counter()
+    data = await file.read()
+    record, handle = await run_in_threadpool(services.sync.put, data, name)
+    services.metrics.upload_seconds.observe(time.perf_counter() - started)
+    # Bias sets are fp32 by format (the validator enforces it): 4 bytes per parameter.
+    return {**_info(record, services), "num_params": handle.num_bytes // 4, "tensor_bytes": handle.num_bytes}
+
+
+@router.post(
+    "", status_code=201, response_model=UploadResponse, dependencies=[Depends(require_admin)],
+    responses=errors(401, 403, 409, 413, 422), summary="Upload a bias set (a new task or a new version)",
+)
+async def upload_task(
+    file: UploadFile = File(description=_FILE_DOC),
+    name: str | None = Form(None, description=_NAME_DOC, max_length=200),
+    services: Services = Depends(get_services),
+) -> dict:
+    """Validated by the store, then servable by the very next request."""
+    return await _upload(services, file, name or None)
+
+
+@router.put(
+    "/{task}", status_code=201, response_model=UploadResponse, dependencies=[Depends(require_admin)],
+    responses=errors(401, 403, 409, 413, 422), summary="Replace a task with a new version",
+)
+async def replace_task(
+    task: str, file: UploadFile = File(description=_FILE_DOC), services: Services = Depends(get_services)
+) -> dict:
+    """Stores the file as `task`'s next version (whatever name its metadata holds)."""
+    return await _upload(services, file, task)
+
+
+@router.get("", response_model=TaskList, dependencies=[Depends(require_reader)], responses=errors(401, 403), summary="List tasks")
+async def list_tasks(services: Services = Depends(get_services)) -> dict:
+    records = await run_in_threadpool(services.store.list)
+    return {"tasks": [_info(r, services) for r in records]}
+
+
+@router.get(
+    "/{task}", response_model=TaskInfo, dependencies=[Depends(require_reader)], responses=errors(401, 403, 404),
+    summary="One task and its versions",
+)
+async def get_task(task: str, services: Services = Depends(get_services)) -> dict:
+    record, _ = await run_in_threadpool(services.store.get, task)
+    return _info(record, services)
+
+
+@router.delete(
+    "/{task}", status_code=204, dependencies=[Depends(require_admin)], responses=errors(401, 403, 404),
+    summary="Delete a task and all its versions",
+)
+async def delete_task(task: str, services: Services = Depends(get_services)) -> Response:
+    """Requests already accepted for the task still finish with the version they pinned."""
+    await run_in_threadpool(services.sync.delete, task)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{task}/rollback", response_model=TaskInfo, dependencies=[Depends(require_admin)], responses=errors(401, 403, 404, 422),
+    summary="Serve an earlier version again",
+)
+async def rollback_task(
+    task: str, body: RollbackRequest | None = Body(None), services: Services = Depends(get_services)
+) -> dict:
+    record, _ = await run_in_threadpool(services.store.get, task)
+    version = body.version if body is not None else None
+    if version is None:
+        earlier = [v for v in record.versions if v < record.version]
+        if not earlier:
+            raise VersionNotFound(task, record.version - 1, list(record.versions))
+        version = earlier[-1]
+    record = await run_in_threadpool(services.sync.rollback, task, version)
+    return _info(record, services)

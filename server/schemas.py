@@ -1,0 +1,177 @@
+"""Pydantic models of the HTTP edge (requests, responses, OpenAPI examples). Nothing else.
+
+Inside the server, the engine's dataclasses (Prediction, TaskHandle) and the store's
+TaskRecord are used; the routes convert at the edge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TextPair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    text_pair: str
+
+
+Inputs = str | list[str | TextPair]
+
+_INPUTS_DOC = "One text, a list of texts, or a list of {text, text_pair} pairs (for pair tasks)."
+_TOP_K_DOC = "Return only the k best labels in `scores` (sorted, best first)."
+_ALL_DOC = "Return every label's score in `scores` (ignored when top_k is set)."
+
+
+class PredictOptions(BaseModel):
+    top_k: int | None = Field(None, ge=1, le=1000, description=_TOP_K_DOC)
+    return_all_scores: bool = Field(True, description=_ALL_DOC)
+
+
+class PredictRequest(PredictOptions):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"inputs": "a gorgeous, witty film"},
+                {"inputs": ["a gorgeous, witty film", "dull and far too long"], "top_k": 1},
+                {"inputs": [{"text": "A man is playing a guitar.", "text_pair": "Someone plays music."}]},
+            ]
+        },
+    )
+    inputs: Inputs = Field(description=_INPUTS_DOC)
+
+
+class PredictItem(PredictOptions):
+    model_config = ConfigDict(extra="forbid")
+    task: str = Field(description="The task's name.", max_length=200)
+    inputs: Inputs = Field(description=_INPUTS_DOC)
+
+
+class MultiPredictRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {"task": "sentiment", "inputs": "a gorgeous, witty film"},
+                        {"task": "topic", "inputs": ["stocks fell sharply on Monday"], "top_k": 2},
+                    ]
+                }
+            ]
+        },
+    )
+    items: list[PredictItem] = Field(min_length=1, description="Items for any mix of tasks, answered in order.")
+
+
+class PredictionOut(BaseModel):
+    label: str = Field(description="The best label (for regression: the output's name).")
+    score: float = Field(description="Its probability (softmax, or sigmoid for multi-label; the value for regression).")
+    scores: dict[str, float] | None = Field(None, description="Label -> score, best first (see top_k, return_all_scores).")
+    truncated: bool = Field(description="True when the input was cut to the backbone's maximum length.")
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task": "sentiment",
+                    "version": 3,
+                    "predictions": [
+                        {"label": "positive", "score": 0.97, "scores": {"positive": 0.97, "negative": 0.03}, "truncated": False}
+                    ],
+                }
+            ]
+        }
+    )
+    task: str
+    version: int = Field(description="The task version that computed every prediction of this response.")
+    predictions: list[PredictionOut]
+
+
+class MultiPredictResponse(BaseModel):
+    results: list[PredictResponse] = Field(description="One result per request item, in order.")
+
+
+class TaskInfo(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "sentiment", "version": 2, "labels": ["negative", "positive"],
+                    "problem_type": "single_label_classification", "inputs": "text", "pooling": "cls",
+                    "bias_sites": "all", "base_model": "all-MiniLM-L6-v2", "created_at": "2026-11-26T10:00:00+00:00",
+                    "size_bytes": 137000, "sha256": "9f2c...", "versions": [1, 2], "loaded": True,
+                    "training": {"epochs": 16, "val_accuracy": 0.79},
+                }
+            ]
+        }
+    )
+    name: str
+    version: int = Field(description="The version now served.")
+    labels: list[str]
+    problem_type: str
+    inputs: str = Field(description="'text' or 'text_pair'.")
+    pooling: str
+    bias_sites: str
+    base_model: str
+    created_at: str
+    size_bytes: int = Field(description="Size of the stored bias-set file.")
+    sha256: str
+    versions: list[int] = Field(description="Every kept version, oldest first.")
+    loaded: bool = Field(description="Whether this server serves it (false if this backbone rejects the stored file).")
+    training: dict[str, Any] = Field(default_factory=dict, description="Free-form training summary from the file.")
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskInfo]
+
+
+class UploadResponse(TaskInfo):
+    num_params: int = Field(description="Parameters in the bias set (biases + head).")
+    tensor_bytes: int = Field(description="Raw tensor bytes the task costs in memory.")
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 1}, {}]})
+    version: int | None = Field(None, ge=1, description="Version to serve again; default: the one before the current.")
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Ready(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ready", "backbone": "all-MiniLM-L6-v2", "model_type": "bert",
+                    "fingerprint": "3be1...", "device": "cpu", "dtype": "float32", "tasks": 12, "queue_rows": 0,
+                }
+            ]
+        }
+    )
+    status: str
+    backbone: str
+    model_type: str
+    fingerprint: str
+    device: str
+    dtype: str
+    tasks: int
+    queue_rows: int
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["task_not_found"])
+    message: str = Field(examples=["task 'sentimnt' is not loaded; known tasks: sentiment"])
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    model_config = ConfigDict(extra="allow")
+    error: ErrorDetail

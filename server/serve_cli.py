@@ -1,0 +1,64 @@
+"""``bitfit serve``: run the inference server under uvicorn.
+
+Every flag has a ``BITFIT_*`` environment variable (flags win). Top-level imports stay
+light: the ``bitfit`` command imports every subcommand module at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Defaults are None so that unset flags fall back to BITFIT_* variables, then to Settings.
+    parser.add_argument("--host", help="interface to bind (BITFIT_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (BITFIT_PORT, default 8000)")
+    parser.add_argument("--store", type=Path, help="bias store folder, created if missing (BITFIT_STORE, default ./store)")
+    parser.add_argument("--backbone", help="backbone path or id (BITFIT_BACKBONE, default: the packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (BITFIT_DEVICE, default auto)")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="backbone dtype (BITFIT_DTYPE, default float32)")
+    parser.add_argument(
+        "--preload", nargs="+", type=Path, metavar="FILE",
+        help="bias-set files to put into the store at start-up unless already current (BITFIT_PRELOAD, comma-separated)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+    from pydantic import ValidationError
+
+    from server.app import create_app
+    from server.settings import Settings
+
+    flags = {k: getattr(args, k) for k in ("host", "port", "store", "backbone", "device", "dtype", "preload")}
+    try:
+        settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        print(f"bitfit serve: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    missing = [str(p) for p in settings.preload if not Path(p).is_file()]
+    if missing:
+        print(f"bitfit serve: --preload file not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep the logging that `bitfit` configured
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn handles SIGINT/SIGTERM: stop accepting, finish in-flight requests, then the
+    # lifespan drains the batch queue and stops the store watcher.
+    server.run()
+    if not server.started:
+        log.error("the server did not start; see the errors above")
+        return 1
+    return 0

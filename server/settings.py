@@ -1,0 +1,95 @@
+"""Server settings: flags and ``BITFIT_*`` environment variables, read once and passed in.
+
+Nothing else in the server reads ``os.environ``; ``create_app(settings)`` gets this object
+and keeps it on ``app.state.settings``. docs/OPERATIONS.md lists every variable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _split_list(value: object) -> object:
+    """Env lists may be JSON (``["a","b"]``) or comma-separated (``a,b``)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BITFIT_", extra="forbid", frozen=True)
+
+    # -- where and what to serve ----------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    store: Path = Path("store")  # the FilesystemStore root; created if missing
+    backbone: str | None = None  # path or id; None = the packaged all-MiniLM-L6-v2
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    # Bias-set files put into the store at start-up unless the task's current version
+    # already has identical bytes, so restarts do not pile up versions.
+    preload: Annotated[list[Path], NoDecode] = []
+    keep_versions: int = Field(5, ge=1)
+
+    # -- batching -------------------------------------------------------------------------
+    max_batch_rows: int = Field(32, ge=1)
+    # Padded tokens per batch (rows x longest row); bounds memory and latency of one forward.
+    max_batch_tokens: int = Field(8192, ge=1)
+    # How long the first queued row waits for company. Under load the queue fills while
+    # the previous forward runs, so this only delays requests on an idle server.
+    max_wait_ms: float = Field(2.0, ge=0)
+    # Rows waiting for the inference worker before new requests get 503 + Retry-After.
+    max_queue_rows: int = Field(1024, ge=1)
+    tokenizer_threads: int = Field(2, ge=1)
+    retry_after_s: int = Field(1, ge=1)
+
+    # -- limits ---------------------------------------------------------------------------
+    max_inputs_per_request: int = Field(64, ge=1)
+    max_input_chars: int = Field(10_000, ge=1)  # per text (each side of a pair)
+    max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1)
+
+    # -- auth -----------------------------------------------------------------------------
+    # Bearer keys for /tasks mutations (upload, replace, delete, rollback). Empty = open.
+    api_keys: Annotated[list[str], NoDecode] = []
+    # Bearer keys that may call predict and read /tasks (admin keys may too). Empty = open.
+    predict_api_keys: Annotated[list[str], NoDecode] = []
+
+    # -- operations -----------------------------------------------------------------------
+    sync_interval_s: float = Field(0.25, gt=0)  # how often the store's generation is polled
+    metrics_max_tasks: int = Field(100, ge=0)  # distinct task labels; the rest are "other"
+    graceful_timeout_s: float = Field(30.0, gt=0)  # in-flight requests get this long on SIGTERM
+    access_log: bool = False
+
+    @field_validator("preload", "api_keys", "predict_api_keys", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not DEVICE.fullmatch(value):
+            raise ValueError("device must be auto, cpu, cuda or cuda:N")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.max_queue_rows < self.max_inputs_per_request:
+            raise ValueError(
+                f"max_queue_rows ({self.max_queue_rows}) must be >= max_inputs_per_request "
+                f"({self.max_inputs_per_request}), or a full-size request could never be queued"
+            )
+        if any(len(k) < 16 for k in [*self.api_keys, *self.predict_api_keys]):
+            raise ValueError("API keys must be at least 16 characters (use e.g. `openssl rand -hex 32`)")
+        return self

@@ -29,10 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
     from pydantic import ValidationError
 
-    from server.app import create_app
     from server.settings import Settings
 
     flags = {k: getattr(args, k) for k in ("host", "port", "store", "backbone", "device", "dtype", "preload")}
@@ -45,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"bitfit serve: --preload file not found: {', '.join(missing)}", file=sys.stderr)
         return 2
+
+    import uvicorn  # heavy imports (torch, transformers) only once the settings are sound
+
+    from server.app import create_app
 
     config = uvicorn.Config(
         create_app(settings),

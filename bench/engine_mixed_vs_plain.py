@@ -1,0 +1,200 @@
+"""Mixed-task batch vs the plain backbone on the same batch, plus two baselines.
+
+Variants, all on one batch of ``--batch`` rows of exactly ``--length`` tokens, every row a
+random task out of ``--tasks`` registered ones, timed interleaved in one process:
+
+- ``encoder_plain``: the shared encoder alone (the BiasTable hooks are installed but idle).
+- ``encoder_mixed``: the same call inside ``engine.table.rows(slots)``: what BitFit adds.
+- ``logits_plain``: collate + encoder + one task's head, i.e. a single-task server.
+- ``logits_mixed``: ``Engine.logits`` on the mixed batch (heads run per task group).
+- ``naive_inplace``: what a naive server does: group the batch by task, copy each task's
+  biases into the model, run its rows, then restore the base biases.
+- ``peft_lora_mixed``: PEFT LoRA (r=8 on query/value) with ``--adapters`` adapters and
+  ``adapter_names=`` (one random adapter per row), on a separate copy of the encoder.
+
+Prints one JSON line per variant and per ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import common
+import torch
+
+from server.engine import Engine, load_backbone, load_classifier
+from server.engine.heads import cls_features
+from server.engine.inputs import collate
+from tests.helpers import random_bias_set
+
+log = logging.getLogger(__name__)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=common.MODELS, default="minilm")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--length", type=int, default=64)
+    p.add_argument("--tasks", type=int, default=1000)
+    p.add_argument("--adapters", type=int, default=32, help="LoRA adapters for the PEFT baseline")
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--baselines", default="naive,peft", help="comma list of naive,peft; '' for none")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def naive_inplace_runner(engine: Engine, items: list, tasks: dict[str, dict[str, torch.Tensor]]):
+    """A server that writes each task's biases into the shared model, runs that task's rows
+    alone, and restores the base biases afterwards (what BitFit's tables avoid)."""
+    backbone = engine.backbone
+    modules = engine.table._modules  # site -> module (the one place that found them)
+    base = {site: m.bias.detach().clone() for site, m in modules.items()}
+    pad = backbone.tokenizer.pad_token_id or 0
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, (handle, _) in enumerate(items):
+        groups[handle.name].append(i)
+
+    def run() -> list[torch.Tensor]:
+        out: list[torch.Tensor | None] = [None] * len(items)
+        with torch.inference_mode():
+            for name, idx in groups.items():
+                for site, value in tasks[name].items():
+                    modules[site].bias.copy_(value)
+                batch = collate([items[i][1] for i in idx], pad, backbone.device)
+                enc = backbone.encoder(**batch)
+                features = cls_features(engine.spec.model_type, enc.last_hidden_state, enc.pooler_output)
+                for i, row in zip(idx, items[idx[0]][0].head(features).cpu()):
+                    out[i] = row
+            for site, value in base.items():
+                modules[site].bias.copy_(value)
+        return out
+
+    return run
+
+
+def peft_runner(path: str, args: argparse.Namespace, batch: dict[str, torch.Tensor], rng: random.Random):
+    """PEFT's LoRA mixed-adapter batch on its own copy of the encoder."""
+    from peft import LoraConfig, get_peft_model
+
+    encoder = load_classifier(path, num_labels=2).base_model
+    config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["query", "value"])
+    model = get_peft_model(encoder, config, adapter_name="a0")
+    for i in range(1, args.adapters):
+        model.add_adapter(f"a{i}", config)
+    with torch.no_grad():  # lora_B starts at zero; make every adapter do real work
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    model.to(device=args.device, dtype=common_dtype(args.dtype)).eval()
+    names = [f"a{rng.randrange(args.adapters)}" for _ in range(args.batch)]
+
+    def run():
+        with torch.inference_mode():
+            return model(**batch, adapter_names=names)
+
+    return run
+
+
+def common_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    common.setup(args.threads, args.out)
+    baselines = {b for b in args.baselines.split(",") if b}
+    rng = random.Random(args.seed)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-mixed-"))
+    path = common.backbone_dir(args.model, tmp)
+    backbone = load_backbone(path, device=args.device, dtype=args.dtype)
+    engine = Engine(backbone, capacity=args.tasks + 1)
+
+    # Register the tasks; keep absolute biases only for the tasks the batch uses (naive baseline).
+    names = [f"task-{i}" for i in range(args.tasks)]
+    chosen = [rng.randrange(args.tasks) for _ in range(args.batch)]
+    keep = set(chosen)
+    prefix = backbone.spec.prefix + "."
+    tasks: dict[str, dict[str, torch.Tensor]] = {}
+    for i, name in enumerate(names):
+        bias_set = random_bias_set(backbone.spec, name, seed=args.seed + i)
+        engine.register(bias_set)
+        if i in keep:
+            tasks[name] = {
+                k[len(prefix) : -len(".bias")]: v.to(backbone.device, backbone.dtype)
+                for k, v in bias_set.tensors.items() if k.startswith(prefix)
+            }
+
+    rows = common.synthetic_rows(backbone.tokenizer.vocab_size, args.batch, args.length, seed=args.seed)
+    items = [(engine.get(names[c]), row) for c, row in zip(chosen, rows)]
+    pad = backbone.tokenizer.pad_token_id or 0
+    batch = collate(rows, pad, backbone.device)  # each [batch, length]
+    slots = torch.tensor([h.slot for h, _ in items], dtype=torch.long)  # [batch]
+    one_head = items[0][0].head
+
+    def encoder_plain():
+        with torch.inference_mode():
+            return backbone.encoder(**batch)
+
+    def encoder_mixed():
+        with torch.inference_mode(), engine.table.rows(slots):
+            return backbone.encoder(**batch)
+
+    def logits_plain():  # a single-task server: same collate, one head, logits back on the CPU
+        with torch.inference_mode():
+            b = collate(rows, pad, backbone.device)
+            out = backbone.encoder(**b)
+            return one_head(cls_features(backbone.spec.model_type, out.last_hidden_state, out.pooler_output)).cpu()
+
+    def logits_mixed():
+        return engine.logits(items)
+
+    variants = {
+        "encoder_plain": encoder_plain,
+        "encoder_mixed": encoder_mixed,
+        "logits_plain": logits_plain,
+        "logits_mixed": logits_mixed,
+    }
+    if "naive" in baselines:
+        variants["naive_inplace"] = naive_inplace_runner(engine, items, tasks)
+        check_naive(variants["naive_inplace"], logits_mixed, backbone.dtype)
+    if "peft" in baselines:
+        variants["peft_lora_mixed"] = peft_runner(path, args, batch, rng)
+
+    shape = dict(
+        model=args.model, device=str(backbone.device), dtype=args.dtype, batch=args.batch, length=args.length,
+        tasks=args.tasks, distinct_tasks_in_batch=len(keep),
+    )
+    common.emit("env", **common.environment(), script="engine_mixed_vs_plain")
+    times = common.interleaved(variants, args.repeats, args.warmup, backbone.device)
+    for name, values in times.items():
+        common.emit("mixed_vs_plain", variant=name, **shape, **common.summary_ms(values))
+    pairs = [("encoder_mixed", "encoder_plain"), ("logits_mixed", "logits_plain")]
+    if "naive_inplace" in times:
+        pairs.append(("naive_inplace", "logits_plain"))
+    if "peft_lora_mixed" in times:
+        pairs.append(("peft_lora_mixed", "encoder_plain"))
+    for num, den in pairs:
+        common.emit("mixed_vs_plain_ratio", ratio=f"{num}/{den}", **shape, **common.ratio(times, num, den))
+    engine.close()
+
+
+def check_naive(naive, mixed, dtype: torch.dtype) -> None:
+    """The baseline must compute the same logits as the engine, or it measures nothing."""
+    got, want = torch.stack(naive()), torch.stack(mixed())
+    tol = 1e-4 if dtype == torch.float32 else 5e-2
+    if not torch.allclose(got, want, atol=tol, rtol=tol):
+        raise AssertionError(f"naive in-place baseline disagrees with the engine: max |diff| {(got - want).abs().max():.3g}")
+
+
+if __name__ == "__main__":
+    main()

@@ -92,16 +92,17 @@ def reference_model(base_dir, bias_set: BiasSet):
     return model.eval()
 
 
-def reference_logits(base_dir, bias_set: BiasSet, texts: list) -> torch.Tensor:
-    """Logits of the task's standalone transformers model, one text at a time (no padding)."""
+def reference_logits(base_dir, bias_set: BiasSet, texts: list, device: str = "cpu") -> torch.Tensor:
+    """Logits of the task's standalone transformers model, one text at a time (no padding), fp32 on ``device``."""
     from transformers import AutoTokenizer
 
-    model = reference_model(base_dir, bias_set)
+    model = reference_model(base_dir, bias_set).to(device)
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     out = []
     with torch.no_grad():
         for text in texts:
             enc = tokenizer(*(text if isinstance(text, tuple) else (text,)), return_tensors="pt", truncation=True)
+            enc = {k: v.to(device) for k, v in enc.items()}
             if bias_set.meta.pooling == "cls":
                 out.append(model(**enc).logits[0])
                 continue
@@ -116,4 +117,4 @@ def reference_logits(base_dir, bias_set: BiasSet, texts: list) -> torch.Tensor:
                 out.append(head(pooled.unsqueeze(1))[0])
             else:
                 out.append(head(pooled)[0])
-    return torch.stack(out)
+    return torch.stack(out).cpu()

@@ -131,6 +131,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return _json(422, "validation_error", message, details=details)
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": undecodable JSON or form
+            return _json(422, "validation_error", f"malformed request body: {exc.detail}")
         codes = {404: "not_found", 405: "method_not_allowed", 413: "limit_exceeded"}
         return _json(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), getattr(exc, "headers", None))
 

@@ -14,6 +14,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def setup(threads: int | None = None, out: str | None = None) -> None:
     """Configure logging, the CPU thread count and the optional JSON-lines file, once per script."""
     global _OUT_FILE
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers/peft deprecation chatter
     if threads:
         torch.set_num_threads(threads)
     if out:
@@ -187,7 +189,7 @@ MODELS = ("minilm", "bert-base", "tiny")
 
 def backbone_dir(model: str, tmp: Path) -> str:
     """A local directory ``load_backbone`` can read, for one of ``MODELS``."""
-    from server.engine.backbone import default_backbone_path
+    from server.engine.backbone import default_backbone_path, quiet_transformers
 
     if model == "minilm":
         return default_backbone_path()
@@ -201,7 +203,8 @@ def backbone_dir(model: str, tmp: Path) -> str:
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(default_backbone_path())  # BERT's uncased vocab, 30522
     config = BertConfig(vocab_size=tokenizer.vocab_size, **(TINY_BERT if model == "tiny" else {}))
-    AutoModel.from_config(config).save_pretrained(path)
+    with quiet_transformers():
+        AutoModel.from_config(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
 

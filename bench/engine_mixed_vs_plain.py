@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", default=None, help="where random backbones are saved (reused across runs)")
     return p.parse_args(argv)
 
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     common.setup(args.threads, args.out)
     baselines = {b for b in args.baselines.split(",") if b}
     rng = random.Random(args.seed)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-mixed-"))
+    tmp = Path(args.workdir or tempfile.mkdtemp(prefix="bench-mixed-"))
     path = common.backbone_dir(args.model, tmp)
     backbone = load_backbone(path, device=args.device, dtype=args.dtype)
     engine = Engine(backbone, capacity=args.tasks + 1)

@@ -55,7 +55,8 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     batcher = Batcher(
         engine, metrics, max_rows=settings.max_batch_rows, max_tokens=settings.max_batch_tokens,
         max_wait_ms=settings.max_wait_ms, max_queue_rows=settings.max_queue_rows,
-        tokenizer_threads=settings.tokenizer_threads, retry_after_s=settings.retry_after_s,
+        tokenizer_threads=settings.tokenizer_threads, tokenize_inline_chars=settings.tokenize_inline_chars,
+        retry_after_s=settings.retry_after_s,
     )
     metrics.track_tasks(lambda: len(engine.tasks()))
     return Services(settings, metrics, engine, store, sync, batcher)

@@ -9,8 +9,10 @@ than a batch is split over consecutive batches.
 Threads, and why:
 - the event loop never runs torch: the forward runs on the single worker thread (the
   engine's bias hooks share state, so one forward at a time is also a correctness need);
-- tokenization runs on a small thread pool in the request path (the Rust tokenizer
-  releases the GIL), so it overlaps the forward instead of serializing behind it.
+- tokenization runs in the request path, never on the worker: on a small thread pool
+  (the Rust tokenizer releases the GIL), so it overlaps the forward instead of
+  serializing behind it; only requests of a few hundred characters are tokenized
+  directly on the event loop, where that is cheaper than the thread hop.
 
 Back-pressure: when ``max_queue_rows`` rows are waiting, ``submit`` raises Overloaded
 (HTTP 503 + Retry-After) instead of letting the queue grow without bound. Rows of a
@@ -67,6 +69,19 @@ class _Pending:
             pass
 
 
+def _chars(inputs: list) -> int:
+    """Characters in a request's inputs (texts or text pairs); huge for anything unexpected."""
+    total = 0
+    for item in inputs:
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, (tuple, list)) and all(isinstance(t, str) for t in item):
+            total += sum(len(t) for t in item)
+        else:
+            return 1 << 62  # not ours to judge here: the engine's check on the pool reports it
+    return total
+
+
 class Batcher:
     def __init__(
         self,
@@ -78,6 +93,7 @@ class Batcher:
         max_wait_ms: float = 2.0,
         max_queue_rows: int = 1024,
         tokenizer_threads: int = 2,
+        tokenize_inline_chars: int = 0,
         retry_after_s: int = 1,
     ) -> None:
         self.engine = engine
@@ -87,6 +103,7 @@ class Batcher:
         self.max_wait = max_wait_ms / 1000
         self.max_queue_rows = max_queue_rows
         self.retry_after_s = retry_after_s
+        self.inline_chars = tokenize_inline_chars
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
         self._queued_tokens = 0
@@ -98,7 +115,9 @@ class Batcher:
 
     # -- request side (event loop) ---------------------------------------------------------
     async def encode(self, handle: TaskHandle, inputs: list) -> list[EncodedRow]:
-        """Validate and tokenize on the tokenizer pool (raises the engine's InvalidInput)."""
+        """Validate and tokenize (raises the engine's InvalidInput); see the module doc for where."""
+        if _chars(inputs) <= self.inline_chars:
+            return self.engine.encode(handle, inputs)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._tokenizers, self.engine.encode, handle, inputs)
 

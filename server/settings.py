@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # Rows waiting for the inference worker before new requests get 503 + Retry-After.
     max_queue_rows: int = Field(1024, ge=1)
     tokenizer_threads: int = Field(2, ge=1)
+    # Requests with at most this many characters are tokenized on the event loop: a short
+    # text takes ~30 us, less than the hop to the pool. Longer ones go to the tokenizer
+    # threads so that they never hold up other requests. 0 = always use the pool.
+    tokenize_inline_chars: int = Field(512, ge=0)
     retry_after_s: int = Field(1, ge=1)
 
     # -- limits ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ class FakeEngine:
         return rows
 
     def encode(self, handle, inputs):
+        self.encoded_on = threading.current_thread().name
         return [EncodedRow([i] + [0] * (len(text) - 1), None, False) for i, text in enumerate(inputs)]
 
 
@@ -159,3 +160,25 @@ def test_close_finishes_queued_work_then_refuses():
         return results
 
     assert [len(r) for r in asyncio.run(main())] == [2, 2, 2]
+
+
+def test_tokenization_overlaps_a_running_forward_and_long_inputs_leave_the_loop():
+    engine = FakeEngine()
+    engine.gate.clear()  # the worker is stuck in a forward
+    batcher = make(engine, max_rows=2, max_wait_ms=0, tokenize_inline_chars=10)
+
+    async def main():
+        stuck = asyncio.ensure_future(batcher.submit(rows("a", 1, 1)))
+        await asyncio.sleep(0.02)
+        long_rows = await asyncio.wait_for(batcher.encode(handle("b", 2), ["x" * 50]), timeout=5)
+        long_thread = engine.encoded_on
+        await batcher.encode(handle("b", 2), ["short"])
+        short_thread = engine.encoded_on
+        engine.gate.set()
+        await stuck
+        return long_rows, long_thread, short_thread
+
+    long_rows, long_thread, short_thread = asyncio.run(main())
+    batcher.close()
+    assert len(long_rows) == 1 and long_thread.startswith("bitfit-tokenize")
+    assert short_thread == threading.main_thread().name

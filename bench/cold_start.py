@@ -23,11 +23,11 @@ if __package__ in (None, ""):
 
 import httpx
 
-from bench.http_load import bitfit_server, build_store, emit, minilm_spec
+from bench.http_load import add_server_options, bitfit_server, build_store, emit, minilm_spec, server_env
 
 
-def start_once(store: Path, extra: list[str]) -> dict:
-    server = bitfit_server(store, extra=extra)
+def start_once(store: Path, extra: list[str], env: dict[str, str]) -> dict:
+    server = bitfit_server(store, extra=extra, env=env)
     with server:
         seconds = server.wait_ready(timeout=600)
         ready = httpx.get(server.url + "/readyz", timeout=10, trust_env=False).json()
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Time to /readyz with N tasks in the store vs 0.")
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3, help="starts per store size")
-    parser.add_argument("--server-arg", action="append", default=[], help="extra `bitfit serve` flag (repeatable)")
+    add_server_options(parser)
     args = parser.parse_args(argv)
 
     spec = minilm_spec()
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[int, list[float]] = {n: [] for n in stores}
     for r in range(args.repeats):
         for n in (0, args.tasks) if r % 2 == 0 else (args.tasks, 0):
-            result = start_once(stores[n], args.server_arg)
+            result = start_once(stores[n], args.server_arg, server_env(args.server_env))
             times[n].append(result["seconds"])
             emit({"bench": "cold_start", "repeat": r, "tasks_in_store": n, "seconds_to_ready": round(result["seconds"], 3),
                   "readyz_tasks": result["readyz_tasks"], "rss_mb": result["rss_mb"]})

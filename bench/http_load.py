@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx  # for the few non-load calls (readiness polls, uploads)
+import httpx  # for the few non-load calls (readiness polls, /metrics)
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -79,6 +79,17 @@ class LoadResult:
             "client_cpu_ms_per_request": round(1000 * self.client_cpu_s / self.requests, 3) if self.requests else None,
             "client_cpu_share_of_one_core": round(self.client_cpu_s / self.seconds, 3) if self.seconds else None,
         }
+
+
+def ratio_summary(pairs: list[tuple[float, float]]) -> dict:
+    """Per-round ratios a/b of throughputs measured back to back: median, min, max."""
+    import statistics
+
+    ratios = sorted(a / b for a, b in pairs if b)
+    if not ratios:
+        return {}
+    return {"median_round_ratio": round(statistics.median(ratios), 4), "min_round_ratio": round(ratios[0], 4),
+            "max_round_ratio": round(ratios[-1], 4)}
 
 
 def _round(x: float | None) -> float | None:
@@ -287,7 +298,7 @@ def batch_metrics(url: str) -> dict[str, float]:
     one load phase, which is what explains its throughput.
     """
     try:
-        text = httpx.get(url + "/metrics", timeout=10, trust_env=False).text
+        text = httpx.get(url + "/metrics", timeout=60, trust_env=False).text
     except httpx.HTTPError:
         return {}
     out: dict[str, float] = {}
@@ -302,7 +313,9 @@ def batch_metrics(url: str) -> dict[str, float]:
 
 def batch_means(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Per histogram: mean of the observations made between two snapshots."""
-    means = {}
+    means: dict[str, float] = {}
+    if not before:
+        return means  # a failed snapshot would turn the means into lifetime means
     for name in after:
         if name.endswith("_sum"):
             base = name[: -len("_sum")]
@@ -403,6 +416,12 @@ class ServerProcess:
                 time.sleep(interval)
         raise TimeoutError(f"{self.name} not ready after {timeout}s; log: {self.log_path}\n{self.tail()}")
 
+    def cpu_seconds(self) -> float:
+        """CPU (user + system) the server process has used so far: per request, this is a
+        cost that contention from other processes barely changes, unlike wall throughput."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float | None:
         try:
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -435,7 +454,8 @@ class ServerProcess:
         self.stop()
 
 
-def bitfit_server(store: Path, port: int | None = None, extra: list[str] | None = None) -> ServerProcess:
+def bitfit_server(store: Path, port: int | None = None, extra: list[str] | None = None,
+                  env: dict | None = None) -> ServerProcess:
     """``bitfit serve`` on the packaged MiniLM, CPU, fp32 (``--backbone`` left at its default)."""
     port = port or free_port()
     exe = Path(PYTHON).with_name("bitfit")
@@ -443,12 +463,31 @@ def bitfit_server(store: Path, port: int | None = None, extra: list[str] | None 
     base = os.environ.get("BITFIT_BENCH_SERVE_CMD", "").split() or ([str(exe)] if exe.exists() else [PYTHON, "-m", "server.cli"])
     cmd = base + ["--log-level", "WARNING", "serve", "--host", HOST, "--port", str(port), "--store", str(store),
                   "--device", "cpu"] + (extra or [])
-    return ServerProcess("bitfit", cmd, port)
+    return ServerProcess("bitfit", cmd, port, env)
 
 
-def naive_server(store: Path, port: int | None = None) -> ServerProcess:
+def naive_server(store: Path, port: int | None = None, env: dict | None = None) -> ServerProcess:
     port = port or free_port()
-    return ServerProcess("naive", [PYTHON, "-m", "bench.naive_server", "--port", str(port), "--store", str(store)], port)
+    cmd = [PYTHON, "-m", "bench.naive_server", "--port", str(port), "--store", str(store)]
+    return ServerProcess("naive", cmd, port, env)
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """The flags every HTTP benchmark takes to vary the server it starts."""
+    parser.add_argument("--server-arg", action="append", default=[], metavar="FLAG",
+                        help="extra `bitfit serve` argument, e.g. --server-arg=--dtype=float32 (repeatable)")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment for the server processes, e.g. OMP_NUM_THREADS=1 (repeatable)")
+
+
+def server_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--server-env takes KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
 
 
 # -- overhead: the client against a trivial server ---------------------------------------

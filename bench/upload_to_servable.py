@@ -33,6 +33,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.http_load import (
+    add_server_options, server_env,
     Connection, LoadResult, bias_set_bytes, bitfit_server, build_store, emit, minilm_spec, multipart,
     predict_factory, run, run_load, short_texts, split_url, task_check, task_name,
 )
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--pause", type=float, default=0.1, help="seconds between uploads under load")
     parser.add_argument("--load-seconds", type=float, default=180.0, help="cap on the load run")
-    parser.add_argument("--server-arg", action="append", default=[], help="extra `bitfit serve` flag (repeatable)")
+    add_server_options(parser)
     args = parser.parse_args(argv)
 
     spec = minilm_spec()
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = short_texts()
     idle_jobs = plan(spec, args.uploads, "up", served, seed=0)
     load_jobs = plan(spec, args.uploads, "hot", served, seed=1)
-    server = bitfit_server(store, extra=args.server_arg)
+    server = bitfit_server(store, extra=args.server_arg, env=server_env(args.server_env))
     try:
         with server:
             server.wait_ready()

@@ -1,0 +1,394 @@
+"""Labeled text in, checked splits out: CSV, JSONL, Parquet or a saved HF `datasets` folder.
+
+Every check runs before any model is loaded, and every error names the file, the row
+(1-based, counting data rows only: the first record under a CSV header is row 1) and the
+column. A saved Hugging Face dataset (``Dataset.save_to_disk``) is read with pyarrow
+alone: its ``state.json`` lists Arrow stream files; a ``DatasetDict`` folder holds one
+such folder per split.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from training.errors import DataError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPES = ("auto", "classification", "regression")
+SINGLE_LABEL = "single_label_classification"
+REGRESSION = "regression"
+
+
+@dataclass
+class Split:
+    """One split, ready for tokenization."""
+
+    source: str  # file it came from (for messages and the report)
+    texts: list  # str, or (text, text_pair) tuples
+    targets: list  # int class indices, or floats for regression
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class TaskData:
+    train: Split
+    validation: Split
+    test: Split | None
+    labels: list[str]  # class names in index order; [label column] for regression
+    problem_type: str  # SINGLE_LABEL or REGRESSION
+    inputs: str  # "text" or "text_pair"
+    split: dict = field(default_factory=dict)  # how the splits were made (the report records it)
+
+
+# -- reading files ---------------------------------------------------------------------------
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read one file or saved-dataset folder into a DataFrame of raw values."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("no such file or folder", file=str(path))
+    if path.is_dir():
+        return _read_hf_folder(path)
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return _read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return _read_jsonl(path)
+    if suffix in (".parquet", ".pq"):
+        return _read_parquet(path)
+    raise DataError(f"unsupported file type {suffix!r}; use .csv, .tsv, .jsonl, .parquet or a saved datasets folder", file=str(path))
+
+
+# Undecodable bytes become this private-use character, so that after parsing the cell
+# holding them (row and column) can be found; pandas' parser refuses lone surrogates.
+_BAD_BYTE = "\U000f0bad"
+codecs.register_error("bitfit-mark", lambda err: (_BAD_BYTE, err.start + 1))
+
+
+def _decode(path: Path) -> tuple[str, bool]:
+    """The file as text, and whether it held invalid UTF-8 (marked with _BAD_BYTE)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig"), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8-sig", errors="bitfit-mark"), True
+
+
+def _find_bad_utf8(df: pd.DataFrame, path: Path) -> None:
+    for column in df.columns:
+        if isinstance(column, str) and _BAD_BYTE in column:
+            raise DataError("the header is not valid UTF-8; re-save the file as UTF-8", str(path), column=column.replace(_BAD_BYTE, "?"))
+        for i, value in enumerate(df[column]):
+            if isinstance(value, str) and _BAD_BYTE in value:
+                raise DataError("text is not valid UTF-8; re-save the file as UTF-8", str(path), i + 1, str(column))
+            if isinstance(value, bytes):
+                try:
+                    value.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataError("text is not valid UTF-8; re-save the data as UTF-8", str(path), i + 1, str(column)) from None
+
+
+def _read_csv(path: Path, sep: str) -> pd.DataFrame:
+    text, bad = _decode(path)
+    try:
+        df = pd.read_csv(io.StringIO(text), sep=sep, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise DataError("the file is empty", file=str(path)) from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"not a valid CSV file: {exc}", file=str(path)) from None
+    if bad:
+        _find_bad_utf8(df, path)
+    return df
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    records = []
+    text, bad = _decode(path)
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"line {line_no} is not valid JSON ({exc.msg})", file=str(path), row=len(records) + 1) from None
+        if not isinstance(record, dict):
+            raise DataError(f"line {line_no} is not a JSON object", file=str(path), row=len(records) + 1)
+        records.append(record)
+    df = pd.DataFrame.from_records(records)
+    if bad:
+        _find_bad_utf8(df, path)
+    return df
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several error types for broken files
+        raise DataError(f"not a readable Parquet file: {exc}", file=str(path)) from None
+    return _arrow_to_frame(table, path)
+
+
+def _arrow_to_frame(table, path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+
+    # Arrow validates string columns as UTF-8; binary columns are decoded here so that bad
+    # bytes are reported with their row instead of failing deep inside the tokenizer.
+    df = table.to_pandas()
+    for name, col_type in zip(table.column_names, table.schema.types):
+        if pa.types.is_binary(col_type) or pa.types.is_large_binary(col_type):
+            _find_bad_utf8(df[[name]], path)
+            df[name] = [v.decode("utf-8") if isinstance(v, bytes) else v for v in df[name]]
+    return df
+
+
+def _read_hf_folder(path: Path) -> pd.DataFrame:
+    """A folder written by ``Dataset.save_to_disk`` (state.json + Arrow stream files)."""
+    import pyarrow as pa
+
+    if (path / "dataset_dict.json").exists():
+        splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
+        raise DataError(
+            f"this is a DatasetDict folder with splits {splits}; pass the split folder, e.g. {path / 'train'}",
+            file=str(path),
+        )
+    state_file = path / "state.json"
+    if not state_file.exists():
+        raise DataError("a folder must be a saved Hugging Face dataset (state.json is missing)", file=str(path))
+    try:
+        files = [entry["filename"] for entry in json.loads(state_file.read_text())["_data_files"]]
+        tables = []
+        for name in files:
+            with pa.memory_map(str(path / name)) as source:
+                tables.append(pa.ipc.open_stream(source).read_all())
+    except (KeyError, json.JSONDecodeError, OSError, pa.ArrowInvalid) as exc:
+        raise DataError(f"could not read the saved dataset: {exc}", file=str(path)) from None
+    if not tables:
+        raise DataError("the saved dataset holds no data files", file=str(path))
+    return _arrow_to_frame(pa.concat_tables(tables), path)
+
+
+def hf_class_names(path: str | Path, column: str) -> list[str] | None:
+    """ClassLabel names of ``column`` in a saved dataset folder, if it declares them."""
+    info = Path(path) / "dataset_info.json"
+    if not Path(path).is_dir() or not info.exists():
+        return None
+    try:
+        feature = json.loads(info.read_text()).get("features", {}).get(column, {})
+    except json.JSONDecodeError:
+        return None
+    names = feature.get("names") if isinstance(feature, dict) else None
+    return [str(n) for n in names] if names else None
+
+
+def hf_splits(path: str | Path) -> dict[str, Path]:
+    """Split name -> folder, for a saved ``DatasetDict``; empty for anything else."""
+    path = Path(path)
+    marker = path / "dataset_dict.json"
+    if not path.is_dir() or not marker.exists():
+        return {}
+    return {name: path / name for name in json.loads(marker.read_text()).get("splits", [])}
+
+
+# -- checks ------------------------------------------------------------------------------------
+def _require_columns(df: pd.DataFrame, source: str, columns: list[str]) -> None:
+    for column in columns:
+        if column not in df.columns:
+            raise DataError(f"column {column!r} is missing; the file has columns {list(map(str, df.columns))}", file=source, column=column)
+    if len(df) == 0:
+        raise DataError("the file has no data rows", file=source)
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
+
+
+def _texts(df: pd.DataFrame, source: str, text_column: str, pair_column: str | None) -> list:
+    texts = []
+    for i, value in enumerate(df[text_column]):
+        if _is_missing(value):
+            raise DataError("text is empty or missing", source, i + 1, text_column)
+        texts.append(str(value))
+    if pair_column is None:
+        return texts
+    pairs = list(df[pair_column])
+    missing = [i for i, v in enumerate(pairs) if _is_missing(v)]
+    if missing and len(missing) < len(pairs):
+        raise DataError(
+            f"the pair column is empty in {len(missing)} of {len(pairs)} rows (first here); "
+            "every row needs both texts, or drop --text-pair-column",
+            source, missing[0] + 1, pair_column,
+        )
+    if missing:
+        raise DataError("the pair column is empty in every row; drop --text-pair-column", source, 1, pair_column)
+    return [(t, str(p)) for t, p in zip(texts, pairs)]
+
+
+def _raw_labels(df: pd.DataFrame, source: str, label_column: str) -> list:
+    values = list(df[label_column])
+    for i, value in enumerate(values):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            raise DataError("label is NaN or missing", source, i + 1, label_column)
+        if isinstance(value, str) and not value.strip():
+            raise DataError("label is empty", source, i + 1, label_column)
+        if isinstance(value, float) and math.isinf(value):
+            raise DataError("label is infinite", source, i + 1, label_column)
+    return values
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def infer_problem_type(values: list, requested: str) -> str:
+    if requested == "regression":
+        return REGRESSION
+    if requested == "classification":
+        return SINGLE_LABEL
+    numeric = all(_is_number(v) for v in values)
+    # Floats that are not whole numbers are regression targets; integers are class ids.
+    if numeric and any(isinstance(v, float) and not float(v).is_integer() for v in values):
+        return REGRESSION
+    return SINGLE_LABEL
+
+
+def _label_key(value) -> str:
+    """Classes are named by their string form; 1 and 1.0 (a CSV with gaps) are the same class."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def class_names(values: list) -> list[str]:
+    """Class names in index order: numeric order for numbers, sorted strings otherwise."""
+    keys = {_label_key(v) for v in values}
+    if all(_is_number(v) for v in values):
+        return sorted(keys, key=float)
+    return sorted(keys)
+
+
+def _targets(values: list, source: str, label_column: str, problem_type: str, labels: list[str]) -> list:
+    if problem_type == REGRESSION:
+        out = []
+        for i, v in enumerate(values):
+            try:
+                out.append(float(v))
+            except (TypeError, ValueError):
+                raise DataError(f"label {v!r} is not a number (this is a regression task)", source, i + 1, label_column) from None
+        return out
+    index = {name: k for k, name in enumerate(labels)}
+    out = []
+    for i, v in enumerate(values):
+        key = _label_key(v)
+        if key not in index:
+            raise DataError(f"label {key!r} never occurs in the training data (its labels: {labels})", source, i + 1, label_column)
+        out.append(index[key])
+    return out
+
+
+def seeded_split(n: int, fractions: tuple[float, ...], seed: int) -> list[list[int]]:
+    """Shuffle ``range(n)`` with ``seed`` and cut it into parts of the given fractions."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    cuts, acc = [], 0.0
+    for f in fractions[:-1]:
+        acc += f
+        cuts.append(round(acc * n))
+    bounds = [0, *cuts, n]
+    return [sorted(order[a:b]) for a, b in zip(bounds, bounds[1:])]
+
+
+# -- the whole task ----------------------------------------------------------------------------
+def load_task_data(
+    train: str | Path,
+    text_column: str,
+    label_column: str,
+    validation: str | Path | None = None,
+    test: str | Path | None = None,
+    pair_column: str | None = None,
+    problem_type: str = "auto",
+    seed: int = 42,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> TaskData:
+    """Read, check and split. Without validation/test files, a seeded split is made and recorded."""
+    if problem_type not in PROBLEM_TYPES:
+        raise DataError(f"problem type {problem_type!r} is not one of {PROBLEM_TYPES}")
+    dict_splits = hf_splits(train)
+    if dict_splits:  # a DatasetDict folder: use its named splits unless files are given
+        if "train" not in dict_splits:
+            raise DataError(f"the DatasetDict has no 'train' split (it has {sorted(dict_splits)})", file=str(train))
+        validation = validation or dict_splits.get("validation")
+        test = test or dict_splits.get("test")
+        train = dict_splits["train"]
+    columns = [text_column, label_column] + ([pair_column] if pair_column else [])
+
+    frames = {}
+    for role, path in (("train", train), ("validation", validation), ("test", test)):
+        if path is not None:
+            df = read_table(path)
+            _require_columns(df, str(path), columns)
+            frames[role] = (str(path), df)
+
+    source, train_df = frames["train"]
+    raw = _raw_labels(train_df, source, label_column)
+    kind = infer_problem_type(raw, problem_type)
+    hf_names = hf_class_names(train, label_column)
+    if kind == REGRESSION:
+        labels = [label_column]
+    elif hf_names and all(_is_number(v) for v in raw):
+        labels = hf_names  # ClassLabel ids index into the declared names
+    else:
+        labels = class_names(raw)
+        if len(labels) < 2:
+            raise DataError(f"the training data has only one class ({labels[0]!r}); a classifier needs at least two", source, column=label_column)
+    if kind == REGRESSION and len({float(v) for v in raw}) < 2:
+        raise DataError("every regression target is the same value; nothing to learn", source, column=label_column)
+
+    def build(role: str, rows: list[int] | None = None) -> Split:
+        src, df = frames[role]
+        if rows is not None:
+            df = df.iloc[rows].reset_index(drop=True)
+        raw_values = _raw_labels(df, src, label_column)
+        if hf_names and kind != REGRESSION and all(_is_number(v) for v in raw_values):
+            raw_values = [hf_names[int(v)] if 0 <= int(v) < len(hf_names) else v for v in raw_values]
+        return Split(src, _texts(df, src, text_column, pair_column), _targets(raw_values, src, label_column, kind, labels))
+
+    split_info: dict = {"seed": seed, "files": {role: src for role, (src, _) in frames.items()}}
+    # Check the given files whole (row numbers refer to the file) before any split is cut.
+    checked = {role: build(role) for role in frames}
+    if "validation" in frames:
+        train_split, val_split = checked["train"], checked["validation"]
+        test_split = checked.get("test")
+    else:
+        fractions = (1 - validation_fraction - (0 if "test" in frames else test_fraction), validation_fraction)
+        if "test" not in frames:
+            fractions = (*fractions, test_fraction)
+        parts = seeded_split(len(train_df), fractions, seed)
+        if any(len(p) == 0 for p in parts):
+            raise DataError(f"{len(train_df)} rows are too few to split {fractions}; give --validation", file=source)
+        whole = checked["train"]
+        take = lambda rows: Split(source, [whole.texts[i] for i in rows], [whole.targets[i] for i in rows])  # noqa: E731
+        train_split, val_split = take(parts[0]), take(parts[1])
+        test_split = take(parts[2]) if len(parts) == 3 else checked.get("test")
+        split_info.update(
+            made_from=source,
+            fractions=list(fractions),
+            rows={name: [i + 1 for i in p] for name, p in zip(("train", "validation", "test"), parts)},
+        )
+    split_info["sizes"] = {"train": len(train_split), "validation": len(val_split), "test": len(test_split) if test_split else 0}
+    if kind != REGRESSION and len(set(train_split.targets)) < 2:
+        raise DataError("after the split the training part holds only one class", file=source, column=label_column)
+    return TaskData(train_split, val_split, test_split, labels, kind, "text_pair" if pair_column else "text", split_info)

@@ -1,0 +1,28 @@
+"""Errors of the training module. Each says what is wrong and where (file, row, column)."""
+
+from __future__ import annotations
+
+
+class TrainingError(Exception):
+    """Base class: anything that stops a task from being trained or published."""
+
+
+class DataError(TrainingError):
+    """Bad input data, found before training starts."""
+
+    def __init__(self, message: str, file: str | None = None, row: int | None = None, column: str | None = None) -> None:
+        where = [f"file {file}"] if file else []
+        if row is not None:
+            where.append(f"row {row}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.file, self.row, self.column = file, row, column
+
+
+class ConfigError(TrainingError):
+    """An option or a task spec that cannot work (unknown method, bad value...)."""
+
+
+class PublishError(TrainingError):
+    """The bias set could not be written, stored or uploaded."""

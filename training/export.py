@@ -1,0 +1,55 @@
+"""A trained model -> a bias set: its trained biases and head, as absolute values, plus metadata."""
+
+from __future__ import annotations
+
+import torch
+
+from bias_store.format import BiasSet, BiasSetMeta
+from bias_store.validate import validate
+from server.engine.backbone import default_backbone_path
+from training.bitfit import Method, trainable_keys
+from training.errors import ConfigError
+from training.model import TrainModel
+
+
+def base_model_name(path: str) -> str:
+    """What metadata calls the backbone; the packaged MiniLM gets its public name, not a local path."""
+    try:
+        if path == default_backbone_path():
+            return "sentence-transformers/all-MiniLM-L6-v2"
+    except RuntimeError:  # the package is not installed: ``path`` cannot be it
+        pass
+    return path
+
+
+def export_bias_set(
+    tm: TrainModel,
+    method: Method,
+    *,
+    task: str,
+    labels: list[str],
+    problem_type: str,
+    inputs: str,
+    pooling: str,
+    training: dict,
+) -> BiasSet:
+    """The bias set of ``tm.model`` as trained by ``method``; validated against the backbone's spec."""
+    if not method.exports_bias_set:
+        raise ConfigError("full fine-tuning changes every weight, so it has no bias set to export; it is a baseline")
+    # Keys come from the spec (bias sites) and sites.head_keys, the same lists validation checks.
+    tensors = {key: tm.model.get_parameter(key).detach().to("cpu", torch.float32).clone() for key in trainable_keys(tm.spec, method)}
+    meta = BiasSetMeta(
+        task=task,
+        labels=list(labels),
+        base_model=base_model_name(tm.base_model),
+        backbone_fingerprint=tm.spec.fingerprint,
+        model_type=tm.spec.model_type,
+        problem_type=problem_type,
+        inputs=inputs,
+        bias_sites=method.bias_sites,
+        pooling=pooling,
+        training=training,
+    )
+    bias_set = BiasSet(meta, tensors)
+    validate(bias_set, tm.spec)
+    return bias_set

@@ -1,0 +1,208 @@
+"""The training loop: AdamW (no weight decay), clipping, per-epoch validation, best epoch kept.
+
+Defaults follow the official BitFit code (BITFIT.md): AdamW, weight decay 0, lr 1e-3 for
+the bias methods and 2e-5 for full fine-tuning, clipping at 1.0, maximum length 128, no
+schedule. Inputs are tokenized once, up front; each batch is padded to its longest row.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from server.engine.inputs import EncodedRow, collate, encode
+from training.bitfit import Method, count_trainable, prepare
+from training.data import REGRESSION, Split, TaskData
+from training.errors import ConfigError
+from training.evaluate import SELECTION_METRIC, metrics
+from training.memory import PeakMemory
+from training.model import TrainModel, forward_logits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    lr: float | None = None  # None: the method's default (1e-3 bias methods, 2e-5 full)
+    batch_size: int = 32  # the paper used 8; 32 is 3-4x faster per epoch at the same accuracy here
+    max_length: int = 128
+    pooling: str = "cls"
+    seed: int = 42
+    weight_decay: float = 0.0  # the official code uses none
+    clip: float = 1.0  # max gradient norm
+    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    eval_batch_size: int = 128
+    device: str = "cpu"
+    progress: bool = True  # tqdm bar (auto-hidden when stderr is not a terminal)
+    eval_train: bool = False  # score the training split at the end (for the generalization gap)
+
+    def check(self) -> None:
+        for name in ("epochs", "batch_size", "max_length", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if self.patience < 0 or self.clip <= 0 or self.weight_decay < 0:
+            raise ConfigError("patience must be >= 0, clip > 0 and weight decay >= 0")
+
+
+@dataclass
+class TrainResult:
+    history: list[dict]  # one entry per epoch: train_loss, validation metrics, seconds, rows/s
+    best_epoch: int  # 1-based
+    selection_metric: str
+    validation: dict  # metrics of the best epoch
+    test: dict | None  # scored once, at the end, with the best epoch's weights
+    train_metrics: dict | None
+    trainable_params: int
+    total_params: int
+    lr: float
+    seconds: float
+    peak_memory_bytes: int | None  # peak during training phases (see memory.py), weights included
+    memory_at_start_bytes: int | None  # in use when training began (weights, data, runtime)
+    memory_method: str
+    stopped_early: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _batches(rows: list[EncodedRow], size: int, order: list[int]) -> list[list[int]]:
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+BUCKET_BATCHES = 50  # rows are length-sorted within windows of this many batches
+
+
+def _train_batches(rows: list[EncodedRow], size: int, generator: torch.Generator) -> list[list[int]]:
+    """Shuffled batches of similar-length rows: padding (wasted compute) drops by about half.
+
+    Shuffle, sort by length within windows of BUCKET_BATCHES batches, cut, shuffle the
+    batches: every row is still seen once per epoch, in a seed-determined order.
+    """
+    order = torch.randperm(len(rows), generator=generator).tolist()
+    window = size * BUCKET_BATCHES
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: len(rows[i]))
+        batches.extend(_batches(rows, size, chunk))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def _loss(logits: torch.Tensor, targets: torch.Tensor, problem_type: str) -> torch.Tensor:
+    if problem_type == REGRESSION:
+        return F.mse_loss(logits[:, 0], targets.float())
+    return F.cross_entropy(logits, targets)
+
+
+@torch.inference_mode()
+def predict_logits(tm: TrainModel, rows: list[EncodedRow], pooling: str, device: torch.device, batch_size: int) -> torch.Tensor:
+    """Logits [rows, num_labels] in eval mode, in the order of ``rows``."""
+    tm.model.eval()
+    pad = tm.tokenizer.pad_token_id or 0
+    # Length-sorted batches pad less; results go back to the input order.
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out = torch.empty(len(rows), tm.model.config.num_labels)
+    for chunk in _batches(rows, batch_size, order):
+        batch = collate([rows[i] for i in chunk], pad, device)
+        out[torch.tensor(chunk)] = forward_logits(tm.model, tm.spec.model_type, batch, pooling).float().cpu()
+    return out
+
+
+def evaluate_split(tm: TrainModel, rows: list[EncodedRow], split: Split, data: TaskData, cfg: TrainConfig, device: torch.device) -> dict:
+    logits = predict_logits(tm, rows, cfg.pooling, device, cfg.eval_batch_size)
+    return metrics(data.problem_type, logits, split.targets, len(data.labels) if data.problem_type != REGRESSION else 1)
+
+
+def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig) -> TrainResult:
+    """Train ``tm.model`` in place; on return it holds the best epoch's weights."""
+    cfg.check()
+    device = torch.device(cfg.device)
+    model = tm.model.to(device)
+    trained = prepare(model, tm.spec, method)
+    params = [model.get_parameter(n) for n in trained]
+    lr = cfg.lr if cfg.lr is not None else method.lr
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    max_length = min(cfg.max_length, tm.max_length)
+    rows = {name: encode(tm.tokenizer, s.texts, max_length) for name, s in (("train", data.train), ("validation", data.validation))}
+    if data.test is not None:
+        rows["test"] = encode(tm.tokenizer, data.test.texts, max_length)
+    targets = torch.tensor(data.train.targets, dtype=torch.float32 if data.problem_type == REGRESSION else torch.long)
+    selection = SELECTION_METRIC[data.problem_type]
+    pad = tm.tokenizer.pad_token_id or 0
+    generator = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # dropout masks
+    log.info("training %s: %d trainable of %d parameters, lr %g, %d train rows", method.name,
+             count_trainable(model), sum(p.numel() for p in model.parameters()), lr, len(data.train))
+
+    history: list[dict] = []
+    best_score, best_epoch, best_state = -math.inf, 0, None
+    stale, stopped_early = 0, False
+    memory = PeakMemory(device)
+    started = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        batches = _train_batches(rows["train"], cfg.batch_size, generator)
+        epoch_start, loss_sum, seen = time.perf_counter(), 0.0, 0
+        bar = _progress(cfg, len(rows["train"]), f"epoch {epoch}/{cfg.epochs}")
+        with memory:
+            for chunk in batches:
+                batch = collate([rows["train"][i] for i in chunk], pad, device)
+                logits = forward_logits(model, tm.spec.model_type, batch, cfg.pooling)
+                loss = _loss(logits, targets[chunk].to(device), data.problem_type)
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"the loss became {loss.item()} in epoch {epoch}; lower the learning rate (now {lr})")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+                optimizer.step()
+                loss_sum += loss.item() * len(chunk)
+                seen += len(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", rows_s=f"{seen / (time.perf_counter() - epoch_start):.0f}")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - epoch_start
+        if bar is not None:
+            bar.close()
+        val = evaluate_split(tm, rows["validation"], data.validation, data, cfg, device)
+        entry = {"epoch": epoch, "train_loss": loss_sum / seen, "train_seconds": train_seconds,
+                 "rows_per_second": seen / train_seconds, "validation": val}
+        history.append(entry)
+        log.info("epoch %d: loss %.4f, validation %s %.4f, %.1f s", epoch, entry["train_loss"], selection, val[selection], train_seconds)
+        if val[selection] > best_score:
+            best_score, best_epoch, stale = val[selection], epoch, 0
+            best_state = {n: model.get_parameter(n).detach().clone() for n in trained}
+        else:
+            stale += 1
+            if cfg.patience and stale >= cfg.patience:
+                stopped_early = True
+                log.info("early stop: %d epochs without a better validation %s", stale, selection)
+                break
+    with torch.no_grad():
+        for n, value in best_state.items():
+            model.get_parameter(n).copy_(value)
+    test = evaluate_split(tm, rows["test"], data.test, data, cfg, device) if data.test is not None else None
+    train_metrics = evaluate_split(tm, rows["train"], data.train, data, cfg, device) if cfg.eval_train else None
+    model.eval()
+    return TrainResult(
+        history=history, best_epoch=best_epoch, selection_metric=selection,
+        validation=history[best_epoch - 1]["validation"], test=test, train_metrics=train_metrics,
+        trainable_params=count_trainable(model), total_params=sum(p.numel() for p in model.parameters()),
+        lr=lr, seconds=time.perf_counter() - started, peak_memory_bytes=memory.peak_bytes,
+        memory_at_start_bytes=memory.start_bytes, memory_method=memory.method, stopped_early=stopped_early,
+        extra={"truncated_train_rows": sum(r.truncated for r in rows["train"]), "max_length": max_length},
+    )
+
+
+def _progress(cfg: TrainConfig, total: int, desc: str):
+    if not cfg.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="row", leave=False, disable=None)

@@ -1,0 +1,93 @@
+"""The model being trained: the classification model, its spec, and its forward with pooling.
+
+The model is loaded exactly as the serving engine loads its backbone
+(``load_classifier``), so the spec's fingerprint is the engine's: training never writes
+a frozen tensor, and the bias set it exports validates against the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bias_store.sites import POOLINGS, architecture
+from bias_store.spec import BackboneSpec, build_spec
+from server.engine.backbone import default_backbone_path, load_classifier, load_tokenizer
+from server.engine.heads import cls_features, mean_pool
+from training.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Same activations as server/engine/heads.py applies between head stages.
+_ACTIVATIONS = {None: lambda x: x, "tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
+HEAD_DROPOUT = 0.1  # BERT's hidden_dropout_prob; in eval mode (and in the engine) it is the identity
+
+
+@dataclass
+class TrainModel:
+    model: nn.Module  # AutoModelForSequenceClassification, fp32
+    tokenizer: object  # fast tokenizer
+    spec: BackboneSpec  # of the *untouched* backbone: the fingerprint the bias set carries
+    base_model: str  # path or id it was loaded from
+    max_length: int  # the backbone's own limit (positions / tokenizer)
+
+
+def resolve_backbone(backbone: str | None) -> str:
+    return str(backbone) if backbone else default_backbone_path()
+
+
+def default_pooling(backbone: str | None) -> str:
+    """Mean for sentence-transformers checkpoints trained with mean pooling, else CLS.
+
+    A sentence-transformers folder says how it was trained in ``1_Pooling/config.json``;
+    the packaged MiniLM says mean (docs/TRAINING.md has the comparison that backs this).
+    """
+    config = Path(resolve_backbone(backbone)) / "1_Pooling" / "config.json"
+    try:
+        return "mean" if json.loads(config.read_text()).get("pooling_mode_mean_tokens") else "cls"
+    except (OSError, json.JSONDecodeError):
+        return "cls"
+
+
+def load_model(backbone: str | None, num_labels: int, problem_type: str, seed: int) -> TrainModel:
+    """A fresh classification model on the CPU; the head is initialised from ``seed``."""
+    path = resolve_backbone(backbone)
+    torch.manual_seed(seed)
+    try:
+        model = load_classifier(path, num_labels=num_labels, problem_type=problem_type)
+        tokenizer = load_tokenizer(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"could not load backbone {path!r}: {exc}") from None
+    spec = build_spec(model.base_model, model.config.model_type, model.base_model_prefix, path)
+    positions = getattr(model.config, "max_position_embeddings", 512)
+    return TrainModel(model, tokenizer, spec, path, min(int(tokenizer.model_max_length), positions))
+
+
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling {pooling!r} is not one of {list(POOLINGS)}")
+    return pooling
+
+
+def forward_logits(model: nn.Module, model_type: str, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+    """Logits [batch, num_labels], computed the way the engine computes them (plus dropout in training).
+
+    With ``pooling == "cls"`` in eval mode this equals ``model(**batch).logits``; with
+    ``"mean"`` the head reads the mask-weighted mean of the last hidden state instead.
+    """
+    out = model.base_model(**batch)
+    hidden = out.last_hidden_state  # [batch, seq, hidden]
+    if pooling == "mean":
+        x = mean_pool(hidden, batch["attention_mask"])  # [batch, hidden]
+    else:
+        x = cls_features(model_type, hidden, getattr(out, "pooler_output", None))  # [batch, hidden]
+    for stage in architecture(model_type).head:
+        layer = model.get_submodule(stage.name)
+        x = _ACTIVATIONS[stage.activation](layer(F.dropout(x, HEAD_DROPOUT, model.training)))
+    return x

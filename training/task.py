@@ -1,0 +1,168 @@
+"""One task from data files to a bias set and a run folder; shared by ``bitfit train`` and the worker."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bias_store.errors import InvalidTaskName
+from bias_store.format import BiasSet
+from bias_store.validate import check_task_name
+from training.bitfit import method as get_method
+from training.data import REGRESSION, load_task_data
+from training.errors import ConfigError
+from training.export import export_bias_set
+from training.loop import TrainConfig, train
+from training.model import TrainModel, check_pooling, default_pooling, load_model
+from training.report import write_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskSpec:
+    """Everything that defines one training run (the CLI flags, or a worker's spec file)."""
+
+    task: str
+    train: str
+    text_column: str
+    label_column: str
+    validation: str | None = None
+    test: str | None = None
+    text_pair_column: str | None = None
+    problem_type: str = "auto"  # auto | classification | regression
+    method: str = "bitfit"
+    backbone: str | None = None  # None: the packaged MiniLM
+    pooling: str | None = None  # None: the backbone's default (see model.default_pooling)
+    epochs: int = 5
+    lr: float | None = None
+    batch_size: int = 32
+    max_length: int = 128
+    seed: int = 42
+    patience: int = 0
+    weight_decay: float = 0.0
+    clip: float = 1.0
+    device: str = "cpu"
+
+    def check(self) -> "TaskSpec":
+        try:
+            check_task_name(self.task)
+        except InvalidTaskName as exc:
+            raise ConfigError(str(exc)) from None
+        get_method(self.method)
+        if self.pooling is not None:
+            check_pooling(self.pooling)
+        self.train_config().check()
+        return self
+
+    def train_config(self, progress: bool = True) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, max_length=self.max_length,
+            pooling=self.pooling or "cls", seed=self.seed, weight_decay=self.weight_decay, clip=self.clip,
+            patience=self.patience, device=self.device, progress=progress,
+        )
+
+    @classmethod
+    def from_dict(cls, raw: dict, base_dir: Path | None = None) -> "TaskSpec":
+        """A spec from a YAML/JSON mapping; data paths are relative to ``base_dir``."""
+        if not isinstance(raw, dict):
+            raise ConfigError("a task spec must be a mapping of option names to values")
+        raw = {k.replace("-", "_"): v for k, v in raw.items()}
+        if "name" in raw and "task" not in raw:
+            raw["task"] = raw.pop("name")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"unknown spec fields {unknown}; known: {sorted(known)}")
+        missing = [f for f in ("task", "train", "text_column", "label_column") if not raw.get(f)]
+        if missing:
+            raise ConfigError(f"the spec is missing required fields {missing}")
+        for key in ("train", "validation", "test"):
+            if raw.get(key) and base_dir is not None and not Path(raw[key]).is_absolute():
+                raw[key] = str(base_dir / raw[key])
+        types = {"epochs": int, "batch_size": int, "max_length": int, "seed": int, "patience": int,
+                 "lr": float, "weight_decay": float, "clip": float}
+        for key, kind in types.items():
+            if raw.get(key) is not None:
+                try:
+                    raw[key] = kind(raw[key])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"spec field {key!r} must be a {kind.__name__}, got {raw[key]!r}") from None
+        return cls(**raw).check()
+
+
+@dataclass
+class TaskOutcome:
+    bias_set: BiasSet | None  # None for the full fine-tuning baseline
+    report: dict
+    model: TrainModel = field(repr=False)
+    run_dir: Path | None = None
+
+
+def run_task(spec: TaskSpec, run_dir: str | Path | None = None, progress: bool = True, eval_train: bool = False) -> TaskOutcome:
+    """Check the data, train, evaluate, export and write the run folder. Bad input fails before training."""
+    spec.check()
+    m = get_method(spec.method)
+    data = load_task_data(
+        spec.train, spec.text_column, spec.label_column, validation=spec.validation, test=spec.test,
+        pair_column=spec.text_pair_column, problem_type=spec.problem_type, seed=spec.seed,
+    )
+    num_labels = 1 if data.problem_type == REGRESSION else len(data.labels)
+    tm = load_model(spec.backbone, num_labels, data.problem_type, spec.seed)
+    pooling = spec.pooling or default_pooling(spec.backbone)
+    cfg = dataclasses.replace(spec.train_config(progress), pooling=pooling, eval_train=eval_train)
+    log.info("task %s: %d train / %d validation / %d test rows, labels %s, pooling %s", spec.task,
+             len(data.train), len(data.validation), len(data.test) if data.test else 0, data.labels, pooling)
+    result = train(tm, data, m, cfg)
+
+    config = {**dataclasses.asdict(spec), "pooling": pooling, "lr": result.lr, "max_length": result.extra["max_length"]}
+    config["backbone"] = spec.backbone or tm.base_model
+    summary = {
+        "method": m.name, "epochs_run": len(result.history), "best_epoch": result.best_epoch, "lr": result.lr,
+        "batch_size": spec.batch_size, "max_length": config["max_length"], "seed": spec.seed,
+        "train_rows": len(data.train), "selection_metric": result.selection_metric,
+        "validation": result.validation, "test": result.test, "trainable_params": result.trainable_params,
+        "seconds": round(result.seconds, 1),
+    }
+    report = {
+        "task": spec.task,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "labels": data.labels,
+        "problem_type": data.problem_type,
+        "inputs": data.inputs,
+        "split": data.split,
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "selection_metric": result.selection_metric,
+        "validation": result.validation,
+        "test": result.test,
+        "train_metrics": result.train_metrics,
+        "stopped_early": result.stopped_early,
+        "trainable_params": result.trainable_params,
+        "total_params": result.total_params,
+        "seconds": result.seconds,
+        "peak_memory_bytes": result.peak_memory_bytes,
+        "memory_method": result.memory_method,
+        "truncated_train_rows": result.extra["truncated_train_rows"],
+        "backbone_fingerprint": tm.spec.fingerprint,
+    }
+    bias_set = None
+    if m.exports_bias_set:
+        bias_set = export_bias_set(
+            tm, m, task=spec.task, labels=data.labels, problem_type=data.problem_type, inputs=data.inputs,
+            pooling=pooling, training=summary,
+        )
+        report["bias_set"] = {"params": bias_set.num_params, "bytes": bias_set.num_bytes, "bias_sites": m.bias_sites}
+    out_dir = Path(run_dir) if run_dir else None
+    if out_dir is not None:
+        write_run(out_dir, report)
+    return TaskOutcome(bias_set, report, tm, out_dir)
+
+
+def default_run_dir(task: str) -> Path:
+    return Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -1,0 +1,165 @@
+"""Tasks arriving in a stream: train and publish each spec dropped into an inbox folder.
+
+Layout of the inbox::
+
+    inbox/<name>.yaml|.yml|.json     a new spec (data paths relative to inbox/)
+    inbox/processing/<name>.yaml      claimed: being trained (a restart trains it again)
+    inbox/done/<name>/                the spec, report.json, learning_curves.png, result.json
+    inbox/failed/<name>/              the spec and error.txt
+
+A spec is claimed by renaming it into ``processing/``, so two workers on one inbox never
+train the same spec. One task runs at a time; a bad task is moved to ``failed/`` and the
+worker goes on. Every task's backbone is loaded afresh and never written, so publishing
+task N cannot change what tasks 1..N-1 compute.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.errors import ConfigError, TrainingError
+from training.publish import Target, publish
+from training.task import TaskSpec, run_task
+
+log = logging.getLogger(__name__)
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class WorkerResult:
+    spec: str  # file name of the spec
+    ok: bool
+    folder: Path  # its done/ or failed/ folder
+    error: str | None = None
+
+
+def read_spec(path: Path, base_dir: Path, defaults: dict | None = None) -> TaskSpec:
+    """Parse a YAML or JSON spec; ``defaults`` fill fields the spec leaves out (backbone, device...)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path.name}: the spec is not UTF-8 text") from None
+    try:
+        if path.suffix == ".json":
+            raw = json.loads(text)
+        else:
+            import yaml
+
+            raw = yaml.safe_load(text)
+    except Exception as exc:  # json and yaml both raise their own parse errors
+        raise ConfigError(f"{path.name}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path.name}: a spec is a mapping like {{name: ..., train: ..., text_column: ..., label_column: ...}}")
+    try:
+        return TaskSpec.from_dict({**(defaults or {}), **raw}, base_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{path.name}: {exc}") from None
+
+
+class Worker:
+    def __init__(
+        self,
+        inbox: str | Path,
+        target: Target,
+        defaults: dict | None = None,
+        settle_seconds: float = 1.0,
+        progress: bool = False,
+    ) -> None:
+        self.inbox = Path(inbox)
+        self.target = target.check()
+        self.defaults = defaults or {}
+        # A spec younger than this may still be being written; writers that rename into the
+        # inbox are safe with 0.
+        self.settle_seconds = settle_seconds
+        self.progress = progress
+        self.processing, self.done, self.failed = (self.inbox / d for d in ("processing", "done", "failed"))
+        for folder in (self.inbox, self.processing, self.done, self.failed):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def pending(self) -> list[Path]:
+        """Leftovers from an interrupted run first, then new specs, oldest first."""
+        def specs(folder: Path) -> list[Path]:
+            return [p for p in folder.iterdir() if p.is_file() and p.suffix in SPEC_SUFFIXES and not p.name.startswith(".")]
+
+        now = time.time()
+        fresh = [p for p in specs(self.inbox) if now - p.stat().st_mtime >= self.settle_seconds]
+        leftovers = sorted(specs(self.processing), key=lambda p: (p.stat().st_mtime, p.name))
+        return leftovers + sorted(fresh, key=lambda p: (p.stat().st_mtime, p.name))
+
+    def _claim(self, path: Path) -> Path | None:
+        if path.parent == self.processing:
+            log.info("resuming %s, left over from before a restart", path.name)
+            return path
+        claimed = self.processing / path.name
+        try:
+            path.rename(claimed)  # atomic: of two workers, one wins
+        except FileNotFoundError:
+            return None
+        return claimed
+
+    def _folder(self, parent: Path, stem: str) -> Path:
+        folder = parent / stem
+        if folder.exists():
+            folder = parent / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 1_000_000:06d}"
+        folder.mkdir(parents=True)
+        return folder
+
+    def process(self, path: Path) -> WorkerResult | None:
+        """Train, evaluate and publish one spec; never raises for a bad task."""
+        claimed = self._claim(path)
+        if claimed is None:
+            return None
+        run_dir = self.processing / f".{claimed.stem}.run"
+        try:
+            spec = read_spec(claimed, self.inbox, self.defaults)
+            log.info("training task %s from %s", spec.task, claimed.name)
+            outcome = run_task(spec, run_dir, progress=self.progress)
+            published = publish(outcome.bias_set, outcome.model.spec, self.target) if outcome.bias_set is not None else None
+        except TrainingError as exc:
+            return self._fail(claimed, run_dir, str(exc))
+        except Exception as exc:  # a bug or an odd input must not kill the worker
+            log.exception("task %s failed unexpectedly", claimed.name)
+            return self._fail(claimed, run_dir, f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
+        folder = self._folder(self.done, claimed.stem)
+        for item in run_dir.iterdir():
+            shutil.move(str(item), folder / item.name)
+        run_dir.rmdir()
+        result = {"task": spec.task, "published": published, "validation": outcome.report["validation"],
+                  "test": outcome.report["test"], "best_epoch": outcome.report["best_epoch"]}
+        (folder / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        claimed.rename(folder / claimed.name)
+        log.info("task %s done: %s", spec.task, self.target.describe())
+        return WorkerResult(claimed.name, True, folder)
+
+    def _fail(self, claimed: Path, run_dir: Path, error: str) -> WorkerResult:
+        folder = self._folder(self.failed, claimed.stem)
+        (folder / "error.txt").write_text(error.rstrip() + "\n")
+        if run_dir.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        claimed.rename(folder / claimed.name)
+        log.warning("task %s failed: %s", claimed.name, error.splitlines()[0] if error else "")
+        return WorkerResult(claimed.name, False, folder, error)
+
+    def run_once(self) -> list[WorkerResult]:
+        """Process every spec pending now, one at a time."""
+        results = []
+        for path in self.pending():
+            result = self.process(path)
+            if result is not None:
+                results.append(result)
+        return results
+
+    def run_forever(self, stop: threading.Event | None = None, interval: float = 2.0) -> None:
+        stop = stop or threading.Event()
+        log.info("watching %s; publishing to %s", self.inbox, self.target.describe())
+        while not stop.is_set():
+            if not self.run_once():
+                stop.wait(interval)

@@ -1,0 +1,46 @@
+"""``bitfit worker``: train and publish task specs dropped into an inbox folder, one at a time."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--inbox", required=True, metavar="DIR", help="folder to watch for task specs (YAML or JSON)")
+    out = parser.add_mutually_exclusive_group(required=True)
+    out.add_argument("--store", metavar="DIR", help="put trained bias sets into this bias store folder")
+    out.add_argument("--push", metavar="URL", help="upload trained bias sets to a running server (POST URL/tasks)")
+    parser.add_argument("--api-key", help="the server's API key for --push (default: $BITFIT_API_KEY)")
+    parser.add_argument("--backbone", metavar="PATH", help="default backbone for specs that name none (default: packaged MiniLM)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default); a spec may override it")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between inbox scans when idle")
+    parser.add_argument("--once", action="store_true", help="process what is in the inbox now, then exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from server.engine.backbone import resolve_device
+    from training.errors import TrainingError
+    from training.publish import Target
+    from training.worker import Worker
+
+    try:
+        device = str(resolve_device(args.device))
+        defaults = {"device": device, **({"backbone": args.backbone} if args.backbone else {})}
+        worker = Worker(args.inbox, Target(store=args.store, push=args.push, api_key=args.api_key), defaults=defaults)
+    except (TrainingError, RuntimeError, OSError) as exc:
+        print(f"bitfit worker: error: {exc}", file=sys.stderr)
+        return 2
+    if args.once:
+        results = worker.run_once()
+        failed = [r for r in results if not r.ok]
+        log.info("%d specs processed, %d failed", len(results), len(failed))
+        return 1 if failed else 0
+    try:
+        worker.run_forever(interval=args.interval)
+    except KeyboardInterrupt:
+        log.info("stopped; a spec in processing/ is trained again at the next start")
+    return 0

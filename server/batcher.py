@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -121,11 +121,11 @@ class Batcher:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._tokenizers, self.engine.encode, handle, inputs)
 
-    async def submit(self, items: list[Item], disconnected: Awaitable | None = None) -> list[Prediction]:
+    async def submit(self, items: list[Item], disconnected: Callable[[], Awaitable] | None = None) -> list[Prediction]:
         """Queue rows and wait for their predictions, in order.
 
-        ``disconnected`` completes when the client goes away; its rows not yet in a batch
-        are then dropped and ClientGone is raised.
+        ``disconnected()`` makes an awaitable that completes when the client goes away; the
+        request's rows not yet in a batch are then dropped and ClientGone is raised.
         """
         loop = asyncio.get_running_loop()
         pending = _Pending(items, loop.create_future(), loop, time.perf_counter(), [None] * len(items))
@@ -151,10 +151,10 @@ class Batcher:
             pending.dropped = True  # the worker skips whatever it has not started yet
             raise
 
-    async def _wait(self, pending: _Pending, disconnected: Awaitable | None) -> list[Prediction]:
+    async def _wait(self, pending: _Pending, disconnected: Callable[[], Awaitable] | None) -> list[Prediction]:
         if disconnected is None:
             return await pending.future
-        watcher = asyncio.ensure_future(disconnected)
+        watcher = asyncio.ensure_future(disconnected())
         try:
             done, _ = await asyncio.wait({pending.future, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:

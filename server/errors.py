@@ -107,6 +107,15 @@ def domain_error_response(exc: Exception) -> JSONResponse:
     return _json(500, "internal_error", "internal server error; the server log has the details")
 
 
+def status_of(exc: BaseException) -> int:
+    """The HTTP status an exception ends up as (for metrics); a cancelled request is 499."""
+    if not isinstance(exc, Exception):
+        return ClientGone.status
+    if isinstance(exc, RequestValidationError):
+        return 422
+    return domain_error_response(exc).status_code
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict]]:
     details = []
     for err in exc.errors():

@@ -72,6 +72,14 @@ class Metrics:
             "bitfit_upload_rejections", "Uploads refused, by the validator's reason.", ["reason"], registry=r
         )
 
+    def observe_request(self, tasks: list[str], status: int, seconds: float, loaded: Callable[[str], bool]) -> None:
+        """Count one predict request under each distinct task it named (bounded labels)."""
+        for task in dict.fromkeys(tasks):
+            label = self.task_label(task) if loaded(task) else UNKNOWN
+            self.requests.labels(label, str(status)).inc()
+            if status == 200:
+                self.request_latency.labels(label).observe(seconds)
+
     def track_tasks(self, count: Callable[[], int]) -> None:
         """Read the loaded-task count at scrape time (always current, no bookkeeping)."""
         self.tasks_loaded.set_function(count)

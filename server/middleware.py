@@ -30,7 +30,10 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         path: str = scope["path"]
         headers = dict(scope["headers"])
-        limit, setting = (self.max_upload, "BITFIT_MAX_UPLOAD_BYTES") if path.startswith("/tasks") else (self.max_json, "the input limits")
+        if path.startswith("/tasks"):
+            limit, setting = self.max_upload, "BITFIT_MAX_UPLOAD_BYTES"
+        else:
+            limit, setting = self.max_json, "the input limits"
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
             error = LimitExceeded(f"request body is {int(length)} bytes; the limit is {limit} bytes ({setting})")

@@ -117,7 +117,7 @@ def test_rows_of_a_gone_client_are_never_run():
         blocker = asyncio.ensure_future(batcher.submit(rows("a", 1, 2)))
         await asyncio.sleep(0.05)  # the worker is stuck in the first forward
         gone = asyncio.get_running_loop().create_future()
-        doomed = asyncio.ensure_future(batcher.submit(rows("gone", 2, 4), disconnected=gone))
+        doomed = asyncio.ensure_future(batcher.submit(rows("gone", 2, 4), disconnected=lambda: gone))
         await asyncio.sleep(0.01)
         gone.set_result(None)  # the client disconnects while its rows wait
         with pytest.raises(ClientGone):

@@ -1,0 +1,71 @@
+"""The predict path between the routes and the batcher: limits, version pins, tokenizing, splitting.
+
+Plain dataclasses in and out; the routes convert from and to JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from server.batcher import Batcher
+from server.engine import Engine, Prediction, TaskHandle
+from server.engine.errors import InvalidInput
+from server.errors import LimitExceeded
+
+
+@dataclass(frozen=True)
+class PredictItem:
+    task: str
+    inputs: list  # texts, or (text, text_pair) tuples
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: str
+    version: int  # the one version that computed every prediction below
+    predictions: list[Prediction]  # one per input, in order
+
+
+def check_limits(items: list[PredictItem], max_inputs: int, max_chars: int) -> None:
+    """Refuse oversized requests before any work, naming the setting that limits them."""
+    total = sum(len(item.inputs) for item in items)
+    if total > max_inputs:
+        raise LimitExceeded(f"request has {total} inputs; the limit is {max_inputs} per request (BITFIT_MAX_INPUTS_PER_REQUEST)")
+    for n, item in enumerate(items):
+        for i, value in enumerate(item.inputs):
+            for text in value if isinstance(value, tuple) else (value,):
+                if len(text) > max_chars:
+                    where = f"items[{n}].inputs[{i}]" if len(items) > 1 else f"inputs[{i}]"
+                    raise LimitExceeded(
+                        f"{where} has {len(text)} characters; the limit is {max_chars} per text (BITFIT_MAX_INPUT_CHARS)"
+                    )
+
+
+async def predict(
+    engine: Engine, batcher: Batcher, items: list[PredictItem], disconnected: Callable[[], Awaitable] | None = None
+) -> list[TaskResult]:
+    """Pin each task's current version, tokenize the items concurrently, batch all their rows."""
+    handles: list[TaskHandle] = []
+    try:
+        for item in items:
+            handles.append(engine.acquire(item.task))  # pinned until release, whatever swaps meanwhile
+        encoded = await asyncio.gather(
+            *(batcher.encode(handle, item.inputs) for handle, item in zip(handles, items)), return_exceptions=True
+        )
+        for n, rows in enumerate(encoded):
+            if isinstance(rows, InvalidInput) and len(items) > 1:
+                raise InvalidInput(f"items[{n}].{rows}") from None
+            if isinstance(rows, BaseException):
+                raise rows
+        flat = [(handle, row) for handle, rows in zip(handles, encoded) for row in rows]
+        predictions = await batcher.submit(flat, disconnected=disconnected)
+    finally:
+        for handle in handles:
+            engine.release(handle)
+    results, start = [], 0
+    for handle, rows in zip(handles, encoded):
+        results.append(TaskResult(handle.name, handle.version, predictions[start : start + len(rows)]))
+        start += len(rows)
+    return results

@@ -97,6 +97,29 @@ def test_real_server_upload_predict_sync_and_graceful_shutdown(server, tiny_back
             assert wait_until(lambda: http.post("/predict/viahttp", json={"inputs": "x"}).status_code == 404, SYNC_S)
         assert seen_after < SYNC_S
 
+        # Concurrent requests for different tasks share one forward pass.
+        def metric(name: str) -> float:
+            line = next(x for x in http.get("/metrics").text.splitlines() if x.startswith(name + " "))
+            return float(line.split()[-1])
+
+        batches, mixed = metric("bitfit_batch_tasks_count"), metric("bitfit_batch_tasks_sum")
+        callers = [threading.Thread(target=lambda t=t: httpx.post(f"{url}/predict/{t}", json={"inputs": "x"}, timeout=30))
+                   for t in ("demo", "local", "demo", "local")]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join()
+        assert metric("bitfit_batch_tasks_count") - batches < 4  # fewer forwards than requests
+        assert metric("bitfit_batch_tasks_sum") - mixed > metric("bitfit_batch_tasks_count") - batches  # some mixed
+
+        # A client that gives up while its rows wait costs no forward pass.
+        batches = metric("bitfit_batch_tasks_count")
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(f"{url}/predict/demo", json={"inputs": "x"}, timeout=0.1)
+        assert wait_until(lambda: 'reason="client_gone"} 1.0' in http.get("/metrics").text, 5)
+        time.sleep(0.4)  # past the 300 ms batch wait
+        assert metric("bitfit_batch_tasks_count") == batches
+
         # SIGTERM while a predict waits in the batch queue: it still completes with 200.
         result: dict = {}
 

@@ -291,11 +291,12 @@ def task_check(make: RequestFactory) -> Callable[[int, int, bytes], str | None]:
     return check
 
 
-def batch_metrics(url: str) -> dict[str, float]:
-    """``*_sum``/``*_count`` of the server's batch histograms from /metrics (empty if absent).
+def histograms(url: str, contains: str = "bitfit_") -> dict[str, float]:
+    """``*_sum``/``*_count`` of the server's histograms named with ``contains`` from /metrics
+    (empty if absent).
 
-    Differences between two snapshots give the mean rows and distinct tasks per batch of
-    one load phase, which is what explains its throughput.
+    Differences between two snapshots give, e.g., the mean rows and distinct tasks per
+    batch of one load phase, which is what explains its throughput.
     """
     try:
         text = httpx.get(url + "/metrics", timeout=60, trust_env=False).text
@@ -303,7 +304,7 @@ def batch_metrics(url: str) -> dict[str, float]:
         return {}
     out: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("#") or "batch" not in line:
+        if line.startswith("#") or contains not in line:
             continue
         name, _, value = line.rpartition(" ")
         if name.endswith(("_sum", "_count")) and "{" not in name:
@@ -311,7 +312,7 @@ def batch_metrics(url: str) -> dict[str, float]:
     return out
 
 
-def batch_means(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+def histogram_means(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Per histogram: mean of the observations made between two snapshots."""
     means: dict[str, float] = {}
     if not before:
@@ -321,7 +322,10 @@ def batch_means(before: dict[str, float], after: dict[str, float]) -> dict[str, 
             base = name[: -len("_sum")]
             count = after.get(base + "_count", 0) - before.get(base + "_count", 0)
             if count > 0:
-                means["mean_" + base] = round((after[name] - before.get(name, 0)) / count, 2)
+                mean = (after[name] - before.get(name, 0)) / count
+                if base.endswith("_seconds"):  # report milliseconds
+                    base, mean = base[: -len("_seconds")] + "_ms", 1000 * mean
+                means["mean_" + base] = round(mean, 2)
     return means
 
 

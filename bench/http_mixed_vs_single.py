@@ -27,9 +27,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.http_load import (
-    add_server_options, server_env,
-    batch_means, batch_metrics, bitfit_server, build_store, emit, minilm_spec, predict_factory, ratio_summary,
-    run, run_load, short_texts, task_check, task_name,
+    add_server_options, bitfit_server, build_store, emit, histogram_means, histograms, minilm_spec,
+    predict_factory, ratio_summary, run, run_load, server_env, short_texts, task_check, task_name,
 )
 
 TARGET = 0.97
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             rounds.append({})
             for mode in order:
                 make = predict_factory(texts, modes[mode], seed=r)  # same texts in both modes
-                before, cpu0 = batch_metrics(server.url), server.cpu_seconds()
+                before, cpu0 = histograms(server.url), server.cpu_seconds()
                 result = run(run_load(server.url, make, concurrency=args.concurrency, max_requests=args.requests,
                                       max_seconds=args.seconds, check=task_check(make)))
                 cpu = server.cpu_seconds() - cpu0
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 emit({"bench": "http_mixed_vs_single", "round": r, "mode": mode, "tasks": len(modes[mode]),
                       "concurrency": args.concurrency, **result.summary(),
                       "server_cpu_ms_per_request": round(1000 * cpu / max(result.ok, 1), 3),
-                      **batch_means(before, batch_metrics(server.url))})
+                      **histogram_means(before, histograms(server.url))})
         rss = server.rss_mb()
 
     rps = {mode: ok / seconds for mode, (ok, seconds, _) in totals.items()}

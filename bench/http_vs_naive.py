@@ -23,9 +23,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.http_load import (
-    add_server_options, server_env,
-    LoadResult, bitfit_server, build_store, emit, minilm_spec, naive_server, predict_factory, ratio_summary,
-    run, run_load, short_texts, task_check, task_name,
+    LoadResult, add_server_options, bitfit_server, build_store, emit, minilm_spec, naive_server,
+    predict_factory, ratio_summary, run, run_load, server_env, short_texts, task_check, task_name,
 )
 
 TARGET = 2.0

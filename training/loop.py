@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -118,7 +119,7 @@ def evaluate_split(tm: TrainModel, rows: list[EncodedRow], split: Split, data: T
     return metrics(data.problem_type, logits, split.targets, len(data.labels) if data.problem_type != REGRESSION else 1)
 
 
-def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig) -> TrainResult:
+def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, token_cache: dict | None = None) -> TrainResult:
     """Train ``tm.model`` in place; on return it holds the best epoch's weights."""
     cfg.check()
     device = torch.device(cfg.device)
@@ -128,9 +129,18 @@ def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig) -> T
     lr = cfg.lr if cfg.lr is not None else method.lr
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     max_length = min(cfg.max_length, tm.max_length)
-    rows = {name: encode(tm.tokenizer, s.texts, max_length) for name, s in (("train", data.train), ("validation", data.validation))}
-    if data.test is not None:
-        rows["test"] = encode(tm.tokenizer, data.test.texts, max_length)
+    rows = {}
+    for name, split in (("train", data.train), ("validation", data.validation), ("test", data.test)):
+        if split is None:
+            continue
+        # A benchmark sweep passes one cache for all its runs: tokenize each split once.
+        key = (name, split.source, len(split), max_length)
+        if token_cache is not None and key in token_cache:
+            rows[name] = token_cache[key]
+        else:
+            rows[name] = encode(tm.tokenizer, split.texts, max_length)
+            if token_cache is not None:
+                token_cache[key] = rows[name]
     targets = torch.tensor(data.train.targets, dtype=torch.float32 if data.problem_type == REGRESSION else torch.long)
     selection = SELECTION_METRIC[data.problem_type]
     pad = tm.tokenizer.pad_token_id or 0
@@ -149,8 +159,9 @@ def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig) -> T
         batches = _train_batches(rows["train"], cfg.batch_size, generator)
         epoch_start, loss_sum, seen = time.perf_counter(), 0.0, 0
         bar = _progress(cfg, len(rows["train"]), f"epoch {epoch}/{cfg.epochs}")
+        log_every = max(1, len(batches) // 5)  # without a bar, five log lines per epoch
         with memory:
-            for chunk in batches:
+            for step, chunk in enumerate(batches, start=1):
                 batch = collate([rows["train"][i] for i in chunk], pad, device)
                 logits = forward_logits(model, tm.spec.model_type, batch, cfg.pooling)
                 loss = _loss(logits, targets[chunk].to(device), data.problem_type)
@@ -162,6 +173,9 @@ def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig) -> T
                 optimizer.step()
                 loss_sum += loss.item() * len(chunk)
                 seen += len(chunk)
+                if bar is None and step % log_every == 0:
+                    log.info("epoch %d: %d/%d rows, loss %.4f, %.0f rows/s", epoch, seen, len(rows["train"]),
+                             loss_sum / seen, seen / (time.perf_counter() - epoch_start))
                 if bar is not None:
                     bar.update(len(chunk))
                     bar.set_postfix(loss=f"{loss_sum / seen:.4f}", rows_s=f"{seen / (time.perf_counter() - epoch_start):.0f}")
@@ -201,8 +215,9 @@ def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig) -> T
 
 
 def _progress(cfg: TrainConfig, total: int, desc: str):
-    if not cfg.progress:
+    """A tqdm bar on a terminal; None otherwise (the loop then logs a few lines per epoch)."""
+    if not cfg.progress or not sys.stderr.isatty():
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="row", leave=False, disable=None)
+    return tqdm(total=total, desc=desc, unit="row", leave=False)

@@ -103,7 +103,10 @@ class TaskOutcome:
     run_dir: Path | None = None
 
 
-def run_task(spec: TaskSpec, run_dir: str | Path | None = None, progress: bool = True, eval_train: bool = False) -> TaskOutcome:
+def run_task(
+    spec: TaskSpec, run_dir: str | Path | None = None, progress: bool = True, eval_train: bool = False,
+    token_cache: dict | None = None,
+) -> TaskOutcome:
     """Check the data, train, evaluate, export and write the run folder. Bad input fails before training."""
     spec.check()
     m = get_method(spec.method)
@@ -117,7 +120,7 @@ def run_task(spec: TaskSpec, run_dir: str | Path | None = None, progress: bool =
     cfg = dataclasses.replace(spec.train_config(progress), pooling=pooling, eval_train=eval_train)
     log.info("task %s: %d train / %d validation / %d test rows, labels %s, pooling %s", spec.task,
              len(data.train), len(data.validation), len(data.test) if data.test else 0, data.labels, pooling)
-    result = train(tm, data, m, cfg)
+    result = train(tm, data, m, cfg, token_cache)
 
     config = {**dataclasses.asdict(spec), "pooling": pooling, "lr": result.lr, "max_length": result.extra["max_length"]}
     config["backbone"] = spec.backbone or tm.base_model

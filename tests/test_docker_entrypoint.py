@@ -111,4 +111,7 @@ def test_the_image_start_command_serves_the_demo_task(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    assert code == 0, f"exit code {code} on SIGTERM:\n{log.read_text()[-4000:]}"
+    # uvicorn drains, runs the lifespan's shutdown, then re-raises the signal it caught,
+    # so a clean `docker stop` ends with 143 (-SIGTERM here) or 0.
+    assert code in (0, -signal.SIGTERM), f"exit code {code} on SIGTERM:\n{log.read_text()[-4000:]}"
+    assert "Application shutdown complete" in log.read_text(), log.read_text()[-4000:]

@@ -222,7 +222,7 @@ def test_every_copy_source_exists_and_is_in_the_build_context(dockerfile: Path) 
             for source in sources:
                 path = ROOT / source
                 assert path.exists(), f"{dockerfile.name}: COPY {source} {dest}: {path} does not exist"
-                files = _tracked_files(path) if path.is_dir() else [source]
+                files = _tracked_files(path)
                 assert files, f"{source}: nothing tracked by git there, so a fresh clone lacks it"
                 kept = [f for f in files if not dockerignore_excludes(f)]
                 assert kept == [f for f in files if "__pycache__" not in f and not f.endswith(".pyc")], (

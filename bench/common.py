@@ -88,8 +88,14 @@ def synchronizer(device: torch.device | str) -> Callable[[], None]:
     return lambda: None
 
 
-def time_once(fn: Callable[[], object], device: torch.device | str) -> float:
-    """Seconds for one call: CUDA events on a GPU, perf_counter on the CPU."""
+def time_once(fn: Callable[[], object], device: torch.device | str) -> tuple[float, float | None]:
+    """(wall seconds, CPU seconds) for one call.
+
+    On a GPU the wall time comes from CUDA events and there is no CPU figure. On the CPU
+    the second figure is the process's CPU time: with one torch thread it is the work
+    this call did, without the time other processes held the core, which on a shared
+    machine is most of the noise in the wall time.
+    """
     if torch.device(device).type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize()
@@ -97,19 +103,20 @@ def time_once(fn: Callable[[], object], device: torch.device | str) -> float:
         fn()
         end.record()
         end.synchronize()
-        return start.elapsed_time(end) / 1000.0
-    t0 = time.perf_counter()
+        return start.elapsed_time(end) / 1000.0, None
+    c0, t0 = time.process_time(), time.perf_counter()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def interleaved(
     variants: dict[str, Callable[[], object]], repeats: int, warmup: int, device: torch.device | str = "cpu"
-) -> dict[str, list[float]]:
+) -> dict[str, dict[str, list[float]]]:
     """Time every variant ``repeats`` times, round-robin, after ``warmup`` untimed rounds.
 
     The order rotates each round, so no variant always runs right after the same other
-    one (caches, allocator state, CPU frequency).
+    one (caches, allocator state, CPU frequency). Returns ``{"wall": {name: seconds},
+    "cpu": {...}}``; "cpu" only on the CPU.
     """
     names = list(variants)
     sync = synchronizer(device)
@@ -117,12 +124,16 @@ def interleaved(
         for name in names:
             variants[name]()
         sync()
-    times: dict[str, list[float]] = {name: [] for name in names}
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(time_once(variants[name], device))
-    return times
+            w, c = time_once(variants[name], device)
+            wall[name].append(w)
+            if c is not None:
+                cpu[name].append(c)
+    return {"wall": wall, "cpu": cpu} if torch.device(device).type == "cpu" else {"wall": wall}
 
 
 def percentile(values: list[float], q: float) -> float:

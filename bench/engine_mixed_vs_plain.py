@@ -181,16 +181,19 @@ def main(argv: list[str] | None = None) -> None:
         tasks=args.tasks, distinct_tasks_in_batch=len(keep), compiled=args.compile,
     )
     common.emit("env", **common.environment(), script="engine_mixed_vs_plain")
-    times = common.interleaved(variants, args.repeats, args.warmup, backbone.device)
-    for name, values in times.items():
-        common.emit("mixed_vs_plain", variant=name, **shape, **common.summary_ms(values))
-    pairs = [("encoder_mixed", "encoder_plain")] + ([("logits_mixed", "logits_plain")] if "logits_mixed" in times else [])
-    if "naive_inplace" in times:
+    clocks = common.interleaved(variants, args.repeats, args.warmup, backbone.device)
+    pairs = [("encoder_mixed", "encoder_plain")] + ([("logits_mixed", "logits_plain")] if "logits_mixed" in variants else [])
+    if "naive_inplace" in variants:
         pairs.append(("naive_inplace", "logits_plain"))
-    if "peft_lora_mixed" in times:
+    if "peft_lora_mixed" in variants:
         pairs.append(("peft_lora_mixed", "encoder_plain"))
-    for num, den in pairs:
-        common.emit("mixed_vs_plain_ratio", ratio=f"{num}/{den}", **shape, **common.ratio(times, num, den))
+    for clock, times in clocks.items():  # "wall", and on the CPU also "cpu" (process CPU time)
+        for name, values in times.items():
+            common.emit("mixed_vs_plain", variant=name, clock=clock, **shape, threads=torch.get_num_threads(),
+                        **common.summary_ms(values))
+        for num, den in pairs:
+            common.emit("mixed_vs_plain_ratio", ratio=f"{num}/{den}", clock=clock, **shape,
+                        threads=torch.get_num_threads(), **common.ratio(times, num, den))
     engine.close()
 
 

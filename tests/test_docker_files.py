@@ -238,3 +238,36 @@ def test_dockerignore_keeps_the_context_small() -> None:
                  "bench/results.json"]:
         assert dockerignore_excludes(path), path
     assert not dockerignore_excludes("server/cli.py")
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_the_build_stage_makes_the_project_wheel_from_what_it_copies(dockerfile: Path, tmp_path: Path) -> None:
+    """`pip wheel .` on exactly the files the build stage COPYs (tracked, not .dockerignored)."""
+    import importlib.util
+    import shutil
+    import zipfile
+
+    context = tmp_path / "src"
+    for sources, dest, from_stage in parse_dockerfile(dockerfile)["build"].copies:
+        assert from_stage is None
+        for source in sources:
+            assert dest in ("./", source), f"this test assumes COPY keeps relative paths: COPY {source} {dest}"
+            for rel in _tracked_files(ROOT / source):
+                if not dockerignore_excludes(rel):
+                    (context / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(ROOT / rel, context / rel)
+    # Offline and fast with this environment's setuptools; an isolated build (from PyPI) otherwise.
+    have_backend = importlib.util.find_spec("setuptools") and importlib.util.find_spec("wheel")
+    args = ["--no-build-isolation"] if have_backend else []
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", *args, "-q", "--wheel-dir", str(tmp_path / "wheels"), str(context)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = (tmp_path / "wheels").glob("bitfit_serve-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    modules = {rel for rel in _tracked_files(ROOT) if rel.endswith(".py") and rel.split("/")[0] in ("server", "bias_store", "training")}
+    assert modules and modules <= names, sorted(modules - names)
+    assert "bitfit = server.cli:main" in entry_points

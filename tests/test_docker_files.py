@@ -271,3 +271,18 @@ def test_the_build_stage_makes_the_project_wheel_from_what_it_copies(dockerfile:
     modules = {rel for rel in _tracked_files(ROOT) if rel.endswith(".py") and rel.split("/")[0] in ("server", "bias_store", "training")}
     assert modules and modules <= names, sorted(modules - names)
     assert "bitfit = server.cli:main" in entry_points
+
+
+@pytest.mark.parametrize("env, url", [
+    ({}, "http://127.0.0.1:8000/readyz"),
+    ({"BITFIT_HOST": "0.0.0.0", "BITFIT_PORT": "9000"}, "http://127.0.0.1:9000/readyz"),
+    ({"BITFIT_HOST": "::"}, "http://[::1]:8000/readyz"),
+    ({"BITFIT_HOST": "10.0.0.7", "BITFIT_PORT": "81"}, "http://10.0.0.7:81/readyz"),
+])
+def test_the_healthcheck_probes_where_the_server_listens(env: dict, url: str) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bitfit_healthcheck", ROOT / "docker" / "healthcheck.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.readyz_url(env) == url

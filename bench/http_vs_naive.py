@@ -6,9 +6,12 @@ request a uniformly random task, the same sequence of (task, text) for both. Bot
 run side by side (an idle one costs nothing) and phases of equal length interleave
 (bitfit, naive, naive, bitfit, ...), so other load on the machine hits both alike.
 Target: bitfit >= 2x the naive server's throughput, judged on the median of per-round
-ratios; p50 and p99 latency reported for both, and each server's CPU per request::
+ratios; p50 and p99 latency reported for both, and each server's CPU per request.
+Each ``--variant-env KEY=VALUE`` adds another bitfit server with that environment (e.g.
+OMP_NUM_THREADS=1) to the same rounds, with its own summary line::
 
     .venv/bin/python -m bench.http_vs_naive
+    .venv/bin/python -m bench.http_vs_naive --variant-env OMP_NUM_THREADS=1
     .venv/bin/python -m bench.http_vs_naive --seconds 3 --rounds 1     # a smoke run
 """
 
@@ -36,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each phase")
     parser.add_argument("--requests", type=int, default=100_000, help="cap per phase")
-    parser.add_argument("--rounds", type=int, default=4, help="each round runs both servers")
+    parser.add_argument("--rounds", type=int, default=4, help="each round runs every server once")
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--variant-env", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="also run another bitfit server with this extra environment, e.g. "
+                             "OMP_NUM_THREADS=1, in the same interleaved rounds (repeatable: one server each)")
     add_server_options(parser)
     args = parser.parse_args(argv)
 
@@ -45,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     store = build_store(spec, args.tasks)
     texts = short_texts()
     tasks = [task_name(i) for i in range(args.tasks)]
-    env = server_env(args.server_env)  # the same environment for both servers
+    env = server_env(args.server_env)  # the same environment for every server
     servers = {"bitfit": bitfit_server(store, extra=args.server_arg, env=env), "naive": naive_server(store, env=env)}
+    for variant in args.variant_env:
+        servers[f"bitfit+{variant}"] = bitfit_server(store, extra=args.server_arg,
+                                                     env={**env, **server_env(variant.split(","))})
     merged = {name: LoadResult() for name in servers}
     cpu = {name: 0.0 for name in servers}  # server CPU seconds over the measured phases
     rounds: list[dict[str, float]] = []
@@ -58,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             run(run_load(server.url, predict_factory(texts, tasks, seed=99), concurrency=args.concurrency,
                          max_requests=args.warmup, max_seconds=60))
         for r in range(args.rounds):
-            order = ("bitfit", "naive") if r % 2 == 0 else ("naive", "bitfit")
+            order = list(servers) if r % 2 == 0 else list(reversed(servers))
             rounds.append({})
             for name in order:
-                make = predict_factory(texts, tasks, seed=r)  # the same (task, text) sequence for both
+                make = predict_factory(texts, tasks, seed=r)  # the same (task, text) sequence for all
                 cpu0 = servers[name].cpu_seconds()
                 result = run(run_load(servers[name].url, make, concurrency=args.concurrency,
                                       max_requests=args.requests, max_seconds=args.seconds, check=task_check(make)))
@@ -84,18 +93,22 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
     summary = {name: result.summary() for name, result in merged.items()}
-    per_round = ratio_summary([(r["bitfit"], r["naive"]) for r in rounds])
     cpu_ms = {name: 1000 * cpu[name] / max(merged[name].ok, 1) for name in servers}
-    emit({"bench": "http_vs_naive", "summary": True, "tasks": args.tasks, "concurrency": args.concurrency,
-          "rounds": args.rounds, "seconds_per_phase": args.seconds,
-          **{f"{name}_{key}": summary[name][key] for name in merged
-             for key in ("throughput_rps", "p50_ms", "p99_ms", "failed")},
-          "pooled_ratio": round(summary["bitfit"]["throughput_rps"] / summary["naive"]["throughput_rps"], 3),
-          **per_round,
-          **{f"{name}_server_cpu_ms_per_request": round(ms, 3) for name, ms in cpu_ms.items()},
-          "cpu_ratio": round(cpu_ms["naive"] / cpu_ms["bitfit"], 3),
-          "target": TARGET, "met": per_round["median_round_ratio"] >= TARGET,
-          **{f"{name}_rss_mb": mb for name, mb in rss.items()}, "cpus": os.cpu_count()})
+    for name in servers:
+        if name == "naive":
+            continue
+        per_round = ratio_summary([(r[name], r["naive"]) for r in rounds])
+        emit({"bench": "http_vs_naive", "summary": True, "server": name, "tasks": args.tasks,
+              "concurrency": args.concurrency, "rounds": args.rounds, "seconds_per_phase": args.seconds,
+              "server_env": env, **{f"{who}_{key}": summary[n][key] for who, n in (("bitfit", name), ("naive", "naive"))
+                                   for key in ("throughput_rps", "p50_ms", "p99_ms", "failed")},
+              "pooled_ratio": round(summary[name]["throughput_rps"] / summary["naive"]["throughput_rps"], 3),
+              **per_round,
+              "bitfit_server_cpu_ms_per_request": round(cpu_ms[name], 3),
+              "naive_server_cpu_ms_per_request": round(cpu_ms["naive"], 3),
+              "cpu_ratio": round(cpu_ms["naive"] / cpu_ms[name], 3),
+              "target": TARGET, "met": per_round["median_round_ratio"] >= TARGET,
+              "bitfit_rss_mb": rss[name], "naive_rss_mb": rss["naive"], "cpus": os.cpu_count()})
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -44,9 +45,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"bitfit serve: --preload file not found: {', '.join(missing)}", file=sys.stderr)
         return 2
 
-    import uvicorn  # heavy imports (torch, transformers) only once the settings are sound
+    import torch  # heavy imports (torch, transformers) only once the settings are sound
+    import uvicorn
 
     from server.app import create_app
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(settings.resolved_torch_threads(cores))
+    log.info("torch uses %d threads of %s cores", torch.get_num_threads(), cores)
 
     config = uvicorn.Config(
         create_app(settings),

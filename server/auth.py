@@ -1,4 +1,4 @@
-"""Bearer-key auth as FastAPI dependencies.
+"""Bearer-key auth as FastAPI dependencies (async: no thread-pool hop per request).
 
 - ``BITFIT_API_KEYS`` protects /tasks mutations (upload, replace, delete, rollback).
 - ``BITFIT_PREDICT_API_KEYS`` additionally protects predict and the /tasks listing; an
@@ -38,12 +38,12 @@ def _check(credentials: HTTPAuthorizationCredentials | None, keys: list[str]) ->
         raise Forbidden("the API key is not valid for this endpoint")
 
 
-def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+async def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
     """Dependency of every /tasks mutation."""
     _check(credentials, request.app.state.settings.api_keys)
 
 
-def require_reader(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+async def require_reader(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
     """Dependency of predict and the /tasks listing (open unless predict keys are set)."""
     settings = request.app.state.settings
     if settings.predict_api_keys:

@@ -27,7 +27,9 @@ class Services:
     batcher: Batcher
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a plain `def` dependency on its thread pool, a thread
+    # hop per request for what is an attribute read.
     services = getattr(request.app.state, "services", None)
     if services is None:
         raise NotReady("the server is starting or stopping", {"Retry-After": "1"})

@@ -294,3 +294,40 @@ def test_operations_doc_lists_every_setting():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "OPERATIONS.md").read_text()
     missing = [f"BITFIT_{name.upper()}" for name in Settings.model_fields if f"`BITFIT_{name.upper()}`" not in doc]
     assert not missing, f"docs/OPERATIONS.md lacks {missing}"
+
+
+def test_a_full_queue_is_503_with_retry_after(client, tiny_backbone):
+    from server.errors import Overloaded
+
+    upload(client, random_bias_set(tiny_backbone.spec, "t", seed=40))
+
+    class FullBatcher:
+        queued_rows = 1024
+
+        async def encode(self, handle, inputs):
+            return [object() for _ in inputs]
+
+        async def submit(self, items, disconnected=None):
+            raise Overloaded("the batch queue is full", {"Retry-After": "7"})
+
+    services = client.app.state.services
+    real, services.batcher = services.batcher, FullBatcher()
+    try:
+        r = client.post("/predict/t", json={"inputs": "x"})
+    finally:
+        services.batcher = real
+    assert r.status_code == 503 and r.headers["retry-after"] == "7" and r.json()["error"]["code"] == "overloaded"
+    assert 'bitfit_requests_total{status="503",task="t"} 1.0' in client.get("/metrics").text
+
+
+def test_before_start_up_only_liveness_answers(tmp_path, tiny_backbone):
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+    from server.settings import Settings
+
+    client = TestClient(create_app(Settings(store=tmp_path / "s"), backbone=tiny_backbone))  # lifespan not run
+    assert client.get("/healthz").status_code == 200
+    r = client.get("/readyz")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready" and r.headers["retry-after"] == "1"
+    assert client.post("/predict/t", json={"inputs": "x"}).status_code == 503

@@ -54,18 +54,25 @@ class _Pending:
     dropped: bool = False  # client gone, or an earlier batch failed: skip the rest
     started: bool = False  # its first row entered a batch (queue wait observed)
 
-    def resolve(self, result: object, error: BaseException | None = None) -> None:
-        def settle() -> None:
-            if self.future.done():
-                return
-            if error is not None:
-                self.future.set_exception(error)
-            else:
-                self.future.set_result(result)
+    def settle(self, error: BaseException | None = None) -> None:
+        """Complete the future (on its event loop's thread)."""
+        if self.future.done():  # cancelled: the client went away
+            return
+        if error is not None:
+            self.future.set_exception(error)
+        else:
+            self.future.set_result(self.results)
 
+
+def _settle_all(done: list[_Pending], error: BaseException | None = None) -> None:
+    """Hand finished requests back to their event loops: one wake-up per loop, not per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for pending in done:
+        by_loop.setdefault(pending.loop, []).append(pending)
+    for loop, group in by_loop.items():
         try:
-            self.loop.call_soon_threadsafe(settle)
-        except RuntimeError:  # the loop is closed: nobody waits for this any more
+            loop.call_soon_threadsafe(lambda g=group: [p.settle(error) for p in g])
+        except RuntimeError:  # the loop is closed: nobody waits for these any more
             pass
 
 
@@ -229,16 +236,18 @@ class Batcher:
             log.exception("forward pass of %d rows failed", len(items))
             for pending in requests:
                 pending.dropped = True
-                pending.resolve(None, exc)
+            _settle_all(requests, exc)
             return
         self.metrics.inference.observe(time.perf_counter() - start)
         self.metrics.batch_rows.observe(len(items))
         self.metrics.batch_tasks.observe(len({h.slot for h, _ in items}))
+        done = []
         for (pending, i), prediction in zip(taken, predictions):
             pending.results[i] = prediction
             pending.finished += 1
             if pending.finished == len(pending.items):
-                pending.resolve(pending.results)
+                done.append(pending)
+        _settle_all(done)
 
     # -- lifecycle -------------------------------------------------------------------------
     @property

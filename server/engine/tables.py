@@ -1,10 +1,17 @@
-"""Per-task bias rows beside a frozen encoder, added per row by forward hooks.
+"""Per-task bias rows beside a frozen encoder, added per row inside its forward.
 
 Every site's output is ``W x + b_base``. For a task we add ``b_task - b_base`` (its
 *delta*) to each row of that task, so the encoder's own tensors are never written and
 rows of different tasks share every matmul. All sites' deltas sit in one
-``[capacity, total_dim]`` table; a batch gathers its rows once and each hook adds its
-column slice.
+``[capacity, total_dim]`` table; a batch gathers its rows once and each site adds its
+column slice:
+
+- ``nn.Linear`` sites get a forward that starts the matmul's output from the per-row
+  bias ``b_base + delta`` and accumulates ``x W^T`` into it (beta=1), the same passes
+  over memory as ``F.linear``'s own bias, so the per-row bias costs no extra pass;
+- other sites (LayerNorm) get a forward hook that adds the rows to the module's output.
+
+Outside ``rows()`` both return exactly what the plain module computes.
 
 Slot 0 is all zeros: the plain backbone. A slot is written once, before any request can
 reference it, and freed only when no request holds it, so a forward never sees a row
@@ -19,6 +26,7 @@ import threading
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bias_store.sites import site_modules
@@ -41,7 +49,14 @@ class BiasTable:
         self._free = list(range(self.table.shape[0] - 1, 0, -1))  # slot 0 stays zero
         self._lock = threading.Lock()
         self._rows: torch.Tensor | None = None  # [batch, width] gathered for the running forward
-        self._handles = [m.register_forward_hook(self._hook(name)) for name, m in self._modules.items()]
+        self._handles = []
+        self._linears: dict[int, tuple[int, int]] = {}  # id(Linear site) -> its columns
+        for name, module in self._modules.items():
+            if type(module) is nn.Linear:
+                self._linears[id(module)] = self.offsets[name]
+                _attach_linear(module, self)
+            else:
+                self._handles.append(module.register_forward_hook(self._hook(name)))
 
     # -- slots -----------------------------------------------------------------------
     def write(self, biases: dict[str, torch.Tensor]) -> int:
@@ -113,7 +128,54 @@ class BiasTable:
 
         return add_rows
 
+    def linear(self, module: nn.Linear, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``module(x)`` with each row's own bias: x [batch, *positions, in] -> [batch, *positions, out]."""
+        start, stop = self._linears[id(module)]
+        if x.shape[0] != rows.shape[0]:
+            raise RuntimeError(f"bias rows are per batch row: input has {x.shape[0]} rows, the batch {rows.shape[0]}")
+        bias = rows[:, start:stop] + module.bias  # [batch, out]: b_base + delta = b_task
+        positions = x[0].numel() // x.shape[-1]
+        # contiguous(): a real copy per position (reshape could return a stride-0 view).
+        out = bias.unsqueeze(1).expand(-1, positions, -1).contiguous().view(-1, bias.shape[1])  # [batch * positions, out]
+        x2d = x.reshape(-1, x.shape[-1])  # [batch * positions, in]
+        if torch.is_grad_enabled():
+            out = torch.addmm(out, x2d, module.weight.t())
+        else:
+            out.addmm_(x2d, module.weight.t())  # a fresh tensor: accumulate in place
+        return out.view(*x.shape[:-1], -1)
+
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        for module in self._modules.values():
+            if id(module) in self._linears:
+                _detach_linear(module, self)
+        self._linears.clear()
+
+
+# Several tables may sit on one encoder (engines built on a shared backbone, e.g. in
+# tests); each Linear site then gets ONE replacement forward that asks its tables, in
+# order, for active rows, and gets its class forward back when the last table closes.
+def _attach_linear(module: nn.Linear, table: BiasTable) -> None:
+    tables = module.__dict__.setdefault("_bias_tables", [])
+    if not tables:
+        module.forward = lambda x: _linear_forward(module, x)
+    tables.append(table)
+
+
+def _detach_linear(module: nn.Linear, table: BiasTable) -> None:
+    tables = module.__dict__.get("_bias_tables", [])
+    if table in tables:
+        tables.remove(table)
+    if not tables:
+        module.__dict__.pop("_bias_tables", None)
+        module.__dict__.pop("forward", None)  # back to nn.Linear.forward
+
+
+def _linear_forward(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    for table in module._bias_tables:
+        rows = table._rows
+        if rows is not None:
+            return table.linear(module, x, rows)
+    return F.linear(x, module.weight, module.bias)  # plain backbone

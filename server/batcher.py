@@ -147,11 +147,16 @@ class Batcher:
                     f"{self.max_queue_rows}); retry later",
                     {"Retry-After": str(self.retry_after_s)},
                 )
+            was_empty = not self._queue
             self._queue.append(pending)
             self._queued_rows += len(items)
             self._queued_tokens += tokens
             self.metrics.queue_depth.set(self._queued_rows)
-            self._cond.notify()
+            # Wake the worker only when that changes what it does: the first row arrived, or
+            # a batch is full. Otherwise it is busy, or waits for a deadline this row does
+            # not move, and every needless wake-up costs the event loop the GIL.
+            if was_empty or self._queued_rows >= self.max_rows or self._queued_tokens >= self.max_tokens:
+                self._cond.notify()
         try:
             return await self._wait(pending, disconnected)
         except (asyncio.CancelledError, ClientGone):

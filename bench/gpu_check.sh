@@ -133,6 +133,6 @@ import json, sys
 for line in sys.stdin:
     r = json.loads(line)
     tag = r["dtype"] + (" compiled" if r.get("compiled") else "") + ("" if r.get("clock", "wall") == "wall" else " " + r["clock"])
-    print("%-18s %-32s median-paired %.4f  ratio-of-medians %.4f" % (tag, r["ratio"], r["median_paired_ratio"], r["ratio_of_medians"]))'
+    print("%-18s %-34s median-paired %.4f  ratio-of-medians %.4f" % (tag, r["ratio"], r["median_paired_ratio"], r["ratio_of_medians"]))'
 if [ ${#FAILED[@]} -gt 0 ]; then echo "== FAILED: ${FAILED[*]}"; exit 1; fi
 echo "== all steps passed"

@@ -133,7 +133,7 @@ class StoreSync:
             self._unregister(name)
             return 1
         self.engine.register(bias_set, record.version, record.sha256)
-        log.info("loaded task %s v%d from the store", name, record.version)
+        log.debug("loaded task %s v%d from the store", name, record.version)
         return 1
 
     def start(self) -> None:
@@ -150,7 +150,9 @@ class StoreSync:
                 generation = self.store.generation()
                 if generation != seen:
                     seen = generation  # read before reconciling: later changes bump it again
-                    self.reconcile()
+                    changed = self.reconcile()
+                    if changed:
+                        log.info("store changed elsewhere: %d tasks updated", changed)
                 self.healthy = True
             except Exception:  # keep watching: a transient FS error must not end syncing
                 log.exception("store sync failed; retrying in %.2fs", self.interval)

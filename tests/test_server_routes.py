@@ -331,3 +331,20 @@ def test_before_start_up_only_liveness_answers(tmp_path, tiny_backbone):
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready" and r.headers["retry-after"] == "1"
     assert client.post("/predict/t", json={"inputs": "x"}).status_code == 503
+
+
+def test_start_up_serves_the_store_and_skips_what_this_backbone_rejects(tmp_path, tiny_backbone):
+    from bias_store import FilesystemStore, loads
+
+    raw = FilesystemStore(tmp_path / "s", lambda data, name: loads(data))  # no backbone checks
+    good = random_bias_set(tiny_backbone.spec, "good", seed=50)
+    foreign = random_bias_set(tiny_backbone.spec, "foreign", seed=51)
+    foreign.meta.backbone_fingerprint = "f" * 64  # trained for another backbone
+    raw.put(dumps(good))
+    raw.put(dumps(foreign))
+    with serving(tmp_path / "s", tiny_backbone) as c:
+        assert c.get("/readyz").json()["tasks"] == 1
+        assert c.post("/predict/good", json={"inputs": "x"}).status_code == 200
+        assert c.post("/predict/foreign", json={"inputs": "x"}).status_code == 404
+        listed = {t["name"]: t["loaded"] for t in c.get("/tasks").json()["tasks"]}
+        assert listed == {"good": True, "foreign": False}

@@ -37,6 +37,10 @@ Every error answer is `{"error": {"code": ..., "message": ...}}`.
 """
 
 
+class StartupError(RuntimeError):
+    """The backbone, store or a preload file could not be set up (the server exits)."""
+
+
 def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | None = None) -> Services:
     """Load the backbone (unless given), put preloads, load the store, start the workers."""
     if backbone is None:
@@ -74,7 +78,11 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await run_in_threadpool(start_services, settings, app.state.metrics, backbone)
+        try:
+            services = await run_in_threadpool(start_services, settings, app.state.metrics, backbone)
+        except Exception as exc:
+            # One clear line for the operator instead of a deep transformers traceback.
+            raise StartupError(f"start-up failed: {type(exc).__name__}: {exc}") from None
         app.state.services = services
         log.info("ready: %d tasks on %s", len(services.engine.tasks()), services.engine.backbone.device)
         try:

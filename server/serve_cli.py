@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "Every other setting (limits, batching, auth keys) is a BITFIT_* variable: see docs/OPERATIONS.md."
     # Defaults are None so that unset flags fall back to BITFIT_* variables, then to Settings.
     parser.add_argument("--host", help="interface to bind (BITFIT_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (BITFIT_PORT, default 8000)")

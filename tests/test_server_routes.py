@@ -348,3 +348,13 @@ def test_start_up_serves_the_store_and_skips_what_this_backbone_rejects(tmp_path
         assert c.post("/predict/foreign", json={"inputs": "x"}).status_code == 404
         listed = {t["name"]: t["loaded"] for t in c.get("/tasks").json()["tasks"]}
         assert listed == {"good": True, "foreign": False}
+
+
+def test_a_failed_start_up_says_why_in_one_line(tmp_path, tiny_backbone):
+    from server.app import StartupError
+
+    bad = tmp_path / "preload.safetensors"
+    bad.write_bytes(b"not a bias set")
+    with pytest.raises(StartupError, match=r"start-up failed: PreloadError: .*preload\.safetensors.*not a valid bias set"):
+        with serving(tmp_path / "s", tiny_backbone, preload=[bad]):
+            pass

@@ -40,19 +40,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix."""
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix.
+
+    ``durable`` also fsyncs the file and its folder, so the new file survives a crash;
+    a mere change signal (GENERATION) does not need that.
+    """
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 class FilesystemStore(BiasStore):
@@ -80,7 +86,7 @@ class FilesystemStore(BiasStore):
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _bump_generation(self) -> None:
-        atomic_write(self.root / "GENERATION", uuid.uuid4().hex.encode())
+        atomic_write(self.root / "GENERATION", uuid.uuid4().hex.encode(), durable=False)
 
     # -- paths and reads -----------------------------------------------------------------
     def _existing_task_dir(self, name: str) -> Path:

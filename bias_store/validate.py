@@ -73,5 +73,7 @@ def validate(bias_set: BiasSet, spec: BackboneSpec) -> None:
             raise InvalidBiasSet(reason, f"tensor {key!r} has shape {list(tensor.shape)}, expected {list(expected)}{detail}")
         if tensor.dtype != torch.float32:
             raise InvalidBiasSet("bad_dtype", f"tensor {key!r} is {tensor.dtype}; bias sets store float32")
-        if not torch.isfinite(tensor).all():
-            raise InvalidBiasSet("non_finite", f"tensor {key!r} holds NaN or infinite values")
+    # One pass over every value; only a failure looks for the tensor to name.
+    if not torch.isfinite(torch.cat([t.reshape(-1) for t in bias_set.tensors.values()])).all():
+        bad = next(k for k, t in bias_set.tensors.items() if not torch.isfinite(t).all())
+        raise InvalidBiasSet("non_finite", f"tensor {bad!r} holds NaN or infinite values")

@@ -189,3 +189,20 @@ def test_every_bitfit_variable_set_is_one_the_server_reads(compose_gpu: dict) ->
     unknown = {k: where for k, where in set_somewhere.items() if k not in known}
     assert not unknown, f"server.settings.Settings has no such field (a typo is silently ignored): {unknown}"
     assert len(set_somewhere) >= 8
+
+
+def test_compose_limit_defaults_are_the_server_defaults(compose_default: dict) -> None:
+    """Compose restates the limits so they are visible; they must not drift from Settings."""
+    from server.settings import Settings
+
+    env = compose_default["services"]["server"]["environment"]
+    image_specific = {"BITFIT_STORE", "BITFIT_PRELOAD", "BITFIT_DEVICE", "BITFIT_HOST", "BITFIT_PORT"}
+    compared = 0
+    for key, value in env.items():
+        if key.startswith("BITFIT_") and key not in image_specific:
+            field_name = key.removeprefix("BITFIT_").lower()
+            default = Settings.model_fields[field_name].default
+            parsed = Settings(**{field_name: value}) if value else Settings()
+            assert getattr(parsed, field_name) == default, f"{key}={value!r} but the server's default is {default!r}"
+            compared += 1
+    assert compared >= 5

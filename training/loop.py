@@ -68,6 +68,7 @@ class TrainResult:
     peak_memory_bytes: int | None  # peak during training phases (see memory.py), weights included
     memory_at_start_bytes: int | None  # in use when training began (weights, data, runtime)
     memory_method: str
+    training_memory_bytes: int | None  # weights + grads + optimizer state + activations (memory.py)
     stopped_early: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -213,6 +214,7 @@ def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, toke
         trainable_params=count_trainable(model), total_params=sum(p.numel() for p in model.parameters()),
         lr=lr, seconds=time.perf_counter() - started, peak_memory_bytes=memory.peak_bytes,
         memory_at_start_bytes=memory.start_bytes, memory_method=memory.method, stopped_early=stopped_early,
+        training_memory_bytes=memory.training_bytes(sum(p.numel() * p.element_size() for p in model.parameters())),
         extra={"truncated_train_rows": sum(r.truncated for r in rows["train"]), "max_length": max_length},
     )
 

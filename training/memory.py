@@ -3,11 +3,16 @@
 On CUDA, ``max_memory_allocated`` counts weights, gradients, optimizer state and
 activations exactly. On the CPU, Linux keeps a resident-set high-water mark (VmHWM) that
 writing "5" to /proc/self/clear_refs resets; the peak is read after each training phase,
-so evaluation passes in between do not count.
+so evaluation passes in between do not count. The process's RSS also holds the Python
+runtime and memory freed while loading the model, so on the CPU the training footprint
+is taken as weights + (peak RSS - RSS when training began), after ``malloc_trim`` has
+returned freed memory to the system.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 from pathlib import Path
 
@@ -24,6 +29,14 @@ def _status_kb(field: str) -> int | None:
     except OSError:
         pass
     return None
+
+
+def _malloc_trim() -> None:
+    """Give memory that glibc keeps after frees back to the system, so RSS means live data."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: RSS then overstates a little
+        pass
 
 
 def rss_bytes() -> int | None:
@@ -48,6 +61,7 @@ class PeakMemory:
                 self.start_bytes = torch.cuda.memory_allocated(self.device)
         else:
             if self.start_bytes is None:
+                _malloc_trim()
                 self.start_bytes = rss_bytes()
             try:
                 Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
@@ -63,3 +77,13 @@ class PeakMemory:
             peak = kb * 1024 if kb is not None else None
         if peak is not None:
             self.peak_bytes = max(self.peak_bytes or 0, peak)
+
+    def training_bytes(self, weight_bytes: int) -> int | None:
+        """Peak memory training needed: weights + gradients + optimizer state + activations."""
+        if self.peak_bytes is None:
+            return None
+        if self.device.type == "cuda":
+            return self.peak_bytes  # the allocator holds the weights too
+        if self.start_bytes is None:
+            return None
+        return weight_bytes + max(0, self.peak_bytes - self.start_bytes)

@@ -150,6 +150,7 @@ def run_task(
         "total_params": result.total_params,
         "seconds": result.seconds,
         "peak_memory_bytes": result.peak_memory_bytes,
+        "training_memory_bytes": result.training_memory_bytes,
         "memory_method": result.memory_method,
         "truncated_train_rows": result.extra["truncated_train_rows"],
         "backbone_fingerprint": tm.spec.fingerprint,

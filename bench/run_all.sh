@@ -19,7 +19,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PAR
 
 BENCHES=(
   "bench/engine_mixed_vs_plain.py --model minilm --batch 32 --length 64 --threads 1 --repeats 30"
-  "bench/engine_mixed_vs_plain.py --model bert-base --batch 32 --length 128 --threads 1 --repeats 10"
+  "bench/engine_mixed_vs_plain.py --model bert-base --batch 32 --length 128 --threads 1 --repeats 8 --warmup 1"
   "bench/engine_memory.py --model minilm --counts 1,100,1000,10000"
   "bench/engine_register.py --model minilm --tasks 1000"
 )

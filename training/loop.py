@@ -80,7 +80,7 @@ def _batches(rows: list[EncodedRow], size: int, order: list[int]) -> list[list[i
 BUCKET_BATCHES = 50  # rows are length-sorted within windows of this many batches
 
 
-def _train_batches(rows: list[EncodedRow], size: int, generator: torch.Generator) -> list[list[int]]:
+def bucketed_batches(rows: list[EncodedRow], size: int, generator: torch.Generator) -> list[list[int]]:
     """Shuffled batches of similar-length rows: padding (wasted compute) drops by about half.
 
     Shuffle, sort by length within windows of BUCKET_BATCHES batches, cut, shuffle the
@@ -157,7 +157,7 @@ def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, toke
     started = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        batches = _train_batches(rows["train"], cfg.batch_size, generator)
+        batches = bucketed_batches(rows["train"], cfg.batch_size, generator)
         epoch_start, seen = time.perf_counter(), 0
         # Summed on the device: reading the loss every step would make a GPU wait for each one.
         loss_sum = torch.zeros((), device=device)

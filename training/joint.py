@@ -1,0 +1,219 @@
+"""Several BitFit tasks trained in one loop: mixed-task batches share the frozen backbone.
+
+The engine's trick, run backwards: every task's bias offsets are one row of a trainable
+``[tasks, width]`` table; each batch gathers its rows' offsets and forward hooks add
+them at every bias site, so rows of different tasks share each matmul of the forward and
+the backward pass. Each task keeps its own head. What comes out per task is the same
+kind of bias set ``bitfit train`` exports (all sites + head, absolute values).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bias_store.format import BiasSet, BiasSetMeta
+from bias_store.sites import architecture, site_modules
+from bias_store.validate import validate
+from server.engine.heads import cls_features, mean_pool
+from server.engine.inputs import EncodedRow, collate, encode
+from training.data import REGRESSION, TaskData
+from training.errors import ConfigError
+from training.evaluate import metrics
+from training.export import base_model_name
+from training.loop import bucketed_batches
+from training.model import HEAD_DROPOUT, TrainModel
+
+log = logging.getLogger(__name__)
+
+_ACTIVATIONS = {None: lambda x: x, "tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
+
+
+@dataclass
+class JointTask:
+    name: str
+    data: TaskData
+
+
+class JointBiases(nn.Module):
+    """Per-task bias offsets ``[tasks, width]`` added per row at every site by forward hooks."""
+
+    def __init__(self, encoder: nn.Module, num_tasks: int) -> None:
+        super().__init__()
+        self.sites = site_modules(encoder)
+        self.offsets: dict[str, tuple[int, int]] = {}
+        start = 0
+        for name, module in self.sites.items():
+            self.offsets[name] = (start, start + module.bias.shape[0])
+            start += module.bias.shape[0]
+        self.delta = nn.Parameter(torch.zeros(num_tasks, start))  # [tasks, width]; zero = the backbone
+        self.rows: torch.Tensor | None = None  # [batch, width] for the running forward
+        self._hooks = [m.register_forward_hook(self._hook(n)) for n, m in self.sites.items()]
+
+    def _hook(self, site: str):
+        start, stop = self.offsets[site]
+
+        def add(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor | None:
+            if self.rows is None:
+                return None
+            delta = self.rows[:, start:stop]  # [batch, dim]
+            for _ in range(output.dim() - 2):
+                delta = delta.unsqueeze(1)  # [batch, 1, dim]: every position of the row
+            return output + delta
+
+        return add
+
+    def absolute(self, task: int) -> dict[str, torch.Tensor]:
+        """Site -> the task's absolute bias (base + offset)."""
+        return {name: (m.bias.detach().float() + self.delta[task, a:b].detach().float()).cpu()
+                for (name, m), (a, b) in zip(self.sites.items(), self.offsets.values())}
+
+    def close(self) -> None:
+        for h in self._hooks:
+            h.remove()
+
+
+def _make_head(model_type: str, hidden: int, num_labels: int, init_std: float) -> nn.ModuleList:
+    stages = architecture(model_type).head
+    layers = nn.ModuleList()
+    for i in range(len(stages)):
+        layer = nn.Linear(hidden, num_labels if i == len(stages) - 1 else hidden)
+        nn.init.normal_(layer.weight, std=init_std)  # as transformers initialises a new head
+        nn.init.zeros_(layer.bias)
+        layers.append(layer)
+    return layers
+
+
+class JointModel(nn.Module):
+    def __init__(self, tm: TrainModel, tasks: list[JointTask], pooling: str) -> None:
+        super().__init__()
+        self.tm, self.pooling, self.model_type = tm, pooling, tm.spec.model_type
+        tm.model.requires_grad_(False)  # the backbone is frozen; only offsets and heads train
+        self.biases = JointBiases(tm.model.base_model, len(tasks))
+        std = getattr(tm.model.config, "initializer_range", 0.02)
+        self.heads = nn.ModuleList(_make_head(self.model_type, tm.spec.hidden_size, len(t.data.labels), std) for t in tasks)
+
+    def train(self, mode: bool = True) -> "JointModel":
+        super().train(mode)
+        self.tm.model.train(mode)  # the backbone is not a submodule (it is shared), but dropout follows
+        return self
+
+    def forward(self, batch: dict[str, torch.Tensor], task_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One shared forward; per task present: (row positions [n], logits [n, labels])."""
+        self.biases.rows = self.biases.delta.index_select(0, task_ids)  # [batch, width]
+        try:
+            out = self.tm.model.base_model(**batch)
+        finally:
+            self.biases.rows = None
+        hidden = out.last_hidden_state  # [batch, seq, hidden]
+        if self.pooling == "mean":
+            features = mean_pool(hidden, batch["attention_mask"])
+        else:
+            features = cls_features(self.model_type, hidden, getattr(out, "pooler_output", None))
+        stages = architecture(self.model_type).head
+        results = []
+        for task in task_ids.unique().tolist():
+            rows = (task_ids == task).nonzero().squeeze(1)  # [n]
+            x = features[rows]
+            for layer, stage in zip(self.heads[task], stages):
+                x = _ACTIVATIONS[stage.activation](layer(F.dropout(x, HEAD_DROPOUT, self.training)))
+            results.append((rows, x))
+        return results
+
+
+def train_joint(
+    tm: TrainModel, tasks: list[JointTask], *, epochs: int = 3, lr: float = 1e-3, batch_size: int = 32,
+    max_length: int = 128, pooling: str = "cls", seed: int = 42, clip: float = 1.0, device: str = "cpu",
+) -> dict:
+    """Train every task's offsets and head together; returns bias sets and per-task metrics."""
+    if any(t.data.problem_type == REGRESSION for t in tasks):
+        raise ConfigError("joint training handles classification tasks; train regression tasks one by one")
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    tm.model.to(dev)
+    joint = JointModel(tm, tasks, pooling).to(dev)
+    params = [joint.biases.delta, *joint.heads.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    length = min(max_length, tm.max_length)
+    train_rows: list[tuple[int, EncodedRow, int]] = []  # (task, row, target)
+    val_rows = []
+    for k, t in enumerate(tasks):
+        train_rows += [(k, r, y) for r, y in zip(encode(tm.tokenizer, t.data.train.texts, length), t.data.train.targets)]
+        val_rows.append(encode(tm.tokenizer, t.data.validation.texts, length))
+    pad = tm.tokenizer.pad_token_id or 0
+    generator = torch.Generator().manual_seed(seed)
+    best = [(-math.inf, 0, None)] * len(tasks)  # per task: (score, epoch, snapshot)
+    history, started = [], time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        joint.train()
+        batches = bucketed_batches([r for _, r, _ in train_rows], batch_size, generator)  # rows of any tasks, similar lengths
+        epoch_start, loss_sum = time.perf_counter(), torch.zeros((), device=dev)
+        for indices in batches:
+            chunk = [train_rows[j] for j in indices]
+            batch = collate([r for _, r, _ in chunk], pad, dev)
+            task_ids = torch.tensor([k for k, _, _ in chunk], device=dev)
+            targets = torch.tensor([y for _, _, y in chunk], device=dev)
+            loss = sum(F.cross_entropy(logits, targets[rows], reduction="sum") for rows, logits in joint(batch, task_ids)) / len(chunk)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, clip)
+            optimizer.step()
+            loss_sum += loss.detach() * len(chunk)
+        seconds = time.perf_counter() - epoch_start
+        scores = [evaluate_task(joint, k, rows, tasks[k].data.validation.targets, len(tasks[k].data.labels), dev)
+                  for k, rows in enumerate(val_rows)]
+        history.append({"epoch": epoch, "train_loss": loss_sum.item() / len(train_rows), "train_seconds": seconds,
+                        "rows_per_second": len(train_rows) / seconds, "validation": scores})
+        for k, score in enumerate(scores):
+            if score["accuracy"] > best[k][0]:
+                snapshot = (joint.biases.delta[k].detach().clone(), [p.detach().clone() for p in joint.heads[k].parameters()])
+                best[k] = (score["accuracy"], epoch, snapshot)
+    with torch.no_grad():  # each task keeps its own best epoch
+        for k, (_, _, (delta, head)) in enumerate(best):
+            joint.biases.delta[k].copy_(delta)
+            for p, v in zip(joint.heads[k].parameters(), head):
+                p.copy_(v)
+    joint.eval()
+    sets = [export_task(joint, k, t, pooling, {"method": "bitfit-joint", "best_epoch": best[k][1], "joint_tasks": len(tasks),
+                                                "validation": history[best[k][1] - 1]["validation"][k]})
+            for k, t in enumerate(tasks)]
+    return {"bias_sets": sets, "history": history, "seconds": time.perf_counter() - started, "model": joint}
+
+
+@torch.inference_mode()
+def joint_logits(joint: JointModel, task: int, rows: list[EncodedRow], device: torch.device, batch_size: int = 128) -> torch.Tensor:
+    """Logits [rows, labels] of one task in eval mode."""
+    joint.eval()
+    pad = joint.tm.tokenizer.pad_token_id or 0
+    out = []
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i : i + batch_size]
+        [(_, logits)] = joint(collate(chunk, pad, device), torch.full((len(chunk),), task, device=device))
+        out.append(logits.float().cpu())
+    return torch.cat(out)
+
+
+def evaluate_task(joint: JointModel, task: int, rows: list[EncodedRow], gold: list[int], num_labels: int, device: torch.device) -> dict:
+    return metrics("single_label_classification", joint_logits(joint, task, rows, device), gold, num_labels)
+
+
+def export_task(joint: JointModel, k: int, task: JointTask, pooling: str, training: dict) -> BiasSet:
+    spec = joint.tm.spec
+    tensors = {spec.site_key(site): bias for site, bias in joint.biases.absolute(k).items()}
+    for layer, stage in zip(joint.heads[k], architecture(spec.model_type).head):
+        tensors[f"{stage.name}.weight"] = layer.weight.detach().float().cpu().clone()
+        tensors[f"{stage.name}.bias"] = layer.bias.detach().float().cpu().clone()
+    meta = BiasSetMeta(
+        task=task.name, labels=list(task.data.labels), base_model=base_model_name(joint.tm.base_model),
+        backbone_fingerprint=spec.fingerprint, model_type=spec.model_type, inputs=task.data.inputs,
+        bias_sites="all", pooling=pooling, training=training,
+    )
+    bias_set = BiasSet(meta, tensors)
+    validate(bias_set, spec)
+    return bias_set

@@ -28,7 +28,7 @@ def test_lr_is_chosen_on_validation_never_on_test():
         run("bitfit-qm", 1e-3, 1, val=0.80, test=0.78),
     ]
     summary = accuracy.summarize(runs)["rt"]
-    full, bitfit = summary["methods"]["full"], summary["methods"]["bitfit"]
+    full = summary["methods"]["full"]
     assert full["lr"] == 5e-5 and full["seeds"] == [1, 2]
     assert full["test_accuracy"]["mean"] == pytest.approx(0.81) and full["test_accuracy"]["n"] == 2
     assert full["lr_search"] == {"2e-05": 0.80, "5e-05": 0.85}

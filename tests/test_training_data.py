@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from training.data import load_task_data, read_table, seeded_split
+from training.data import load_task_data, seeded_split
+from training.readers import read_table
 from training.errors import DataError
 
 GOOD = [("a fine film", "pos"), ("awful", "neg"), ("great fun", "pos"), ("boring", "neg")] * 5

@@ -31,13 +31,17 @@ def classification_metrics(pred: list[int], gold: list[int], num_classes: int) -
     return {"accuracy": float(c / n), "macro_f1": float(f1[present].mean()), "mcc": mcc}
 
 
+def _finite(x) -> float:
+    """A correlation with constant predictions is undefined (NaN); report it as 0."""
+    return 0.0 if x is None or math.isnan(x) else float(x)
+
+
 def regression_metrics(pred: list[float], gold: list[float]) -> dict[str, float]:
     p, g = pd.Series(pred, dtype="float64"), pd.Series(gold, dtype="float64")
     pearson = p.corr(g, method="pearson")
     spearman = p.rank().corr(g.rank(), method="pearson")  # Spearman = Pearson on (average) ranks
     mse = float(((p - g) ** 2).mean())
-    clean = lambda x: 0.0 if x is None or math.isnan(x) else float(x)  # noqa: E731 - constant predictions
-    return {"pearson": clean(pearson), "spearman": clean(spearman), "mse": mse}
+    return {"pearson": _finite(pearson), "spearman": _finite(spearman), "mse": mse}
 
 
 def metrics(problem_type: str, logits: torch.Tensor, gold: list, num_labels: int) -> dict[str, float]:

@@ -21,19 +21,15 @@ from torch import nn
 from bias_store.format import BiasSet, BiasSetMeta
 from bias_store.sites import architecture, site_modules
 from bias_store.validate import validate
-from server.engine.heads import cls_features, mean_pool
 from server.engine.inputs import EncodedRow, collate, encode
 from training.data import REGRESSION, TaskData
 from training.errors import ConfigError
 from training.evaluate import metrics
 from training.export import base_model_name
 from training.loop import bucketed_batches
-from training.model import HEAD_DROPOUT, TrainModel
+from training.model import TrainModel, pooled_features, run_head
 
 log = logging.getLogger(__name__)
-
-_ACTIVATIONS = {None: lambda x: x, "tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
-
 
 @dataclass
 class JointTask:
@@ -111,19 +107,11 @@ class JointModel(nn.Module):
             out = self.tm.model.base_model(**batch)
         finally:
             self.biases.rows = None
-        hidden = out.last_hidden_state  # [batch, seq, hidden]
-        if self.pooling == "mean":
-            features = mean_pool(hidden, batch["attention_mask"])
-        else:
-            features = cls_features(self.model_type, hidden, getattr(out, "pooler_output", None))
-        stages = architecture(self.model_type).head
+        features = pooled_features(self.model_type, out, batch["attention_mask"], self.pooling)  # [batch, hidden]
         results = []
-        for task in task_ids.unique().tolist():
+        for task in task_ids.unique().tolist():  # heads run per task group
             rows = (task_ids == task).nonzero().squeeze(1)  # [n]
-            x = features[rows]
-            for layer, stage in zip(self.heads[task], stages):
-                x = _ACTIVATIONS[stage.activation](layer(F.dropout(x, HEAD_DROPOUT, self.training)))
-            results.append((rows, x))
+            results.append((rows, run_head(list(self.heads[task]), self.model_type, features[rows], self.training)))
         return results
 
 

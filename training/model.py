@@ -76,19 +76,26 @@ def check_pooling(pooling: str) -> str:
     return pooling
 
 
+def pooled_features(model_type: str, out, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """What the head reads, [batch, hidden]: the mean over real tokens, or the architecture's CLS input."""
+    if pooling == "mean":
+        return mean_pool(out.last_hidden_state, attention_mask)
+    return cls_features(model_type, out.last_hidden_state, getattr(out, "pooler_output", None))
+
+
+def run_head(layers: list[nn.Module], model_type: str, x: torch.Tensor, training: bool) -> torch.Tensor:
+    """The head's Linear stages with the architecture's activations: [batch, hidden] -> [batch, labels]."""
+    for layer, stage in zip(layers, architecture(model_type).head):
+        x = _ACTIVATIONS[stage.activation](layer(F.dropout(x, HEAD_DROPOUT, training)))
+    return x
+
+
 def forward_logits(model: nn.Module, model_type: str, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
     """Logits [batch, num_labels], computed the way the engine computes them (plus dropout in training).
 
     With ``pooling == "cls"`` in eval mode this equals ``model(**batch).logits``; with
     ``"mean"`` the head reads the mask-weighted mean of the last hidden state instead.
     """
-    out = model.base_model(**batch)
-    hidden = out.last_hidden_state  # [batch, seq, hidden]
-    if pooling == "mean":
-        x = mean_pool(hidden, batch["attention_mask"])  # [batch, hidden]
-    else:
-        x = cls_features(model_type, hidden, getattr(out, "pooler_output", None))  # [batch, hidden]
-    for stage in architecture(model_type).head:
-        layer = model.get_submodule(stage.name)
-        x = _ACTIVATIONS[stage.activation](layer(F.dropout(x, HEAD_DROPOUT, model.training)))
-    return x
+    features = pooled_features(model_type, model.base_model(**batch), batch["attention_mask"], pooling)
+    layers = [model.get_submodule(stage.name) for stage in architecture(model_type).head]
+    return run_head(layers, model_type, features, model.training)

@@ -50,6 +50,7 @@ def test_train_out_and_store(tmp_path, tiny_bert_dir, tiny_backbone, capsys):
         ([], "give exactly one of --out FILE, --store DIR, --push URL"),
         (["--task", "Not OK", "--out", "x.safetensors"], "task name 'Not OK' is invalid"),
         (["--push", "localhost:1"], "--push needs a server URL"),
+        (["--push", "http://127.0.0.1:1"], "cannot reach the server http://127.0.0.1:1"),
     ],
 )
 def test_bad_input_is_a_message_not_a_traceback(tmp_path, tiny_bert_dir, capsys, extra, message):

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             if args.out or args.store or args.push:
                 raise _usage("--method full is a baseline: it produces no bias set, so --out/--store/--push do not apply")
         else:
-            target.check()
+            target.preflight()
         try:
             device = str(resolve_device(args.device))
         except RuntimeError as exc:  # cuda asked for, none here

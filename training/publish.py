@@ -36,6 +36,24 @@ class Target:
             raise ConfigError(f"--push needs a server URL like http://127.0.0.1:8000, got {self.push!r}")
         return self
 
+    def preflight(self) -> None:
+        """Fail before training, not after, when the destination cannot work."""
+        self.check()
+        try:
+            if self.out:
+                Path(self.out).parent.mkdir(parents=True, exist_ok=True)
+            elif self.store:
+                Path(self.store).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PublishError(f"cannot write to {self.describe()}: {exc}") from None
+        if self.push:
+            import httpx
+
+            try:
+                httpx.get(self.push.rstrip("/") + "/healthz", timeout=5.0)
+            except httpx.HTTPError as exc:
+                raise PublishError(f"cannot reach the server {self.push}: {exc}") from None
+
     def describe(self) -> str:
         return f"file {self.out}" if self.out else f"store {self.store}" if self.store else f"server {self.push}"
 

@@ -120,6 +120,7 @@ class Worker:
         run_dir = self.processing / f".{claimed.stem}.run"
         try:
             spec = read_spec(claimed, self.inbox, self.defaults)
+            self.target.preflight()  # a server that is down fails the task now, not after training
             log.info("training task %s from %s", spec.task, claimed.name)
             outcome = run_task(spec, run_dir, progress=self.progress)
             published = publish(outcome.bias_set, outcome.model.spec, self.target) if outcome.bias_set is not None else None

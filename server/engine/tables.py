@@ -1,15 +1,15 @@
 """Per-task bias rows beside a frozen encoder, added per row inside its forward.
 
-Every site's output is ``W x + b_base``. For a task we add ``b_task - b_base`` (its
-*delta*) to each row of that task, so the encoder's own tensors are never written and
-rows of different tasks share every matmul. All sites' deltas sit in one
-``[capacity, total_dim]`` table; a batch gathers its rows once and each site adds its
-column slice:
+Every site's output is ``W x + b_base``. For a task we store ``b_task - b_base`` (its
+*delta*), so the encoder's own tensors are never written and rows of different tasks
+share every matmul. All sites' deltas sit in one ``[capacity, total_dim]`` table. A
+batch gathers its rows once and adds the base biases once, giving each row's absolute
+``b_task`` for every site; each site then uses its column slice in place of its own bias:
 
-- ``nn.Linear`` sites get a forward that starts the matmul's output from the per-row
-  bias ``b_base + delta`` and accumulates ``x W^T`` into it (beta=1), the same passes
-  over memory as ``F.linear``'s own bias, so the per-row bias costs no extra pass;
-- other sites (LayerNorm) get a forward hook that adds the rows to the module's output.
+- ``nn.Linear``: the matmul's output starts from the per-row bias and accumulates
+  ``x W^T`` into it (beta=1), the same passes over memory as ``F.linear``'s own bias;
+- ``nn.LayerNorm``: normalize and scale without a bias, then add the per-row bias;
+- any other module type: a forward hook adds the row's delta to its output.
 
 Outside ``rows()`` both return exactly what the plain module computes.
 
@@ -48,13 +48,15 @@ class BiasTable:
         self.table = torch.zeros(max(capacity, 2), self.width, device=self.device, dtype=self.dtype)  # [capacity, width]
         self._free = list(range(self.table.shape[0] - 1, 0, -1))  # slot 0 stays zero
         self._lock = threading.Lock()
-        self._rows: torch.Tensor | None = None  # [batch, width] gathered for the running forward
+        self._rows: torch.Tensor | None = None  # [batch, width] absolute biases for the running forward
+        # The base biases, copied once: a running forward turns deltas into absolute rows.
+        self._base = torch.cat([m.bias.detach().reshape(-1) for m in self._modules.values()]).clone()  # [width]
         self._handles = []
-        self._linears: dict[int, tuple[int, int]] = {}  # id(Linear site) -> its columns
+        self._columns: dict[int, tuple[int, int]] = {}  # id(site with a replaced forward) -> columns
         for name, module in self._modules.items():
-            if type(module) is nn.Linear:
-                self._linears[id(module)] = self.offsets[name]
-                _attach_linear(module, self)
+            if type(module) in (nn.Linear, nn.LayerNorm):
+                self._columns[id(module)] = self.offsets[name]
+                _attach(module, self)
             else:
                 self._handles.append(module.register_forward_hook(self._hook(name)))
 
@@ -106,7 +108,8 @@ class BiasTable:
         """
         with self._lock:
             table = self.table
-        self._rows = table.index_select(0, slots.to(self.device))  # [batch, width]
+        # One gather and one add per batch; the sites then only slice.
+        self._rows = table.index_select(0, slots.to(self.device)).add_(self._base)  # [batch, width]
         try:
             yield
         finally:
@@ -119,7 +122,7 @@ class BiasTable:
             rows = self._rows
             if rows is None:
                 return None  # plain backbone
-            delta = rows[:, start:stop]  # [batch, dim]
+            delta = rows[:, start:stop] - self._base[start:stop]  # [batch, dim]
             for _ in range(output.dim() - 2):
                 delta = delta.unsqueeze(1)  # [batch, 1, ..., dim]: broadcast over positions
             if torch.is_grad_enabled():
@@ -128,14 +131,18 @@ class BiasTable:
 
         return add_rows
 
-    def linear(self, module: nn.Linear, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``module(x)`` with each row's own bias: x [batch, *positions, in] -> [batch, *positions, out]."""
-        start, stop = self._linears[id(module)]
+    def site_forward(self, module: nn.Module, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``module(x)`` with each batch row's own bias; x is [batch, *positions, features]."""
+        start, stop = self._columns[id(module)]
         if x.shape[0] != rows.shape[0]:
             raise RuntimeError(f"bias rows are per batch row: input has {x.shape[0]} rows, the batch {rows.shape[0]}")
-        bias = rows[:, start:stop] + module.bias  # [batch, out]: b_base + delta = b_task
+        bias = rows[:, start:stop]  # [batch, out]: b_task of each row
         positions = x[0].numel() // x.shape[-1]
-        # contiguous(): a real copy per position (reshape could return a stride-0 view).
+        if type(module) is nn.LayerNorm:
+            out = F.layer_norm(x, module.normalized_shape, module.weight, None, module.eps)
+            bias = bias.view(bias.shape[0], *([1] * (x.dim() - 2)), -1)  # [batch, 1, ..., out]
+            return out + bias if torch.is_grad_enabled() else out.add_(bias)
+        # Linear. contiguous(): a real copy per position (reshape could return a stride-0 view).
         out = bias.unsqueeze(1).expand(-1, positions, -1).contiguous().view(-1, bias.shape[1])  # [batch * positions, out]
         x2d = x.reshape(-1, x.shape[-1])  # [batch * positions, in]
         if torch.is_grad_enabled():
@@ -149,33 +156,33 @@ class BiasTable:
             handle.remove()
         self._handles.clear()
         for module in self._modules.values():
-            if id(module) in self._linears:
-                _detach_linear(module, self)
-        self._linears.clear()
+            if id(module) in self._columns:
+                _detach(module, self)
+        self._columns.clear()
 
 
 # Several tables may sit on one encoder (engines built on a shared backbone, e.g. in
-# tests); each Linear site then gets ONE replacement forward that asks its tables, in
-# order, for active rows, and gets its class forward back when the last table closes.
-def _attach_linear(module: nn.Linear, table: BiasTable) -> None:
+# tests); each site then gets ONE replacement forward that asks its tables, in order,
+# for active rows, and gets its class forward back when the last table closes.
+def _attach(module: nn.Module, table: BiasTable) -> None:
     tables = module.__dict__.setdefault("_bias_tables", [])
     if not tables:
-        module.forward = lambda x: _linear_forward(module, x)
+        module.forward = lambda x: _site_forward(module, x)
     tables.append(table)
 
 
-def _detach_linear(module: nn.Linear, table: BiasTable) -> None:
+def _detach(module: nn.Module, table: BiasTable) -> None:
     tables = module.__dict__.get("_bias_tables", [])
     if table in tables:
         tables.remove(table)
     if not tables:
         module.__dict__.pop("_bias_tables", None)
-        module.__dict__.pop("forward", None)  # back to nn.Linear.forward
+        module.__dict__.pop("forward", None)  # back to the class's forward
 
 
-def _linear_forward(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+def _site_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     for table in module._bias_tables:
         rows = table._rows
         if rows is not None:
-            return table.linear(module, x, rows)
-    return F.linear(x, module.weight, module.bias)  # plain backbone
+            return table.site_forward(module, x, rows)
+    return type(module).forward(module, x)  # plain backbone

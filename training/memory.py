@@ -60,8 +60,10 @@ class PeakMemory:
             if self.start_bytes is None:
                 self.start_bytes = torch.cuda.memory_allocated(self.device)
         else:
+            # Every phase: evaluation in between leaves freed buffers in RSS, which would
+            # otherwise raise the reset high-water mark of the next epoch.
+            _malloc_trim()
             if self.start_bytes is None:
-                _malloc_trim()
                 self.start_bytes = rss_bytes()
             try:
                 Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS

@@ -442,6 +442,8 @@ class ServerProcess:
             return ""
 
     def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the process group, SIGKILL after ``timeout``; the log is kept unless it
+        exited cleanly (BITFIT_BENCH_KEEP_LOGS=1 keeps every log)."""
         if self.proc is None or self.proc.poll() is not None:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -450,6 +452,10 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+            return  # keep the log of a server that would not stop
+        # uvicorn re-raises the SIGTERM it handled, so a graceful exit reads -SIGTERM.
+        if self.proc.returncode in (0, -signal.SIGTERM) and not os.environ.get("BITFIT_BENCH_KEEP_LOGS"):
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "ServerProcess":
         return self.start()

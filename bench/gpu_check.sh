@@ -25,6 +25,10 @@ cd "$(dirname "$0")/.."
 # `timeout $EXTRA_TIMEOUT_S`. "$PY" is the Python to use; write files under "$OUT".
 # Keep the whole script under 5 minutes: each entry should take a minute or less.
 EXTRA_GPU_COMMANDS=(
+  # Accuracy sweep (issue 4): RT 4 methods x lr search on validation x 3 seeds, IMDB bitfit vs full.
+  '"$PY" bench/accuracy.py --device cuda --data-dir .bench-assets/accuracy/data --max-seconds 230 --out-dir "$OUT/accuracy"'
+  # The HTTP server on the GPU (fastapi & co. come from .gpu-carry's wheels).
+  '"$PY" -m pytest -q -p no:cacheprovider tests/test_server_cuda.py'
 )
 EXTRA_TIMEOUT_S=${EXTRA_TIMEOUT_S:-120}
 # ====================================================================================

@@ -9,6 +9,7 @@ change what it computes: the old slot is freed only when its last holder release
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 from collections import defaultdict
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from bias_store.format import BiasSet
 from server.engine.backbone import Backbone
@@ -149,19 +151,37 @@ class Engine:
                 out = self.backbone.encoder(**batch)
             hidden = out.last_hidden_state  # [batch, seq, hidden]
             pooler = getattr(out, "pooler_output", None)  # [batch, hidden] or None
-            results: list[torch.Tensor | None] = [None] * len(items)
-            groups: dict[int, list[int]] = defaultdict(list)
-            for i, h in enumerate(handles):
-                groups[h.slot].append(i)
-            for rows in groups.values():  # heads run per task group
-                handle = handles[rows[0]]
-                index = torch.tensor(rows, device=hidden.device)
-                if handle.pooling == "mean":
-                    features = mean_pool(hidden[index], batch["attention_mask"][index])
-                else:
-                    features = cls_features(self.spec.model_type, hidden, pooler)[index]
-                for i, row_logits in zip(rows, handle.head(features).cpu()):
-                    results[i] = row_logits
+            return self._heads(handles, hidden, pooler, batch["attention_mask"])
+
+    def _heads(
+        self, handles: list[TaskHandle], hidden: torch.Tensor, pooler: torch.Tensor | None, mask: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """Run each task's head on its rows; fp32 logits per row, in batch order.
+
+        Rows are permuted once so that every task's rows are one contiguous slice, and
+        all logits come back in ONE device-to-host copy: on a GPU a copy (or an index
+        tensor) per task would cost a synchronisation per task.
+        """
+        order = sorted(range(len(handles)), key=lambda i: handles[i].slot)  # rows grouped by task
+        perm = torch.tensor(order, device=hidden.device)  # [batch]
+        features = {"cls": cls_features(self.spec.model_type, hidden, pooler)[perm]}  # [batch, hidden]
+        if any(h.pooling == "mean" for h in handles):
+            features["mean"] = mean_pool(hidden, mask)[perm]
+        groups: list[tuple[list[int], torch.Tensor]] = []  # (batch rows, logits [rows, labels])
+        start = 0
+        for _, rows in itertools.groupby(order, key=lambda i: handles[i].slot):
+            rows = list(rows)
+            handle = handles[rows[0]]
+            groups.append((rows, handle.head(features[handle.pooling][start : start + len(rows)])))
+            start += len(rows)
+        width = max(logits.shape[1] for _, logits in groups)
+        stacked = torch.cat([F.pad(logits, (0, width - logits.shape[1])) for _, logits in groups]).cpu()
+        results: list[torch.Tensor | None] = [None] * len(handles)
+        start = 0
+        for rows, logits in groups:
+            for j, i in enumerate(rows):
+                results[i] = stacked[start + j, : logits.shape[1]]
+            start += len(rows)
         return results
 
     def run(self, items: list[tuple[TaskHandle, EncodedRow]]) -> list[Prediction]:

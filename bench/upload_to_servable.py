@@ -38,9 +38,12 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.http_load import (
-    PYTHON, Connection, LoadResult, add_server_options, bias_set_bytes, bitfit_server, build_store, emit,
-    histogram_means, histograms, minilm_spec, multipart, predict_factory, run, run_load, server_env,
-    short_texts, split_url, task_check, task_name,
+    Connection, LoadResult, emit, multipart, predict_factory, run, run_load, short_texts, split_url,
+    task_check,
+)
+from bench.http_servers import (
+    PYTHON, add_server_options, bias_set_bytes, bitfit_server, build_store, histogram_means,
+    histograms, minilm_spec, server_env, task_name,
 )
 
 TARGET_P50_MS = 50.0

@@ -63,7 +63,7 @@ class Engine:
         self._holders: dict[int, int] = defaultdict(int)  # slot -> requests holding it
         self._retired: set[int] = set()  # slots replaced or deleted, freed at zero holders
         self._lock = threading.Lock()  # task map and slot bookkeeping
-        self._forward_lock = threading.Lock()  # one forward at a time (the hooks share state)
+        self._forward_lock = threading.Lock()  # one forward at a time (the site forwards read shared rows)
 
     # -- registry ----------------------------------------------------------------------
     def register(self, bias_set: BiasSet, version: int = 1, sha256: str = "") -> TaskHandle:
@@ -197,7 +197,7 @@ class Engine:
             return self.run([(handle, r) for r in rows])
 
     def close(self) -> None:
-        """Remove the hooks from the encoder (an engine is usually closed at shutdown)."""
+        """Give the encoder its plain forwards back (an engine is usually closed at shutdown)."""
         self.table.close()
 
     @property

@@ -5,8 +5,8 @@ bias sets the way the server does (file bytes -> ``validate_bytes`` -> ``Engine.
 the bytes dropped afterwards). It reports:
 
 - ``engine_bytes``: ``Engine.memory_bytes`` (bias table, slack rows included, plus heads),
-  and the marginal figure without the empty engine's table (the zero slot plus the
-  initial capacity, a fixed cost that dominates only at one task);
+  and the marginal figure without the empty engine's table (its initial capacity, zero
+  by default);
 - ``rss_delta_bytes``: the process's resident-set growth across the registrations, which
   also counts Python objects, allocator slack and anything a task keeps alive by mistake;
 - both per task, and each over ``raw_bytes_per_task`` (``BiasSet.num_bytes``).

@@ -48,8 +48,9 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     validator = RecordingValidator(backbone.spec, settings.max_upload_bytes, metrics)
     store = FilesystemStore(settings.store, validator, keep_versions=settings.keep_versions)
     preload(store, settings.preload)
-    # Room for every stored task up front, so start-up does not regrow the table many times.
-    engine = Engine(backbone, capacity=len(store.state()) + 8)
+    # Room for every stored task up front, so start-up does not regrow the table many times;
+    # later uploads grow it by 6.25% steps.
+    engine = Engine(backbone, capacity=len(store.state()))
     sync = StoreSync(store, engine, validator, settings.sync_interval_s)
     try:
         sync.start()

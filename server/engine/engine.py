@@ -55,7 +55,7 @@ class Prediction:
 
 
 class Engine:
-    def __init__(self, backbone: Backbone, capacity: int = 8) -> None:
+    def __init__(self, backbone: Backbone, capacity: int = 0) -> None:
         self.backbone = backbone
         self.spec = backbone.spec
         self.table = BiasTable(backbone.encoder, capacity)

@@ -13,9 +13,10 @@ batch gathers its rows once and adds the base biases once, giving each row's abs
 
 Outside ``rows()`` both return exactly what the plain module computes.
 
-Slot 0 is all zeros: the plain backbone. A slot is written once, before any request can
-reference it, and freed only when no request holds it, so a forward never sees a row
-change under it.
+A slot is written once, before any request can reference it, and freed only when no
+request holds it, so a forward never sees a row change under it. The table holds task
+rows only (the plain backbone is the forward outside ``rows()``), so its bytes are the
+tasks' bias bytes plus at most the 6.25% growth slack.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ GROWTH = 1.0625  # small growth step: the table's slack stays within ~6% of the 
 
 
 class BiasTable:
-    def __init__(self, encoder: nn.Module, capacity: int = 8) -> None:
+    def __init__(self, encoder: nn.Module, capacity: int = 0) -> None:
         self._modules = site_modules(encoder)
         first = next(iter(self._modules.values())).bias
         self.device, self.dtype = first.device, first.dtype
@@ -45,8 +46,8 @@ class BiasTable:
             self.offsets[name] = (start, start + module.bias.shape[0])
             start += module.bias.shape[0]
         self.width = start
-        self.table = torch.zeros(max(capacity, 2), self.width, device=self.device, dtype=self.dtype)  # [capacity, width]
-        self._free = list(range(self.table.shape[0] - 1, 0, -1))  # slot 0 stays zero
+        self.table = torch.zeros(max(capacity, 0), self.width, device=self.device, dtype=self.dtype)  # [capacity, width]
+        self._free = list(range(self.table.shape[0] - 1, -1, -1))  # popped from the end: lowest slot first
         self._lock = threading.Lock()
         self._rows: torch.Tensor | None = None  # [batch, width] absolute biases for the running forward
         # The base biases, copied once: a running forward turns deltas into absolute rows.
@@ -76,8 +77,6 @@ class BiasTable:
         return slot
 
     def free(self, slot: int) -> None:
-        if slot == 0:
-            return
         with self._lock:
             self.table[slot].zero_()
             self._free.append(slot)

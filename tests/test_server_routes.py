@@ -169,6 +169,18 @@ def test_upload_size_limit_is_413(tmp_path, tiny_backbone):
         # Far over the limit: refused from Content-Length, before the body is parsed.
         r = c.post("/tasks", files={"file": ("big", b"\0" * (size + (2 << 20)))})
         assert r.status_code == 413 and r.json()["error"]["code"] == "limit_exceeded"
+        # No Content-Length (chunked): refused once the stream passes the limit.
+        chunks = (b"\0" * (1 << 16) for _ in range(64))  # 4 MiB, far over size + 1 MiB slack
+        r = c.post("/tasks", content=chunks, headers={"content-type": "application/octet-stream"})
+        assert r.status_code == 413 and "BITFIT_MAX_UPLOAD_BYTES" in r.json()["error"]["message"]
+
+
+def test_a_chunked_request_within_the_limits_is_served(client, tiny_backbone):
+    upload(client, random_bias_set(tiny_backbone.spec, "t", seed=9))
+    body = b'{"inputs": ["a gorgeous, witty film", "dull"]}'
+    chunks = (body[i : i + 7] for i in range(0, len(body), 7))
+    r = client.post("/predict/t", content=chunks, headers={"content-type": "application/json"})
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 2
 
 
 # -- /tasks -------------------------------------------------------------------------------

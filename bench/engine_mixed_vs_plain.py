@@ -160,15 +160,13 @@ def main(argv: list[str] | None = None) -> None:
     names = [f"task-{i}" for i in range(args.tasks)]
     chosen = [rng.randrange(args.tasks) for _ in range(args.batch)]
     keep = set(chosen)
-    prefix = backbone.spec.prefix + "."
     tasks: dict[str, dict[str, torch.Tensor]] = {}
     for i, name in enumerate(names):
         bias_set = random_bias_set(backbone.spec, name, seed=args.seed + i)
         engine.register(bias_set)
         if i in keep:
             tasks[name] = {
-                k[len(prefix) : -len(".bias")]: v.to(backbone.device, backbone.dtype)
-                for k, v in bias_set.tensors.items() if k.startswith(prefix)
+                site: v.to(backbone.device, backbone.dtype) for site, v in backbone.spec.site_biases(bias_set.tensors).items()
             }
 
     rows = common.synthetic_rows(backbone.tokenizer.vocab_size, args.batch, args.length, seed=args.seed)

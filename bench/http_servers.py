@@ -162,6 +162,14 @@ class ServerProcess:
         self.stop()
 
 
+def start_all(servers: list[ServerProcess]) -> None:
+    """Start every server, then wait for each to be ready: their start-ups overlap."""
+    for server in servers:
+        server.start()
+    for server in servers:
+        server.wait_ready()
+
+
 def bitfit_server(store: Path, port: int | None = None, extra: list[str] | None = None,
                   env: dict | None = None, launcher: list[str] | None = None) -> ServerProcess:
     """``bitfit serve`` on the packaged MiniLM, CPU, fp32 (``--backbone`` left at its default).

@@ -30,7 +30,7 @@ from bench.http_load import (
 )
 from bench.http_servers import (
     add_server_options, bitfit_server, build_store, minilm_spec, naive_server, server_env,
-    task_name,
+    start_all, task_name,
 )
 
 TARGET = 2.0
@@ -63,10 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu = {name: 0.0 for name in servers}  # server CPU seconds over the measured phases
     rounds: list[dict[str, float]] = []
     try:
+        start_all(list(servers.values()))
         for server in servers.values():
-            server.start()
-        for server in servers.values():
-            server.wait_ready()
             run(run_load(server.url, predict_factory(texts, tasks, seed=99), concurrency=args.concurrency,
                          max_requests=args.warmup, max_seconds=60))
         for r in range(args.rounds):

@@ -43,7 +43,7 @@ from bench.http_load import (
 )
 from bench.http_servers import (
     PYTHON, add_server_options, bias_set_bytes, bitfit_server, build_store, histogram_means,
-    histograms, minilm_spec, server_env, task_name,
+    histograms, minilm_spec, server_env, start_all, task_name,
 )
 
 TARGET_P50_MS = 50.0
@@ -192,10 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         launcher = [PYTHON, "-m", "bench.upload_to_servable", "--serve-without-fsync"]
         servers[name] = bitfit_server(stores[name], extra=args.server_arg, env=env, launcher=launcher)
     try:
+        start_all(list(servers.values()))
         for server in servers.values():
-            server.start()
-        for server in servers.values():
-            server.wait_ready()
             run(run_load(server.url, predict_factory(texts, served, seed=99), concurrency=args.concurrency,
                          max_requests=200, max_seconds=60))  # warm-up
             run(upload_all(server.url, plan(spec, 4, "warm", served, seed=2), texts[0]))  # warm the upload path

@@ -23,9 +23,16 @@ class BackboneSpec:
     def site_key(self, site: str) -> str:
         return site_table.site_key(self.prefix, site)
 
+    def site_names(self, subset: str = "all") -> list[str]:
+        """The sites a named subset trains, in module order."""
+        return site_table.select_sites(list(self.sites), self.model_type, subset)
+
     def site_keys(self, subset: str = "all") -> list[str]:
-        names = site_table.select_sites(list(self.sites), self.model_type, subset)
-        return [self.site_key(s) for s in names]
+        return [self.site_key(s) for s in self.site_names(subset)]
+
+    def site_biases(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{site: bias}`` for every site whose bias is in a state-dict-keyed mapping."""
+        return {site: tensors[key] for site in self.sites if (key := self.site_key(site)) in tensors}
 
     def head_shapes(self, num_labels: int) -> dict[str, tuple[int, ...]]:
         """Expected head tensor shapes: hidden->hidden stages, then hidden->num_labels."""

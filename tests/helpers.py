@@ -56,7 +56,7 @@ def random_bias_set(
     """A bias set with random biases and head, valid for ``spec``."""
     labels = labels or ["negative", "positive"]
     g = torch.Generator().manual_seed(seed)
-    tensors = {key: torch.randn(spec.sites[key[len(spec.prefix) + 1 : -5]], generator=g) * scale for key in spec.site_keys(subset)}
+    tensors = {spec.site_key(site): torch.randn(spec.sites[site], generator=g) * scale for site in spec.site_names(subset)}
     for key, shape in spec.head_shapes(len(labels)).items():
         tensors[key] = torch.randn(*shape, generator=g) * scale
     meta = BiasSetMeta(

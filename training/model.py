@@ -18,14 +18,12 @@ from torch import nn
 
 from bias_store.sites import POOLINGS, architecture
 from bias_store.spec import BackboneSpec, build_spec
-from server.engine.backbone import default_backbone_path, load_classifier, load_tokenizer
-from server.engine.heads import cls_features, mean_pool
+from server.engine.backbone import default_backbone_path, load_classifier, load_tokenizer, max_length
+from server.engine.heads import ACTIVATIONS, cls_features, mean_pool
 from training.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# Same activations as server/engine/heads.py applies between head stages.
-_ACTIVATIONS = {None: lambda x: x, "tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
 HEAD_DROPOUT = 0.1  # BERT's hidden_dropout_prob; in eval mode (and in the engine) it is the identity
 
 
@@ -66,8 +64,7 @@ def load_model(backbone: str | None, num_labels: int, problem_type: str, seed: i
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load backbone {path!r}: {exc}") from None
     spec = build_spec(model.base_model, model.config.model_type, model.base_model_prefix, path)
-    positions = getattr(model.config, "max_position_embeddings", 512)
-    return TrainModel(model, tokenizer, spec, path, min(int(tokenizer.model_max_length), positions))
+    return TrainModel(model, tokenizer, spec, path, max_length(model.config, tokenizer))
 
 
 def check_pooling(pooling: str) -> str:
@@ -86,7 +83,7 @@ def pooled_features(model_type: str, out, attention_mask: torch.Tensor, pooling:
 def run_head(layers: list[nn.Module], model_type: str, x: torch.Tensor, training: bool) -> torch.Tensor:
     """The head's Linear stages with the architecture's activations: [batch, hidden] -> [batch, labels]."""
     for layer, stage in zip(layers, architecture(model_type).head):
-        x = _ACTIVATIONS[stage.activation](layer(F.dropout(x, HEAD_DROPOUT, training)))
+        x = ACTIVATIONS[stage.activation](layer(F.dropout(x, HEAD_DROPOUT, training)))
     return x
 
 

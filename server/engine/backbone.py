@@ -80,6 +80,11 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
+def max_length(config, tokenizer) -> int:
+    """Truncation length: the tokenizer's limit, capped by the position embeddings."""
+    return min(int(tokenizer.model_max_length), getattr(config, "max_position_embeddings", 512))
+
+
 def load_backbone(name_or_path: str | None = None, device: str = "auto", dtype: str = "float32") -> Backbone:
     """Load the encoder exactly as the classification model embeds it, frozen, in eval mode."""
     name_or_path = name_or_path or default_backbone_path()
@@ -96,10 +101,8 @@ def load_backbone(name_or_path: str | None = None, device: str = "auto", dtype: 
     spec = build_spec(encoder, model.config.model_type, model.base_model_prefix, str(name_or_path))
     encoder.requires_grad_(False).eval().to(device=dev, dtype=DTYPES[dtype])
     tokenizer = load_tokenizer(name_or_path)
-    positions = getattr(model.config, "max_position_embeddings", 512)
-    max_length = min(int(tokenizer.model_max_length), positions)
     log.info(
         "backbone %s (%s) on %s/%s, %d bias sites, fingerprint %s",
         os.path.basename(str(name_or_path).rstrip("/")), spec.model_type, dev, dtype, len(spec.sites), spec.fingerprint[:12],
     )
-    return Backbone(encoder, tokenizer, spec, dev, DTYPES[dtype], max_length)
+    return Backbone(encoder, tokenizer, spec, dev, DTYPES[dtype], max_length(model.config, tokenizer))

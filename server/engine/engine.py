@@ -69,8 +69,7 @@ class Engine:
     def register(self, bias_set: BiasSet, version: int = 1, sha256: str = "") -> TaskHandle:
         """Make ``bias_set`` the task's current version. The set must already be validated."""
         meta = bias_set.meta
-        prefix = self.spec.prefix + "."
-        biases = {k[len(prefix) : -len(".bias")]: v for k, v in bias_set.tensors.items() if k.startswith(prefix)}
+        biases = self.spec.site_biases(bias_set.tensors)
         head = Head.from_tensors(self.spec.model_type, bias_set.tensors, self.backbone.device)
         slot = self.table.write(biases)
         handle = TaskHandle(

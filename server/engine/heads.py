@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from bias_store.sites import architecture
 
-_ACTIVATIONS = {None: lambda x: x, "tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
+# The activation after each head stage (sites.HeadStage.activation); training uses it too.
+ACTIVATIONS = {None: lambda x: x, "tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Head:
         """[rows, hidden] -> [rows, num_labels] logits (eval mode: dropout is the identity)."""
         x = features.float()
         for weight, bias, activation in self.stages:
-            x = _ACTIVATIONS[activation](F.linear(x, weight, bias))
+            x = ACTIVATIONS[activation](F.linear(x, weight, bias))
         return x
 
     @property

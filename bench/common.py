@@ -136,6 +136,23 @@ def interleaved(
     return {"wall": wall, "cpu": cpu} if torch.device(device).type == "cpu" else {"wall": wall}
 
 
+def count_ops(fn: Callable[[], object]) -> int:
+    """ATen ops one call of ``fn`` dispatches (views included). Each is Python and
+    dispatcher time on the CPU, and most launch a kernel on a GPU."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        ops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Counter.ops += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        fn()
+    return Counter.ops
+
+
 def percentile(values: list[float], q: float) -> float:
     """Linear-interpolated percentile, q in [0, 100]."""
     xs = sorted(values)
@@ -194,8 +211,13 @@ def rss_bytes() -> int:
 # -- backbones -------------------------------------------------------------------------
 # "tiny" is for dry runs of the scripts; "bert-base" is BertConfig() with random weights
 # (speed does not depend on the values); "minilm" is the real packaged all-MiniLM-L6-v2.
+# "bert-base-narrow" has BERT-base's 12 layers and so its op count and bias sites, at a
+# width where the arithmetic is almost nothing: its time is the per-op cost (Python,
+# dispatch), which is what a forward pays on a GPU that runs the kernels faster than the
+# CPU can issue them.
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, max_position_embeddings=512)
-MODELS = ("minilm", "bert-base", "tiny")
+NARROW_BERT = dict(hidden_size=32, num_attention_heads=2, intermediate_size=128)
+MODELS = ("minilm", "bert-base", "bert-base-narrow", "tiny")
 
 
 def backbone_dir(model: str, tmp: Path) -> str:
@@ -213,7 +235,7 @@ def backbone_dir(model: str, tmp: Path) -> str:
         return str(path)
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(default_backbone_path())  # BERT's uncased vocab, 30522
-    config = BertConfig(vocab_size=tokenizer.vocab_size, **(TINY_BERT if model == "tiny" else {}))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, **{"tiny": TINY_BERT, "bert-base-narrow": NARROW_BERT}.get(model, {}))
     with quiet_transformers():
         AutoModel.from_config(config).save_pretrained(path)
     tokenizer.save_pretrained(path)

@@ -3,8 +3,11 @@
 Variants, all on one batch of ``--batch`` rows of exactly ``--length`` tokens, every row a
 random task out of ``--tasks`` registered ones, timed interleaved in one process:
 
-- ``encoder_plain``: the shared encoder alone (the BiasTable hooks are installed but idle).
+- ``encoder_plain``: the shared encoder alone: the stock modules (per-row forwards exist only
+  inside ``rows()``).
 - ``encoder_mixed``: the same call inside ``engine.table.rows(slots)``: what BitFit adds.
+- ``encoder_mixed_add`` (CPU) / ``encoder_mixed_accumulate`` (GPU): the same with the Linear
+  form the engine does not pick on this device (``per_row.LINEAR_FORMS``).
 - ``encoder_mixed_hooks``: the engine's first design, for comparison: every site (Linear
   ones included) adds its rows to the module's output in a forward hook, one extra pass
   over each output.
@@ -56,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", default=None, help="where random backbones are saved (reused across runs)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the encoder and time only encoder_plain/encoder_mixed (does fusion remove the adds?)")
+    p.add_argument("--compile-mode", default=None,
+                   help="torch.compile mode, e.g. max-autotune-no-cudagraphs (Triton GEMM templates that can fuse the add)")
     return p.parse_args(argv)
 
 
@@ -63,7 +68,7 @@ def naive_inplace_runner(engine: Engine, items: list, tasks: dict[str, dict[str,
     """A server that writes each task's biases into the shared model, runs that task's rows
     alone, and restores the base biases afterwards (what BitFit's tables avoid)."""
     backbone = engine.backbone
-    modules = engine.table._modules  # site -> module (the one place that found them)
+    modules = engine.table.layout.modules  # site -> module (the one place that found them)
     base = {site: m.bias.detach().clone() for site, m in modules.items()}
     pad = backbone.tokenizer.pad_token_id or 0
     groups: dict[str, list[int]] = defaultdict(list)
@@ -106,7 +111,7 @@ def hooks_runner(engine: Engine, batch: dict[str, torch.Tensor], slots: torch.Te
         return add_rows
 
     def run():
-        handles = [m.register_forward_hook(make_hook(*table.offsets[n])) for n, m in table._modules.items()]
+        handles = [m.register_forward_hook(make_hook(*table.layout.offsets[n])) for n, m in table.layout.modules.items()]
         rows.append(table.table.index_select(0, slots.to(table.device)))  # [batch, width]
         try:
             with torch.inference_mode():
@@ -178,15 +183,18 @@ def main(argv: list[str] | None = None) -> None:
 
     # Compiled, the hooks are traced into the graph (one graph with rows, one without), so
     # the per-row add can fuse with its neighbours instead of costing a pass of its own.
-    encoder = torch.compile(backbone.encoder, dynamic=False) if args.compile else backbone.encoder
+    encoder = torch.compile(backbone.encoder, dynamic=False, mode=args.compile_mode) if args.compile else backbone.encoder
 
     def encoder_plain():
         with torch.inference_mode():
             return encoder(**batch)
 
-    def encoder_mixed():
-        with torch.inference_mode(), engine.table.rows(slots):
+    def encoder_mixed(form: str | None = None):
+        with torch.inference_mode(), engine.table.rows(slots, form):
             return encoder(**batch)
+
+    # The Linear form the engine does not pick on this device, timed beside it.
+    other_form = "add" if backbone.device.type == "cpu" else "accumulate"
 
     def logits_plain():  # a single-task server: same collate, one head, logits back on the CPU
         with torch.inference_mode():
@@ -197,7 +205,9 @@ def main(argv: list[str] | None = None) -> None:
     def logits_mixed():
         return engine.logits(items)
 
-    variants = {"encoder_plain": encoder_plain, "encoder_mixed": encoder_mixed}
+    variants = {"encoder_plain": encoder_plain, "encoder_mixed": encoder_mixed,
+                f"encoder_mixed_{other_form}": lambda: encoder_mixed(other_form)}
+    check_same(variants[f"encoder_mixed_{other_form}"], encoder_mixed, backbone.dtype)
     if not args.compile:
         variants["encoder_mixed_hooks"] = hooks_runner(engine, batch, slots)
         check_same(variants["encoder_mixed_hooks"], encoder_mixed, backbone.dtype)
@@ -212,11 +222,13 @@ def main(argv: list[str] | None = None) -> None:
 
     shape = dict(
         model=args.model, device=str(backbone.device), dtype=args.dtype, batch=args.batch, length=args.length,
-        tasks=args.tasks, distinct_tasks_in_batch=len(keep), compiled=args.compile,
+        tasks=args.tasks, distinct_tasks_in_batch=len(keep), compiled=args.compile and (args.compile_mode or "default"),
     )
     common.emit("env", **common.environment(), script="engine_mixed_vs_plain")
+    for name in (v for v in variants if v.startswith("encoder_")):
+        common.emit("ops_per_forward", variant=name, **shape, aten_ops=common.count_ops(variants[name]))
     clocks = common.interleaved(variants, args.repeats, args.warmup, backbone.device)
-    pairs = [("encoder_mixed", "encoder_plain")]
+    pairs = [("encoder_mixed", "encoder_plain"), (f"encoder_mixed_{other_form}", "encoder_plain")]
     if "logits_mixed" in variants:
         pairs += [("encoder_mixed_hooks", "encoder_plain"), ("logits_mixed", "logits_plain")]
     if "naive_inplace" in variants:
@@ -230,7 +242,6 @@ def main(argv: list[str] | None = None) -> None:
         for num, den in pairs:
             common.emit("mixed_vs_plain_ratio", ratio=f"{num}/{den}", clock=clock, **shape,
                         threads=torch.get_num_threads(), **common.ratio(times, num, den))
-    engine.close()
 
 
 def check_same(a, b, dtype: torch.dtype) -> None:

@@ -54,7 +54,6 @@ def main(argv: list[str] | None = None) -> None:
     warm = Engine(backbone)
     for data in files[: args.warmup]:
         warm.register(validate_bytes(data, backbone.spec))
-    warm.close()
 
     engine = Engine(backbone)
     validate_s, register_s, total_s = [], [], []
@@ -73,7 +72,6 @@ def main(argv: list[str] | None = None) -> None:
     shape = dict(model=args.model, device=str(backbone.device), file_bytes=len(files[0]), tasks=args.tasks)
     for step, values in (("validate_bytes", validate_s), ("engine_register", register_s), ("total", total_s)):
         common.emit("register_time", step=step, **shape, **stats_ms(values))
-    engine.close()
 
 
 if __name__ == "__main__":

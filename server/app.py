@@ -52,11 +52,7 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     # later uploads grow it by 6.25% steps.
     engine = Engine(backbone, capacity=len(store.state()))
     sync = StoreSync(store, engine, validator, settings.sync_interval_s)
-    try:
-        sync.start()
-    except Exception:
-        engine.close()
-        raise
+    sync.start()
     batcher = Batcher(
         engine, metrics, max_rows=settings.max_batch_rows, max_tokens=settings.max_batch_tokens,
         max_wait_ms=settings.max_wait_ms, max_queue_rows=settings.max_queue_rows,
@@ -68,10 +64,9 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
 
 
 def stop_services(services: Services) -> None:
-    """Finish queued work, then stop watching the store and unhook the engine."""
+    """Finish queued work, then stop watching the store."""
     services.batcher.close(timeout=services.settings.graceful_timeout_s)
     services.sync.stop()
-    services.engine.close()
 
 
 def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastAPI:

@@ -93,7 +93,6 @@ def check_equivalence(base_dir, device: str = "cuda", dtype: str = "float32") ->
         wrong_errs.sort()
         median = wrong_errs[len(wrong_errs) // 2]
         assert median > 10 * REL_TOL[dtype], f"{dtype} tolerance cannot tell tasks apart (median {median:.2e})"
-    engine.close()
 
 
 def check_hot_swap(base_dir, device: str = "cuda", dtype: str = "float32") -> None:
@@ -109,7 +108,7 @@ def check_hot_swap(base_dir, device: str = "cuda", dtype: str = "float32") -> No
     handle = engine.register(new, version=2)
     assert handle.version == 2 and handle.slot != pinned.slot
     after = engine_logits(engine, items)
-    for (name, text), a, b in zip(items, before, after):
+    for (name, _), a, b in zip(items, before, after):
         if name != "task-2":
             assert torch.equal(a, b), f"{name} changed when task-2 was replaced"
         else:
@@ -127,7 +126,6 @@ def check_hot_swap(base_dir, device: str = "cuda", dtype: str = "float32") -> No
     engine.unregister("task-4")
     for (name, _), a, b in zip(others, kept, engine_logits(engine, others)):
         assert torch.equal(a, b), f"{name} changed when task-4 was deleted"
-    engine.close()
 
 
 def test_mixed_batch_matches_standalone_fp32_on_cuda(tiny_bert_dir):
@@ -156,4 +154,3 @@ def test_backbone_is_on_the_gpu_and_never_written(tiny_bert_dir):
         engine.register(random_bias_set(backbone.spec, f"g{i}", seed=i))
     engine.predict("g3", ["hello there"])
     assert all(torch.equal(before[k], v) for k, v in backbone.encoder.state_dict().items())
-    engine.close()

@@ -64,4 +64,3 @@ def test_plain_backbone_is_untouched_by_registration(tiny_backbone):
     engine.predict("g3", ["hello there"])
     after = tiny_backbone.encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    engine.close()

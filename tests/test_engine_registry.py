@@ -14,8 +14,7 @@ def engine(tiny_backbone):
     engine = Engine(tiny_backbone, capacity=4)
     for i in range(6):
         engine.register(random_bias_set(tiny_backbone.spec, f"t{i}", seed=i))
-    yield engine
-    engine.close()
+    return engine
 
 
 def all_logits(engine, names):

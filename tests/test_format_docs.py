@@ -23,11 +23,8 @@ def test_rebuilding_a_task_with_plain_transformers_matches_the_engine(tmp_path, 
     if pooling == "mean":
         exec(SNIPPETS[1], scope)
     engine = Engine(tiny_backbone)
-    try:
-        engine.register(bs)
-        [p] = engine.predict("doc", ["a gorgeous, witty film"])
-    finally:
-        engine.close()
+    engine.register(bs)
+    [p] = engine.predict("doc", ["a gorgeous, witty film"])
     torch.testing.assert_close(torch.tensor(p.logits), scope["logits"][0], atol=1e-5, rtol=0)
 
 

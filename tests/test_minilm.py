@@ -34,14 +34,11 @@ def test_fingerprint_is_stable_and_sensitive(minilm_backbone):
 def test_engine_equals_transformers_with_the_bias_set_loaded(minilm_backbone, pooling):
     spec = minilm_backbone.spec
     engine = Engine(minilm_backbone)
-    try:
-        sets = [random_bias_set(spec, f"m{i}", ["neg", "pos"], seed=i, pooling=pooling, scale=0.05) for i in range(3)]
-        for bs in sets:
-            validate(bs, spec)
-            engine.register(bs)
-        items = [(engine.get(bs.meta.task), row) for bs in sets for row in engine.encode(engine.get(bs.meta.task), TEXTS)]
-        got = torch.stack(engine.logits(items))
-        want = torch.cat([reference_logits(default_backbone_path(), bs, TEXTS) for bs in sets])
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
-    finally:
-        engine.close()
+    sets = [random_bias_set(spec, f"m{i}", ["neg", "pos"], seed=i, pooling=pooling, scale=0.05) for i in range(3)]
+    for bs in sets:
+        validate(bs, spec)
+        engine.register(bs)
+    items = [(engine.get(bs.meta.task), row) for bs in sets for row in engine.encode(engine.get(bs.meta.task), TEXTS)]
+    got = torch.stack(engine.logits(items))
+    want = torch.cat([reference_logits(default_backbone_path(), bs, TEXTS) for bs in sets])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

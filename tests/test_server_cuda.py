@@ -16,12 +16,9 @@ def test_gpu_server_matches_cpu_engine(tmp_path, tiny_bert_dir, tiny_backbone, d
     gpu = load_backbone(str(tiny_bert_dir), device="cuda", dtype=dtype)
     sets = [random_bias_set(tiny_backbone.spec, f"t{i}", seed=i) for i in range(3)]
     cpu = Engine(tiny_backbone)
-    try:
-        for bs in sets:
-            cpu.register(bs)
-        want = {bs.meta.task: [p.scores for p in cpu.predict(bs.meta.task, TEXTS)] for bs in sets}
-    finally:
-        cpu.close()
+    for bs in sets:
+        cpu.register(bs)
+    want = {bs.meta.task: [p.scores for p in cpu.predict(bs.meta.task, TEXTS)] for bs in sets}
     with serving(tmp_path / "s", gpu) as client:
         ready = client.get("/readyz").json()
         assert ready["device"].startswith("cuda") and ready["dtype"] == dtype

@@ -85,16 +85,13 @@ def test_predicts_stay_consistent_while_tasks_change(tmp_path, tiny_backbone):
     # The engine's own answers for every content that was ever stored.
     reference = Engine(tiny_backbone)
     expected: dict[int, torch.Tensor] = {}
-    try:
-        for seeds in content.values():
-            for seed in seeds:
-                if seed not in expected:
-                    task = next(t for (t, _), s in content.items() if seed in s)
-                    reference.register(random_bias_set(spec, task, seed=seed))
-                    preds = reference.predict(task, TEXTS)
-                    expected[seed] = torch.tensor([[p.scores[k] for k in ("negative", "positive")] for p in preds])
-    finally:
-        reference.close()
+    for seeds in content.values():
+        for seed in seeds:
+            if seed not in expected:
+                task = next(t for (t, _), s in content.items() if seed in s)
+                reference.register(random_bias_set(spec, task, seed=seed))
+                preds = reference.predict(task, TEXTS)
+                expected[seed] = torch.tensor([[p.scores[k] for k in ("negative", "positive")] for p in preds])
 
     for task, version, scores in answers:
         got = torch.tensor([[s["negative"], s["positive"]] for s in scores])  # [len(TEXTS), 2]

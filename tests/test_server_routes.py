@@ -20,11 +20,8 @@ def client(tmp_path, tiny_backbone):
 def engine_scores(backbone, bias_set, texts) -> list[dict[str, float]]:
     """What the engine alone answers for ``texts`` (the reference for the HTTP answers)."""
     engine = Engine(backbone)
-    try:
-        engine.register(bias_set)
-        return [p.scores for p in engine.predict(bias_set.meta.task, texts)]
-    finally:
-        engine.close()
+    engine.register(bias_set)
+    return [p.scores for p in engine.predict(bias_set.meta.task, texts)]
 
 
 def assert_scores_close(got: list[dict], want: list[dict]) -> None:

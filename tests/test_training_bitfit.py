@@ -9,12 +9,12 @@ import torch
 from bias_store import FilesystemStore, dumps, validate, validate_bytes
 from bias_store.format import loads
 from server.engine import Engine
+from server.engine.inputs import encode
 from training.bitfit import METHODS, trainable_keys
 from training.errors import ConfigError
 from training.export import export_bias_set
 from training.loop import predict_logits
 from training.task import TaskSpec, run_task
-from server.engine.inputs import encode
 
 WORDS_POS = ["great", "lovely", "fun", "moving", "sharp"]
 WORDS_NEG = ["dull", "awful", "slow", "flat", "boring"]
@@ -83,11 +83,8 @@ def test_exported_file_loads_through_the_store_and_serves_the_training_logits(tm
 
     texts = [(t, "a second text") for t in TEXTS] if pair else TEXTS
     engine = Engine(tiny_backbone)
-    try:
-        engine.register(served, record.version, record.sha256)
-        got = torch.stack([torch.tensor(p.logits) for p in engine.predict("tiny", [list(t) if pair else t for t in texts])])
-    finally:
-        engine.close()
+    engine.register(served, record.version, record.sha256)
+    got = torch.stack([torch.tensor(p.logits) for p in engine.predict("tiny", [list(t) if pair else t for t in texts])])
     tm = outcome.model
     want = predict_logits(tm, encode(tm.tokenizer, texts, 128), pooling, torch.device("cpu"), batch_size=2)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
@@ -138,11 +135,8 @@ def test_a_few_real_minilm_steps_export_a_set_the_engine_accepts(tmp_path, minil
     assert outcome.bias_set.num_params == minilm_backbone.spec.bias_params_per_task + 2 * 384 + 2
     validate(outcome.bias_set, minilm_backbone.spec)
     engine = Engine(minilm_backbone)
-    try:
-        engine.register(outcome.bias_set)
-        got = torch.tensor([p.logits for p in engine.predict("minilm-few", TEXTS)])
-    finally:
-        engine.close()
+    engine.register(outcome.bias_set)
+    got = torch.tensor([p.logits for p in engine.predict("minilm-few", TEXTS)])
     tm = outcome.model
     want = predict_logits(tm, encode(tm.tokenizer, TEXTS, 128), "mean", torch.device("cpu"), batch_size=4)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

@@ -16,7 +16,8 @@ from training.model import load_model
 
 def test_joint_training_exports_each_task_exactly(tmp_path, tiny_bert_dir, tiny_backbone):
     sentiment_csv(tmp_path / "a.csv", n=32)
-    pd.DataFrame({"text": [f"topic {i % 3} words {i}" for i in range(30)], "label": [f"t{i % 3}" for i in range(30)]}).to_csv(tmp_path / "b.csv", index=False)
+    topics = {"text": [f"topic {i % 3} words {i}" for i in range(30)], "label": [f"t{i % 3}" for i in range(30)]}
+    pd.DataFrame(topics).to_csv(tmp_path / "b.csv", index=False)
     tasks = [JointTask(name, load_task_data(tmp_path / f"{f}.csv", "text", "label")) for name, f in (("ja", "a"), ("jb", "b"))]
     tm = load_model(str(tiny_bert_dir), 2, "single_label_classification", seed=0)
     before = {k: v.clone() for k, v in tm.model.base_model.state_dict().items()}
@@ -28,13 +29,9 @@ def test_joint_training_exports_each_task_exactly(tmp_path, tiny_bert_dir, tiny_
     assert not torch.equal(sets[0].tensors["bert.encoder.layer.0.attention.self.query.bias"],
                            sets[1].tensors["bert.encoder.layer.0.attention.self.query.bias"])  # each task its own biases
     engine = Engine(tiny_backbone)
-    try:
-        for k, bias_set in enumerate(sets):
-            validate(bias_set, tiny_backbone.spec)
-            engine.register(bias_set)
-            got = torch.tensor([p.logits for p in engine.predict(bias_set.meta.task, TEXTS)])
-            want = joint_logits(joint, k, encode(tm.tokenizer, TEXTS, 128), torch.device("cpu"))
-            torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
-    finally:
-        engine.close()
-        joint.biases.close()
+    for k, bias_set in enumerate(sets):
+        validate(bias_set, tiny_backbone.spec)
+        engine.register(bias_set)
+        got = torch.tensor([p.logits for p in engine.predict(bias_set.meta.task, TEXTS)])
+        want = joint_logits(joint, k, encode(tm.tokenizer, TEXTS, 128), torch.device("cpu"))
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

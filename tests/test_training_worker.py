@@ -67,32 +67,30 @@ def test_stream_property_old_tasks_stay_bit_identical(tmp_path, tiny_bert_dir, t
         store.put(dumps(random_bias_set(tiny_backbone.spec, f"old-{i}", seed=i, pooling=("cls", "mean")[i])))
     engine = Engine(tiny_backbone)
     backbone_before = fingerprint(tiny_backbone.encoder)
-    try:
-        def serve_all() -> dict[str, torch.Tensor]:
-            for record in store.list():
-                if record.name not in engine.tasks() or engine.get(record.name).sha256 != record.sha256:
-                    engine.register(loads(store.get(record.name)[1]), record.version, record.sha256)
-            return {name: torch.tensor([p.logits for p in engine.predict(name, TEXTS)]) for name in engine.tasks()}
 
-        before = serve_all()
-        states = [store.state()]
-        inbox = tmp_path / "inbox"
-        inbox.mkdir()
-        worker = Worker(inbox, Target(store=str(tmp_path / "store")), defaults={"backbone": str(tiny_bert_dir)}, settle_seconds=0)
-        for k, method in enumerate(("bitfit", "bitfit-qm")):  # two arrivals, each published, then served
-            (inbox / f"new-{k}.json").write_text(json.dumps(good_spec(inbox, f"new-{k}", method=method, seed=k)))
-            assert [r.ok for r in worker.run_once()] == [True]
-            after = serve_all()
-            assert set(after) == set(before) | {f"new-{j}" for j in range(k + 1)}
-            for name, logits in before.items():
-                assert torch.equal(after[name], logits), f"{name} changed after new-{k} arrived"
-            states.append(store.state())
-            assert all(states[-1][n] == states[0][n] for n in states[0])  # old files untouched
-        assert fingerprint(tiny_backbone.encoder) == backbone_before
+    def serve_all() -> dict[str, torch.Tensor]:
         for record in store.list():
-            assert record.meta.backbone_fingerprint == backbone_before
-    finally:
-        engine.close()
+            if record.name not in engine.tasks() or engine.get(record.name).sha256 != record.sha256:
+                engine.register(loads(store.get(record.name)[1]), record.version, record.sha256)
+        return {name: torch.tensor([p.logits for p in engine.predict(name, TEXTS)]) for name in engine.tasks()}
+
+    before = serve_all()
+    states = [store.state()]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    worker = Worker(inbox, Target(store=str(tmp_path / "store")), defaults={"backbone": str(tiny_bert_dir)}, settle_seconds=0)
+    for k, method in enumerate(("bitfit", "bitfit-qm")):  # two arrivals, each published, then served
+        (inbox / f"new-{k}.json").write_text(json.dumps(good_spec(inbox, f"new-{k}", method=method, seed=k)))
+        assert [r.ok for r in worker.run_once()] == [True]
+        after = serve_all()
+        assert set(after) == set(before) | {f"new-{j}" for j in range(k + 1)}
+        for name, logits in before.items():
+            assert torch.equal(after[name], logits), f"{name} changed after new-{k} arrived"
+        states.append(store.state())
+        assert all(states[-1][n] == states[0][n] for n in states[0])  # old files untouched
+    assert fingerprint(tiny_backbone.encoder) == backbone_before
+    for record in store.list():
+        assert record.meta.backbone_fingerprint == backbone_before
 
 
 def test_relative_paths_resolve_against_the_inbox(tmp_path, tiny_bert_dir):

@@ -1,8 +1,8 @@
 """Several BitFit tasks trained in one loop: mixed-task batches share the frozen backbone.
 
 The engine's trick, run backwards: every task's bias offsets are one row of a trainable
-``[tasks, width]`` table; each batch gathers its rows' offsets and forward hooks add
-them at every bias site, so rows of different tasks share each matmul of the forward and
+``[tasks, width]`` table; each batch gathers its rows' offsets and the engine's own
+``per_row_biases`` adds them at every bias site, so rows of different tasks share each matmul of the forward and
 the backward pass. Each task keeps its own head. What comes out per task is the same
 kind of bias set ``bitfit train`` exports (all sites + head, absolute values).
 """
@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bias_store.format import BiasSet, BiasSetMeta
-from bias_store.sites import architecture, site_modules
+from bias_store.sites import architecture
 from bias_store.validate import validate
 from server.engine.inputs import EncodedRow, collate, encode
+from server.engine.per_row import SiteLayout, per_row_biases
 from training.data import REGRESSION, TaskData
 from training.errors import ConfigError
 from training.evaluate import metrics
@@ -38,41 +39,22 @@ class JointTask:
 
 
 class JointBiases(nn.Module):
-    """Per-task bias offsets ``[tasks, width]`` added per row at every site by forward hooks."""
+    """Per-task bias offsets ``[tasks, width]``, added per row at every site (``per_row_biases``)."""
 
     def __init__(self, encoder: nn.Module, num_tasks: int) -> None:
         super().__init__()
-        self.sites = site_modules(encoder)
-        self.offsets: dict[str, tuple[int, int]] = {}
-        start = 0
-        for name, module in self.sites.items():
-            self.offsets[name] = (start, start + module.bias.shape[0])
-            start += module.bias.shape[0]
-        self.delta = nn.Parameter(torch.zeros(num_tasks, start))  # [tasks, width]; zero = the backbone
-        self.rows: torch.Tensor | None = None  # [batch, width] for the running forward
-        self._hooks = [m.register_forward_hook(self._hook(n)) for n, m in self.sites.items()]
+        self.layout = SiteLayout(encoder)
+        self.register_buffer("base", self.layout.base().float())  # [width]: the backbone's own biases
+        self.delta = nn.Parameter(torch.zeros(num_tasks, self.layout.width))  # [tasks, width]; zero = the backbone
 
-    def _hook(self, site: str):
-        start, stop = self.offsets[site]
-
-        def add(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor | None:
-            if self.rows is None:
-                return None
-            delta = self.rows[:, start:stop]  # [batch, dim]
-            for _ in range(output.dim() - 2):
-                delta = delta.unsqueeze(1)  # [batch, 1, dim]: every position of the row
-            return output + delta
-
-        return add
+    def rows(self, task_ids: torch.Tensor):
+        """A block in which batch row ``i`` uses task ``task_ids[i]``'s biases (differentiably)."""
+        return per_row_biases(self.layout, self.delta.index_select(0, task_ids) + self.base)  # rows: [batch, width]
 
     def absolute(self, task: int) -> dict[str, torch.Tensor]:
         """Site -> the task's absolute bias (base + offset)."""
-        return {name: (m.bias.detach().float() + self.delta[task, a:b].detach().float()).cpu()
-                for (name, m), (a, b) in zip(self.sites.items(), self.offsets.values())}
-
-    def close(self) -> None:
-        for h in self._hooks:
-            h.remove()
+        row = (self.base + self.delta[task].detach()).float().cpu()
+        return {site: bias.clone() for site, bias in self.layout.split(row).items()}
 
 
 def _make_head(model_type: str, hidden: int, num_labels: int, init_std: float) -> nn.ModuleList:
@@ -102,11 +84,8 @@ class JointModel(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor], task_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """One shared forward; per task present: (row positions [n], logits [n, labels])."""
-        self.biases.rows = self.biases.delta.index_select(0, task_ids)  # [batch, width]
-        try:
+        with self.biases.rows(task_ids):
             out = self.tm.model.base_model(**batch)
-        finally:
-            self.biases.rows = None
         features = pooled_features(self.model_type, out, batch["attention_mask"], self.pooling)  # [batch, hidden]
         results = []
         for task in task_ids.unique().tolist():  # heads run per task group

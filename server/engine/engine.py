@@ -195,10 +195,6 @@ class Engine:
             rows = self.encode(handle, inputs)
             return self.run([(handle, r) for r in rows])
 
-    def close(self) -> None:
-        """Give the encoder its plain forwards back (an engine is usually closed at shutdown)."""
-        self.table.close()
-
     @property
     def memory_bytes(self) -> int:
         """Bytes the engine holds for tasks: the bias table plus every head."""

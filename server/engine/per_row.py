@@ -1,0 +1,139 @@
+"""Each batch row with its own bias at every site of an encoder, in one shared forward.
+
+``SiteLayout`` lays an encoder's bias sites (``bias_store.sites``) side by side as the
+columns of one ``width``-wide row. ``per_row_biases(layout, rows)`` runs the encoder
+with row ``i`` of ``rows`` ([batch, width], absolute biases) as batch row ``i``'s bias at
+every site. For the length of the block each site computes its output without its own
+bias and adds the row's:
+
+- ``nn.Linear``, on the CPU: the output starts as ``b`` at every position and accumulates
+  ``x W^T`` (``addmm_``, beta=1), which is how ``F.linear`` applies its own bias there; on
+  a GPU: ``F.linear(x, W).add_(b)``, the same bytes in fewer ops;
+- ``nn.LayerNorm``: ``F.layer_norm(x, ..., W, None).add_(b)``;
+- any other module type (a subclass, say): a forward hook adds ``b - b_base``.
+
+On the CPU the Linear sites cost no extra pass over memory; the LayerNorm sites cost one.
+On a GPU every site costs a pass, since cuBLASLt fuses a plain bias into the GEMM and a
+per-row one cannot ride there, and one extra op, whose launch and Python cost is what
+shows when the GPU outruns the CPU that feeds it. The writes are in place on fresh
+outputs, which autograd allows, so training (``training.joint``) uses the same code with
+``rows`` that need gradients.
+
+Outside the block the encoder is untouched: the per-row forwards are set on entry and
+removed on exit, so a plain forward is exactly the stock module's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bias_store.sites import site_modules
+
+
+class SiteLayout:
+    """An encoder's bias sites as the columns of one row: ``site -> (start, stop)``."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        self.modules = site_modules(encoder)  # site -> module, in module order
+        self.offsets: dict[str, tuple[int, int]] = {}
+        start = 0
+        for name, module in self.modules.items():
+            self.offsets[name] = (start, start + module.bias.shape[0])
+            start += module.bias.shape[0]
+        self.width = start
+        self.sizes = [stop - start for start, stop in self.offsets.values()]
+
+    def base(self) -> torch.Tensor:
+        """The encoder's own biases as one row, ``[width]`` (a copy)."""
+        return torch.cat([m.bias.detach().reshape(-1) for m in self.modules.values()]).clone()
+
+    def split(self, row: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One ``[..., width]`` row back into ``site -> [..., dim]`` views."""
+        return dict(zip(self.modules, row.split(self.sizes, dim=-1)))
+
+
+@contextlib.contextmanager
+def per_row_biases(layout: SiteLayout, rows: torch.Tensor, linear_form: str | None = None) -> Iterator[None]:
+    """Within this block, batch row ``i`` uses ``rows[i]`` ([batch, width]) as its biases.
+
+    ``linear_form`` picks how Linear sites add them (``LINEAR_FORMS``); by default
+    "accumulate" on the CPU and "add" elsewhere. One block per encoder at a time: the
+    sites' forwards are shared state.
+    """
+    linear_form = linear_form or ("accumulate" if rows.device.type == "cpu" else "add")
+    forwards = {nn.Linear: LINEAR_FORMS[linear_form], nn.LayerNorm: _layer_norm}  # exact types; subclasses get the hook
+    biases = rows.unsqueeze(1).split(layout.sizes, dim=2)  # per site: [batch, 1, dim]
+    rewritten, hooks = [], []
+    try:
+        for module, bias in zip(layout.modules.values(), biases):
+            forward = forwards.get(type(module))
+            if forward is None:
+                hooks.append(module.register_forward_hook(_add_hook(bias, module.bias)))
+            elif "forward" in module.__dict__:
+                raise RuntimeError("this encoder is already inside another per-row block; run one forward at a time")
+            else:
+                module.__dict__["forward"] = forward(module, bias)  # an instance attribute shadows the class's forward
+                rewritten.append(module)
+        yield
+    finally:
+        for module in rewritten:
+            del module.__dict__["forward"]
+        for hook in hooks:
+            hook.remove()
+
+
+def _per_row(bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A site's ``[batch, 1, dim]`` bias shaped to broadcast over ``x``'s positions."""
+    if x.dim() == 3:
+        return bias
+    return bias.view(bias.shape[0], *([1] * (x.dim() - 2)), bias.shape[-1])
+
+
+def _linear_accumulate(module: nn.Linear, bias: torch.Tensor):
+    """CPU: start the output from each row's bias (a broadcast copy to every position) and
+    accumulate ``x W^T`` into it (addmm, beta=1). That is ``F.linear``'s own recipe for its
+    bias on the CPU, so the per-row bias costs no extra pass over memory."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty((*x.shape[:-1], module.out_features), dtype=x.dtype, device=x.device)
+        out.copy_(_per_row(bias, x))
+        out.view(-1, module.out_features).addmm_(x.reshape(-1, x.shape[-1]), module.weight.t())
+        return out
+
+    return forward
+
+
+def _linear_then_add(module: nn.Linear, bias: torch.Tensor):
+    """GPU: ``F.linear(x, W).add_(b)``. The bytes moved equal the accumulate form's (a beta=1
+    GEMM reads C back), and it issues 3 fewer ops per site, which is what a GPU pays for."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, module.weight).add_(_per_row(bias, x))
+
+    return forward
+
+
+LINEAR_FORMS = {"accumulate": _linear_accumulate, "add": _linear_then_add}
+
+
+def _layer_norm(module: nn.LayerNorm, bias: torch.Tensor):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        out = F.layer_norm(x, module.normalized_shape, module.weight, None, module.eps)
+        return out.add_(_per_row(bias, x))
+
+    return forward
+
+
+def _add_hook(bias: torch.Tensor, base: torch.Tensor):
+    """For a site whose forward is not rewritten: add the row's delta to what it returned."""
+    delta = bias - base.detach()  # [batch, 1, dim]
+
+    def add_rows(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
+        return output + _per_row(delta, output)
+
+    return add_rows

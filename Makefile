@@ -36,6 +36,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	bash bench/run_all.sh
 
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
 gpu-check: $(STAMP)
 	bash bench/gpu_check.sh
 

@@ -201,7 +201,8 @@ def summarize(runs: list[dict]) -> dict:
                 "validation_accuracy": mean_std([r["validation_accuracy"] for r in chosen]),
                 "trainable_params": chosen[0]["trainable_params"],
                 "epoch_seconds": statistics.mean(r["epoch_seconds"] for r in mine),
-                "peak_memory_bytes": statistics.mean(r["peak_memory_bytes"] for r in mine if r["peak_memory_bytes"]) if any(r["peak_memory_bytes"] for r in mine) else None,
+                "peak_memory_bytes": (statistics.mean(r["peak_memory_bytes"] for r in mine if r["peak_memory_bytes"])
+                                      if any(r["peak_memory_bytes"] for r in mine) else None),
             }
             above = [r["peak_above_runtime_bytes"] for r in mine if r.get("peak_above_runtime_bytes")]
             if above:
@@ -228,7 +229,8 @@ def summarize(runs: list[dict]) -> dict:
             if "generalization_gap" in b and "generalization_gap" in f:
                 checks["gap_bitfit_smaller_than_full"] = b["generalization_gap"]["mean"] < f["generalization_gap"]["mean"]
         if "bitfit" in per_method and "bitfit-qm" in per_method:
-            checks["qm_minus_bitfit_test_points"] = 100 * (per_method["bitfit-qm"]["test_accuracy"]["mean"] - per_method["bitfit"]["test_accuracy"]["mean"])
+            qm, bitfit = per_method["bitfit-qm"]["test_accuracy"]["mean"], per_method["bitfit"]["test_accuracy"]["mean"]
+            checks["qm_minus_bitfit_test_points"] = 100 * (qm - bitfit)
             checks["qm_within_2_points_of_bitfit"] = checks["qm_minus_bitfit_test_points"] >= -2.0
         summary[dataset] = {"methods": per_method, "checks": checks}
     return summary
@@ -325,7 +327,8 @@ def main() -> int:
                         try:
                             result = executor.submit(_isolated, job).result() if executor else one_run(job, cache)
                         except Exception as exc:  # one broken run must not lose the rest of the sweep
-                            failures.append({"dataset": dataset, "method": method, "lr": lr, "seed": seed, "error": f"{type(exc).__name__}: {exc}"})
+                            failures.append({"dataset": dataset, "method": method, "lr": lr, "seed": seed,
+                                             "error": f"{type(exc).__name__}: {exc}"})
                             print(json.dumps(failures[-1]), flush=True)
                             continue
                         result["device"] = device if not device.startswith("cuda") else torch.cuda.get_device_name(0)

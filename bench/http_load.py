@@ -36,7 +36,6 @@ if __package__ in (None, ""):
 
 from bench.http_servers import CACHE, HOST, PYTHON, ServerProcess, free_port, task_name  # noqa: E402
 
-
 # i -> (method, path, json body or None); the index lets a benchmark replay one sequence.
 RequestFactory = Callable[[int], tuple[str, str, dict | None]]
 

@@ -28,8 +28,14 @@ if __package__ in (None, ""):
 
 from bench.http_load import emit, predict_factory, ratio_summary, run, run_load, short_texts, task_check
 from bench.http_servers import (
-    add_server_options, bitfit_server, build_store, histogram_means, histograms, minilm_spec,
-    server_env, task_name,
+    add_server_options,
+    bitfit_server,
+    build_store,
+    histogram_means,
+    histograms,
+    minilm_spec,
+    server_env,
+    task_name,
 )
 
 TARGET = 0.97

@@ -26,11 +26,24 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.http_load import (
-    LoadResult, emit, predict_factory, ratio_summary, run, run_load, short_texts, task_check,
+    LoadResult,
+    emit,
+    predict_factory,
+    ratio_summary,
+    run,
+    run_load,
+    short_texts,
+    task_check,
 )
 from bench.http_servers import (
-    add_server_options, bitfit_server, build_store, minilm_spec, naive_server, server_env,
-    start_all, task_name,
+    add_server_options,
+    bitfit_server,
+    build_store,
+    minilm_spec,
+    naive_server,
+    server_env,
+    start_all,
+    task_name,
 )
 
 TARGET = 2.0

@@ -59,7 +59,8 @@ def main() -> int:
             result = train(tm, task.data, METHODS["bitfit"], cfg)
             one_by_one += sum(h["train_seconds"] for h in result.history)
         rows = args.tasks * args.rows * args.epochs
-        print(json.dumps({"mode": "one_by_one", "tasks": args.tasks, "train_seconds": one_by_one, "rows_per_second": rows / one_by_one}), flush=True)
+        record = {"mode": "one_by_one", "tasks": args.tasks, "train_seconds": one_by_one, "rows_per_second": rows / one_by_one}
+        print(json.dumps(record), flush=True)
 
         tm = load_model(args.backbone, 2, "single_label_classification", seed=0)
         result = train_joint(tm, tasks, epochs=args.epochs, batch_size=args.batch_size, pooling=pooling, device=device)

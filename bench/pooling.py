@@ -47,7 +47,8 @@ def main() -> None:
                 acc = report["validation"]["accuracy"]
                 results[pooling].append(acc)
                 print(json.dumps({"pooling": pooling, "seed": seed, "validation_accuracy": acc,
-                                  "train_rows": args.train_rows, "epochs": args.epochs, "seconds": round(report["seconds"], 1)}), flush=True)
+                                  "train_rows": args.train_rows, "epochs": args.epochs,
+                                  "seconds": round(report["seconds"], 1)}), flush=True)
     print(json.dumps({"summary": {p: {"mean": statistics.mean(v), "n": len(v)} for p, v in results.items()}}))
 
 

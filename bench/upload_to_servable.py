@@ -38,12 +38,29 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.http_load import (
-    Connection, LoadResult, emit, multipart, predict_factory, run, run_load, short_texts, split_url,
+    Connection,
+    LoadResult,
+    emit,
+    multipart,
+    predict_factory,
+    run,
+    run_load,
+    short_texts,
+    split_url,
     task_check,
 )
 from bench.http_servers import (
-    PYTHON, add_server_options, bias_set_bytes, bitfit_server, build_store, histogram_means,
-    histograms, minilm_spec, server_env, start_all, task_name,
+    PYTHON,
+    add_server_options,
+    bias_set_bytes,
+    bitfit_server,
+    build_store,
+    histogram_means,
+    histograms,
+    minilm_spec,
+    server_env,
+    start_all,
+    task_name,
 )
 
 TARGET_P50_MS = 50.0
@@ -104,7 +121,9 @@ def percentiles(values: list[float]) -> dict:
     if not values:
         return {"p50": None, "p90": None, "max": None}
     s = sorted(values)
-    pick = lambda q: round(s[max(0, min(len(s) - 1, round(q * len(s) + 0.5) - 1))], 2)  # nearest rank
+    def pick(q: float) -> float:  # nearest rank
+        return round(s[max(0, min(len(s) - 1, round(q * len(s) + 0.5) - 1))], 2)
+
     return {"p50": pick(0.5), "p90": pick(0.9), "max": round(s[-1], 2)}
 
 

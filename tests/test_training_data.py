@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from training.data import load_task_data, seeded_split
-from training.readers import read_table
 from training.errors import DataError
+from training.readers import read_table
 
 GOOD = [("a fine film", "pos"), ("awful", "neg"), ("great fun", "pos"), ("boring", "neg")] * 5
 

@@ -199,7 +199,8 @@ def load_task_data(
     else:
         labels = class_names(raw)
         if len(labels) < 2:
-            raise DataError(f"the training data has only one class ({labels[0]!r}); a classifier needs at least two", source, column=label_column)
+            raise DataError(f"the training data has only one class ({labels[0]!r}); a classifier needs at least two",
+                            source, column=label_column)
     if kind == REGRESSION and len({float(v) for v in raw}) < 2:
         raise DataError("every regression target is the same value; nothing to learn", source, column=label_column)
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from training.errors import DataError
 
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read one file or saved-dataset folder into a DataFrame of raw values."""
     path = Path(path)

@@ -13,8 +13,7 @@ from server.engine import Prediction, UnknownTask
 from server.errors import status_of
 from server.inference import PredictItem, TaskResult
 from server.routes.responses import ERRORS
-from server.schemas import Inputs, MultiPredictRequest, MultiPredictResponse, PredictOptions, PredictRequest, PredictResponse
-from server.schemas import TextPair
+from server.schemas import Inputs, MultiPredictRequest, MultiPredictResponse, PredictOptions, PredictRequest, PredictResponse, TextPair
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader)])
 

@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    p.add_argument("--baselines", default="naive,peft", help="comma list of naive,peft; '' for none")
+    p.add_argument("--baselines", default="naive,peft", help="comma list of naive,peft; 'none' for none")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
     p.add_argument("--seed", type=int, default=0)
@@ -154,7 +154,9 @@ def common_dtype(name: str) -> torch.dtype:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     common.setup(args.threads, args.out)
-    baselines = {b for b in args.baselines.split(",") if b}
+    baselines = {b for b in args.baselines.split(",") if b and b != "none"}
+    if baselines - {"naive", "peft"}:
+        raise SystemExit(f"unknown baselines {sorted(baselines - {'naive', 'peft'})}: choose from naive, peft, none")
     rng = random.Random(args.seed)
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="bench-mixed-"))
     path = common.backbone_dir(args.model, tmp)

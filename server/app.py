@@ -50,7 +50,7 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     preload(store, settings.preload)
     # Room for every stored task up front, so start-up does not regrow the table many times;
     # later uploads grow it by 6.25% steps.
-    engine = Engine(backbone, capacity=len(store.state()))
+    engine = Engine(backbone, capacity=len(store.state()), split_overhead_tokens=settings.split_overhead_tokens)
     sync = StoreSync(store, engine, validator, settings.sync_interval_s)
     sync.start()
     batcher = Batcher(

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from bias_store.format import BiasSet
 from server.engine.backbone import Backbone
+from server.engine.chunking import plan_forwards, resolve_overhead
 from server.engine.errors import UnknownTask
 from server.engine.heads import Head, cls_features, mean_pool, probabilities
 from server.engine.inputs import EncodedRow, check_inputs, collate, encode
@@ -55,10 +56,13 @@ class Prediction:
 
 
 class Engine:
-    def __init__(self, backbone: Backbone, capacity: int = 0) -> None:
+    def __init__(self, backbone: Backbone, capacity: int = 0, split_overhead_tokens: int | str | None = "auto") -> None:
+        """``split_overhead_tokens``: when a batch runs as several forwards by length
+        (``chunking``); "auto" splits on the CPU only."""
         self.backbone = backbone
         self.spec = backbone.spec
         self.table = BiasTable(backbone.encoder, capacity)
+        self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size)
         self._tasks: dict[str, TaskHandle] = {}
         self._holders: dict[int, int] = defaultdict(int)  # slot -> requests holding it
         self._retired: set[int] = set()  # slots replaced or deleted, freed at zero holders
@@ -141,16 +145,28 @@ class Engine:
         return encode(self.backbone.tokenizer, checked, self.backbone.max_length)
 
     def logits(self, items: list[tuple[TaskHandle, EncodedRow]]) -> list[torch.Tensor]:
-        """One forward pass for rows of any mix of tasks; fp32 logits per row, in order."""
+        """Rows of any mix of tasks; fp32 logits per row, in order.
+
+        One forward pass, or a few when rows of very different lengths would pad more
+        than a forward costs (``chunking.plan_forwards``).
+        """
+        out: list[torch.Tensor | None] = [None] * len(items)
+        with self._forward_lock, torch.inference_mode():
+            for group in plan_forwards([len(row) for _, row in items], self.split_overhead_tokens):
+                for i, logits in zip(group, self._forward([items[i] for i in group])):
+                    out[i] = logits
+        return out
+
+    def _forward(self, items: list[tuple[TaskHandle, EncodedRow]]) -> list[torch.Tensor]:
+        """One forward pass for rows of any mix of tasks (the caller holds the forward lock)."""
         handles = [h for h, _ in items]
         batch = collate([r for _, r in items], self.backbone.tokenizer.pad_token_id or 0, self.backbone.device)
         slots = torch.tensor([h.slot for h in handles], dtype=torch.long)  # [batch]
-        with self._forward_lock, torch.inference_mode():
-            with self.table.rows(slots):
-                out = self.backbone.encoder(**batch)
-            hidden = out.last_hidden_state  # [batch, seq, hidden]
-            pooler = getattr(out, "pooler_output", None)  # [batch, hidden] or None
-            return self._heads(handles, hidden, pooler, batch["attention_mask"])
+        with self.table.rows(slots):
+            out = self.backbone.encoder(**batch)
+        hidden = out.last_hidden_state  # [batch, seq, hidden]
+        pooler = getattr(out, "pooler_output", None)  # [batch, hidden] or None
+        return self._heads(handles, hidden, pooler, batch["attention_mask"])
 
     def _heads(
         self, handles: list[TaskHandle], hidden: torch.Tensor, pooler: torch.Tensor | None, mask: torch.Tensor

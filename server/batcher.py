@@ -246,6 +246,7 @@ class Batcher:
         self.metrics.inference.observe(time.perf_counter() - start)
         self.metrics.batch_rows.observe(len(items))
         self.metrics.batch_tasks.observe(len({h.slot for h, _ in items}))
+        self._observe_padding(items)
         done = []
         for (pending, i), prediction in zip(taken, predictions):
             pending.results[i] = prediction
@@ -253,6 +254,13 @@ class Batcher:
             if pending.finished == len(pending.items):
                 done.append(pending)
         _settle_all(done)
+
+    def _observe_padding(self, items: list[Item]) -> None:
+        groups = self.engine.plan(items)
+        lengths = [len(row) for _, row in items]
+        computed = sum(len(group) * max(lengths[i] for i in group) for group in groups)
+        self.metrics.batch_forwards.observe(len(groups))
+        self.metrics.batch_padding.observe(1 - sum(lengths) / computed)
 
     # -- lifecycle -------------------------------------------------------------------------
     @property

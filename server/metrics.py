@@ -18,6 +18,8 @@ UNKNOWN = "unknown"
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_FORWARDS = (1, 2, 3, 4, 6, 8, 16)
+_SHARE = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
 class TaskLabels:
@@ -54,10 +56,19 @@ class Metrics:
             "bitfit_queue_wait_seconds", "Time a request waits before its first row enters a batch.", buckets=_LATENCY, registry=r
         )
         self.inference = Histogram(
-            "bitfit_inference_seconds", "Duration of one batch's forward pass (all tasks in it).", buckets=_LATENCY, registry=r
+            "bitfit_inference_seconds", "Duration of one batch's inference (all tasks in it, every forward).", buckets=_LATENCY,
+            registry=r,
         )
-        self.batch_rows = Histogram("bitfit_batch_rows", "Rows per forward pass.", buckets=_ROWS, registry=r)
-        self.batch_tasks = Histogram("bitfit_batch_tasks", "Distinct tasks per forward pass.", buckets=_ROWS, registry=r)
+        self.batch_rows = Histogram("bitfit_batch_rows", "Rows per batch.", buckets=_ROWS, registry=r)
+        self.batch_tasks = Histogram("bitfit_batch_tasks", "Distinct tasks per batch.", buckets=_ROWS, registry=r)
+        self.batch_forwards = Histogram(
+            "bitfit_batch_forwards", "Forward passes per batch (rows grouped by length, BITFIT_SPLIT_OVERHEAD_TOKENS).",
+            buckets=_FORWARDS, registry=r,
+        )
+        self.batch_padding = Histogram(
+            "bitfit_batch_padding_ratio", "Share of a batch's computed tokens that are padding, after any split.",
+            buckets=_SHARE, registry=r,
+        )
         self.queue_depth = Gauge("bitfit_queue_depth_rows", "Rows waiting for the inference worker.", registry=r)
         self.tasks_loaded = Gauge("bitfit_tasks_loaded", "Tasks registered in the engine.", registry=r)
         self.rejected = Counter("bitfit_rejected_requests", "Requests refused before inference, by reason.", ["reason"], registry=r)

@@ -33,6 +33,9 @@ class FakeEngine:
             raise RuntimeError("boom")
         return rows
 
+    def plan(self, items):
+        return [list(range(len(items)))]  # one forward
+
     def encode(self, handle, inputs):
         self.encoded_on = threading.current_thread().name
         return [EncodedRow([i] + [0] * (len(text) - 1), None, False) for i, text in enumerate(inputs)]
@@ -182,3 +185,25 @@ def test_tokenization_overlaps_a_running_forward_and_long_inputs_leave_the_loop(
     batcher.close()
     assert len(long_rows) == 1 and long_thread.startswith("bitfit-tokenize")
     assert short_thread == threading.main_thread().name
+
+
+def test_padding_and_forwards_per_batch_are_measured_as_the_engine_plans_them():
+    class SplittingEngine(FakeEngine):
+        def plan(self, items):  # the long row in a forward of its own
+            return [[i for i, (_, r) in enumerate(items) if len(r) < 8], [i for i, (_, r) in enumerate(items) if len(r) >= 8]]
+
+    metrics = Metrics()
+    for engine in (FakeEngine(), SplittingEngine()):
+        batcher = Batcher(engine, metrics, max_wait_ms=200, max_rows=3)
+        items = rows("t", 1, 2, length=2) + rows("t", 1, 1, length=10)  # 14 real tokens
+
+        async def main(b=batcher, items=items):
+            return await b.submit(items)
+
+        asyncio.run(main())
+        batcher.close()
+        assert len(engine.batches) == 1
+    registry = metrics.registry
+    assert registry.get_sample_value("bitfit_batch_forwards_sum") == 1 + 2
+    # one forward pads to 3 x 10 = 30 tokens (16 of padding); split: 2 x 2 + 10 = 14, none
+    assert registry.get_sample_value("bitfit_batch_padding_ratio_sum") == pytest.approx(16 / 30)

@@ -278,7 +278,7 @@ def test_metrics_cover_requests_batches_and_cap_task_labels(tmp_path, tiny_backb
     assert 'task="t2"' not in text and 'task="ghost"' not in text
     for name in ("bitfit_request_latency_seconds_bucket", "bitfit_queue_wait_seconds_count", "bitfit_inference_seconds_count",
                  "bitfit_batch_rows_count", "bitfit_batch_tasks_count", "bitfit_queue_depth_rows", "bitfit_upload_seconds_count",
-                 "bitfit_validation_seconds_count"):
+                 "bitfit_validation_seconds_count", "bitfit_batch_forwards_count", "bitfit_batch_padding_ratio_count"):
         assert name in text, name
     assert "bitfit_tasks_loaded 4.0" in text
 

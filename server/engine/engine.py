@@ -152,10 +152,14 @@ class Engine:
         """
         out: list[torch.Tensor | None] = [None] * len(items)
         with self._forward_lock, torch.inference_mode():
-            for group in plan_forwards([len(row) for _, row in items], self.split_overhead_tokens):
+            for group in self.plan(items):
                 for i, logits in zip(group, self._forward([items[i] for i in group])):
                     out[i] = logits
         return out
+
+    def plan(self, items: list[tuple[TaskHandle, EncodedRow]]) -> list[list[int]]:
+        """How ``logits`` runs these rows: row indices per forward pass."""
+        return plan_forwards([len(row) for _, row in items], self.split_overhead_tokens)
 
     def _forward(self, items: list[tuple[TaskHandle, EncodedRow]]) -> list[torch.Tensor]:
         """One forward pass for rows of any mix of tasks (the caller holds the forward lock)."""

@@ -110,7 +110,8 @@ def _linear_accumulate(module: nn.Linear, bias: torch.Tensor):
 
 def _linear_then_add(module: nn.Linear, bias: torch.Tensor):
     """GPU: ``F.linear(x, W).add_(b)``. The bytes moved equal the accumulate form's (a beta=1
-    GEMM reads C back), and it issues 3 fewer ops per site, which is what a GPU pays for."""
+    GEMM reads C back), and it issues about 4 fewer ops per site (BERT-base: 394 ops per
+    forward against 686), which is what a GPU forward pays for when the CPU sets the pace."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, module.weight).add_(_per_row(bias, x))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bias_store import validate
-from server.engine import Engine, load_backbone
+from server.engine import Engine, head_batch, load_backbone
 from tests.helpers import random_bias_set, reference_logits, save_tiny_backbone
 
 TEXTS = [
@@ -18,7 +18,14 @@ TEXTS = [
 ]
 
 
-def test_mixed_batch_of_20_tasks_matches_standalone_models(tiny_bert_dir, tiny_backbone):
+@pytest.mark.parametrize("heads", ["one_gemm", "per_group"])
+def test_mixed_batch_of_20_tasks_matches_standalone_models(tiny_bert_dir, tiny_backbone, heads, monkeypatch):
+    ran = []
+    for name in ("_one_gemm", "_per_group"):  # record which way the heads ran
+        real = getattr(head_batch, name)
+        monkeypatch.setattr(head_batch, name, lambda *a, real=real, name=name: ran.append(name) or real(*a))
+    if heads == "per_group":
+        monkeypatch.setattr(head_batch, "STACKED_MAX_LABELS", 8)  # the batch's heads hold more labels than that
     engine = Engine(tiny_backbone)
     sets = {}
     for i in range(20):
@@ -35,6 +42,7 @@ def test_mixed_batch_of_20_tasks_matches_standalone_models(tiny_bert_dir, tiny_b
     rows = [(handles[n], engine.encode(handles[n], [t])[0]) for n, t in items]
     got = engine.logits(rows)
 
+    assert set(ran) == {f"_{heads}"}
     for (name, text), logits in zip(items, got):
         want = reference_logits(tiny_bert_dir, sets[name], [text])[0]
         torch.testing.assert_close(logits, want, atol=1e-5, rtol=0)

@@ -9,7 +9,6 @@ change what it computes: the old slot is freed only when its last holder release
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import threading
 from collections import defaultdict
@@ -17,13 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from bias_store.format import BiasSet
 from server.engine.backbone import Backbone
 from server.engine.chunking import plan_forwards, resolve_overhead
 from server.engine.errors import UnknownTask
-from server.engine.heads import Head, cls_features, mean_pool, probabilities
+from server.engine.head_batch import RowTask, batch_logits
+from server.engine.heads import Head, probabilities
 from server.engine.inputs import EncodedRow, check_inputs, collate, encode
 from server.engine.tables import BiasTable
 
@@ -170,38 +169,8 @@ class Engine:
             out = self.backbone.encoder(**batch)
         hidden = out.last_hidden_state  # [batch, seq, hidden]
         pooler = getattr(out, "pooler_output", None)  # [batch, hidden] or None
-        return self._heads(handles, hidden, pooler, batch["attention_mask"])
-
-    def _heads(
-        self, handles: list[TaskHandle], hidden: torch.Tensor, pooler: torch.Tensor | None, mask: torch.Tensor
-    ) -> list[torch.Tensor]:
-        """Run each task's head on its rows; fp32 logits per row, in batch order.
-
-        Rows are permuted once so that every task's rows are one contiguous slice, and
-        all logits come back in ONE device-to-host copy: on a GPU a copy (or an index
-        tensor) per task would cost a synchronisation per task.
-        """
-        order = sorted(range(len(handles)), key=lambda i: handles[i].slot)  # rows grouped by task
-        perm = torch.tensor(order, device=hidden.device)  # [batch]
-        features = {"cls": cls_features(self.spec.model_type, hidden, pooler)[perm]}  # [batch, hidden]
-        if any(h.pooling == "mean" for h in handles):
-            features["mean"] = mean_pool(hidden, mask)[perm]
-        groups: list[tuple[list[int], torch.Tensor]] = []  # (batch rows, logits [rows, labels])
-        start = 0
-        for _, rows in itertools.groupby(order, key=lambda i: handles[i].slot):
-            rows = list(rows)
-            handle = handles[rows[0]]
-            groups.append((rows, handle.head(features[handle.pooling][start : start + len(rows)])))
-            start += len(rows)
-        width = max(logits.shape[1] for _, logits in groups)
-        stacked = torch.cat([F.pad(logits, (0, width - logits.shape[1])) for _, logits in groups]).cpu()
-        results: list[torch.Tensor | None] = [None] * len(handles)
-        start = 0
-        for rows, logits in groups:
-            for j, i in enumerate(rows):
-                results[i] = stacked[start + j, : logits.shape[1]]
-            start += len(rows)
-        return results
+        tasks = [RowTask(h.slot, h.pooling, h.head) for h in handles]
+        return batch_logits(self.spec.model_type, tasks, hidden, pooler, batch["attention_mask"])
 
     def run(self, items: list[tuple[TaskHandle, EncodedRow]]) -> list[Prediction]:
         return [

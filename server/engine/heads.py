@@ -36,6 +36,10 @@ class Head:
         return x
 
     @property
+    def num_labels(self) -> int:
+        return self.stages[-1][0].shape[0]
+
+    @property
     def nbytes(self) -> int:
         return sum(w.numel() * w.element_size() + b.numel() * b.element_size() for w, b, _ in self.stages)
 

@@ -25,6 +25,7 @@ BENCHES=(
   "bench/engine_mixed_vs_plain.py --model bert-base-narrow --batch 8 --length 8 --threads 1 --repeats 300 --warmup 20 --baselines none"
   "bench/engine_forward_cost.py --model minilm"
   "bench/engine_split.py --model minilm"
+  "bench/engine_heads.py"
   "-m bench.http_load"
   "-m bench.http_mixed_vs_single"
   "-m bench.http_vs_naive"

@@ -12,7 +12,8 @@ random task out of ``--tasks`` registered ones, timed interleaved in one process
   ones included) adds its rows to the module's output in a forward hook, one extra pass
   over each output.
 - ``logits_plain``: collate + encoder + one task's head, i.e. a single-task server.
-- ``logits_mixed``: ``Engine.logits`` on the mixed batch (heads run per task group).
+- ``logits_mixed``: ``Engine.logits`` on the mixed batch (``head_batch``: one GEMM over the
+  batch's heads); ``logits_mixed_per_group``: the same with the heads run per task group.
 - ``naive_inplace``: what a naive server does: group the batch by task, copy each task's
   biases into the model, run its rows, then restore the base biases.
 - ``peft_lora_mixed``: PEFT LoRA (r=8 on query/value) with ``--adapters`` adapters and
@@ -33,7 +34,7 @@ from pathlib import Path
 import common
 import torch
 
-from server.engine import Engine, load_backbone, load_classifier
+from server.engine import Engine, head_batch, load_backbone, load_classifier
 from server.engine.heads import cls_features
 from server.engine.inputs import collate
 from tests.helpers import random_bias_set
@@ -207,13 +208,21 @@ def main(argv: list[str] | None = None) -> None:
     def logits_mixed():
         return engine.logits(items)
 
+    def logits_mixed_per_group():  # the heads one task group at a time (head_batch's other way)
+        stacked_max = head_batch.STACKED_MAX_LABELS
+        head_batch.STACKED_MAX_LABELS = 0
+        try:
+            return engine.logits(items)
+        finally:
+            head_batch.STACKED_MAX_LABELS = stacked_max
+
     variants = {"encoder_plain": encoder_plain, "encoder_mixed": encoder_mixed,
                 f"encoder_mixed_{other_form}": lambda: encoder_mixed(other_form)}
     check_same(variants[f"encoder_mixed_{other_form}"], encoder_mixed, backbone.dtype)
     if not args.compile:
         variants["encoder_mixed_hooks"] = hooks_runner(engine, batch, slots)
         check_same(variants["encoder_mixed_hooks"], encoder_mixed, backbone.dtype)
-        variants.update(logits_plain=logits_plain, logits_mixed=logits_mixed)
+        variants.update(logits_plain=logits_plain, logits_mixed=logits_mixed, logits_mixed_per_group=logits_mixed_per_group)
     else:
         baselines = set()
     if "naive" in baselines:
@@ -232,7 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     clocks = common.interleaved(variants, args.repeats, args.warmup, backbone.device)
     pairs = [("encoder_mixed", "encoder_plain"), (f"encoder_mixed_{other_form}", "encoder_plain")]
     if "logits_mixed" in variants:
-        pairs += [("encoder_mixed_hooks", "encoder_plain"), ("logits_mixed", "logits_plain")]
+        pairs += [("encoder_mixed_hooks", "encoder_plain"), ("logits_mixed", "logits_plain"),
+                  ("logits_mixed", "encoder_mixed"), ("logits_mixed", "logits_mixed_per_group")]
     if "naive_inplace" in variants:
         pairs.append(("naive_inplace", "logits_plain"))
     if "peft_lora_mixed" in variants:

@@ -24,7 +24,7 @@ class FakeEngine:
         self.gate = threading.Event()
         self.gate.set()
 
-    def run(self, items):
+    def run(self, items, plan=None):
         self.gate.wait()
         time.sleep(self.delay)
         rows = [(h.name, r.input_ids[0]) for h, r in items]

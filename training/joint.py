@@ -2,8 +2,8 @@
 
 The engine's trick, run backwards: every task's bias offsets are one row of a trainable
 ``[tasks, width]`` table; each batch gathers its rows' offsets and the engine's own
-``per_row_biases`` adds them at every bias site, so rows of different tasks share each matmul of the forward and
-the backward pass. Each task keeps its own head. What comes out per task is the same
+``per_row_biases`` adds them at every bias site, so rows of different tasks share each
+matmul of the forward and the backward pass. Each task keeps its own head. What comes out per task is the same
 kind of bias set ``bitfit train`` exports (all sites + head, absolute values).
 """
 

@@ -143,15 +143,15 @@ class Engine:
         checked = check_inputs(inputs, handle.inputs)
         return encode(self.backbone.tokenizer, checked, self.backbone.max_length)
 
-    def logits(self, items: list[tuple[TaskHandle, EncodedRow]]) -> list[torch.Tensor]:
+    def logits(self, items: list[tuple[TaskHandle, EncodedRow]], plan: list[list[int]] | None = None) -> list[torch.Tensor]:
         """Rows of any mix of tasks; fp32 logits per row, in order.
 
         One forward pass, or a few when rows of very different lengths would pad more
-        than a forward costs (``chunking.plan_forwards``).
+        than a forward costs: ``plan`` (``self.plan(items)`` when not given).
         """
         out: list[torch.Tensor | None] = [None] * len(items)
         with self._forward_lock, torch.inference_mode():
-            for group in self.plan(items):
+            for group in plan or self.plan(items):
                 for i, logits in zip(group, self._forward([items[i] for i in group])):
                     out[i] = logits
         return out
@@ -172,10 +172,10 @@ class Engine:
         tasks = [RowTask(h.slot, h.pooling, h.head) for h in handles]
         return batch_logits(self.spec.model_type, tasks, hidden, pooler, batch["attention_mask"])
 
-    def run(self, items: list[tuple[TaskHandle, EncodedRow]]) -> list[Prediction]:
+    def run(self, items: list[tuple[TaskHandle, EncodedRow]], plan: list[list[int]] | None = None) -> list[Prediction]:
         return [
             to_prediction(handle, row, logits)
-            for (handle, row), logits in zip(items, self.logits(items))
+            for (handle, row), logits in zip(items, self.logits(items, plan))
         ]
 
     def predict(self, name: str, inputs: list) -> list[Prediction]:

@@ -70,16 +70,12 @@ def _one_gemm(heads: dict[int, Head], tasks: list[RowTask], features: torch.Tens
 
 def _per_group(model_type: str, tasks: list[RowTask], hidden, pooler, mask) -> list[torch.Tensor]:
     order = sorted(range(len(tasks)), key=lambda i: tasks[i].slot)  # rows grouped by task
-    perm = torch.tensor(order, device=hidden.device)  # [batch]
-    features = {"cls": cls_features(model_type, hidden, pooler)[perm]}  # [batch, hidden]
-    if any(t.pooling == "mean" for t in tasks):
-        features["mean"] = mean_pool(hidden, mask)[perm]
+    features = _features(model_type, tasks, hidden, pooler, mask)[torch.tensor(order, device=hidden.device)]  # [batch, hidden]
     groups: list[tuple[list[int], torch.Tensor]] = []  # (batch rows, logits [rows, labels])
     start = 0
     for _, rows in itertools.groupby(order, key=lambda i: tasks[i].slot):
         rows = list(rows)
-        task = tasks[rows[0]]
-        groups.append((rows, task.head(features[task.pooling][start : start + len(rows)])))
+        groups.append((rows, tasks[rows[0]].head(features[start : start + len(rows)])))
         start += len(rows)
     width = max(logits.shape[1] for _, logits in groups)
     stacked = torch.cat([F.pad(logits, (0, width - logits.shape[1])) for _, logits in groups]).cpu().unbind(0)

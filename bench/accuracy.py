@@ -109,7 +109,7 @@ def prepare_carry(folder: Path, args: argparse.Namespace) -> None:
         import torch
         from transformers import AutoModel
 
-        from server.engine.backbone import default_backbone_path, load_tokenizer
+        from engine.backbone import default_backbone_path, load_tokenizer
 
         src = Path(default_backbone_path())
         # fp16 halves the 90 MB checkpoint; training loads it back as fp32 (training/model.py).
@@ -274,7 +274,7 @@ def main() -> int:
 
     import torch
 
-    from server.engine.backbone import resolve_device
+    from engine.backbone import resolve_device
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     device = str(resolve_device(args.device))

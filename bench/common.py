@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from server.engine.inputs import EncodedRow  # noqa: E402
+from engine.inputs import EncodedRow  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ MODELS = ("minilm", "bert-base", "bert-base-narrow", "tiny")
 
 def backbone_dir(model: str, tmp: Path) -> str:
     """A local directory ``load_backbone`` can read, for one of ``MODELS``."""
-    from server.engine.backbone import default_backbone_path, quiet_transformers
+    from engine.backbone import default_backbone_path, quiet_transformers
 
     if model == "minilm":
         return default_backbone_path()

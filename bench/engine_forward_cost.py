@@ -6,7 +6,7 @@ of exactly L tokens for several (rows, L) shapes, then fits
     time = fixed + per_token x tokens + per_token_len x tokens x L
 
 by least squares (the last term is attention's quadratic part). ``fixed / per_token`` is
-a forward's fixed cost in tokens: ``server/engine/chunking.py`` splits a batch by length
+a forward's fixed cost in tokens: ``engine/chunking.py`` splits a batch by length
 only when that saves more padded tokens than this. Prints one JSON line per shape and one
 with the fit.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import common
 import numpy as np
 
-from server.engine import Engine, load_backbone
+from engine import Engine, load_backbone
 
 SHAPES = [(1, 8), (1, 32), (2, 8), (4, 16), (8, 8), (8, 32), (16, 16), (16, 24), (16, 48), (32, 16), (32, 64)]
 

@@ -1,6 +1,6 @@
 """The heads of a mixed batch: one GEMM over the stacked heads vs one head per task group.
 
-``server/engine/head_batch.py`` runs single-stage heads (BERT's ``classifier``) as one
+``engine/head_batch.py`` runs single-stage heads (BERT's ``classifier``) as one
 GEMM over the batch's distinct heads, and other heads per task group. This times both
 ways on the same rows (BERT-base width, 2-label heads, a third of the tasks mean-pooled)
 for several task counts, checks they agree, and counts the ATen ops each dispatches:
@@ -15,8 +15,8 @@ import statistics
 import common
 import torch
 
-from server.engine import head_batch
-from server.engine.heads import Head
+from engine import head_batch
+from engine.heads import Head
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,7 @@ import common
 import torch
 
 from bias_store import dumps, validate_bytes
-from server.engine import Engine, load_backbone
+from engine import Engine, load_backbone
 from tests.helpers import random_bias_set
 
 

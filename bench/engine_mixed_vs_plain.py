@@ -34,9 +34,9 @@ from pathlib import Path
 import common
 import torch
 
-from server.engine import Engine, head_batch, load_backbone, load_classifier
-from server.engine.heads import cls_features
-from server.engine.inputs import collate
+from engine import Engine, head_batch, load_backbone, load_classifier
+from engine.heads import cls_features
+from engine.inputs import collate
 from tests.helpers import random_bias_set
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Splitting a batch by length (``server/engine/chunking.py``) against one padded forward.
+"""Splitting a batch by length (``engine/chunking.py``) against one padded forward.
 
 Workloads, each ``--batches`` random batches of ``--batch`` texts, every row a random one
 of ``--tasks`` registered tasks:
@@ -26,8 +26,8 @@ import common
 import torch
 
 from bench.http_load import short_texts
-from server.engine import Engine, load_backbone
-from server.engine.chunking import plan_forwards
+from engine import Engine, load_backbone
+from engine.chunking import plan_forwards
 from tests.helpers import random_bias_set
 
 

@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 # Keep the whole script under 5 minutes: each entry should take a minute or less.
 EXTRA_GPU_COMMANDS=(
   # The HTTP server on the GPU (fastapi & co. come from .gpu-carry's wheels).
-  '"$PY" -m pytest -q -p no:cacheprovider tests/test_server_cuda.py'
+  '"$PY" -m pytest -q -p no:cacheprovider tests/server/test_cuda.py'
   # Done and recorded (docs/benchmarks/accuracy.md); add back to re-run the accuracy sweep (~4 min):
   # '"$PY" bench/accuracy.py --device cuda --data-dir .bench-assets/accuracy/data --max-seconds 230 --out-dir "$OUT/accuracy"'
 )
@@ -115,7 +115,7 @@ else
   DEVICE=cuda; MODEL=bert-base; SHAPE=(--batch 64 --length 128 --tasks 1000 --repeats 30 --warmup 5); DTYPES=(float32 float16)
 fi
 
-step cuda-tests 180 "$PY" -m pytest -m cuda tests/test_cuda.py -q -p no:cacheprovider
+step cuda-tests 180 "$PY" -m pytest -m cuda tests/engine/test_cuda.py -q -p no:cacheprovider
 for dtype in "${DTYPES[@]}"; do
   step "mixed-vs-plain-$dtype" 150 "$PY" bench/engine_mixed_vs_plain.py --model "$MODEL" --device "$DEVICE" \
     --dtype "$dtype" "${SHAPE[@]}" --baselines "$BASELINES" --workdir "$WORK" --out "$JSONL"

@@ -30,7 +30,7 @@ def task_name(i: int) -> str:
 # -- stores of random-but-valid MiniLM bias sets -----------------------------------------
 def minilm_spec():
     """The spec (and fingerprint) of the packaged MiniLM, exactly as the server computes it."""
-    from server.engine.backbone import load_backbone
+    from engine.backbone import load_backbone
 
     return load_backbone(None, device="cpu").spec
 

@@ -32,7 +32,7 @@ def main() -> int:
 
     import pandas as pd
 
-    from server.engine.backbone import resolve_device
+    from engine.backbone import resolve_device
     from training.bitfit import METHODS
     from training.data import load_task_data
     from training.joint import JointTask, train_joint

@@ -48,7 +48,7 @@ def load_tasks(store_dir: str, spec) -> dict[str, tuple[list[str], dict[str, tor
 def create_app(store_dir: str) -> FastAPI:
     from transformers import AutoTokenizer, pipeline
 
-    from server.engine.backbone import default_backbone_path, load_backbone, load_classifier
+    from engine.backbone import default_backbone_path, load_backbone, load_classifier
 
     path = default_backbone_path()
     spec = load_backbone(path, device="cpu").spec  # only for validating the stored sets

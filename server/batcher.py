@@ -30,8 +30,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from server.engine import Engine, Prediction, TaskHandle
-from server.engine.inputs import EncodedRow
+from engine import Engine, Prediction, TaskHandle
+from engine.inputs import EncodedRow
 from server.errors import ClientGone, NotReady, Overloaded
 from server.metrics import Metrics
 

@@ -8,7 +8,7 @@ from fastapi import Request
 
 from bias_store.filesystem import FilesystemStore
 from server.batcher import Batcher
-from server.engine import Engine
+from engine import Engine
 from server.errors import NotReady
 from server.metrics import Metrics
 from server.settings import Settings

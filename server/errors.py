@@ -23,7 +23,7 @@ from bias_store.errors import (
     TaskNotFound,
     VersionNotFound,
 )
-from server.engine.errors import InvalidInput, UnknownTask
+from engine.errors import InvalidInput, UnknownTask
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from server.batcher import Batcher
-from server.engine import Engine, Prediction, TaskHandle
-from server.engine.errors import InvalidInput
+from engine import Engine, Prediction, TaskHandle
+from engine.errors import InvalidInput
 from server.errors import LimitExceeded
 
 

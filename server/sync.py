@@ -21,7 +21,7 @@ from bias_store.format import BiasSet, read_header
 from bias_store.spec import BackboneSpec
 from bias_store.store import TaskRecord
 from bias_store.validate import validate_bytes
-from server.engine import Engine, TaskHandle, UnknownTask
+from engine import Engine, TaskHandle, UnknownTask
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)

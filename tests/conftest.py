@@ -19,14 +19,14 @@ def tiny_bert_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_backbone(tiny_bert_dir):
-    from server.engine import load_backbone
+    from engine import load_backbone
 
     return load_backbone(str(tiny_bert_dir), device="cpu")
 
 
 @pytest.fixture(scope="session")
 def minilm_backbone():
-    from server.engine import load_backbone
+    from engine import load_backbone
 
     return load_backbone(None, device="cpu")
 

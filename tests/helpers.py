@@ -18,7 +18,7 @@ def save_tiny_backbone(path: Path, model_type: str = "bert", seed: int = 0) -> P
     """A tiny random encoder of ``model_type`` with the packaged MiniLM tokenizer, saved to ``path``."""
     from transformers import AutoModel, AutoTokenizer, BertConfig, DistilBertConfig, RobertaConfig
 
-    from server.engine.backbone import default_backbone_path
+    from engine.backbone import default_backbone_path
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(default_backbone_path())
@@ -84,7 +84,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
 
 def reference_model(base_dir, bias_set: BiasSet):
     """The defining property: the plain transformers model with the bias set loaded on top."""
-    from server.engine.backbone import load_classifier
+    from engine.backbone import load_classifier
 
     model = load_classifier(str(base_dir), num_labels=len(bias_set.meta.labels))
     missing, unexpected = model.load_state_dict(bias_set.tensors, strict=False)

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests/test_server_*.py files: an app on the tiny backbone, uploads."""
+"""Helpers shared by the tests/server/ files: an app on the tiny backbone, uploads."""
 
 from __future__ import annotations
 

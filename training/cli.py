@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.engine.backbone import resolve_device
+    from engine.backbone import resolve_device
     from training.errors import TrainingError
     from training.publish import Target, publish
     from training.task import TaskSpec, default_run_dir, run_task

@@ -6,7 +6,7 @@ import torch
 
 from bias_store.format import BiasSet, BiasSetMeta
 from bias_store.validate import validate
-from server.engine.backbone import default_backbone_path
+from engine.backbone import default_backbone_path
 from training.bitfit import Method, trainable_keys
 from training.errors import ConfigError
 from training.model import TrainModel

@@ -21,8 +21,8 @@ from torch import nn
 from bias_store.format import BiasSet, BiasSetMeta
 from bias_store.sites import architecture
 from bias_store.validate import validate
-from server.engine.inputs import EncodedRow, collate, encode
-from server.engine.per_row import SiteLayout, per_row_biases
+from engine.inputs import EncodedRow, collate, encode
+from engine.per_row import SiteLayout, per_row_biases
 from training.data import REGRESSION, TaskData
 from training.errors import ConfigError
 from training.evaluate import metrics

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from server.engine.inputs import EncodedRow, collate, encode
+from engine.inputs import EncodedRow, collate, encode
 from training.bitfit import Method, count_trainable, prepare
 from training.data import REGRESSION, Split, TaskData
 from training.errors import ConfigError

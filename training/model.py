@@ -18,8 +18,8 @@ from torch import nn
 
 from bias_store.sites import POOLINGS, architecture
 from bias_store.spec import BackboneSpec, build_spec
-from server.engine.backbone import default_backbone_path, load_classifier, load_tokenizer, max_length
-from server.engine.heads import ACTIVATIONS, cls_features, mean_pool
+from engine.backbone import default_backbone_path, load_classifier, load_tokenizer, max_length
+from engine.heads import ACTIVATIONS, cls_features, mean_pool
 from training.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.engine.backbone import resolve_device
+    from engine.backbone import resolve_device
     from training.errors import TrainingError
     from training.publish import Target
     from training.worker import Worker

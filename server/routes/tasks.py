@@ -15,7 +15,7 @@ from bias_store.errors import VersionNotFound
 from bias_store.store import TaskRecord
 from server.auth import require_admin, require_reader
 from server.deps import Services, get_services
-from server.engine import UnknownTask
+from engine import UnknownTask
 from server.routes.responses import errors
 from server.schemas import RollbackRequest, TaskInfo, TaskList, UploadResponse
 

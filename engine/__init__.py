@@ -1,0 +1,10 @@
+"""The inference engine: frozen backbone + per-task bias rows + per-task heads."""
+
+from engine.backbone import Backbone, default_backbone_path, load_backbone, load_classifier
+from engine.engine import Engine, Prediction, TaskHandle
+from engine.errors import EmptyInput, EngineError, InvalidInput, PairMismatch, UnknownTask, WrongInputType
+
+__all__ = [
+    "Backbone", "EmptyInput", "Engine", "EngineError", "InvalidInput", "PairMismatch", "Prediction",
+    "TaskHandle", "UnknownTask", "WrongInputType", "default_backbone_path", "load_backbone", "load_classifier",
+]

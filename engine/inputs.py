@@ -1,0 +1,84 @@
+"""Turning user inputs into token rows, and rows into one padded batch.
+
+Tokenization happens per request (in the caller's thread), so that the single inference
+worker only pads and runs the forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.errors import EmptyInput, PairMismatch, WrongInputType
+
+TextInput = str | tuple[str, str]  # a single text, or (text, text_pair)
+
+
+@dataclass(frozen=True)
+class EncodedRow:
+    input_ids: list[int]
+    token_type_ids: list[int] | None
+    truncated: bool
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def check_inputs(inputs: list, kind: str) -> list[TextInput]:
+    """Validate inputs for a task whose ``inputs`` metadata is ``kind`` ("text" or "text_pair")."""
+    if not isinstance(inputs, list) or not inputs:
+        raise WrongInputType("inputs must be a non-empty list of texts or text pairs")
+    out: list[TextInput] = []
+    for i, item in enumerate(inputs):
+        if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(t, str) for t in item):
+            if kind != "text_pair":
+                raise PairMismatch("this task takes single texts, not text pairs", i)
+            if not item[0].strip() or not item[1].strip():
+                raise EmptyInput("both texts of a pair must be non-empty", i)
+            out.append((item[0], item[1]))
+        elif isinstance(item, str):
+            if kind == "text_pair":
+                raise PairMismatch("this task takes text pairs (text, text_pair), not single texts", i)
+            if not item.strip():
+                raise EmptyInput("text is empty", i)
+            out.append(item)
+        else:
+            raise WrongInputType(f"expected a string or a [text, text_pair] pair, got {type(item).__name__}", i)
+    return out
+
+
+def encode(tokenizer, inputs: list[TextInput], max_length: int) -> list[EncodedRow]:
+    """Tokenize with the fast tokenizer, truncating to ``max_length`` (flagged per row)."""
+    if isinstance(inputs[0], tuple):
+        enc = tokenizer([a for a, _ in inputs], [b for _, b in inputs], truncation=True, max_length=max_length)
+    else:
+        enc = tokenizer(list(inputs), truncation=True, max_length=max_length)
+    types = enc.get("token_type_ids")
+    return [
+        EncodedRow(
+            input_ids=ids,
+            token_type_ids=types[i] if types is not None else None,
+            truncated=bool(enc.encodings[i].overflowing),
+        )
+        for i, ids in enumerate(enc["input_ids"])
+    ]
+
+
+def collate(rows: list[EncodedRow], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Pad to the longest row: input_ids, attention_mask and (if used) token_type_ids, each [batch, seq]."""
+    longest = max(len(r) for r in rows)
+    ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    use_types = rows[0].token_type_ids is not None
+    types = torch.zeros((len(rows), longest), dtype=torch.long) if use_types else None
+    for i, row in enumerate(rows):
+        n = len(row)
+        ids[i, :n] = torch.tensor(row.input_ids)
+        mask[i, :n] = 1
+        if use_types:
+            types[i, :n] = torch.tensor(row.token_type_ids)
+    batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+    if use_types:
+        batch["token_type_ids"] = types.to(device)
+    return batch

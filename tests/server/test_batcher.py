@@ -1,0 +1,209 @@
+"""The batcher alone, on a recording fake engine: mixing, limits, back-pressure, drops, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from server.batcher import Batcher
+from engine.inputs import EncodedRow
+from server.errors import ClientGone, NotReady, Overloaded
+from server.metrics import Metrics
+
+
+class FakeEngine:
+    """Records every batch; each row's 'prediction' is (task, row index) so order is checkable."""
+
+    def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
+        self.batches: list[list[tuple[str, int]]] = []
+        self.delay, self.fail_on = delay, fail_on
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def run(self, items, plan=None):
+        self.gate.wait()
+        time.sleep(self.delay)
+        rows = [(h.name, r.input_ids[0]) for h, r in items]
+        self.batches.append(rows)
+        if self.fail_on and any(name == self.fail_on for name, _ in rows):
+            raise RuntimeError("boom")
+        return rows
+
+    def plan(self, items):
+        return [list(range(len(items)))]  # one forward
+
+    def encode(self, handle, inputs):
+        self.encoded_on = threading.current_thread().name
+        return [EncodedRow([i] + [0] * (len(text) - 1), None, False) for i, text in enumerate(inputs)]
+
+
+def handle(name: str, slot: int) -> SimpleNamespace:
+    return SimpleNamespace(name=name, slot=slot)
+
+
+def rows(name: str, slot: int, n: int, length: int = 4) -> list:
+    return [(handle(name, slot), EncodedRow([i] + [0] * (length - 1), None, False)) for i in range(n)]
+
+
+def make(engine, **kw) -> Batcher:
+    return Batcher(engine, Metrics(), **{"max_wait_ms": 20, **kw})
+
+
+def test_requests_of_different_tasks_share_one_batch_and_answer_in_order():
+    engine = FakeEngine()
+    batcher = make(engine, max_rows=16, max_wait_ms=200)  # generous: all four arrive within it
+
+    async def main():
+        return await asyncio.gather(*(batcher.submit(rows(f"t{k}", k + 1, 3)) for k in range(4)))
+
+    results = asyncio.run(main())
+    batcher.close()
+    assert results == [[(f"t{k}", i) for i in range(3)] for k in range(4)]
+    assert len(engine.batches) == 1 and len({name for name, _ in engine.batches[0]}) == 4
+
+
+def test_max_rows_and_max_tokens_split_batches_and_a_big_request_spans_several():
+    engine = FakeEngine()
+    batcher = make(engine, max_rows=4, max_tokens=1000)
+
+    async def main():
+        return await batcher.submit(rows("big", 1, 10))
+
+    assert asyncio.run(main()) == [("big", i) for i in range(10)]
+    assert [len(b) for b in engine.batches] == [4, 4, 2]
+
+    engine.batches.clear()
+    tight = make(engine, max_rows=32, max_tokens=40)  # rows of 10 tokens: 4 per batch
+
+    async def main2():
+        return await tight.submit(rows("t", 1, 6, length=10))
+
+    assert asyncio.run(main2()) == [("t", i) for i in range(6)]
+    assert [len(b) for b in engine.batches] == [4, 2]
+    batcher.close()
+    tight.close()
+
+
+def test_full_queue_answers_overloaded_with_retry_after():
+    engine = FakeEngine()
+    engine.gate.clear()  # the worker blocks inside its first forward
+    batcher = make(engine, max_rows=2, max_queue_rows=4, max_wait_ms=0, retry_after_s=3)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit(rows("a", 1, 2)))
+        while not engine.batches and batcher.queued_rows:  # wait until the worker took it
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(batcher.submit(rows("b", 2, 4)))  # fills the queue
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded) as info:
+            await batcher.submit(rows("c", 3, 1))
+        assert info.value.headers == {"Retry-After": "3"} and "BITFIT_MAX_QUEUE_ROWS" in str(info.value)
+        engine.gate.set()
+        return await first, await waiting
+
+    first, waiting = asyncio.run(main())
+    assert len(first) == 2 and len(waiting) == 4
+    batcher.close()
+
+
+def test_rows_of_a_gone_client_are_never_run():
+    engine = FakeEngine()
+    engine.gate.clear()
+    batcher = make(engine, max_rows=2, max_wait_ms=0)
+
+    async def main():
+        blocker = asyncio.ensure_future(batcher.submit(rows("a", 1, 2)))
+        await asyncio.sleep(0.05)  # the worker is stuck in the first forward
+        gone = asyncio.get_running_loop().create_future()
+        doomed = asyncio.ensure_future(batcher.submit(rows("gone", 2, 4), disconnected=lambda: gone))
+        await asyncio.sleep(0.01)
+        gone.set_result(None)  # the client disconnects while its rows wait
+        with pytest.raises(ClientGone):
+            await doomed
+        engine.gate.set()
+        await blocker
+        return await batcher.submit(rows("after", 3, 1))
+
+    assert asyncio.run(main()) == [("after", 0)]
+    batcher.close()
+    assert all(name != "gone" for batch in engine.batches for name, _ in batch)
+
+
+def test_a_failed_forward_fails_only_its_requests():
+    engine = FakeEngine(fail_on="bad")
+    batcher = make(engine, max_rows=1, max_wait_ms=0)
+
+    async def main():
+        bad = batcher.submit(rows("bad", 1, 1))
+        good = batcher.submit(rows("good", 2, 1))
+        return await asyncio.gather(bad, good, return_exceptions=True)
+
+    bad, good = asyncio.run(main())
+    assert isinstance(bad, RuntimeError) and good == [("good", 0)]
+    batcher.close()
+
+
+def test_close_finishes_queued_work_then_refuses():
+    engine = FakeEngine(delay=0.02)
+    batcher = make(engine, max_rows=2, max_wait_ms=0)
+
+    async def main():
+        futures = [asyncio.ensure_future(batcher.submit(rows(f"t{k}", k + 1, 2))) for k in range(3)]
+        await asyncio.sleep(0.005)
+        closer = asyncio.get_running_loop().run_in_executor(None, batcher.close)
+        results = await asyncio.gather(*futures)
+        await closer
+        with pytest.raises(NotReady):
+            await batcher.submit(rows("late", 9, 1))
+        return results
+
+    assert [len(r) for r in asyncio.run(main())] == [2, 2, 2]
+
+
+def test_tokenization_overlaps_a_running_forward_and_long_inputs_leave_the_loop():
+    engine = FakeEngine()
+    engine.gate.clear()  # the worker is stuck in a forward
+    batcher = make(engine, max_rows=2, max_wait_ms=0, tokenize_inline_chars=10)
+
+    async def main():
+        stuck = asyncio.ensure_future(batcher.submit(rows("a", 1, 1)))
+        await asyncio.sleep(0.02)
+        long_rows = await asyncio.wait_for(batcher.encode(handle("b", 2), ["x" * 50]), timeout=5)
+        long_thread = engine.encoded_on
+        await batcher.encode(handle("b", 2), ["short"])
+        short_thread = engine.encoded_on
+        engine.gate.set()
+        await stuck
+        return long_rows, long_thread, short_thread
+
+    long_rows, long_thread, short_thread = asyncio.run(main())
+    batcher.close()
+    assert len(long_rows) == 1 and long_thread.startswith("bitfit-tokenize")
+    assert short_thread == threading.main_thread().name
+
+
+def test_padding_and_forwards_per_batch_are_measured_as_the_engine_plans_them():
+    class SplittingEngine(FakeEngine):
+        def plan(self, items):  # the long row in a forward of its own
+            return [[i for i, (_, r) in enumerate(items) if len(r) < 8], [i for i, (_, r) in enumerate(items) if len(r) >= 8]]
+
+    metrics = Metrics()
+    for engine in (FakeEngine(), SplittingEngine()):
+        batcher = Batcher(engine, metrics, max_wait_ms=200, max_rows=3)
+        items = rows("t", 1, 2, length=2) + rows("t", 1, 1, length=10)  # 14 real tokens
+
+        async def main(b=batcher, items=items):
+            return await b.submit(items)
+
+        asyncio.run(main())
+        batcher.close()
+        assert len(engine.batches) == 1
+    registry = metrics.registry
+    assert registry.get_sample_value("bitfit_batch_forwards_sum") == 1 + 2
+    # one forward pads to 3 x 10 = 30 tokens (16 of padding); split: 2 x 2 + 10 = 14, none
+    assert registry.get_sample_value("bitfit_batch_padding_ratio_sum") == pytest.approx(16 / 30)

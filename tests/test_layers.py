@@ -1,0 +1,82 @@
+"""The layer rule of docs/ARCHITECTURE.md, checked on the source: each package imports
+only the packages below it.
+
+    bench/                        (anything)
+    server/      training/        the two edges; neither imports the other
+    engine/                       no FastAPI, no HTTP
+    bias_store/                   the bottom: imports no other package of ours
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OURS = {"bias_store", "engine", "server", "training", "bench", "tests"}
+ALLOWED = {
+    "bias_store": {"bias_store"},
+    "engine": {"bias_store", "engine"},
+    "server": {"bias_store", "engine", "server"},
+    "training": {"bias_store", "engine", "training"},
+}
+# Third-party packages that belong to one edge only.
+FORBIDDEN_THIRD_PARTY = {
+    "bias_store": {"fastapi", "starlette", "uvicorn"},
+    "engine": {"fastapi", "starlette", "uvicorn", "prometheus_client"},
+    "training": {"fastapi", "starlette", "uvicorn"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level names of every absolute import in a file (relative imports stay inside)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _violations(package: str) -> list[str]:
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        imported = _imports(path)
+        for name in imported & OURS - ALLOWED[package]:
+            found.append(f"{path.relative_to(ROOT)} imports {name}")
+        for name in imported & FORBIDDEN_THIRD_PARTY.get(package, set()):
+            found.append(f"{path.relative_to(ROOT)} imports {name}")
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_package_imports_only_the_layers_below(package):
+    assert _violations(package) == []
+
+
+def test_the_checker_sees_a_crossing(tmp_path, monkeypatch):
+    """The rule must be able to fail: a training file importing server is reported."""
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "bad.py").write_text("from server.app import create_app\nimport fastapi\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _violations("training") == ["training/bad.py imports server", "training/bad.py imports fastapi"]
+
+
+def test_engine_and_its_test_helpers_load_without_fastapi():
+    """`pytest tests/engine` needs no HTTP stack: importing every engine module and the
+    shared test fixtures leaves FastAPI unloaded."""
+    modules = sorted(f"engine.{p.stem}" for p in (ROOT / "engine").glob("*.py") if p.stem != "__init__")
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r} + ['engine', 'tests.conftest', 'tests.helpers']:\n"
+        "    importlib.import_module(m)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'fastapi', 'starlette', 'uvicorn'})\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

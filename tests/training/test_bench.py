@@ -1,0 +1,48 @@
+"""bench/accuracy.py chooses learning rates on validation only, and its checks do the arithmetic right."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+spec = importlib.util.spec_from_file_location("bench_accuracy", Path(__file__).resolve().parents[2] / "bench" / "accuracy.py")
+accuracy = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(accuracy)
+
+
+def run(method, lr, seed, val, test, phase="search", epoch_s=1.0, mem=100, train=None):
+    return {"dataset": "rt", "method": method, "lr": lr, "seed": seed, "phase": phase, "validation_accuracy": val,
+            "test_accuracy": test, "trainable_params": 10, "epoch_seconds": epoch_s, "peak_memory_bytes": mem,
+            **({"generalization_gap": train - test} if train is not None else {})}
+
+
+def test_lr_is_chosen_on_validation_never_on_test():
+    runs = [
+        run("full", 2e-5, 1, val=0.80, test=0.90, epoch_s=2.0, mem=400, train=0.99),  # best test, worse validation
+        run("full", 5e-5, 1, val=0.85, test=0.80, epoch_s=2.0, mem=400, train=0.99),
+        run("full", 5e-5, 2, val=0.84, test=0.82, phase="seeds", epoch_s=2.0, mem=400, train=0.98),
+        run("bitfit", 1e-3, 1, val=0.83, test=0.805, epoch_s=1.2, mem=100, train=0.85),
+        run("bitfit", 1e-3, 2, val=0.82, test=0.815, phase="seeds", epoch_s=1.2, mem=100, train=0.86),
+        run("bitfit-qm", 1e-3, 1, val=0.80, test=0.78),
+    ]
+    summary = accuracy.summarize(runs)["rt"]
+    full = summary["methods"]["full"]
+    assert full["lr"] == 5e-5 and full["seeds"] == [1, 2]
+    assert full["test_accuracy"]["mean"] == pytest.approx(0.81) and full["test_accuracy"]["n"] == 2
+    assert full["lr_search"] == {"2e-05": 0.80, "5e-05": 0.85}
+    checks = summary["checks"]
+    assert checks["bitfit_minus_full_test_points"] == pytest.approx(0.0)
+    assert checks["bitfit_within_1_point_of_full"]
+    assert checks["epoch_time_ratio_bitfit_over_full"] == pytest.approx(1.2 / 2.0)
+    assert checks["peak_memory_ratio_bitfit_over_full"] == pytest.approx(0.25)
+    assert checks["gap_bitfit_smaller_than_full"]
+    assert checks["qm_minus_bitfit_test_points"] == pytest.approx(-3.0) and not checks["qm_within_2_points_of_bitfit"]
+
+
+def test_lr_grid_parsing():
+    lrs = accuracy.parse_lrs(["bitfit=1e-4,1e-3"])
+    assert lrs["bitfit"] == [1e-4, 1e-3] and lrs["full"] == accuracy.DEFAULT_LRS["full"]
+    with pytest.raises(SystemExit, match="METHOD=LR"):
+        accuracy.parse_lrs(["lora=1"])

@@ -1,0 +1,107 @@
+"""`bitfit train` end to end on the tiny backbone: --out, --store, --push to a real server."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import torch
+
+from bias_store import FilesystemStore, validate_bytes
+from bias_store.format import loads
+from server.cli import main
+from tests.helpers import free_port, wait_until
+from tests.training.test_bitfit import TEXTS, sentiment_csv
+from training.errors import PublishError
+from training.publish import Target, publish
+
+API_KEY = "test-admin-key-0123456789"
+
+
+def train_args(tmp_path, tiny_bert_dir, *extra):
+    train = sentiment_csv(tmp_path / "train.csv", n=32)
+    return ["train", "--train", str(train), "--text-column", "text", "--label-column", "label", "--task", "cli-task",
+            "--backbone", str(tiny_bert_dir), "--epochs", "1", "--batch-size", "8", "--device", "cpu",
+            "--run-dir", str(tmp_path / "run"), "--no-progress", *extra]
+
+
+def test_train_out_and_store(tmp_path, tiny_bert_dir, tiny_backbone, capsys):
+    out = tmp_path / "task.safetensors"
+    assert main(train_args(tmp_path, tiny_bert_dir, "--out", str(out), "--pooling", "mean", "--seed", "7")) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["published"]["path"] == str(out) and summary["best_epoch"] == 1
+    bias_set = validate_bytes(out.read_bytes(), tiny_backbone.spec)
+    assert bias_set.meta.task == "cli-task" and bias_set.meta.pooling == "mean" and bias_set.meta.training["seed"] == 7
+    assert (tmp_path / "run" / "report.json").exists() and (tmp_path / "run" / "learning_curves.png").exists()
+
+    store_dir = tmp_path / "store"
+    assert main(train_args(tmp_path, tiny_bert_dir, "--store", str(store_dir), "--method", "bitfit-qm")) == 0
+    store = FilesystemStore(store_dir, lambda data, name: validate_bytes(data, tiny_backbone.spec, name=name))
+    record, _ = store.get("cli-task")
+    assert record.meta.bias_sites == "query_intermediate" and record.version == 1
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--text-column", "sentence", "--out", "x.safetensors"], "column 'sentence' is missing"),
+        (["--method", "full", "--out", "x.safetensors"], "--method full is a baseline"),
+        ([], "give exactly one of --out FILE, --store DIR, --push URL"),
+        (["--task", "Not OK", "--out", "x.safetensors"], "task name 'Not OK' is invalid"),
+        (["--push", "localhost:1"], "--push needs a server URL"),
+        (["--push", "http://127.0.0.1:1"], "cannot reach the server http://127.0.0.1:1"),
+    ],
+)
+def test_bad_input_is_a_message_not_a_traceback(tmp_path, tiny_bert_dir, capsys, extra, message):
+    assert main(train_args(tmp_path, tiny_bert_dir, *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # it failed before training
+
+
+@pytest.fixture
+def live_server(tmp_path, tiny_bert_dir, tiny_backbone):
+    """The real app (server.app.create_app) on a free port, admin key required."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.settings import Settings
+
+    port = free_port()
+    settings = Settings(port=port, store=tmp_path / "served", backbone=str(tiny_bert_dir), device="cpu", api_keys=[API_KEY])
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, backbone=tiny_backbone), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert wait_until(lambda: server.started, timeout=60)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_push_uploads_to_a_running_server(tmp_path, tiny_bert_dir, tiny_backbone, live_server, monkeypatch, capsys):
+    import httpx
+
+    out = tmp_path / "t.safetensors"
+    assert main(train_args(tmp_path, tiny_bert_dir, "--out", str(out))) == 0
+    bias_set = loads(out.read_bytes())
+    with pytest.raises(PublishError, match="401"):
+        publish(bias_set, tiny_backbone.spec, Target(push=live_server))
+    monkeypatch.setenv("BITFIT_API_KEY", API_KEY)
+    assert main(train_args(tmp_path, tiny_bert_dir, "--push", live_server)) == 0
+    published = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["published"]
+    assert published["status"] == 201
+    response = httpx.post(f"{live_server}/predict/cli-task", json={"inputs": TEXTS[:2]}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 2
+    with pytest.raises(PublishError, match="could not reach"):
+        publish(bias_set, tiny_backbone.spec, Target(push="http://127.0.0.1:1"))
+
+
+def test_training_is_deterministic_per_seed(tmp_path, tiny_bert_dir, tiny_backbone):
+    """Two runs with one seed write identical files (so a report can be reproduced)."""
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    assert main(train_args(tmp_path, tiny_bert_dir, "--out", str(a))) == 0
+    assert main(train_args(tmp_path, tiny_bert_dir, "--out", str(b))) == 0
+    ta, tb = loads(a.read_bytes()).tensors, loads(b.read_bytes()).tensors
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)  # training is deterministic per seed

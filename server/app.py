@@ -15,9 +15,9 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from bias_store.filesystem import FilesystemStore
+from engine import Backbone, Engine, load_backbone
 from server.batcher import Batcher
 from server.deps import Services
-from engine import Backbone, Engine, load_backbone
 from server.errors import install_error_handlers
 from server.metrics import Metrics
 from server.middleware import RequestGuard

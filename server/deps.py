@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from bias_store.filesystem import FilesystemStore
-from server.batcher import Batcher
 from engine import Engine
+from server.batcher import Batcher
 from server.errors import NotReady
 from server.metrics import Metrics
 from server.settings import Settings

@@ -9,9 +9,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from server.batcher import Batcher
 from engine import Engine, Prediction, TaskHandle
 from engine.errors import InvalidInput
+from server.batcher import Batcher
 from server.errors import LimitExceeded
 
 

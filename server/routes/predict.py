@@ -6,10 +6,10 @@ import time
 
 from fastapi import APIRouter, Depends, Request
 
+from engine import Prediction, UnknownTask
 from server import inference
 from server.auth import require_reader
 from server.deps import Services, get_services
-from engine import Prediction, UnknownTask
 from server.errors import status_of
 from server.inference import PredictItem, TaskResult
 from server.routes.responses import ERRORS

@@ -13,9 +13,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from bias_store.errors import VersionNotFound
 from bias_store.store import TaskRecord
+from engine import UnknownTask
 from server.auth import require_admin, require_reader
 from server.deps import Services, get_services
-from engine import UnknownTask
 from server.routes.responses import errors
 from server.schemas import RollbackRequest, TaskInfo, TaskList, UploadResponse
 

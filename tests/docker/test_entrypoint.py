@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import free_port, wait_until
 from tests.docker.test_files import ROOT, copied_files, parse_dockerfile
+from tests.helpers import free_port, wait_until
 
 pytestmark = [pytest.mark.minilm, pytest.mark.slow]
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from server.batcher import Batcher
 from engine.inputs import EncodedRow
+from server.batcher import Batcher
 from server.errors import ClientGone, NotReady, Overloaded
 from server.metrics import Metrics
 

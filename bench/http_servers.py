@@ -35,12 +35,6 @@ def minilm_spec():
     return load_backbone(None, device="cpu").spec
 
 
-def validator(spec):
-    from bias_store.validate import validate_bytes
-
-    return lambda data, name: validate_bytes(data, spec, name=name)
-
-
 def bias_set_bytes(spec, name: str, seed: int) -> bytes:
     from bias_store.format import dumps
     from tests.helpers import random_bias_set
@@ -62,9 +56,11 @@ def build_store(spec, n_tasks: int, *, fresh: bool = False) -> Path:
     marker = root / "BENCH_COMPLETE"
     if not marker.exists():
         shutil.rmtree(root, ignore_errors=True)
-        store = FilesystemStore(root, validator(spec), keep_versions=2)
+        from bias_store.validate import validate_upload
+
+        store = FilesystemStore(root, keep_versions=2)
         for i in range(n_tasks):
-            store.put(bias_set_bytes(spec, task_name(i), seed=i))
+            store.put(validate_upload(bias_set_bytes(spec, task_name(i), seed=i), spec))
         marker.write_text(str(n_tasks))
     if not fresh:
         return root

@@ -36,7 +36,7 @@ def load_tasks(store_dir: str, spec) -> dict[str, tuple[list[str], dict[str, tor
     from bias_store.filesystem import FilesystemStore
     from bias_store.validate import validate_bytes
 
-    store = FilesystemStore(store_dir, lambda data, name: validate_bytes(data, spec, name=name))
+    store = FilesystemStore(store_dir)
     tasks = {}
     for record in store.list():
         _, data = store.get(record.name)

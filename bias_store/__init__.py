@@ -13,12 +13,12 @@ from bias_store.errors import (
 from bias_store.filesystem import FilesystemStore
 from bias_store.format import BiasSet, BiasSetMeta, dumps, loads
 from bias_store.spec import BackboneSpec, build_spec, fingerprint
-from bias_store.store import BiasStore, StoreEvent, TaskRecord
-from bias_store.validate import check_task_name, validate, validate_bytes
+from bias_store.store import BiasStore, TaskRecord
+from bias_store.validate import ValidatedUpload, check_task_name, validate, validate_bytes, validate_upload
 
 __all__ = [
     "BackboneSpec", "BiasSet", "BiasSetMeta", "BiasSetTooLarge", "BiasStore", "BiasStoreError",
-    "FilesystemStore", "FingerprintMismatch", "InvalidBiasSet", "InvalidTaskName", "StoreEvent",
-    "TaskNotFound", "TaskRecord", "UnsupportedArchitecture", "VersionNotFound", "build_spec",
-    "check_task_name", "dumps", "fingerprint", "loads", "validate", "validate_bytes",
+    "FilesystemStore", "FingerprintMismatch", "InvalidBiasSet", "InvalidTaskName",
+    "TaskNotFound", "TaskRecord", "UnsupportedArchitecture", "ValidatedUpload", "VersionNotFound",
+    "build_spec", "check_task_name", "dumps", "fingerprint", "loads", "validate", "validate_bytes", "validate_upload",
 ]

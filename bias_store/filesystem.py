@@ -25,9 +25,9 @@ import uuid
 from pathlib import Path
 
 from bias_store.errors import TaskNotFound, VersionNotFound
-from bias_store.format import BiasSetMeta, dumps, read_header
-from bias_store.store import BiasStore, TaskRecord, Validator
-from bias_store.validate import TASK_NAME
+from bias_store.format import BiasSetMeta, read_header
+from bias_store.store import BiasStore, TaskRecord
+from bias_store.validate import TASK_NAME, ValidatedUpload
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,19 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
 
 
 class FilesystemStore(BiasStore):
-    def __init__(self, root: str | os.PathLike, validator: Validator, keep_versions: int = 5) -> None:
+    def __init__(self, root: str | os.PathLike, keep_versions: int = 5) -> None:
         if keep_versions < 1:
             raise ValueError("keep_versions must be >= 1 (the current version is always kept)")
         self.root = Path(root)
         self.tasks_dir = self.root / "tasks"
         self.tasks_dir.mkdir(parents=True, exist_ok=True)
         (self.root / ".lock").touch(exist_ok=True)
-        self._validate = validator
         self.keep_versions = keep_versions
         self._thread_lock = threading.Lock()
         self._meta_cache: dict[tuple[str, str], BiasSetMeta] = {}  # (name, sha256) -> metadata
+
+    def __repr__(self) -> str:
+        return f"FilesystemStore({str(self.root)!r})"
 
     # -- locking -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -143,7 +145,6 @@ class FilesystemStore(BiasStore):
         return out
 
     def generation(self) -> str:
-        """Changes whenever anything in the store changes (cheap to poll)."""
         try:
             return (self.root / "GENERATION").read_text()
         except FileNotFoundError:
@@ -161,13 +162,10 @@ class FilesystemStore(BiasStore):
         return self._record(name, version, sha, data), data
 
     # -- mutations -----------------------------------------------------------------------
-    def put(self, data: bytes, name: str | None = None) -> TaskRecord:
-        bias_set = self._validate(data, name)  # raises before anything is written
-        name = bias_set.meta.task
-        # Stored byte for byte, unless the upload's name was overridden.
-        renamed = read_header(data).get("__metadata__", {}).get("task") != name
-        payload = dumps(bias_set) if renamed else data
+    def put(self, upload: ValidatedUpload) -> TaskRecord:
+        name, payload = upload.name, upload.data
         sha = hashlib.sha256(payload).hexdigest()
+        self._meta_cache[(name, sha)] = upload.bias_set.meta  # already parsed: no second header read
         task_dir = self.tasks_dir / name
         with self._locked():
             task_dir.mkdir(exist_ok=True)

@@ -1,21 +1,18 @@
-"""The bias store interface: list / get / put / delete / rollback / watch.
+"""The bias store interface: exactly what the server and the training worker call.
 
-A backend keeps every task's bias sets with integer versions. ``put`` validates before
-anything is written; a reader always gets one whole version. A second backend (S3, a
-database) is one new file implementing ``BiasStore``.
+A backend keeps every task's bias sets with integer versions; a reader always gets one
+whole version. ``put`` stores a set the caller has already validated (``validate_upload``),
+so the bytes are parsed once per upload. A second backend (S3, a database) is one new file
+implementing ``BiasStore``.
 """
 
 from __future__ import annotations
 
 import abc
-import threading
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from bias_store.format import BiasSet, BiasSetMeta
-
-# bytes, optional name override -> a validated BiasSet (see validate.validate_bytes)
-Validator = Callable[[bytes, "str | None"], BiasSet]
+from bias_store.format import BiasSetMeta
+from bias_store.validate import ValidatedUpload
 
 
 @dataclass(frozen=True)
@@ -28,13 +25,6 @@ class TaskRecord:
     versions: tuple[int, ...]  # every version kept, oldest first
 
 
-@dataclass(frozen=True)
-class StoreEvent:
-    kind: str  # "put" (new task or new current version) or "delete"
-    name: str
-    version: int | None = None
-
-
 class BiasStore(abc.ABC):
     @abc.abstractmethod
     def list(self) -> list[TaskRecord]:
@@ -45,8 +35,8 @@ class BiasStore(abc.ABC):
         """One whole version of a task (the current one by default) and its file bytes."""
 
     @abc.abstractmethod
-    def put(self, data: bytes, name: str | None = None) -> TaskRecord:
-        """Validate and store a bias set as the task's next version; ``name`` overrides the metadata."""
+    def put(self, upload: ValidatedUpload) -> TaskRecord:
+        """Store a validated bias set's bytes as its task's next version."""
 
     @abc.abstractmethod
     def delete(self, name: str) -> None:
@@ -58,23 +48,8 @@ class BiasStore(abc.ABC):
 
     @abc.abstractmethod
     def state(self) -> dict[str, str]:
-        """A cheap snapshot ``{task name: sha256 of its current file}`` for change detection."""
+        """A snapshot ``{task name: sha256 of its current file}`` for change detection."""
 
-    def watch(self, interval: float = 0.5, stop: threading.Event | None = None) -> Iterator[StoreEvent]:
-        """Yield changes made by anyone (this process or another) since the call began."""
-        stop = stop or threading.Event()
-        seen = self.state()
-        while not stop.wait(interval):
-            now = self.state()
-            yield from diff_states(seen, now)
-            seen = now
-
-
-def diff_states(old: dict[str, str], new: dict[str, str]) -> Iterator[StoreEvent]:
-    """Events that turn snapshot ``old`` into ``new``."""
-    for name in sorted(old.keys() - new.keys()):
-        yield StoreEvent("delete", name)
-    for name in sorted(new):
-        if old.get(name) != new[name]:
-            yield StoreEvent("put", name)
-
+    @abc.abstractmethod
+    def generation(self) -> str:
+        """A token that changes whenever anything in the store changes (cheap to poll)."""

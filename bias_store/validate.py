@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import torch
 
 from bias_store.errors import BiasSetTooLarge, FingerprintMismatch, InvalidBiasSet, InvalidTaskName
-from bias_store.format import BiasSet, loads
+from bias_store.format import BiasSet, dumps, loads
 from bias_store.spec import BackboneSpec
 
 TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -20,17 +21,38 @@ def check_task_name(name: str) -> str:
     return name
 
 
-def validate_bytes(
+@dataclass(frozen=True)
+class ValidatedUpload:
+    """A bias set that passed every check, with the exact bytes a store keeps for it."""
+
+    bias_set: BiasSet
+    data: bytes  # the upload byte for byte, or re-serialized when its task name was overridden
+
+    @property
+    def name(self) -> str:
+        return self.bias_set.meta.task
+
+
+def validate_upload(
     data: bytes, spec: BackboneSpec, *, max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None
-) -> BiasSet:
-    """Parse and fully validate ``data``; ``name`` overrides the task name in the metadata."""
+) -> ValidatedUpload:
+    """Parse and fully validate ``data`` once; ``name`` overrides the task name in the metadata."""
     if len(data) > max_bytes:
         raise BiasSetTooLarge(len(data), max_bytes)
     bias_set = loads(data)
-    if name is not None:
+    renamed = name is not None and name != bias_set.meta.task
+    if renamed:
         bias_set.meta.task = name
     validate(bias_set, spec)
-    return bias_set
+    # Stored byte for byte, unless the name was overridden: the file must carry its task's name.
+    return ValidatedUpload(bias_set, dumps(bias_set) if renamed else data)
+
+
+def validate_bytes(
+    data: bytes, spec: BackboneSpec, *, max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None
+) -> BiasSet:
+    """The validated BiasSet of ``data`` (see ``validate_upload``)."""
+    return validate_upload(data, spec, max_bytes=max_bytes, name=name).bias_set
 
 
 def validate(bias_set: BiasSet, spec: BackboneSpec) -> None:

@@ -21,9 +21,12 @@ from server.deps import Services
 from server.errors import install_error_handlers
 from server.metrics import Metrics
 from server.middleware import RequestGuard
+from server.mutations import TaskMutations
+from server.preload import preload
 from server.routes import health, metrics, predict, tasks
 from server.settings import Settings
-from server.sync import RecordingValidator, StoreSync, preload
+from server.sync import StoreSync
+from server.validation import UploadValidator
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +48,9 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     """Load the backbone (unless given), put preloads, load the store, start the workers."""
     if backbone is None:
         backbone = load_backbone(settings.backbone, settings.device, settings.dtype)
-    validator = RecordingValidator(backbone.spec, settings.max_upload_bytes, metrics)
-    store = FilesystemStore(settings.store, validator, keep_versions=settings.keep_versions)
-    preload(store, settings.preload)
+    validator = UploadValidator(backbone.spec, settings.max_upload_bytes, metrics)
+    store = FilesystemStore(settings.store, keep_versions=settings.keep_versions)
+    preload(store, validator, settings.preload)
     # Room for every stored task up front, so start-up does not regrow the table many times;
     # later uploads grow it by 6.25% steps.
     engine = Engine(backbone, capacity=len(store.state()), split_overhead_tokens=settings.split_overhead_tokens)
@@ -60,7 +63,7 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
         retry_after_s=settings.retry_after_s,
     )
     metrics.track_tasks(lambda: len(engine.tasks()))
-    return Services(settings, metrics, engine, store, sync, batcher)
+    return Services(settings, metrics, engine, store, sync, TaskMutations(store, sync, validator), batcher)
 
 
 def stop_services(services: Services) -> None:

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from bias_store.filesystem import FilesystemStore
+from bias_store.store import BiasStore
 from engine import Engine
 from server.batcher import Batcher
 from server.errors import NotReady
 from server.metrics import Metrics
+from server.mutations import TaskMutations
 from server.settings import Settings
 from server.sync import StoreSync
 
@@ -22,8 +23,9 @@ class Services:
     settings: Settings
     metrics: Metrics
     engine: Engine
-    store: FilesystemStore
+    store: BiasStore
     sync: StoreSync
+    mutations: TaskMutations
     batcher: Batcher
 
 

@@ -11,7 +11,7 @@ from bias_store.errors import BiasStoreError
 from bias_store.filesystem import FilesystemStore, atomic_write
 from bias_store.format import BiasSet, dumps
 from bias_store.spec import BackboneSpec
-from bias_store.validate import validate_bytes
+from bias_store.validate import validate_upload
 from training.errors import ConfigError, PublishError
 
 log = logging.getLogger(__name__)
@@ -72,9 +72,9 @@ def publish(bias_set: BiasSet, spec: BackboneSpec, target: Target) -> dict:
         log.info("wrote %s (%d bytes)", path, len(data))
         return {"target": "file", "path": str(path), "bytes": len(data)}
     if target.store:
-        store = FilesystemStore(target.store, lambda raw, name: validate_bytes(raw, spec, name=name))
+        store = FilesystemStore(target.store)
         try:
-            record = store.put(data)
+            record = store.put(validate_upload(data, spec))
         except (BiasStoreError, OSError) as exc:
             raise PublishError(f"the store {target.store} refused the bias set: {exc}") from None
         log.info("stored %s v%d in %s", record.name, record.version, target.store)

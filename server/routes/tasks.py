@@ -1,6 +1,6 @@
 """/tasks: upload, replace, list, show, delete and roll back bias sets.
 
-Mutations go through StoreSync (store first, engine second) on a worker thread, so the
+Mutations go through TaskMutations (store first, engine second) on a worker thread, so the
 event loop never waits on validation or fsync, and the very next request sees the result.
 """
 
@@ -42,7 +42,7 @@ def _info(record: TaskRecord, services: Services) -> dict:
 async def _upload(services: Services, file: UploadFile, name: str | None) -> dict:
     started = time.perf_counter()
     data = await file.read()
-    record, handle = await run_in_threadpool(services.sync.put, data, name)
+    record, handle = await run_in_threadpool(services.mutations.put, data, name)
     services.metrics.upload_seconds.observe(time.perf_counter() - started)
     # Bias sets are fp32 by format (the validator enforces it): 4 bytes per parameter.
     return {**_info(record, services), "num_params": handle.num_bytes // 4, "tensor_bytes": handle.num_bytes}
@@ -93,7 +93,7 @@ async def get_task(task: str, services: Services = Depends(get_services)) -> dic
 )
 async def delete_task(task: str, services: Services = Depends(get_services)) -> Response:
     """Requests already accepted for the task still finish with the version they pinned."""
-    await run_in_threadpool(services.sync.delete, task)
+    await run_in_threadpool(services.mutations.delete, task)
     return Response(status_code=204)
 
 
@@ -111,5 +111,5 @@ async def rollback_task(
         if not earlier:
             raise VersionNotFound(task, record.version - 1, list(record.versions))
         version = earlier[-1]
-    record = await run_in_threadpool(services.sync.rollback, task, version)
+    record = await run_in_threadpool(services.mutations.rollback, task, version)
     return _info(record, services)

@@ -1,4 +1,4 @@
-"""The filesystem bias store: versions, rollback, delete, watch, crash safety, other processes."""
+"""The filesystem bias store: versions, rollback, delete, generation, crash safety, other processes."""
 
 import hashlib
 import os
@@ -11,12 +11,23 @@ import time
 
 import pytest
 
-from bias_store import FilesystemStore, TaskNotFound, VersionNotFound, dumps, loads, validate_bytes
-from tests.helpers import random_bias_set, wait_until
+from bias_store import FilesystemStore, TaskNotFound, VersionNotFound, dumps, loads, validate_bytes, validate_upload
+from tests.helpers import random_bias_set
+
+
+class Store(FilesystemStore):
+    """The store as the server uses it: each upload validated once by the caller, then put."""
+
+    def __init__(self, root, spec, keep):
+        super().__init__(root, keep_versions=keep)
+        self.spec = spec
+
+    def put_bytes(self, data, name=None):
+        return self.put(validate_upload(data, self.spec, name=name))
 
 
 def make_store(root, spec, keep=3):
-    return FilesystemStore(root, lambda data, name: validate_bytes(data, spec, name=name), keep_versions=keep)
+    return Store(root, spec, keep)
 
 
 @pytest.fixture()
@@ -28,7 +39,7 @@ def test_puts_make_versions_keep_the_last_n_and_roll_back(tmp_path, spec):
     store = make_store(tmp_path, spec, keep=3)
     blobs = [dumps(random_bias_set(spec, "t", seed=i)) for i in range(5)]
     for i, blob in enumerate(blobs, start=1):
-        assert store.put(blob).version == i
+        assert store.put_bytes(blob).version == i
     record, data = store.get("t")
     assert record.version == 5 and data == blobs[4]
     assert record.versions == (3, 4, 5)
@@ -38,12 +49,12 @@ def test_puts_make_versions_keep_the_last_n_and_roll_back(tmp_path, spec):
     rolled = store.rollback("t", 3)
     assert rolled.version == 3
     assert store.get("t")[1] == blobs[2]
-    assert store.put(blobs[0]).version == 6  # versions never go backwards
+    assert store.put_bytes(blobs[0]).version == 6  # versions never go backwards
 
 
 def test_name_override_rewrites_the_metadata(tmp_path, spec):
     store = make_store(tmp_path, spec)
-    record = store.put(dumps(random_bias_set(spec, "original")), name="renamed")
+    record = store.put_bytes(dumps(random_bias_set(spec, "original")), name="renamed")
     assert record.name == "renamed" and record.meta.task == "renamed"
     assert loads(store.get("renamed")[1]).meta.task == "renamed"
     assert [r.name for r in store.list()] == ["renamed"]
@@ -51,8 +62,8 @@ def test_name_override_rewrites_the_metadata(tmp_path, spec):
 
 def test_delete_and_unknown_names(tmp_path, spec):
     store = make_store(tmp_path, spec)
-    store.put(dumps(random_bias_set(spec, "a")))
-    store.put(dumps(random_bias_set(spec, "b")))
+    store.put_bytes(dumps(random_bias_set(spec, "a")))
+    store.put_bytes(dumps(random_bias_set(spec, "b")))
     store.delete("a")
     assert [r.name for r in store.list()] == ["b"]
     with pytest.raises(TaskNotFound, match="known tasks: b"):
@@ -62,36 +73,30 @@ def test_delete_and_unknown_names(tmp_path, spec):
     with pytest.raises(TaskNotFound):
         store.get("../etc/passwd")
     # A re-upload after delete has new content identity, so watchers can tell it apart.
-    again = store.put(dumps(random_bias_set(spec, "a", seed=9)))
+    again = store.put_bytes(dumps(random_bias_set(spec, "a", seed=9)))
     assert again.version == 1
 
 
-def test_watch_sees_changes_from_another_store_object(tmp_path, spec):
+def test_generation_and_state_show_changes_from_another_store_object(tmp_path, spec):
     writer, reader = make_store(tmp_path, spec), make_store(tmp_path, spec)
-    stop = threading.Event()
-    events = []
-
-    def collect():
-        for event in reader.watch(0.05, stop):
-            events.append(event)
-
-    thread = threading.Thread(target=collect, daemon=True)
-    thread.start()
-    time.sleep(0.1)
-    writer.put(dumps(random_bias_set(spec, "w")))
-    writer.put(dumps(random_bias_set(spec, "w", seed=1)))
-    assert wait_until(lambda: len(events) >= 1, 2.0)
+    seen, state = reader.generation(), reader.state()
+    assert state == {}
+    first = writer.put_bytes(dumps(random_bias_set(spec, "w")))
+    assert reader.generation() != seen
+    seen = reader.generation()
+    assert reader.state() == {"w": first.sha256}
+    second = writer.put_bytes(dumps(random_bias_set(spec, "w", seed=1)))
+    assert reader.generation() != seen and reader.state() == {"w": second.sha256}
+    seen = reader.generation()
+    assert reader.generation() == seen  # reading changes nothing
     writer.delete("w")
-    assert wait_until(lambda: any(e.kind == "delete" for e in events), 2.0)
-    stop.set()
-    thread.join(1.0)
-    assert events[0].kind == "put" and events[0].name == "w"
+    assert reader.generation() != seen and reader.state() == {}
 
 
 def test_readers_always_get_one_whole_version(tmp_path, spec):
     store = make_store(tmp_path, spec, keep=2)
     blobs = {hashlib.sha256(b).hexdigest(): b for b in (dumps(random_bias_set(spec, "r", seed=i)) for i in range(4))}
-    store.put(next(iter(blobs.values())))
+    store.put_bytes(next(iter(blobs.values())))
     errors, stop = [], threading.Event()
 
     def read():
@@ -107,7 +112,7 @@ def test_readers_always_get_one_whole_version(tmp_path, spec):
     for t in readers:
         t.start()
     for i in range(30):
-        store.put(list(blobs.values())[i % 4])
+        store.put_bytes(list(blobs.values())[i % 4])
     stop.set()
     for t in readers:
         t.join()
@@ -117,15 +122,15 @@ def test_readers_always_get_one_whole_version(tmp_path, spec):
 WRITER = textwrap.dedent(
     """
     import sys, itertools
-    from bias_store import FilesystemStore, dumps, validate_bytes, loads
+    from bias_store import FilesystemStore, dumps, validate_upload
     from engine import load_backbone
     from tests.helpers import random_bias_set
     spec = load_backbone(sys.argv[2], device="cpu").spec
-    store = FilesystemStore(sys.argv[1], lambda d, n: validate_bytes(d, spec, name=n), keep_versions=2)
-    blobs = [dumps(random_bias_set(spec, f"t{i % 3}", seed=i)) for i in range(6)]
+    store = FilesystemStore(sys.argv[1], keep_versions=2)
+    uploads = [validate_upload(dumps(random_bias_set(spec, f"t{i % 3}", seed=i)), spec) for i in range(6)]
     print("ready", flush=True)
     for i in itertools.count():
-        store.put(blobs[i % 6])
+        store.put(uploads[i % 6])
     """
 )
 

@@ -13,14 +13,19 @@ from bias_store import (
     InvalidTaskName,
     dumps,
     validate_bytes,
+    validate_upload,
 )
 from tests.helpers import random_bias_set
 
 
 @pytest.fixture()
-def store(tmp_path, tiny_backbone):
-    spec = tiny_backbone.spec
-    return FilesystemStore(tmp_path / "store", lambda data, name: validate_bytes(data, spec, max_bytes=2_000_000, name=name))
+def store(tmp_path):
+    return FilesystemStore(tmp_path / "store")
+
+
+def put(store, spec, data):
+    """An upload as the server makes it: validated once, then stored."""
+    return store.put(validate_upload(data, spec, max_bytes=2_000_000))
 
 
 def _bytes(spec, **changes):
@@ -85,11 +90,11 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_each_invalid_bias_set_is_refused_with_its_reason_and_nothing_is_stored(store, tiny_backbone, case):
     _, build, exc_type, reason, words = case
-    good = store.put(dumps(random_bias_set(tiny_backbone.spec, "keep", seed=3)))
+    good = put(store, tiny_backbone.spec, dumps(random_bias_set(tiny_backbone.spec, "keep", seed=3)))
     before = sorted(p.name for p in (store.root / "tasks").rglob("*"))
 
     with pytest.raises(exc_type) as info:
-        store.put(build(tiny_backbone.spec))
+        put(store, tiny_backbone.spec, build(tiny_backbone.spec))
     assert info.value.reason == reason
     assert words in str(info.value)
 
@@ -100,7 +105,7 @@ def test_each_invalid_bias_set_is_refused_with_its_reason_and_nothing_is_stored(
 
 def test_a_valid_bias_set_passes_and_roundtrips(store, tiny_backbone):
     bs = random_bias_set(tiny_backbone.spec, "ok", labels=["x", "y", "z"], subset="query_intermediate", pooling="mean")
-    record = store.put(dumps(bs))
+    record = put(store, tiny_backbone.spec, dumps(bs))
     assert record.meta.labels == ["x", "y", "z"] and record.meta.pooling == "mean"
     _, data = store.get("ok")
     again = validate_bytes(data, tiny_backbone.spec)

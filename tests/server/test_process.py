@@ -141,22 +141,23 @@ def test_real_server_upload_predict_sync_and_graceful_shutdown(server, tiny_back
 def test_restart_with_the_same_preload_adds_no_version(tmp_path, tiny_backbone):
     from bias_store.filesystem import FilesystemStore
     from server.metrics import Metrics
-    from server.sync import PreloadError, RecordingValidator, preload
+    from server.preload import PreloadError, preload
+    from server.validation import UploadValidator
 
-    store = FilesystemStore(tmp_path / "s", RecordingValidator(tiny_backbone.spec, 1 << 20, Metrics()))
+    store, validator = FilesystemStore(tmp_path / "s"), UploadValidator(tiny_backbone.spec, 1 << 20, Metrics())
     file = tmp_path / "t.safetensors"
     file.write_bytes(dumps(random_bias_set(tiny_backbone.spec, "t", seed=1)))
-    preload(store, [file])
-    preload(store, [file])  # a restart
+    preload(store, validator, [file])
+    preload(store, validator, [file])  # a restart
     assert [(r.name, r.version) for r in store.list()] == [("t", 1)]
     file.write_bytes(dumps(random_bias_set(tiny_backbone.spec, "t", seed=2)))  # a retrained demo task
-    preload(store, [file])
+    preload(store, validator, [file])
     assert [(r.name, r.version) for r in store.list()] == [("t", 2)]
     with pytest.raises(PreloadError, match="missing.safetensors"):
-        preload(store, [tmp_path / "missing.safetensors"])
+        preload(store, validator, [tmp_path / "missing.safetensors"])
     (tmp_path / "bad.safetensors").write_bytes(b"nope")
     with pytest.raises(PreloadError, match="bad.safetensors.*not a valid bias set"):
-        preload(store, [tmp_path / "bad.safetensors"])
+        preload(store, validator, [tmp_path / "bad.safetensors"])
 
 
 def test_serve_refuses_a_missing_preload_file_naming_it(tmp_path, capsys):

@@ -343,14 +343,14 @@ def test_before_start_up_only_liveness_answers(tmp_path, tiny_backbone):
 
 
 def test_start_up_serves_the_store_and_skips_what_this_backbone_rejects(tmp_path, tiny_backbone):
-    from bias_store import FilesystemStore, loads
+    from bias_store import FilesystemStore, ValidatedUpload
 
-    raw = FilesystemStore(tmp_path / "s", lambda data, name: loads(data))  # no backbone checks
+    raw = FilesystemStore(tmp_path / "s")
     good = random_bias_set(tiny_backbone.spec, "good", seed=50)
     foreign = random_bias_set(tiny_backbone.spec, "foreign", seed=51)
     foreign.meta.backbone_fingerprint = "f" * 64  # trained for another backbone
-    raw.put(dumps(good))
-    raw.put(dumps(foreign))
+    for bias_set in (good, foreign):  # stored without this backbone's checks
+        raw.put(ValidatedUpload(bias_set, dumps(bias_set)))
     with serving(tmp_path / "s", tiny_backbone) as c:
         assert c.get("/readyz").json()["tasks"] == 1
         assert c.post("/predict/good", json={"inputs": "x"}).status_code == 200

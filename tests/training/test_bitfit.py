@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bias_store import FilesystemStore, dumps, validate, validate_bytes
+from bias_store import FilesystemStore, dumps, validate, validate_upload
 from bias_store.format import loads
 from engine import Engine
 from engine.inputs import encode
@@ -75,8 +75,8 @@ def test_exported_file_loads_through_the_store_and_serves_the_training_logits(tm
     assert bias_set.meta.backbone_fingerprint == tiny_backbone.spec.fingerprint  # training never moved the backbone
     assert bias_set.meta.training["method"] == "bitfit" and "validation" in bias_set.meta.training
 
-    store = FilesystemStore(tmp_path / "store", lambda data, name: validate_bytes(data, tiny_backbone.spec, name=name))
-    store.put(dumps(bias_set))
+    store = FilesystemStore(tmp_path / "store")
+    store.put(validate_upload(dumps(bias_set), tiny_backbone.spec))
     record, data = store.get("tiny")
     served = loads(data)
     validate(served, tiny_backbone.spec)

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import torch
 
-from bias_store import FilesystemStore, dumps, fingerprint, validate_bytes
+from bias_store import FilesystemStore, dumps, fingerprint, validate_upload
 from bias_store.format import loads
 from engine import Engine
 from tests.helpers import random_bias_set
@@ -17,7 +17,7 @@ from training.worker import Worker
 
 
 def make_store(path, spec):
-    return FilesystemStore(path, lambda data, name: validate_bytes(data, spec, name=name))
+    return FilesystemStore(path)
 
 
 def good_spec(inbox, name, **extra):
@@ -64,7 +64,8 @@ def test_stream_property_old_tasks_stay_bit_identical(tmp_path, tiny_bert_dir, t
     """Tasks arrive one after another; what every earlier task computes never changes."""
     store = make_store(tmp_path / "store", tiny_backbone.spec)
     for i in range(2):
-        store.put(dumps(random_bias_set(tiny_backbone.spec, f"old-{i}", seed=i, pooling=("cls", "mean")[i])))
+        old = random_bias_set(tiny_backbone.spec, f"old-{i}", seed=i, pooling=("cls", "mean")[i])
+        store.put(validate_upload(dumps(old), tiny_backbone.spec))
     engine = Engine(tiny_backbone)
     backbone_before = fingerprint(tiny_backbone.encoder)
 

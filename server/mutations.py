@@ -1,0 +1,40 @@
+"""Uploads, deletes and rollbacks made through this server: store first, engine second.
+
+Both steps happen under the sync's lock, so the watcher never sees a half-done mutation
+and the very next request is served by the new version.
+"""
+
+from __future__ import annotations
+
+from bias_store.store import BiasStore, TaskRecord
+from engine import TaskHandle
+from server.sync import StoreSync
+from server.validation import UploadValidator
+
+
+class TaskMutations:
+    def __init__(self, store: BiasStore, sync: StoreSync, validator: UploadValidator) -> None:
+        self.store, self.sync, self.validator = store, sync, validator
+
+    def put(self, data: bytes, name: str | None = None) -> tuple[TaskRecord, TaskHandle]:
+        """Validate once, store as the next version and serve it."""
+        upload = self.validator(data, name)  # raises before anything is written
+        with self.sync.lock:
+            record = self.store.put(upload)
+            handle = self.sync.serve(upload.bias_set, record)
+        return record, handle
+
+    def delete(self, name: str) -> None:
+        with self.sync.lock:
+            self.store.delete(name)
+            self.sync.drop(name)
+
+    def rollback(self, name: str, version: int) -> TaskRecord:
+        with self.sync.lock:
+            # Validate before switching, so a version this backbone cannot serve is refused
+            # instead of leaving the store and the engine disagreeing.
+            _, data = self.store.get(name, version)
+            upload = self.validator(data, name)
+            record = self.store.rollback(name, version)
+            self.sync.serve(upload.bias_set, record)
+        return record

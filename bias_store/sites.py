@@ -30,6 +30,19 @@ class HeadStage:
 
 
 @dataclass(frozen=True)
+class AttentionSites:
+    """Module-name suffixes of one attention block's key, value and output projections.
+
+    The engine's exact shortcuts (``engine.shortcuts``) need to know which Linear is which:
+    the key bias cancels in softmax and the value bias folds into the output's.
+    """
+
+    key: str
+    value: str
+    output: str
+
+
+@dataclass(frozen=True)
 class Architecture:
     """How ``AutoModelForSequenceClassification`` reads features and applies its head."""
 
@@ -40,21 +53,26 @@ class Architecture:
     # Module-name suffixes of the paper's small variant: b_q (query) and b_m2 (the
     # "middle of MLP", the first FFN Linear).
     query_intermediate: tuple[str, ...]
+    # The attention projections, where the shortcuts apply; None keeps the general path.
+    attention: AttentionSites | None = None
 
 
 _ROBERTA_HEAD = (HeadStage("classifier.dense", "tanh"), HeadStage("classifier.out_proj", None))
 _BERT_QM = ("attention.self.query", "intermediate.dense")
+_BERT_ATTENTION = AttentionSites("attention.self.key", "attention.self.value", "attention.output.dense")
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "bert": Architecture((HeadStage("classifier", None),), "pooler", _BERT_QM),
-    "roberta": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM),
-    "xlm-roberta": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM),
-    "camembert": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM),
+    "bert": Architecture((HeadStage("classifier", None),), "pooler", _BERT_QM, _BERT_ATTENTION),
+    "roberta": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM, _BERT_ATTENTION),
+    "xlm-roberta": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM, _BERT_ATTENTION),
+    "camembert": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM, _BERT_ATTENTION),
+    # MPNet adds a relative position bias to its scores; no shortcut until a test covers it.
     "mpnet": Architecture(_ROBERTA_HEAD, "first_token", ("attention.attn.q", "intermediate.dense")),
     "distilbert": Architecture(
         (HeadStage("pre_classifier", "relu"), HeadStage("classifier", None)),
         "first_token",
         ("attention.q_lin", "ffn.lin1"),
+        AttentionSites("attention.k_lin", "attention.v_lin", "attention.out_lin"),
     ),
 }
 

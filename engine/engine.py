@@ -24,6 +24,7 @@ from engine.errors import UnknownTask
 from engine.head_batch import RowTask, batch_logits
 from engine.heads import Head, probabilities
 from engine.inputs import EncodedRow, check_inputs, collate, encode
+from engine.per_row import RowBiasedEncoder
 from engine.tables import BiasTable
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,17 @@ class Prediction:
 
 
 class Engine:
-    def __init__(self, backbone: Backbone, capacity: int = 0, split_overhead_tokens: int | str | None = "auto") -> None:
+    def __init__(
+        self, backbone: Backbone, capacity: int = 0, split_overhead_tokens: int | str | None = "auto",
+        shortcuts: bool = True,
+    ) -> None:
         """``split_overhead_tokens``: when a batch runs as several forwards by length
-        (``chunking``); "auto" splits on the CPU only."""
+        (``chunking``); "auto" splits on the CPU only. ``shortcuts``: drop the key and value
+        sites' per-row adds where that is exact (``engine.shortcuts``)."""
         self.backbone = backbone
         self.spec = backbone.spec
-        self.table = BiasTable(backbone.encoder, capacity)
+        self.table = BiasTable(backbone.encoder, capacity, backbone.spec.model_type if shortcuts else None)
+        self.encoder = RowBiasedEncoder(backbone.encoder, self.table.layout)
         self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size)
         self._tasks: dict[str, TaskHandle] = {}
         self._holders: dict[int, int] = defaultdict(int)  # slot -> requests holding it
@@ -165,10 +171,8 @@ class Engine:
         handles = [h for h, _ in items]
         batch = collate([r for _, r in items], self.backbone.tokenizer.pad_token_id or 0, self.backbone.device)
         slots = torch.tensor([h.slot for h in handles], dtype=torch.long)  # [batch]
-        with self.table.rows(slots):
-            out = self.backbone.encoder(**batch)
-        hidden = out.last_hidden_state  # [batch, seq, hidden]
-        pooler = getattr(out, "pooler_output", None)  # [batch, hidden] or None
+        # hidden: [batch, seq, hidden]; pooler: [batch, hidden] or None
+        hidden, pooler = self.encoder(rows=self.table.gather(slots), **batch)
         tasks = [RowTask(h.slot, h.pooling, h.head) for h in handles]
         return batch_logits(self.spec.model_type, tasks, hidden, pooler, batch["attention_mask"])
 

@@ -36,10 +36,13 @@ from bias_store.sites import site_modules
 
 
 class SiteLayout:
-    """An encoder's bias sites as the columns of one row: ``site -> (start, stop)``."""
+    """An encoder's bias sites as the columns of one row: ``site -> (start, stop)``.
 
-    def __init__(self, encoder: nn.Module) -> None:
-        self.modules = site_modules(encoder)  # site -> module, in module order
+    ``exclude``: sites that keep the encoder's own bias for every row (``engine.shortcuts``).
+    """
+
+    def __init__(self, encoder: nn.Module, exclude: frozenset[str] = frozenset()) -> None:
+        self.modules = {s: m for s, m in site_modules(encoder).items() if s not in exclude}  # site -> module, in module order
         self.offsets: dict[str, tuple[int, int]] = {}
         start = 0
         for name, module in self.modules.items():
@@ -85,6 +88,34 @@ def per_row_biases(layout: SiteLayout, rows: torch.Tensor, linear_form: str | No
             del module.__dict__["forward"]
         for hook in hooks:
             hook.remove()
+
+
+class RowBiasedEncoder(nn.Module):
+    """The encoder as a function of its inputs *and* the batch's bias rows.
+
+    ``forward(input_ids, attention_mask, rows, token_type_ids=None)`` returns
+    ``(last_hidden_state [batch, seq, hidden], pooler_output [batch, hidden] or None)``.
+    ``rows`` ([batch, width], absolute, ``BiasTable.gather``) is an argument, not state, so
+    one traced or compiled graph serves every task mix (``engine.compiled``; an exporter
+    sees it as a graph input). It shares the encoder's parameters, nothing is copied.
+    """
+
+    def __init__(self, encoder: nn.Module, layout: SiteLayout, linear_form: str | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.layout = layout
+        self.linear_form = linear_form
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        with per_row_biases(self.layout, rows, self.linear_form):
+            out = self.encoder(**inputs)
+        return out.last_hidden_state, getattr(out, "pooler_output", None)
 
 
 def _per_row(bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

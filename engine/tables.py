@@ -3,9 +3,13 @@
 Every site's output is ``W x + b_base``. For a task we store ``b_task - b_base`` (its
 *delta*), so the encoder's own tensors are never written and rows of different tasks
 share every matmul. All sites' deltas sit in one ``[capacity, width]`` table, laid out
-by ``per_row.SiteLayout``. A batch gathers its rows once and adds the base biases once,
-giving each row's absolute ``b_task`` for every site; ``per_row.per_row_biases`` then
-adds them inside the forward.
+by ``per_row.SiteLayout``. A batch gathers its rows once and adds the base biases once
+(``gather``), giving each row's absolute ``b_task`` for every site; ``per_row`` then adds
+them inside the forward.
+
+Where the exact shortcuts apply (``engine.shortcuts``), the key and value sites are not
+in the layout at all: a task's value bias is folded into its attention-output column when
+it is written, and its key bias, which softmax cancels, is dropped.
 
 A slot is written once, before any request can reference it, and freed only when no
 request holds it, so a forward never sees a row change under it. The table holds task
@@ -23,14 +27,20 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from bias_store.sites import site_modules
 from engine.per_row import SiteLayout, per_row_biases
+from engine.shortcuts import Shortcuts, shortcuts_for
 
 GROWTH = 1.0625  # small growth step: the table's slack stays within ~6% of the task bytes
 
 
 class BiasTable:
-    def __init__(self, encoder: nn.Module, capacity: int = 0) -> None:
-        self.layout = SiteLayout(encoder)
+    def __init__(self, encoder: nn.Module, capacity: int = 0, model_type: str | None = None) -> None:
+        """``model_type``: apply the exact shortcuts where that architecture allows them
+        (None: every site keeps its per-row add)."""
+        sites = site_modules(encoder)
+        self.shortcuts: Shortcuts | None = shortcuts_for(encoder, model_type, sites) if model_type else None
+        self.layout = SiteLayout(encoder, self.shortcuts.dropped_sites if self.shortcuts else frozenset())
         first = next(iter(self.layout.modules.values())).bias
         self.device, self.dtype = first.device, first.dtype
         self.width = self.layout.width
@@ -40,18 +50,27 @@ class BiasTable:
         self._base = self.layout.base()  # [width]: a running forward turns deltas into absolute rows
 
     # -- slots -----------------------------------------------------------------------
-    def write(self, biases: dict[str, torch.Tensor]) -> int:
-        """Take a free slot and fill it with ``site -> absolute bias``; absent sites keep the base bias."""
-        row = torch.zeros(self.width, dtype=torch.float32)
+    def task_row(self, biases: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A task's ``site -> absolute bias`` as its absolute row, ``[width]`` fp32 on the CPU:
+        shortcuts applied, the base bias at every site the task leaves out."""
+        if self.shortcuts is not None:
+            base = {site: module.bias for site, module in self.layout.modules.items()}
+            biases = self.shortcuts.fold(biases, base)
+        row = self._base.float().cpu().clone()
         for site, value in biases.items():
             start, stop = self.layout.offsets[site]
-            # Delta in fp32, then cast: b_base + delta reproduces b_task to rounding.
-            row[start:stop] = value.float() - self.layout.modules[site].bias.detach().float().cpu()
+            row[start:stop] = value.float().cpu()
+        return row
+
+    def write(self, biases: dict[str, torch.Tensor]) -> int:
+        """Take a free slot and fill it with ``site -> absolute bias``; absent sites keep the base bias."""
+        # Delta in fp32, then cast: b_base + delta reproduces b_task to rounding.
+        delta = self.task_row(biases) - self._base.float().cpu()
         with self._lock:
             if not self._free:
                 self._grow()
             slot = self._free.pop()
-            self.table[slot].copy_(row.to(self.dtype))
+            self.table[slot].copy_(delta.to(self.dtype))
         return slot
 
     def free(self, slot: int) -> None:
@@ -77,6 +96,13 @@ class BiasTable:
         return self.table.numel() * self.table.element_size()
 
     # -- forward -----------------------------------------------------------------------
+    def gather(self, slots: torch.Tensor) -> torch.Tensor:
+        """The absolute bias rows of task slots ``slots`` ([batch]): ``[batch, width]`` on the
+        table's device, the explicit input of a per-row forward (``per_row.RowBiasedEncoder``)."""
+        with self._lock:
+            table = self.table
+        return table.index_select(0, slots.to(self.device)).add_(self._base)  # one gather, one add
+
     @contextlib.contextmanager
     def rows(self, slots: torch.Tensor, linear_form: str | None = None) -> Iterator[None]:
         """Within this block, batch row ``i`` of the encoder uses task slot ``slots[i]``'s biases.
@@ -84,8 +110,5 @@ class BiasTable:
         The caller runs one forward at a time (the engine's forward lock). ``linear_form``:
         see ``per_row.per_row_biases`` (the device's default when None).
         """
-        with self._lock:
-            table = self.table
-        rows = table.index_select(0, slots.to(self.device)).add_(self._base)  # [batch, width]: one gather, one add
-        with per_row_biases(self.layout, rows, linear_form):
+        with per_row_biases(self.layout, self.gather(slots), linear_form):
             yield

@@ -94,8 +94,8 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     app.state.settings = settings
     app.state.metrics = Metrics(settings.metrics_max_tasks)
     app.state.services = None
-    install_error_handlers(app)
     for module in (predict, tasks, health, metrics):
         app.include_router(module.router)
     app.add_middleware(RequestGuard, settings=settings)
+    install_error_handlers(app)  # last: its catch-all wraps every middleware above
     return app

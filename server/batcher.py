@@ -239,7 +239,7 @@ class Batcher:
         try:
             predictions = self.engine.run(items, plan)
         except Exception as exc:  # a bug or a device error: fail these requests, keep serving
-            log.exception("forward pass of %d rows failed", len(items))
+            # Not logged here: each request's answer logs it once, at the HTTP edge.
             for pending in requests:
                 pending.dropped = True
             _settle_all(requests, exc)

@@ -1,19 +1,24 @@
-"""THE one place where errors become HTTP answers.
+"""THE one place where errors become HTTP answers: the ``HTTP_ERRORS`` table.
 
 Every error body is ``{"error": {"code": ..., "message": ...}}`` (sometimes with more
 fields, e.g. ``reason`` or ``details``). Domain errors come from bias_store and the engine;
 the few errors that only exist at the HTTP edge (limits, auth, back-pressure) are defined
-here so that every module raises plain exceptions and none builds a response itself.
+here, so every module raises plain exceptions and none builds a response itself. The
+exception handlers, the request metrics and the OpenAPI answers (routes/responses.py)
+all read the same table. A failure is logged once, here, by the handler that answers it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bias_store.errors import (
     BiasSetTooLarge,
@@ -23,60 +28,96 @@ from bias_store.errors import (
     TaskNotFound,
     VersionNotFound,
 )
-from engine.errors import InvalidInput, UnknownTask
+from engine.errors import EngineError, InvalidInput, UnknownTask
 
 log = logging.getLogger(__name__)
 
 
 class ServerError(Exception):
-    """An error of the HTTP edge: carries its own status, code and headers."""
-
-    status = 500
-    code = "internal_error"
-    headers: dict[str, str] = {}
+    """An error of the HTTP edge; ``headers`` go on its answer (e.g. Retry-After)."""
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.headers = headers or dict(type(self).headers)
+        self.headers = headers or {}
 
 
 class LimitExceeded(ServerError):
     """A request or upload is over a configured limit; the message names the setting."""
 
-    status = 413
-    code = "limit_exceeded"
-
 
 class Unauthorized(ServerError):
-    status = 401
-    code = "unauthorized"
-    headers = {"WWW-Authenticate": "Bearer"}
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"WWW-Authenticate": "Bearer"})
 
 
 class Forbidden(ServerError):
-    status = 403
-    code = "forbidden"
+    pass
 
 
 class Overloaded(ServerError):
-    """The batch queue is full: come back later (503 + Retry-After)."""
-
-    status = 503
-    code = "overloaded"
+    """The batch queue is full: come back later (Retry-After)."""
 
 
 class NotReady(ServerError):
     """Starting up or shutting down: no new work is accepted."""
 
-    status = 503
-    code = "not_ready"
-
 
 class ClientGone(ServerError):
     """The client disconnected before its answer was ready (nobody reads this response)."""
 
-    status = 499
-    code = "client_closed_request"
+
+@dataclass(frozen=True)
+class HttpError:
+    status: int
+    code: str
+    description: str  # for the OpenAPI answers
+    extra: Callable[[Exception], dict] = field(default=lambda exc: {})  # more body fields
+    setting: str | None = None  # the setting behind a limit, named in the message
+
+
+def _reason(exc: Exception) -> dict:
+    return {"reason": exc.reason}
+
+
+# Looked up along the exception's class hierarchy: the most specific entry wins.
+HTTP_ERRORS: dict[type[BaseException], HttpError] = {
+    UnknownTask: HttpError(404, "task_not_found", "Unknown task (the known tasks are hinted).",
+                           lambda exc: {"known_tasks": sorted(exc.known)[:20]}),
+    TaskNotFound: HttpError(404, "task_not_found", "Unknown task (the known tasks are hinted).",
+                            lambda exc: {"known_tasks": sorted(exc.known)[:20]}),
+    VersionNotFound: HttpError(404, "version_not_found", "The task has no such version (the kept ones are listed).",
+                               lambda exc: {"available_versions": exc.available}),
+    FingerprintMismatch: HttpError(409, "fingerprint_mismatch",
+                                   "The bias set was trained for another backbone (fingerprint mismatch).", _reason),
+    BiasSetTooLarge: HttpError(413, "limit_exceeded", "The upload is over BITFIT_MAX_UPLOAD_BYTES.", _reason,
+                               setting="BITFIT_MAX_UPLOAD_BYTES"),
+    LimitExceeded: HttpError(413, "limit_exceeded",
+                             "Over a limit: inputs per request, characters per input or body size (the setting is named)."),
+    InvalidBiasSet: HttpError(422, "invalid_bias_set", "An invalid bias set (the validator's reason).", _reason),
+    InvalidInput: HttpError(422, "invalid_input", "An input the task cannot take (empty, or a pair for a single-text task)."),
+    RequestValidationError: HttpError(422, "validation_error", "Malformed JSON or wrong types (each problem located)."),
+    Unauthorized: HttpError(401, "unauthorized", "No API key (`Authorization: Bearer <key>`) where one is required."),
+    Forbidden: HttpError(403, "forbidden", "The API key is not valid for this endpoint."),
+    Overloaded: HttpError(503, "overloaded", "Overloaded: the batch queue is full; see Retry-After."),
+    NotReady: HttpError(503, "not_ready", "Not ready: starting up, shutting down or the store sync failing; see Retry-After."),
+    ClientGone: HttpError(499, "client_closed_request", "The client went away before its answer (never seen by it)."),
+}
+INTERNAL = HttpError(500, "internal_error", "A bug or a device error; the server log has the details.")
+
+
+def http_error(exc: BaseException) -> HttpError:
+    """The table's entry for an exception; a cancelled request counts as the client gone."""
+    if not isinstance(exc, Exception):
+        return HTTP_ERRORS[ClientGone]
+    for kind in type(exc).__mro__:
+        if kind in HTTP_ERRORS:
+            return HTTP_ERRORS[kind]
+    return INTERNAL
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status an exception ends up as (for metrics). Never logs."""
+    return http_error(exc).status
 
 
 def error_body(code: str, message: str, **extra: object) -> dict:
@@ -87,33 +128,13 @@ def _json(status: int, code: str, message: str, headers: dict[str, str] | None =
     return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
 
 
-def domain_error_response(exc: Exception) -> JSONResponse:
-    """Map one domain error (store, validator, engine) to its HTTP answer."""
-    if isinstance(exc, (UnknownTask, TaskNotFound)):
-        return _json(404, "task_not_found", str(exc), known_tasks=sorted(exc.known)[:20])
-    if isinstance(exc, VersionNotFound):
-        return _json(404, "version_not_found", str(exc), available_versions=exc.available)
-    if isinstance(exc, BiasSetTooLarge):  # before InvalidBiasSet: it is a subclass
-        return _json(413, "limit_exceeded", f"{exc} (BITFIT_MAX_UPLOAD_BYTES)", reason=exc.reason)
-    if isinstance(exc, FingerprintMismatch):
-        return _json(409, "fingerprint_mismatch", str(exc), reason=exc.reason)
-    if isinstance(exc, InvalidBiasSet):
-        return _json(422, "invalid_bias_set", str(exc), reason=exc.reason)
-    if isinstance(exc, InvalidInput):
-        return _json(422, "invalid_input", str(exc))
-    if isinstance(exc, ServerError):
-        return _json(exc.status, exc.code, str(exc), exc.headers)
-    log.error("unexpected %s: %s", type(exc).__name__, exc)
-    return _json(500, "internal_error", "internal server error; the server log has the details")
-
-
-def status_of(exc: BaseException) -> int:
-    """The HTTP status an exception ends up as (for metrics); a cancelled request is 499."""
-    if not isinstance(exc, Exception):
-        return ClientGone.status
-    if isinstance(exc, RequestValidationError):
-        return 422
-    return domain_error_response(exc).status_code
+def error_response(exc: Exception) -> JSONResponse:
+    """The HTTP answer to a domain or edge error (an internal error says nothing more)."""
+    entry = http_error(exc)
+    if entry is INTERNAL:
+        return _json(500, entry.code, "internal server error; the server log has the details")
+    message = f"{exc} ({entry.setting})" if entry.setting else str(exc)
+    return _json(entry.status, entry.code, message, getattr(exc, "headers", None), **entry.extra(exc))
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict]]:
@@ -131,13 +152,50 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict]]:
     return head, details[:20]
 
 
+class UnhandledErrors:
+    """Pure-ASGI: answers an exception no handler took (a bug, a device error) with a 500.
+
+    Caught here rather than by Starlette's outermost error middleware, which re-raises
+    after answering, so the server would log the same failure a second time.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if scope["type"] != "http" or started:
+                raise  # nothing left to answer with
+            _log_failure(scope, exc)
+            await error_response(exc)(scope, receive, send)
+
+
+def _log_failure(scope: Scope, exc: Exception) -> None:
+    # The one log line of a failure, with its traceback; never a traceback in a response.
+    log.error("%s %s failed: %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__, exc, exc_info=exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_domain(request: Request, exc: Exception) -> JSONResponse:
-        return domain_error_response(exc)
+    """The handlers, and the catch-all outside every middleware added before this call."""
+
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        if http_error(exc) is INTERNAL:  # a domain error the table does not know: a bug
+            _log_failure(request.scope, exc)
+        return error_response(exc)
 
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, details = _validation_message(exc)
-        return _json(422, "validation_error", message, details=details)
+        entry = HTTP_ERRORS[RequestValidationError]
+        return _json(entry.status, entry.code, message, details=details)
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI's "error parsing the body": undecodable JSON or form
@@ -145,13 +203,8 @@ def install_error_handlers(app: FastAPI) -> None:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "limit_exceeded"}
         return _json(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), getattr(exc, "headers", None))
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Never a traceback in a response; the log keeps it for the operator.
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _json(500, "internal_error", "internal server error; the server log has the details")
-
-    for kind in (UnknownTask, InvalidInput, BiasStoreError, ServerError):
-        app.add_exception_handler(kind, on_domain)
+    for kind in (EngineError, BiasStoreError, ServerError):
+        app.add_exception_handler(kind, on_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)
+    app.add_middleware(UnhandledErrors)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.errors import LimitExceeded, domain_error_response
+from server.errors import LimitExceeded, error_response
 from server.settings import Settings
 
 _FORM = b"application/x-www-form-urlencoded"
@@ -39,12 +39,12 @@ class RequestGuard:
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:
             error = LimitExceeded(f"request body is {int(length)} bytes; the limit is {limit} bytes ({setting})")
-            return await domain_error_response(error)(scope, receive, send)
+            return await error_response(error)(scope, receive, send)
         if not length.isdigit():
             body = await _read_at_most(receive, limit)
             if body is None:
                 error = LimitExceeded(f"request body is over the limit of {limit} bytes ({setting})")
-                return await domain_error_response(error)(scope, receive, send)
+                return await error_response(error)(scope, receive, send)
             receive = _replay(body, receive)
         json_route = path.startswith("/predict") or path.endswith("/rollback")
         if json_route and headers.get(b"content-type", _FORM).split(b";")[0].strip() == _FORM:

@@ -16,7 +16,7 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=Ready, responses=errors(503), summary="Readiness: backbone loaded, store synced")
+@router.get("/readyz", response_model=Ready, responses=errors(NotReady), summary="Readiness: backbone loaded, store synced")
 async def readyz(request: Request) -> dict:
     services = getattr(request.app.state, "services", None)
     if services is None:

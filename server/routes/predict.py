@@ -5,17 +5,22 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 
-from engine import Prediction, UnknownTask
+from engine import InvalidInput, Prediction, UnknownTask
 from server import inference
 from server.auth import require_reader
 from server.deps import Services, get_services
-from server.errors import status_of
+from server.errors import Forbidden, LimitExceeded, NotReady, Overloaded, Unauthorized, status_of
 from server.inference import PredictItem, TaskResult
-from server.routes.responses import ERRORS
+from server.routes.responses import errors
 from server.schemas import Inputs, MultiPredictRequest, MultiPredictResponse, PredictOptions, PredictRequest, PredictResponse, TextPair
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader)])
+
+ERRORS = errors(
+    Unauthorized, Forbidden, UnknownTask, LimitExceeded, InvalidInput, RequestValidationError, Overloaded, NotReady
+)
 
 
 def _inputs(inputs: Inputs) -> list:

@@ -1,22 +1,17 @@
-"""Error answers shared by the routers' OpenAPI descriptions (the bodies come from server/errors.py)."""
+"""Error answers for the routers' OpenAPI descriptions, read from server/errors.py's table."""
 
 from __future__ import annotations
 
+from server.errors import HTTP_ERRORS
 from server.schemas import ErrorBody
 
-_DESCRIPTIONS = {
-    401: "No API key (`Authorization: Bearer <key>`) where one is required.",
-    403: "The API key is not valid for this endpoint.",
-    404: "Unknown task (the known tasks are hinted) or version.",
-    409: "The bias set was trained for another backbone (fingerprint mismatch).",
-    413: "Over a limit: inputs per request, characters per input or upload size (the setting is named).",
-    422: "Malformed JSON, wrong types, invalid input or an invalid bias set (the validator's reason).",
-    503: "Overloaded (the batch queue is full) or not ready; see Retry-After.",
-}
 
-
-def errors(*statuses: int) -> dict[int, dict]:
-    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
-
-
-ERRORS = errors(401, 403, 404, 413, 422, 503)
+def errors(*kinds: type[BaseException]) -> dict[int, dict]:
+    """The OpenAPI ``responses`` of a route that can raise ``kinds``, grouped by status."""
+    by_status: dict[int, list[str]] = {}
+    for kind in kinds:
+        entry = HTTP_ERRORS[kind]
+        descriptions = by_status.setdefault(entry.status, [])
+        if entry.description not in descriptions:
+            descriptions.append(entry.description)
+    return {status: {"model": ErrorBody, "description": " ".join(d)} for status, d in sorted(by_status.items())}

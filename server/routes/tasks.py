@@ -11,11 +11,12 @@ import time
 from fastapi import APIRouter, Body, Depends, File, Form, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from bias_store.errors import VersionNotFound
+from bias_store.errors import BiasSetTooLarge, FingerprintMismatch, InvalidBiasSet, TaskNotFound, VersionNotFound
 from bias_store.store import TaskRecord
 from engine import UnknownTask
 from server.auth import require_admin, require_reader
 from server.deps import Services, get_services
+from server.errors import Forbidden, Unauthorized
 from server.routes.responses import errors
 from server.schemas import RollbackRequest, TaskInfo, TaskList, UploadResponse
 
@@ -23,6 +24,9 @@ router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 _FILE_DOC = "A bias-set file (safetensors with bitfit metadata; see docs/FORMAT.md)."
 _NAME_DOC = "Task name overriding the one in the file's metadata."
+_AUTH = (Unauthorized, Forbidden)
+_UPLOAD_ERRORS = errors(*_AUTH, FingerprintMismatch, BiasSetTooLarge, InvalidBiasSet)
+_ROLLBACK_ERRORS = errors(*_AUTH, TaskNotFound, VersionNotFound, InvalidBiasSet)
 
 
 def _info(record: TaskRecord, services: Services) -> dict:
@@ -50,7 +54,7 @@ async def _upload(services: Services, file: UploadFile, name: str | None) -> dic
 
 @router.post(
     "", status_code=201, response_model=UploadResponse, dependencies=[Depends(require_admin)],
-    responses=errors(401, 403, 409, 413, 422), summary="Upload a bias set (a new task or a new version)",
+    responses=_UPLOAD_ERRORS, summary="Upload a bias set (a new task or a new version)",
 )
 async def upload_task(
     file: UploadFile = File(description=_FILE_DOC),
@@ -63,7 +67,7 @@ async def upload_task(
 
 @router.put(
     "/{task}", status_code=201, response_model=UploadResponse, dependencies=[Depends(require_admin)],
-    responses=errors(401, 403, 409, 413, 422), summary="Replace a task with a new version",
+    responses=_UPLOAD_ERRORS, summary="Replace a task with a new version",
 )
 async def replace_task(
     task: str, file: UploadFile = File(description=_FILE_DOC), services: Services = Depends(get_services)
@@ -72,14 +76,14 @@ async def replace_task(
     return await _upload(services, file, task)
 
 
-@router.get("", response_model=TaskList, dependencies=[Depends(require_reader)], responses=errors(401, 403), summary="List tasks")
+@router.get("", response_model=TaskList, dependencies=[Depends(require_reader)], responses=errors(*_AUTH), summary="List tasks")
 async def list_tasks(services: Services = Depends(get_services)) -> dict:
     records = await run_in_threadpool(services.store.list)
     return {"tasks": [_info(r, services) for r in records]}
 
 
 @router.get(
-    "/{task}", response_model=TaskInfo, dependencies=[Depends(require_reader)], responses=errors(401, 403, 404),
+    "/{task}", response_model=TaskInfo, dependencies=[Depends(require_reader)], responses=errors(*_AUTH, TaskNotFound),
     summary="One task and its versions",
 )
 async def get_task(task: str, services: Services = Depends(get_services)) -> dict:
@@ -88,7 +92,7 @@ async def get_task(task: str, services: Services = Depends(get_services)) -> dic
 
 
 @router.delete(
-    "/{task}", status_code=204, dependencies=[Depends(require_admin)], responses=errors(401, 403, 404),
+    "/{task}", status_code=204, dependencies=[Depends(require_admin)], responses=errors(*_AUTH, TaskNotFound),
     summary="Delete a task and all its versions",
 )
 async def delete_task(task: str, services: Services = Depends(get_services)) -> Response:
@@ -98,7 +102,7 @@ async def delete_task(task: str, services: Services = Depends(get_services)) -> 
 
 
 @router.post(
-    "/{task}/rollback", response_model=TaskInfo, dependencies=[Depends(require_admin)], responses=errors(401, 403, 404, 422),
+    "/{task}/rollback", response_model=TaskInfo, dependencies=[Depends(require_admin)], responses=_ROLLBACK_ERRORS,
     summary="Serve an earlier version again",
 )
 async def rollback_task(

@@ -237,6 +237,8 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def main() -> int:
+    from bias_store.kinds import Pooling
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     # IMDB first: it is two short runs, and a --max-seconds cut then falls on the last RT seeds.
@@ -254,7 +256,7 @@ def main() -> int:
     parser.add_argument("--imdb-subset", type=int, default=4000, help="IMDB train rows (of 20,000)")
     parser.add_argument("--eval-subset", type=int, help="cap on validation/test rows (RT; default: all 853)")
     parser.add_argument("--imdb-eval-subset", type=int, default=1000)
-    parser.add_argument("--pooling", choices=("cls", "mean"), help="default: the backbone's default (mean for MiniLM)")
+    parser.add_argument("--pooling", choices=Pooling.values(), help="default: the backbone's default (mean for MiniLM)")
     parser.add_argument("--backbone", help="backbone folder (default: the packaged MiniLM)")
     parser.add_argument("--no-tf32", action="store_true", help="exact fp32 matmuls on CUDA (TF32 is on by default)")
     parser.add_argument("--no-eval-train", action="store_true", help="skip scoring the train split (no generalization gap)")

@@ -15,6 +15,7 @@ import statistics
 import common
 import torch
 
+from bias_store.kinds import Pooling
 from engine import head_batch
 from engine.heads import Head
 
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     mask = torch.ones(args.rows, 16, dtype=torch.long)
     for count in (int(t) for t in args.tasks.split(",")):
         heads = [Head([(torch.randn(2, args.hidden, generator=g), torch.randn(2, generator=g), None)]) for _ in range(count)]
-        tasks = [head_batch.RowTask(i % count, "mean" if (i % count) % 3 == 0 else "cls", heads[i % count]) for i in range(args.rows)]
+        poolings = [Pooling.MEAN if k % 3 == 0 else Pooling.CLS for k in range(count)]
+        tasks = [head_batch.RowTask(i % count, poolings[i % count], heads[i % count]) for i in range(args.rows)]
 
         def one_gemm(tasks=tasks):
             features = head_batch._features("bert", tasks, hidden, pooler, mask)

@@ -32,6 +32,7 @@ def main() -> int:
 
     import pandas as pd
 
+    from bias_store.kinds import ProblemType
     from engine.backbone import resolve_device
     from training.bitfit import METHODS
     from training.data import load_task_data
@@ -62,7 +63,7 @@ def main() -> int:
         record = {"mode": "one_by_one", "tasks": args.tasks, "train_seconds": one_by_one, "rows_per_second": rows / one_by_one}
         print(json.dumps(record), flush=True)
 
-        tm = load_model(args.backbone, 2, "single_label_classification", seed=0)
+        tm = load_model(args.backbone, 2, ProblemType.SINGLE_LABEL, seed=0)
         result = train_joint(tm, tasks, epochs=args.epochs, batch_size=args.batch_size, pooling=pooling, device=device)
         together = sum(h["train_seconds"] for h in result["history"])
         print(json.dumps({"mode": "joint", "tasks": args.tasks, "train_seconds": together, "rows_per_second": rows / together}), flush=True)

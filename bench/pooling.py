@@ -30,11 +30,12 @@ def main() -> None:
     import pandas as pd
     import torch
 
+    from bias_store.kinds import Pooling
     from training.task import TaskSpec, run_task
 
     torch.set_num_threads(min(torch.get_num_threads(), 8))
     data = ROOT / "examples" / "data"
-    results: dict[str, list[float]] = {"cls": [], "mean": []}
+    results: dict[str, list[float]] = {p.value: [] for p in Pooling}
     with tempfile.TemporaryDirectory() as tmp:
         train = Path(tmp) / "train.csv"
         pd.read_csv(data / "rt_train.csv").sample(n=args.train_rows, random_state=0).to_csv(train, index=False)

@@ -6,7 +6,7 @@ Tensor keys are the names the tensors have in the architecture's
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(labels))
     model.load_state_dict(safetensors.torch.load_file(path), strict=False)
 
-*is* the task's model (with ``pooling == "cls"``). Metadata lives in the safetensors
+*is* the task's model (with ``pooling == Pooling.CLS``). Metadata lives in the safetensors
 ``__metadata__`` header, whose values must all be strings; lists and objects are JSON.
 See docs/FORMAT.md for the full specification.
 """
@@ -22,12 +22,11 @@ import safetensors.torch
 import torch
 
 from bias_store.errors import InvalidBiasSet
-from bias_store.sites import POOLINGS, SITE_SUBSETS
+from bias_store.kinds import InputKind, Pooling, ProblemType
+from bias_store.sites import SITE_SUBSETS
 
 FORMAT_NAME = "bitfit-bias-set"
 FORMAT_VERSION = "1"
-PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
-INPUT_KINDS = ("text", "text_pair")
 MAX_HEADER_BYTES = 1 << 20  # a bias set's header is a few KB; refuse absurd ones early
 
 
@@ -38,10 +37,10 @@ class BiasSetMeta:
     base_model: str
     backbone_fingerprint: str
     model_type: str
-    problem_type: str = "single_label_classification"
-    inputs: str = "text"  # "text" or "text_pair"
+    problem_type: ProblemType = ProblemType.SINGLE_LABEL
+    inputs: InputKind = InputKind.TEXT
     bias_sites: str = "all"  # a name from sites.SITE_SUBSETS
-    pooling: str = "cls"  # "cls" (the architecture's own) or "mean" (mask-weighted mean)
+    pooling: Pooling = Pooling.CLS
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     training: dict = field(default_factory=dict)  # free-form training summary
 
@@ -51,13 +50,13 @@ class BiasSetMeta:
             "format_version": FORMAT_VERSION,
             "task": self.task,
             "labels": json.dumps(self.labels),
-            "problem_type": self.problem_type,
-            "inputs": self.inputs,
+            "problem_type": str(self.problem_type),
+            "inputs": str(self.inputs),
             "base_model": self.base_model,
             "model_type": self.model_type,
             "backbone_fingerprint": self.backbone_fingerprint,
             "bias_sites": self.bias_sites,
-            "pooling": self.pooling,
+            "pooling": str(self.pooling),
             "created_at": self.created_at,
             "training": json.dumps(self.training),
         }
@@ -79,28 +78,25 @@ class BiasSetMeta:
         labels = _json_field(header, "labels", list)
         if not labels or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
             raise InvalidBiasSet("bad_metadata", "__metadata__.labels must be a non-empty JSON list of distinct non-empty strings")
+        problem_type = _choice(header, "problem_type", ProblemType, ProblemType.SINGLE_LABEL)
+        inputs = _choice(header, "inputs", InputKind, InputKind.TEXT)
+        bias_sites = header.get("bias_sites", "all")
+        if bias_sites not in SITE_SUBSETS:
+            raise InvalidBiasSet("bad_metadata", f"__metadata__.bias_sites is {bias_sites!r}; allowed: {list(SITE_SUBSETS)}")
         meta = cls(
             task=header["task"],
             labels=labels,
             base_model=header["base_model"],
             backbone_fingerprint=header["backbone_fingerprint"],
             model_type=header["model_type"],
-            problem_type=header.get("problem_type", "single_label_classification"),
-            inputs=header.get("inputs", "text"),
-            bias_sites=header.get("bias_sites", "all"),
-            pooling=header.get("pooling", "cls"),
+            problem_type=problem_type,
+            inputs=inputs,
+            bias_sites=bias_sites,
+            pooling=_choice(header, "pooling", Pooling, Pooling.CLS),
             created_at=header.get("created_at", ""),
             training=_json_field(header, "training", dict) if header.get("training") else {},
         )
-        for name, value, allowed in (
-            ("problem_type", meta.problem_type, PROBLEM_TYPES),
-            ("inputs", meta.inputs, INPUT_KINDS),
-            ("bias_sites", meta.bias_sites, SITE_SUBSETS),
-            ("pooling", meta.pooling, POOLINGS),
-        ):
-            if value not in allowed:
-                raise InvalidBiasSet("bad_metadata", f"__metadata__.{name} is {value!r}; allowed: {list(allowed)}")
-        if meta.problem_type == "regression" and len(meta.labels) != 1:
+        if meta.problem_type == ProblemType.REGRESSION and len(meta.labels) != 1:
             raise InvalidBiasSet("bad_metadata", "a regression task has exactly one label (the output's name)")
         return meta
 
@@ -118,6 +114,14 @@ class BiasSet:
     @property
     def num_params(self) -> int:
         return sum(t.numel() for t in self.tensors.values())
+
+
+def _choice(header: dict[str, str], name: str, kind: type[ProblemType | InputKind | Pooling], default):
+    value = header.get(name, default)
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidBiasSet("bad_metadata", f"__metadata__.{name} is {value!r}; allowed: {kind.values()}") from None
 
 
 def _json_field(header: dict[str, str], name: str, kind: type):

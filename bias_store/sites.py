@@ -78,7 +78,6 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 # Named choices of which sites a bias set trains (the `bias_sites` metadata field).
 SITE_SUBSETS = ("all", "query_intermediate", "none")
-POOLINGS = ("cls", "mean")
 
 
 def architecture(model_type: str) -> Architecture:

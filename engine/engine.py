@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from bias_store.format import BiasSet
+from bias_store.kinds import InputKind, Pooling, ProblemType
 from engine.backbone import Backbone
 from engine.chunking import plan_forwards, resolve_overhead
 from engine.errors import UnknownTask
@@ -37,9 +38,9 @@ class TaskHandle:
     sha256: str
     slot: int
     labels: tuple[str, ...]
-    problem_type: str
-    inputs: str  # "text" or "text_pair"
-    pooling: str  # "cls" or "mean"
+    problem_type: ProblemType
+    inputs: InputKind
+    pooling: Pooling
     head: Head = field(repr=False)
     num_bytes: int = 0  # raw bytes of the bias set's tensors
 
@@ -197,7 +198,7 @@ class Engine:
 
 def to_prediction(handle: TaskHandle, row: EncodedRow, logits: torch.Tensor) -> Prediction:
     scores = probabilities(handle.problem_type, logits)
-    best = int(scores.argmax()) if handle.problem_type != "regression" else 0
+    best = int(scores.argmax()) if handle.problem_type != ProblemType.REGRESSION else 0
     return Prediction(
         task=handle.name,
         version=handle.version,

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from bias_store.kinds import Pooling
 from engine.heads import ACTIVATIONS, Head, cls_features, mean_pool
 
 STACKED_MAX_LABELS = 1024  # Σ labels of a batch's distinct tasks up to which one GEMM serves them all
@@ -30,7 +31,7 @@ STACKED_MAX_LABELS = 1024  # Σ labels of a batch's distinct tasks up to which o
 
 class RowTask(NamedTuple):
     slot: int  # identifies the task version: rows with one slot share a head
-    pooling: str  # "cls" or "mean"
+    pooling: Pooling
     head: Head
 
 
@@ -48,11 +49,11 @@ def batch_logits(
 def _features(model_type: str, tasks: list[RowTask], hidden, pooler, mask) -> torch.Tensor:
     """[batch, hidden] fp32: each row pooled the way its task was trained."""
     poolings = {t.pooling for t in tasks}
-    if poolings == {"cls"}:
+    if poolings == {Pooling.CLS}:
         return cls_features(model_type, hidden, pooler).float()
-    if poolings == {"mean"}:
+    if poolings == {Pooling.MEAN}:
         return mean_pool(hidden, mask).float()
-    is_mean = torch.tensor([t.pooling == "mean" for t in tasks], device=hidden.device).unsqueeze(1)  # [batch, 1]
+    is_mean = torch.tensor([t.pooling == Pooling.MEAN for t in tasks], device=hidden.device).unsqueeze(1)  # [batch, 1]
     return torch.where(is_mean, mean_pool(hidden, mask), cls_features(model_type, hidden, pooler)).float()
 
 

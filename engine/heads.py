@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from bias_store.kinds import ProblemType
 from bias_store.sites import architecture
 
 # The activation after each head stage (sites.HeadStage.activation); training uses it too.
@@ -57,10 +58,10 @@ def cls_features(model_type: str, hidden: torch.Tensor, pooler_output: torch.Ten
     return hidden[:, 0]
 
 
-def probabilities(problem_type: str, logits: torch.Tensor) -> torch.Tensor:
+def probabilities(problem_type: ProblemType, logits: torch.Tensor) -> torch.Tensor:
     """Scores per label: softmax (single-label), sigmoid (multi-label), raw value (regression)."""
-    if problem_type == "single_label_classification":
+    if problem_type == ProblemType.SINGLE_LABEL:
         return logits.softmax(-1)
-    if problem_type == "multi_label_classification":
+    if problem_type == ProblemType.MULTI_LABEL:
         return logits.sigmoid()
     return logits

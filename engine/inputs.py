@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bias_store.kinds import InputKind
 from engine.errors import EmptyInput, PairMismatch, WrongInputType
 
 TextInput = str | tuple[str, str]  # a single text, or (text, text_pair)
@@ -25,20 +26,20 @@ class EncodedRow:
         return len(self.input_ids)
 
 
-def check_inputs(inputs: list, kind: str) -> list[TextInput]:
-    """Validate inputs for a task whose ``inputs`` metadata is ``kind`` ("text" or "text_pair")."""
+def check_inputs(inputs: list, kind: InputKind) -> list[TextInput]:
+    """Validate inputs for a task whose ``inputs`` metadata is ``kind``."""
     if not isinstance(inputs, list) or not inputs:
         raise WrongInputType("inputs must be a non-empty list of texts or text pairs")
     out: list[TextInput] = []
     for i, item in enumerate(inputs):
         if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(t, str) for t in item):
-            if kind != "text_pair":
+            if kind != InputKind.TEXT_PAIR:
                 raise PairMismatch("this task takes single texts, not text pairs", i)
             if not item[0].strip() or not item[1].strip():
                 raise EmptyInput("both texts of a pair must be non-empty", i)
             out.append((item[0], item[1]))
         elif isinstance(item, str):
-            if kind == "text_pair":
+            if kind == InputKind.TEXT_PAIR:
                 raise PairMismatch("this task takes text pairs (text, text_pair), not single texts", i)
             if not item.strip():
                 raise EmptyInput("text is empty", i)

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bias_store.kinds import InputKind, Pooling, ProblemType
+
 
 class TextPair(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -113,9 +115,9 @@ class TaskInfo(BaseModel):
     name: str
     version: int = Field(description="The version now served.")
     labels: list[str]
-    problem_type: str
-    inputs: str = Field(description="'text' or 'text_pair'.")
-    pooling: str
+    problem_type: ProblemType
+    inputs: InputKind
+    pooling: Pooling
     bias_sites: str
     base_model: str
     created_at: str

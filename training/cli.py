@@ -11,6 +11,8 @@ import json
 import logging
 import sys
 
+from bias_store.kinds import Pooling
+
 log = logging.getLogger(__name__)
 
 METHOD_CHOICES = ("bitfit", "bitfit-qm", "head-only", "full")
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for bias methods, 2e-5 for full)")
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--max-length", type=int, default=128, help="tokens per input, truncated beyond")
-    train.add_argument("--pooling", choices=("cls", "mean"), help="default: mean for the packaged MiniLM, cls otherwise")
+    train.add_argument("--pooling", choices=Pooling.values(), help="default: mean for the packaged MiniLM, cls otherwise")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--patience", type=int, default=0, help="stop after N epochs without a better validation score (0: off)")
     train.add_argument("--weight-decay", type=float, default=0.0)

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from bias_store.kinds import InputKind, ProblemType
 from training.errors import DataError
 from training.readers import hf_class_names, hf_splits, read_table
 
 log = logging.getLogger(__name__)
 
-PROBLEM_TYPES = ("auto", "classification", "regression")
-SINGLE_LABEL = "single_label_classification"
-REGRESSION = "regression"
+REQUESTED_PROBLEM_TYPES = ("auto", "classification", "regression")  # what --problem-type may say
 
 
 @dataclass
@@ -43,8 +42,8 @@ class TaskData:
     validation: Split
     test: Split | None
     labels: list[str]  # class names in index order; [label column] for regression
-    problem_type: str  # SINGLE_LABEL or REGRESSION
-    inputs: str  # "text" or "text_pair"
+    problem_type: ProblemType  # SINGLE_LABEL or REGRESSION
+    inputs: InputKind
     split: dict = field(default_factory=dict)  # how the splits were made (the report records it)
 
 
@@ -98,16 +97,16 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def infer_problem_type(values: list, requested: str) -> str:
+def infer_problem_type(values: list, requested: str) -> ProblemType:
     if requested == "regression":
-        return REGRESSION
+        return ProblemType.REGRESSION
     if requested == "classification":
-        return SINGLE_LABEL
+        return ProblemType.SINGLE_LABEL
     numeric = all(_is_number(v) for v in values)
     # Floats that are not whole numbers are regression targets; integers are class ids.
     if numeric and any(isinstance(v, float) and not float(v).is_integer() for v in values):
-        return REGRESSION
-    return SINGLE_LABEL
+        return ProblemType.REGRESSION
+    return ProblemType.SINGLE_LABEL
 
 
 def _label_key(value) -> str:
@@ -126,7 +125,7 @@ def class_names(values: list) -> list[str]:
 
 
 def _targets(values: list, source: str, label_column: str, problem_type: str, labels: list[str]) -> list:
-    if problem_type == REGRESSION:
+    if problem_type == ProblemType.REGRESSION:
         out = []
         for i, v in enumerate(values):
             try:
@@ -170,8 +169,8 @@ def load_task_data(
     test_fraction: float = 0.1,
 ) -> TaskData:
     """Read, check and split. Without validation/test files, a seeded split is made and recorded."""
-    if problem_type not in PROBLEM_TYPES:
-        raise DataError(f"problem type {problem_type!r} is not one of {PROBLEM_TYPES}")
+    if problem_type not in REQUESTED_PROBLEM_TYPES:
+        raise DataError(f"problem type {problem_type!r} is not one of {REQUESTED_PROBLEM_TYPES}")
     dict_splits = hf_splits(train)
     if dict_splits:  # a DatasetDict folder: use its named splits unless files are given
         if "train" not in dict_splits:
@@ -192,7 +191,7 @@ def load_task_data(
     raw = _raw_labels(train_df, source, label_column)
     kind = infer_problem_type(raw, problem_type)
     hf_names = hf_class_names(train, label_column)
-    if kind == REGRESSION:
+    if kind == ProblemType.REGRESSION:
         labels = [label_column]
     elif hf_names and all(_is_number(v) for v in raw):
         labels = hf_names  # ClassLabel ids index into the declared names
@@ -201,7 +200,7 @@ def load_task_data(
         if len(labels) < 2:
             raise DataError(f"the training data has only one class ({labels[0]!r}); a classifier needs at least two",
                             source, column=label_column)
-    if kind == REGRESSION and len({float(v) for v in raw}) < 2:
+    if kind == ProblemType.REGRESSION and len({float(v) for v in raw}) < 2:
         raise DataError("every regression target is the same value; nothing to learn", source, column=label_column)
 
     def build(role: str, rows: list[int] | None = None) -> Split:
@@ -209,7 +208,7 @@ def load_task_data(
         if rows is not None:
             df = df.iloc[rows].reset_index(drop=True)
         raw_values = _raw_labels(df, src, label_column)
-        if hf_names and kind != REGRESSION and all(_is_number(v) for v in raw_values):
+        if hf_names and kind != ProblemType.REGRESSION and all(_is_number(v) for v in raw_values):
             raw_values = [hf_names[int(v)] if 0 <= int(v) < len(hf_names) else v for v in raw_values]
         return Split(src, _texts(df, src, text_column, pair_column), _targets(raw_values, src, label_column, kind, labels))
 
@@ -239,6 +238,6 @@ def load_task_data(
             rows={name: [i + 1 for i in p] for name, p in zip(("train", "validation", "test"), parts)},
         )
     split_info["sizes"] = {"train": len(train_split), "validation": len(val_split), "test": len(test_split) if test_split else 0}
-    if kind != REGRESSION and len(set(train_split.targets)) < 2:
+    if kind != ProblemType.REGRESSION and len(set(train_split.targets)) < 2:
         raise DataError("after the split the training part holds only one class", file=source, column=label_column)
-    return TaskData(train_split, val_split, test_split, labels, kind, "text_pair" if pair_column else "text", split_info)
+    return TaskData(train_split, val_split, test_split, labels, kind, InputKind.TEXT_PAIR if pair_column else InputKind.TEXT, split_info)

@@ -7,8 +7,10 @@ import math
 import pandas as pd
 import torch
 
+from bias_store.kinds import ProblemType
+
 # The score that picks the best epoch, per problem type (higher is better).
-SELECTION_METRIC = {"single_label_classification": "accuracy", "regression": "pearson"}
+SELECTION_METRIC = {ProblemType.SINGLE_LABEL: "accuracy", ProblemType.REGRESSION: "pearson"}
 
 
 def classification_metrics(pred: list[int], gold: list[int], num_classes: int) -> dict[str, float]:
@@ -46,6 +48,6 @@ def regression_metrics(pred: list[float], gold: list[float]) -> dict[str, float]
 
 def metrics(problem_type: str, logits: torch.Tensor, gold: list, num_labels: int) -> dict[str, float]:
     """Metrics from ``logits`` [rows, num_labels] against gold class ids or values."""
-    if problem_type == "regression":
+    if problem_type == ProblemType.REGRESSION:
         return regression_metrics(logits[:, 0].tolist(), gold)
     return classification_metrics(logits.argmax(-1).tolist(), gold, num_labels)

@@ -19,11 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from bias_store.format import BiasSet, BiasSetMeta
+from bias_store.kinds import Pooling, ProblemType
 from bias_store.sites import architecture
 from bias_store.validate import validate
 from engine.inputs import EncodedRow, collate, encode
 from engine.per_row import SiteLayout, per_row_biases
-from training.data import REGRESSION, TaskData
+from training.data import TaskData
 from training.errors import ConfigError
 from training.evaluate import metrics
 from training.export import base_model_name
@@ -96,10 +97,10 @@ class JointModel(nn.Module):
 
 def train_joint(
     tm: TrainModel, tasks: list[JointTask], *, epochs: int = 3, lr: float = 1e-3, batch_size: int = 32,
-    max_length: int = 128, pooling: str = "cls", seed: int = 42, clip: float = 1.0, device: str = "cpu",
+    max_length: int = 128, pooling: Pooling = Pooling.CLS, seed: int = 42, clip: float = 1.0, device: str = "cpu",
 ) -> dict:
     """Train every task's offsets and head together; returns bias sets and per-task metrics."""
-    if any(t.data.problem_type == REGRESSION for t in tasks):
+    if any(t.data.problem_type == ProblemType.REGRESSION for t in tasks):
         raise ConfigError("joint training handles classification tasks; train regression tasks one by one")
     dev = torch.device(device)
     torch.manual_seed(seed)
@@ -167,7 +168,7 @@ def joint_logits(joint: JointModel, task: int, rows: list[EncodedRow], device: t
 
 
 def evaluate_task(joint: JointModel, task: int, rows: list[EncodedRow], gold: list[int], num_labels: int, device: torch.device) -> dict:
-    return metrics("single_label_classification", joint_logits(joint, task, rows, device), gold, num_labels)
+    return metrics(ProblemType.SINGLE_LABEL, joint_logits(joint, task, rows, device), gold, num_labels)
 
 
 def export_task(joint: JointModel, k: int, task: JointTask, pooling: str, training: dict) -> BiasSet:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from bias_store.kinds import Pooling, ProblemType
 from engine.inputs import EncodedRow, collate, encode
 from training.bitfit import Method, count_trainable, prepare
-from training.data import REGRESSION, Split, TaskData
+from training.data import Split, TaskData
 from training.errors import ConfigError
 from training.evaluate import SELECTION_METRIC, metrics
 from training.memory import PeakMemory
@@ -33,7 +34,7 @@ class TrainConfig:
     lr: float | None = None  # None: the method's default (1e-3 bias methods, 2e-5 full)
     batch_size: int = 32  # the paper used 8; 32 is 3-4x faster per epoch at the same accuracy here
     max_length: int = 128
-    pooling: str = "cls"
+    pooling: Pooling = Pooling.CLS
     seed: int = 42
     weight_decay: float = 0.0  # the official code uses none
     clip: float = 1.0  # max gradient norm
@@ -96,7 +97,7 @@ def bucketed_batches(rows: list[EncodedRow], size: int, generator: torch.Generat
 
 
 def _loss(logits: torch.Tensor, targets: torch.Tensor, problem_type: str) -> torch.Tensor:
-    if problem_type == REGRESSION:
+    if problem_type == ProblemType.REGRESSION:
         return F.mse_loss(logits[:, 0], targets.float())
     return F.cross_entropy(logits, targets)
 
@@ -117,7 +118,7 @@ def predict_logits(tm: TrainModel, rows: list[EncodedRow], pooling: str, device:
 
 def evaluate_split(tm: TrainModel, rows: list[EncodedRow], split: Split, data: TaskData, cfg: TrainConfig, device: torch.device) -> dict:
     logits = predict_logits(tm, rows, cfg.pooling, device, cfg.eval_batch_size)
-    return metrics(data.problem_type, logits, split.targets, len(data.labels) if data.problem_type != REGRESSION else 1)
+    return metrics(data.problem_type, logits, split.targets, len(data.labels) if data.problem_type != ProblemType.REGRESSION else 1)
 
 
 def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, token_cache: dict | None = None) -> TrainResult:
@@ -142,7 +143,7 @@ def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, toke
             rows[name] = encode(tm.tokenizer, split.texts, max_length)
             if token_cache is not None:
                 token_cache[key] = rows[name]
-    targets = torch.tensor(data.train.targets, dtype=torch.float32 if data.problem_type == REGRESSION else torch.long)
+    targets = torch.tensor(data.train.targets, dtype=torch.float32 if data.problem_type == ProblemType.REGRESSION else torch.long)
     selection = SELECTION_METRIC[data.problem_type]
     pad = tm.tokenizer.pad_token_id or 0
     generator = torch.Generator().manual_seed(cfg.seed)

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bias_store.sites import POOLINGS, architecture
+from bias_store.kinds import Pooling, ProblemType
+from bias_store.sites import architecture
 from bias_store.spec import BackboneSpec, build_spec
 from engine.backbone import default_backbone_path, load_classifier, load_tokenizer, max_length
 from engine.heads import ACTIVATIONS, cls_features, mean_pool
@@ -40,7 +41,7 @@ def resolve_backbone(backbone: str | None) -> str:
     return str(backbone) if backbone else default_backbone_path()
 
 
-def default_pooling(backbone: str | None) -> str:
+def default_pooling(backbone: str | None) -> Pooling:
     """Mean for sentence-transformers checkpoints trained with mean pooling, else CLS.
 
     A sentence-transformers folder says how it was trained in ``1_Pooling/config.json``;
@@ -48,18 +49,18 @@ def default_pooling(backbone: str | None) -> str:
     """
     config = Path(resolve_backbone(backbone)) / "1_Pooling" / "config.json"
     try:
-        return "mean" if json.loads(config.read_text()).get("pooling_mode_mean_tokens") else "cls"
+        return Pooling.MEAN if json.loads(config.read_text()).get("pooling_mode_mean_tokens") else Pooling.CLS
     except (OSError, json.JSONDecodeError):
-        return "cls"
+        return Pooling.CLS
 
 
-def load_model(backbone: str | None, num_labels: int, problem_type: str, seed: int) -> TrainModel:
+def load_model(backbone: str | None, num_labels: int, problem_type: ProblemType, seed: int) -> TrainModel:
     """A fresh classification model on the CPU; the head is initialised from ``seed``."""
     path = resolve_backbone(backbone)
     torch.manual_seed(seed)
     try:
         # Always fp32: bias sets are fp32, and a half-precision checkpoint must not train in half.
-        model = load_classifier(path, num_labels=num_labels, problem_type=problem_type).float()
+        model = load_classifier(path, num_labels=num_labels, problem_type=str(problem_type)).float()
         tokenizer = load_tokenizer(path)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load backbone {path!r}: {exc}") from None
@@ -67,15 +68,16 @@ def load_model(backbone: str | None, num_labels: int, problem_type: str, seed: i
     return TrainModel(model, tokenizer, spec, path, max_length(model.config, tokenizer))
 
 
-def check_pooling(pooling: str) -> str:
-    if pooling not in POOLINGS:
-        raise ConfigError(f"pooling {pooling!r} is not one of {list(POOLINGS)}")
-    return pooling
+def check_pooling(pooling: str) -> Pooling:
+    try:
+        return Pooling(pooling)
+    except ValueError:
+        raise ConfigError(f"pooling {pooling!r} is not one of {Pooling.values()}") from None
 
 
-def pooled_features(model_type: str, out, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+def pooled_features(model_type: str, out, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     """What the head reads, [batch, hidden]: the mean over real tokens, or the architecture's CLS input."""
-    if pooling == "mean":
+    if pooling == Pooling.MEAN:
         return mean_pool(out.last_hidden_state, attention_mask)
     return cls_features(model_type, out.last_hidden_state, getattr(out, "pooler_output", None))
 
@@ -87,11 +89,11 @@ def run_head(layers: list[nn.Module], model_type: str, x: torch.Tensor, training
     return x
 
 
-def forward_logits(model: nn.Module, model_type: str, batch: dict[str, torch.Tensor], pooling: str) -> torch.Tensor:
+def forward_logits(model: nn.Module, model_type: str, batch: dict[str, torch.Tensor], pooling: Pooling) -> torch.Tensor:
     """Logits [batch, num_labels], computed the way the engine computes them (plus dropout in training).
 
-    With ``pooling == "cls"`` in eval mode this equals ``model(**batch).logits``; with
-    ``"mean"`` the head reads the mask-weighted mean of the last hidden state instead.
+    With ``Pooling.CLS`` in eval mode this equals ``model(**batch).logits``; with
+    ``Pooling.MEAN`` the head reads the mask-weighted mean of the last hidden state instead.
     """
     features = pooled_features(model_type, model.base_model(**batch), batch["attention_mask"], pooling)
     layers = [model.get_submodule(stage.name) for stage in architecture(model_type).head]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from bias_store.errors import InvalidTaskName
 from bias_store.format import BiasSet
+from bias_store.kinds import Pooling, ProblemType
 from bias_store.validate import check_task_name
 from training.bitfit import method as get_method
-from training.data import REGRESSION, load_task_data
+from training.data import load_task_data
 from training.errors import ConfigError
 from training.export import export_bias_set
 from training.loop import TrainConfig, train
@@ -62,7 +63,7 @@ class TaskSpec:
     def train_config(self, progress: bool = True) -> TrainConfig:
         return TrainConfig(
             epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, max_length=self.max_length,
-            pooling=self.pooling or "cls", seed=self.seed, weight_decay=self.weight_decay, clip=self.clip,
+            pooling=check_pooling(self.pooling or Pooling.CLS), seed=self.seed, weight_decay=self.weight_decay, clip=self.clip,
             patience=self.patience, device=self.device, progress=progress,
         )
 
@@ -114,7 +115,7 @@ def run_task(
         spec.train, spec.text_column, spec.label_column, validation=spec.validation, test=spec.test,
         pair_column=spec.text_pair_column, problem_type=spec.problem_type, seed=spec.seed,
     )
-    num_labels = 1 if data.problem_type == REGRESSION else len(data.labels)
+    num_labels = 1 if data.problem_type == ProblemType.REGRESSION else len(data.labels)
     tm = load_model(spec.backbone, num_labels, data.problem_type, spec.seed)
     pooling = spec.pooling or default_pooling(spec.backbone)
     cfg = dataclasses.replace(spec.train_config(progress), pooling=pooling, eval_train=eval_train)

@@ -50,7 +50,7 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
         backbone = load_backbone(settings.backbone, settings.device, settings.dtype)
     validator = UploadValidator(backbone.spec, settings.max_upload_bytes, metrics)
     store = FilesystemStore(settings.store, keep_versions=settings.keep_versions)
-    preload(store, validator, settings.preload)
+    preload(store, validator, settings.preload, settings.preload_policy)
     # Room for every stored task up front, so start-up does not regrow the table many times;
     # later uploads grow it by 6.25% steps.
     engine = Engine(backbone, capacity=len(store.state()), split_overhead_tokens=settings.split_overhead_tokens)
@@ -63,6 +63,8 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
         retry_after_s=settings.retry_after_s,
     )
     metrics.track_tasks(lambda: len(engine.tasks()))
+    if settings.predict_api_keys and not settings.api_keys:
+        log.warning("BITFIT_PREDICT_API_KEYS is set without BITFIT_API_KEYS: task changes over HTTP are refused")
     return Services(settings, metrics, engine, store, sync, TaskMutations(store, sync, validator), batcher)
 
 

@@ -45,6 +45,13 @@ class LimitExceeded(ServerError):
     """A request or upload is over a configured limit; the message names the setting."""
 
 
+class ReadTimeout(ServerError):
+    """The client sent its body too slowly (BITFIT_REQUEST_READ_TIMEOUT_S)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, {"Connection": "close"})
+
+
 class Unauthorized(ServerError):
     def __init__(self, message: str) -> None:
         super().__init__(message, {"WWW-Authenticate": "Bearer"})
@@ -96,6 +103,7 @@ HTTP_ERRORS: dict[type[BaseException], HttpError] = {
     InvalidBiasSet: HttpError(422, "invalid_bias_set", "An invalid bias set (the validator's reason).", _reason),
     InvalidInput: HttpError(422, "invalid_input", "An input the task cannot take (empty, or a pair for a single-text task)."),
     RequestValidationError: HttpError(422, "validation_error", "Malformed JSON or wrong types (each problem located)."),
+    ReadTimeout: HttpError(408, "request_timeout", "The body did not arrive within BITFIT_REQUEST_READ_TIMEOUT_S."),
     Unauthorized: HttpError(401, "unauthorized", "No API key (`Authorization: Bearer <key>`) where one is required."),
     Forbidden: HttpError(403, "forbidden", "The API key is not valid for this endpoint."),
     Overloaded: HttpError(503, "overloaded", "Overloaded: the batch queue is full; see Retry-After."),

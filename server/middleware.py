@@ -1,9 +1,16 @@
-"""Two small pure-ASGI guards in front of the routes.
+"""One small pure-ASGI guard in front of the routes: what can be decided from the headers.
 
 - Body size: a request whose Content-Length is over the limit is answered 413 before its
   body is read (uploads: BITFIT_MAX_UPLOAD_BYTES; JSON: what the input limits allow). A
-  body without Content-Length (chunked) is read here up to the limit, answered 413 as
-  soon as it passes it, and otherwise replayed to the app: memory stays bounded.
+  body without Content-Length (chunked) is counted as the app reads it and answered 413
+  the moment it passes the limit: memory stays bounded, and nothing is read before the
+  route's auth check (server/auth.py).
+- Slow clients: the whole body must arrive within BITFIT_REQUEST_READ_TIMEOUT_S of the
+  request's start, or the request is answered 408 (a client sending a byte every 2 s
+  cannot hold a connection and a request slot forever). Slow *headers* are cut off by
+  the uvicorn protocol (server/protocol.py).
+- Shutdown: a request still running when uvicorn's graceful timeout cancels it is
+  answered a JSON 503 (not uvicorn's plain-text 500).
 - JSON by default on the JSON-only routes (predict, rollback): ``curl -d '{"inputs": ...}'``
   sends form encoding, so a missing or form content type there is read as JSON (the
   README's one-liner works).
@@ -11,9 +18,13 @@
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import asyncio
+import contextlib
+import time
 
-from server.errors import LimitExceeded, error_response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.errors import LimitExceeded, NotReady, ReadTimeout, ServerError, error_response
 from server.settings import Settings
 
 _FORM = b"application/x-www-form-urlencoded"
@@ -26,58 +37,84 @@ class RequestGuard:
         self.max_upload = settings.max_upload_bytes + _SLACK
         # Worst case per input: every char 4 UTF-8 bytes (JSON escapes are rarer), pairs twice.
         self.max_json = 8 * settings.max_inputs_per_request * settings.max_input_chars + _SLACK
+        self.read_timeout = settings.request_read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT"):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        path: str = scope["path"]
         headers = dict(scope["headers"])
-        if path.startswith("/tasks"):
-            limit, setting = self.max_upload, "BITFIT_MAX_UPLOAD_BYTES"
-        else:
-            limit, setting = self.max_json, "the input limits"
-        length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > limit:
-            error = LimitExceeded(f"request body is {int(length)} bytes; the limit is {limit} bytes ({setting})")
-            return await error_response(error)(scope, receive, send)
-        if not length.isdigit():
-            body = await _read_at_most(receive, limit)
-            if body is None:
-                error = LimitExceeded(f"request body is over the limit of {limit} bytes ({setting})")
+        if scope["method"] in ("POST", "PUT"):
+            path: str = scope["path"]
+            if path.startswith("/tasks"):
+                limit, setting = self.max_upload, "BITFIT_MAX_UPLOAD_BYTES"
+            else:
+                limit, setting = self.max_json, "the input limits"
+            length = headers.get(b"content-length", b"")
+            if length.isdigit() and int(length) > limit:
+                error = LimitExceeded(f"request body is {int(length)} bytes; the limit is {limit} bytes ({setting})")
                 return await error_response(error)(scope, receive, send)
-            receive = _replay(body, receive)
-        json_route = path.startswith("/predict") or path.endswith("/rollback")
-        if json_route and headers.get(b"content-type", _FORM).split(b";")[0].strip() == _FORM:
-            rest = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-            scope = {**scope, "headers": [*rest, (b"content-type", b"application/json")]}
-        await self.app(scope, receive, send)
+            json_route = path.startswith("/predict") or path.endswith("/rollback")
+            if json_route and headers.get(b"content-type", _FORM).split(b";")[0].strip() == _FORM:
+                rest = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+                scope = {**scope, "headers": [*rest, (b"content-type", b"application/json")]}
+        else:
+            limit, setting = None, ""
+        await _Exchange(scope, receive, send, limit, setting, self.read_timeout).run(self.app)
 
 
-async def _read_at_most(receive: Receive, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it is longer than ``limit`` bytes."""
-    chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":  # the client went away: let the app see it
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return b"".join(chunks)
+class _Exchange:
+    """One request: its body counted and timed as the app reads it; at most one answer of ours."""
 
+    def __init__(self, scope: Scope, receive: Receive, send: Send, limit: int | None, setting: str, timeout: float) -> None:
+        self.scope, self._receive, self._send = scope, receive, send
+        self.limit, self.setting = limit, setting
+        self.deadline = time.monotonic() + timeout
+        self.size = 0
+        self.body_done = False  # afterwards receive() only reports a disconnect: no deadline
+        self.started = False  # the app began its answer
+        self.answered = False  # we answered in its place; the app's messages are dropped
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive() that hands the app the already-read body, then the real one (disconnects)."""
-    sent = False
+    async def run(self, app: ASGIApp) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except asyncio.CancelledError:
+            # uvicorn's graceful shutdown timed out and cancels this request.
+            await self._answer(NotReady("the server is shutting down; retry on another instance", {"Retry-After": "1"}))
+            raise
+        except Exception:
+            if not self.answered:
+                raise
 
-    async def replay() -> dict:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
+    async def receive(self) -> Message:
+        if self.answered:
+            return {"type": "http.disconnect"}
+        if self.body_done:
+            return await self._receive()
+        try:
+            message = await asyncio.wait_for(self._receive(), max(0.0, self.deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            await self._answer(ReadTimeout("the request body did not arrive in time (BITFIT_REQUEST_READ_TIMEOUT_S)"))
+            return {"type": "http.disconnect"}
+        if message["type"] != "http.request":
+            return message
+        self.body_done = not message.get("more_body", False)
+        if self.limit is not None:
+            self.size += len(message.get("body", b""))
+            if self.size > self.limit:
+                await self._answer(LimitExceeded(f"request body is over the limit of {self.limit} bytes ({self.setting})"))
+                return {"type": "http.disconnect"}
+        return message
 
-    return replay
+    async def send(self, message: Message) -> None:
+        if self.answered:
+            return
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+    async def _answer(self, error: ServerError) -> None:
+        if self.started or self.answered:
+            return
+        self.answered = True
+        with contextlib.suppress(Exception):  # the connection may be gone already
+            await error_response(error)(self.scope, self._receive, self._send)

@@ -26,20 +26,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="backbone dtype (BITFIT_DTYPE, default float32)")
     parser.add_argument(
         "--preload", nargs="+", type=Path, metavar="FILE",
-        help="bias-set files to put into the store at start-up unless already current (BITFIT_PRELOAD, comma-separated)",
+        help="bias-set files to put into the store at start-up (BITFIT_PRELOAD, comma-separated)",
+    )
+    parser.add_argument(
+        "--preload-policy", choices=["if_absent", "replace"],
+        help="if_absent: store a preload only when the store lacks its task (default); replace: also when its bytes "
+        "differ from the current version (BITFIT_PRELOAD_POLICY)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from server.settings import Settings
+    from server.settings import Settings, describe_error
 
-    flags = {k: getattr(args, k) for k in ("host", "port", "store", "backbone", "device", "dtype", "preload")}
+    names = ("host", "port", "store", "backbone", "device", "dtype", "preload", "preload_policy")
+    flags = {k: getattr(args, k, None) for k in names}
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
     except ValidationError as exc:
-        print(f"bitfit serve: invalid settings:\n{exc}", file=sys.stderr)
+        print(f"bitfit serve: invalid settings:\n{describe_error(exc)}", file=sys.stderr)
         return 2
     missing = [str(p) for p in settings.preload if not Path(p).is_file()]
     if missing:
@@ -55,15 +61,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(settings.resolved_torch_threads(cores))
     log.info("torch uses %d threads of %s cores", torch.get_num_threads(), cores)
 
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # keep the logging that `bitfit` configured
-        access_log=settings.access_log,
-        timeout_graceful_shutdown=settings.graceful_timeout_s,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
     # uvicorn handles SIGINT/SIGTERM: stop accepting, finish in-flight requests, then the
     # lifespan drains the batch queue and stops the store watcher.
     server.run()
@@ -71,3 +69,20 @@ def run(args: argparse.Namespace) -> int:
         log.error("the server did not start; see the errors above")
         return 1
     return 0
+
+
+def uvicorn_config(app, settings):  # -> uvicorn.Config (uvicorn is imported lazily)
+    """The uvicorn settings of `bitfit serve` (tests run a real server with the same ones)."""
+    import uvicorn
+
+    from server.protocol import protocol_class
+
+    return uvicorn.Config(
+        app,
+        http=protocol_class(settings.header_timeout_s),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep the logging that `bitfit` configured
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
+    )

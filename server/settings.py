@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -27,6 +27,16 @@ def _split_list(value: object) -> object:
     return value
 
 
+def describe_error(exc: ValidationError) -> str:
+    """One line per problem, naming the variable; never the value (it may be a secret)."""
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+        field = ".".join(str(part) for part in err.get("loc", ()))
+        where = f"BITFIT_{field.upper()}" if field else "settings"
+        lines.append(f"  {where}: {err.get('msg', 'invalid')}")
+    return "\n".join(lines)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BITFIT_", extra="forbid", frozen=True)
 
@@ -37,9 +47,12 @@ class Settings(BaseSettings):
     backbone: str | None = None  # path or id; None = the packaged all-MiniLM-L6-v2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    # Bias-set files put into the store at start-up unless the task's current version
-    # already has identical bytes, so restarts do not pile up versions.
+    # Bias-set files put into the store at start-up (see preload_policy).
     preload: Annotated[list[Path], NoDecode] = []
+    # What a preload does when the store already has the task: "if_absent" leaves it alone
+    # (an operator's later upload is never reverted by a restart); "replace" stores the
+    # file as a new version whenever its bytes differ from the current one.
+    preload_policy: Literal["if_absent", "replace"] = "if_absent"
     keep_versions: int = Field(5, ge=1)
 
     # -- batching -------------------------------------------------------------------------
@@ -83,12 +96,28 @@ class Settings(BaseSettings):
     sync_interval_s: float = Field(0.25, gt=0)  # how often the store's generation is polled
     metrics_max_tasks: int = Field(100, ge=0)  # distinct task labels; the rest are "other"
     graceful_timeout_s: float = Field(30.0, gt=0)  # in-flight requests get this long on SIGTERM
+    # Slow clients: a request's headers must arrive within header_timeout_s of its first
+    # byte (or of the connection), its whole body within request_read_timeout_s.
+    header_timeout_s: float = Field(10.0, gt=0)
+    request_read_timeout_s: float = Field(60.0, gt=0)
     access_log: bool = False
 
-    @field_validator("preload", "api_keys", "predict_api_keys", mode="before")
+    @field_validator("preload", mode="before")
     @classmethod
     def _lists(cls, value: object) -> object:
         return _split_list(value)
+
+    @field_validator("api_keys", "predict_api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> object:
+        # A variable that is set but holds no key (empty, or only separators) would start
+        # an open server without a word: refuse it. Messages never repeat a key.
+        if isinstance(value, str) and not _split_list(value):
+            raise ValueError("is set but holds no key (empty or only separators); unset it to run without keys")
+        keys = _split_list(value)
+        if isinstance(keys, list) and any(not isinstance(k, str) or not k.strip() for k in keys):
+            raise ValueError("holds an empty key")
+        return [k.strip() for k in keys] if isinstance(keys, list) else keys
 
     def resolved_torch_threads(self, cpu_count: int | None) -> int:
         return self.torch_threads or max(1, (cpu_count or 1) - 1)
@@ -107,6 +136,8 @@ class Settings(BaseSettings):
                 f"max_queue_rows ({self.max_queue_rows}) must be >= max_inputs_per_request "
                 f"({self.max_inputs_per_request}), or a full-size request could never be queued"
             )
-        if any(len(k) < 16 for k in [*self.api_keys, *self.predict_api_keys]):
-            raise ValueError("API keys must be at least 16 characters (use e.g. `openssl rand -hex 32`)")
+        for name, keys in (("BITFIT_API_KEYS", self.api_keys), ("BITFIT_PREDICT_API_KEYS", self.predict_api_keys)):
+            short = sum(len(k) < 16 for k in keys)
+            if short:  # count and position only: a key, even a rejected one, is never printed
+                raise ValueError(f"{name}: {short} of {len(keys)} keys are shorter than 16 characters (use `openssl rand -hex 32`)")
         return self

@@ -30,3 +30,26 @@ def upload(client: TestClient, bias_set: BiasSet, name: str | None = None, heade
 
 def replace(client: TestClient, task: str, bias_set: BiasSet, headers: dict | None = None):
     return client.put(f"/tasks/{task}", files={"file": ("set.safetensors", dumps(bias_set))}, headers=headers)
+
+
+@contextlib.contextmanager
+def live_server(store: Path, backbone, **settings) -> Iterator[str]:
+    """A real uvicorn (the `bitfit serve` config) on a free port, in a thread; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    from server.serve_cli import uvicorn_config
+    from tests.helpers import free_port, wait_until
+
+    config = Settings(store=store, port=free_port(), **settings)
+    server = uvicorn.Server(uvicorn_config(create_app(config, backbone=backbone), config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: server.started or not thread.is_alive(), timeout=60), "uvicorn did not start"
+        assert server.started, "uvicorn failed to start"
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -14,13 +14,13 @@ from fastapi.concurrency import run_in_threadpool
 from bias_store.errors import BiasSetTooLarge, FingerprintMismatch, InvalidBiasSet, TaskNotFound, VersionNotFound
 from bias_store.store import TaskRecord
 from engine import UnknownTask
-from server.auth import require_admin, require_reader
+from server.auth import GuardedRoute, require_admin, require_reader
 from server.deps import Services, get_services
 from server.errors import Forbidden, Unauthorized
 from server.routes.responses import errors
 from server.schemas import RollbackRequest, TaskInfo, TaskList, UploadResponse
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=GuardedRoute)
 
 _FILE_DOC = "A bias-set file (safetensors with bitfit metadata; see docs/FORMAT.md)."
 _NAME_DOC = "Task name overriding the one in the file's metadata."

@@ -74,7 +74,9 @@ def test_default_up_starts_only_the_cpu_server_and_the_worker(compose_default: d
 def test_server_service(compose_default: dict) -> None:
     server = compose_default["services"]["server"]
     assert server["build"]["dockerfile"] == "docker/Dockerfile" and server["build"]["target"] == "server"
-    assert {"published": "8000", "target": 8000} in [{k: p[k] for k in ("published", "target")} for p in server["ports"]]
+    assert {"published": "8000", "target": 8000, "host_ip": "127.0.0.1"} in [
+        {k: p.get(k) for k in ("published", "target", "host_ip")} for p in server["ports"]
+    ], "the port is published on localhost only unless BITFIT_BIND says otherwise"
     assert server["restart"] == "unless-stopped"
     assert server["healthcheck"]["test"][0] == "CMD"
     assert {"type": "volume", "source": "store", "target": "/data/store"} in [
@@ -83,6 +85,9 @@ def test_server_service(compose_default: dict) -> None:
     assert server["environment"]["BITFIT_STORE"] == "/data/store"
     for key in ("BITFIT_API_KEYS", "BITFIT_PREDICT_API_KEYS", "BITFIT_MAX_INPUTS_PER_REQUEST", "BITFIT_MAX_UPLOAD_BYTES"):
         assert key in server["environment"], key
+    # Keys are passed through only when the operator sets them: never an empty default
+    # (a set-but-empty key list is a start-up error).
+    assert server["environment"]["BITFIT_API_KEYS"] is None and server["environment"]["BITFIT_PREDICT_API_KEYS"] is None
 
 
 def test_worker_service(compose_default: dict) -> None:

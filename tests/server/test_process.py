@@ -138,7 +138,7 @@ def test_real_server_upload_predict_sync_and_graceful_shutdown(server, tiny_back
     assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
 
 
-def test_restart_with_the_same_preload_adds_no_version(tmp_path, tiny_backbone):
+def test_preload_never_goes_backwards(tmp_path, tiny_backbone):
     from bias_store.filesystem import FilesystemStore
     from server.metrics import Metrics
     from server.preload import PreloadError, preload
@@ -150,9 +150,17 @@ def test_restart_with_the_same_preload_adds_no_version(tmp_path, tiny_backbone):
     preload(store, validator, [file])
     preload(store, validator, [file])  # a restart
     assert [(r.name, r.version) for r in store.list()] == [("t", 1)]
-    file.write_bytes(dumps(random_bias_set(tiny_backbone.spec, "t", seed=2)))  # a retrained demo task
+    # An operator's update (v2) survives a restart with the older bundled file ...
+    store.put(validator(dumps(random_bias_set(tiny_backbone.spec, "t", seed=2))))
     preload(store, validator, [file])
     assert [(r.name, r.version) for r in store.list()] == [("t", 2)]
+    # ... unless the policy says replace (then identical bytes still add nothing).
+    preload(store, validator, [file], policy="replace")
+    preload(store, validator, [file], policy="replace")
+    assert [(r.name, r.version) for r in store.list()] == [("t", 3)]
+    store.delete("t")
+    preload(store, validator, [file])  # absent again: stored
+    assert [(r.name, r.version) for r in store.list()] == [("t", 1)]
     with pytest.raises(PreloadError, match="missing.safetensors"):
         preload(store, validator, [tmp_path / "missing.safetensors"])
     (tmp_path / "bad.safetensors").write_bytes(b"nope")

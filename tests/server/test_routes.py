@@ -168,7 +168,7 @@ def test_upload_size_limit_is_413(tmp_path, tiny_backbone):
         assert r.status_code == 413 and r.json()["error"]["code"] == "limit_exceeded"
         # No Content-Length (chunked): refused once the stream passes the limit.
         chunks = (b"\0" * (1 << 16) for _ in range(64))  # 4 MiB, far over size + 1 MiB slack
-        r = c.post("/tasks", content=chunks, headers={"content-type": "application/octet-stream"})
+        r = c.post("/tasks", content=chunks, headers={"content-type": "multipart/form-data; boundary=x"})
         assert r.status_code == 413 and "BITFIT_MAX_UPLOAD_BYTES" in r.json()["error"]["message"]
 
 

@@ -1,0 +1,51 @@
+"""Slow clients over real uvicorn: trickled headers are cut off, a trickled body gets a JSON 408."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from urllib.parse import urlsplit
+
+from tests.server_support import live_server
+
+
+def _trickle(url: str, data: bytes, every: float, deadline: float, head: bytes = b"") -> tuple[bytes, float]:
+    """Send ``head``, then ``data`` a byte every ``every`` seconds while reading; return what came back and when."""
+    parts = urlsplit(url)
+    started = time.monotonic()
+    with socket.create_connection((parts.hostname, parts.port), timeout=deadline) as sock:
+        sock.sendall(head)
+        sock.settimeout(every)
+        answer = b""
+        for byte in data:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:  # closed by the server
+                break
+            try:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            except TimeoutError:
+                pass
+            if time.monotonic() - started > deadline:
+                break
+        return answer, time.monotonic() - started
+
+
+def test_trickled_headers_and_bodies_are_cut_off(tmp_path, tiny_backbone):
+    with live_server(tmp_path / "s", tiny_backbone, header_timeout_s=1.0, request_read_timeout_s=1.0) as url:
+        head = b"POST /predict/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Pad: " + b"a" * 200
+        answer, seconds = _trickle(url, head, every=0.2, deadline=10)
+        assert answer == b"" and seconds < 3, (answer, seconds)  # closed without an answer, well before 40 s
+
+        body = b'{"inputs": "' + b"x" * 200 + b'"}'
+        head = b"POST /predict/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += f"Content-Length: {len(body)}\r\n\r\n".encode()
+        answer, seconds = _trickle(url, body, every=0.05, deadline=10, head=head)  # headers at once, the body slowly
+        status, _, rest = answer.partition(b"\r\n")
+        assert status.startswith(b"HTTP/1.1 408"), answer[:300]
+        assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
+        assert seconds < 3

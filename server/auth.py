@@ -19,10 +19,8 @@ GuardedRoute) and put the scheme into the OpenAPI document.
 from __future__ import annotations
 
 import hmac
-from typing import Literal
-
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute

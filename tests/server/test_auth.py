@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from pydantic import ValidationError
-
 import socket
 import time
 from urllib.parse import urlsplit
+
+import pytest
+from pydantic import ValidationError
 
 from server import cli
 from server.auth import key_matches

@@ -67,3 +67,15 @@ class VersionNotFound(BiasStoreError):
 
 class UnsupportedArchitecture(BiasStoreError):
     """The backbone's model_type has no entry in bias_store.sites (a start-up error)."""
+
+
+class StoreUnavailable(BiasStoreError):
+    """The store cannot be reached (HTTP 503): loaded tasks keep serving, mutations wait."""
+
+
+class ConcurrentUpdate(BiasStoreError):
+    """Another writer kept winning the race for the same task (HTTP 409): retry the request."""
+
+    def __init__(self, name: str, attempts: int) -> None:
+        super().__init__(f"task {name!r} was changed by other writers {attempts} times while this change was stored; retry")
+        self.name = name

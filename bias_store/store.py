@@ -23,6 +23,7 @@ class TaskRecord:
     size: int  # bytes of the stored file
     meta: BiasSetMeta
     versions: tuple[int, ...]  # every version kept, oldest first
+    generation: int = 0  # the change log entry of the mutation that returned this record (0: a read)
 
 
 class BiasStore(abc.ABC):

@@ -1,0 +1,177 @@
+"""S3 backend: any S3-compatible object store, through boto3, with no lock service.
+
+Layout under ``s3://bucket/prefix/``::
+
+    tasks/<name>/v000007.safetensors   immutable: created with If-None-Match: *, never overwritten
+    tasks/<name>/CURRENT               {"version", "sha256", "last_version"}; replaced with If-Match: <etag>
+    log/000000000042.json              one Change per mutation, created with If-None-Match: *
+    snapshots/000000001000.json        the catalog at a round generation (see changelog.py)
+
+Writers serialise on conditional writes: a version number, a log generation and a pointer
+replacement each succeed for exactly one writer; the loser re-reads and tries again, so
+no change is dropped. A deleted task keeps a tombstone pointer (version null) that
+remembers its last version number, so a re-upload never reuses a version object's key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+
+from bias_store.changelog import COMPACT_EVERY, Catalog, Change, ChangeLog
+from bias_store.errors import ConcurrentUpdate, TaskNotFound, VersionNotFound
+from bias_store.format import BiasSetMeta, read_header
+from bias_store.s3_objects import S3Objects
+from bias_store.store import BiasStore, TaskRecord
+from bias_store.validate import TASK_NAME
+
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 50  # pointer races lost in a row before a writer gives up with 409
+
+
+class S3Store(BiasStore):
+    def __init__(self, objects: S3Objects, keep_versions: int = 5, compact_every: int = COMPACT_EVERY) -> None:
+        if keep_versions < 1:
+            raise ValueError("keep_versions must be >= 1 (the current version is always kept)")
+        self.objects, self.keep_versions = objects, keep_versions
+        self.log = ChangeLog(objects, compact_every)
+        self._meta_cache: dict[tuple[str, str], BiasSetMeta] = {}  # (name, sha256) -> metadata
+
+    @classmethod
+    def from_url(cls, url: str, keep_versions: int = 5, endpoint_url: str | None = None) -> S3Store:
+        return cls(S3Objects.from_url(url, endpoint_url), keep_versions)
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.objects.url!r})"
+
+    # -- keys and pointers ---------------------------------------------------------------
+    @staticmethod
+    def _version_key(name: str, version: int) -> str:
+        return f"tasks/{name}/v{version:06d}.safetensors"
+
+    def _pointer(self, name: str) -> tuple[dict | None, str | None]:
+        """The task's pointer and its ETag; (None, None) if it never existed."""
+        found = self.objects.get(f"tasks/{name}/CURRENT")
+        if found is None:
+            return None, None
+        body, etag = found
+        return json.loads(body), etag
+
+    def _current(self, name: str) -> dict:
+        pointer = self._pointer(name)[0] if TASK_NAME.fullmatch(name) else None
+        if pointer is None or pointer["version"] is None:
+            raise TaskNotFound(name, sorted(self.catalog()[1])[:20])
+        return pointer
+
+    def _versions(self, name: str) -> list[int]:
+        keys = self.objects.list(f"tasks/{name}/v")
+        return sorted(int(k.rsplit("/v", 1)[1].split(".")[0]) for k in keys)
+
+    def _record(self, name: str, version: int, sha: str, data: bytes) -> TaskRecord:
+        meta = self._meta_cache.get((name, sha))
+        if meta is None:
+            meta = self._meta_cache[(name, sha)] = BiasSetMeta.from_header(read_header(data).get("__metadata__"))
+        return TaskRecord(name, version, sha, len(data), meta, tuple(self._versions(name)))
+
+    # -- reads ---------------------------------------------------------------------------
+    def list(self) -> list[TaskRecord]:
+        records = []
+        for name in sorted(self.catalog()[1]):
+            try:
+                records.append(self.get(name)[0])
+            except TaskNotFound:
+                continue  # deleted while we listed
+        return records
+
+    def get(self, name: str, version: int | None = None) -> tuple[TaskRecord, bytes]:
+        if version is None:
+            version = self._current(name)["version"]
+        data = self.read(name, version)
+        return self._record(name, version, hashlib.sha256(data).hexdigest(), data), data
+
+    def read(self, name: str, version: int) -> bytes:
+        found = self.objects.get(self._version_key(name, version)) if TASK_NAME.fullmatch(name) else None
+        if found is None:
+            if self._pointer(name)[0] is None:
+                raise TaskNotFound(name)
+            raise VersionNotFound(name, version, self._versions(name))
+        return found[0]
+
+    def generation(self) -> int:
+        return self.log.head()
+
+    def changes(self, after: int) -> list[Change]:
+        return self.log.changes(after)
+
+    def catalog(self) -> tuple[int, Catalog]:
+        return self.log.catalog()
+
+    def state(self) -> dict[str, str]:
+        return {name: change.sha256 for name, change in self.catalog()[1].items()}
+
+    # -- mutations -----------------------------------------------------------------------
+    def put(self, upload: ValidatedUpload) -> TaskRecord:
+        name, data = upload.name, upload.data
+        sha = hashlib.sha256(data).hexdigest()
+        self._meta_cache[(name, sha)] = upload.bias_set.meta
+        pointer, _ = self._pointer(name)
+        version = (pointer["last_version"] if pointer else 0) + 1
+        # A version number is taken by whoever creates its object first; a loser (or a key
+        # left by a writer that died before its pointer) just takes the next number.
+        while not self.objects.create(self._version_key(name, version), data, {"sha256": sha}):
+            version += 1
+        self._swap_pointer(name, lambda p: {"version": version, "sha256": sha, "last_version": max(version, _last(p))})
+        generation = self.log.append(name, version, sha)
+        self._prune(name, keep_also=version)
+        log.info("stored task %s version %d (%d bytes, generation %d)", name, version, len(data), generation)
+        return TaskRecord(name, version, sha, len(data), upload.bias_set.meta, tuple(self._versions(name)), generation)
+
+    def delete(self, name: str) -> int:
+        self._current(name)
+        self._swap_pointer(name, lambda p: _require_live(name, p) and {"version": None, "sha256": None, "last_version": _last(p)})
+        generation = self.log.append(name, None, None)
+        for version in self._versions(name):  # the tombstone already hides them; free the space
+            self.objects.delete(self._version_key(name, version))
+        log.info("deleted task %s (generation %d)", name, generation)
+        return generation
+
+    def rollback(self, name: str, version: int) -> TaskRecord:
+        self._current(name)
+        sha = self.objects.metadata(self._version_key(name, version)).get("sha256")
+        if sha is None:
+            raise VersionNotFound(name, version, self._versions(name))
+        self._swap_pointer(name, lambda p: _require_live(name, p) and {"version": version, "sha256": sha, "last_version": _last(p)})
+        generation = self.log.append(name, version, sha)
+        data = self.read(name, version)
+        log.info("rolled task %s back to version %d (generation %d)", name, version, generation)
+        return dataclasses.replace(self._record(name, version, sha, data), generation=generation)
+
+    def _swap_pointer(self, name: str, new) -> None:
+        """Replace the pointer with ``new(old)`` if nobody replaced it meanwhile; else re-read and redo."""
+        for _ in range(MAX_ATTEMPTS):
+            pointer, etag = self._pointer(name)
+            body = json.dumps(new(pointer)).encode()
+            if self.objects.replace(f"tasks/{name}/CURRENT", body, etag):
+                return
+        raise ConcurrentUpdate(name, MAX_ATTEMPTS)
+
+    def _prune(self, name: str, keep_also: int) -> None:
+        versions = self._versions(name)
+        for version in versions[: max(0, len(versions) - self.keep_versions)]:
+            if version != keep_also:
+                self.objects.delete(self._version_key(name, version))
+
+
+def _last(pointer: dict | None) -> int:
+    return pointer["last_version"] if pointer else 0
+
+
+def _require_live(name: str, pointer: dict | None) -> bool:
+    """Inside a pointer swap: the task was deleted by someone else meanwhile."""
+    if pointer is None or pointer["version"] is None:
+        raise TaskNotFound(name)
+    return True

@@ -3,18 +3,21 @@
 Layout under ``root``::
 
     .lock                         flock'ed by every mutation (threads and processes)
-    GENERATION                    bumped by every mutation; watchers poll only this file
     tasks/<name>/v000007.safetensors
     tasks/<name>/CURRENT          "<version> <sha256>", replaced atomically
+    log/000000000042.json         the change log: one entry per mutation (changelog.py)
+    snapshots/000000001000.json   the catalog at a round generation
 
 Every write is temp file + fsync + rename + fsync(dir), so a crash at any moment leaves a
 task at its old or its new version. A version file is written before CURRENT points at
-it, and is never modified afterwards, so readers need no lock.
+it, and is never modified afterwards, so readers need no lock. The log entry is
+appended under the same lock right after CURRENT changes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -24,7 +27,9 @@ import threading
 import uuid
 from pathlib import Path
 
+from bias_store.changelog import COMPACT_EVERY, Catalog, Change, ChangeLog
 from bias_store.errors import TaskNotFound, VersionNotFound
+from bias_store.folder_objects import FolderObjects
 from bias_store.format import BiasSetMeta, read_header
 from bias_store.store import BiasStore, TaskRecord
 from bias_store.validate import TASK_NAME, ValidatedUpload
@@ -62,7 +67,7 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
 
 
 class FilesystemStore(BiasStore):
-    def __init__(self, root: str | os.PathLike, keep_versions: int = 5) -> None:
+    def __init__(self, root: str | os.PathLike, keep_versions: int = 5, compact_every: int = COMPACT_EVERY) -> None:
         if keep_versions < 1:
             raise ValueError("keep_versions must be >= 1 (the current version is always kept)")
         self.root = Path(root)
@@ -72,6 +77,9 @@ class FilesystemStore(BiasStore):
         self.keep_versions = keep_versions
         self._thread_lock = threading.Lock()
         self._meta_cache: dict[tuple[str, str], BiasSetMeta] = {}  # (name, sha256) -> metadata
+        self.log = ChangeLog(FolderObjects(self.root), compact_every)
+        if not (self.root / "log").is_dir():
+            self._start_log()
 
     def __repr__(self) -> str:
         return f"FilesystemStore({str(self.root)!r})"
@@ -84,17 +92,28 @@ class FilesystemStore(BiasStore):
             try:
                 yield
             finally:
-                self._bump_generation()
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _bump_generation(self) -> None:
-        atomic_write(self.root / "GENERATION", uuid.uuid4().hex.encode(), durable=False)
+    def _start_log(self) -> None:
+        """A store made before the change log: its tasks become the snapshot at generation 0."""
+        with self._locked():
+            if (self.root / "log").is_dir():
+                return  # another process did it first
+            catalog = {}
+            for name in os.listdir(self.tasks_dir):
+                current = self._current(name)
+                if current is not None:
+                    catalog[name] = Change(0, name, *current)
+            self.log.write_snapshot(0, catalog)
+            (self.root / "log").mkdir()
+            (self.root / "GENERATION").unlink(missing_ok=True)  # the old change signal
+        log.info("store %s: change log started with %d tasks", self.root, len(catalog))
 
     # -- paths and reads -----------------------------------------------------------------
     def _existing_task_dir(self, name: str) -> Path:
         """The folder of a task that exists now; TaskNotFound otherwise (bad names included)."""
         if not TASK_NAME.fullmatch(name) or self._current(name) is None:
-            raise TaskNotFound(name, [r.name for r in self.list()])
+            raise TaskNotFound(name, sorted(self.catalog()[1])[:20])
         return self.tasks_dir / name
 
     @staticmethod
@@ -136,19 +155,21 @@ class FilesystemStore(BiasStore):
                 records.append(self._record(name, *current))
         return records
 
-    def state(self) -> dict[str, str]:
-        out = {}
-        for name in os.listdir(self.tasks_dir):
-            current = self._current(name)
-            if current is not None:
-                out[name] = current[1]
-        return out
+    def generation(self) -> int:
+        return self.log.head()
 
-    def generation(self) -> str:
+    def changes(self, after: int) -> list[Change]:
+        return self.log.changes(after)
+
+    def catalog(self) -> tuple[int, Catalog]:
+        return self.log.catalog()
+
+    def read(self, name: str, version: int) -> bytes:
+        task_dir = self._existing_task_dir(name)
         try:
-            return (self.root / "GENERATION").read_text()
+            return self._version_file(task_dir, version).read_bytes()
         except FileNotFoundError:
-            return ""
+            raise VersionNotFound(name, version, self._versions(task_dir)) from None
 
     def get(self, name: str, version: int | None = None) -> tuple[TaskRecord, bytes]:
         task_dir = self._existing_task_dir(name)
@@ -174,11 +195,12 @@ class FilesystemStore(BiasStore):
             version = max(versions + [current[0] if current else 0]) + 1
             atomic_write(self._version_file(task_dir, version), payload)
             atomic_write(task_dir / "CURRENT", f"{version} {sha}".encode())
+            generation = self.log.append(name, version, sha)
             self._prune(task_dir, keep_also=version)
-        log.info("stored task %s version %d (%d bytes)", name, version, len(payload))
-        return self._record(name, version, sha, payload)
+        log.info("stored task %s version %d (%d bytes, generation %d)", name, version, len(payload), generation)
+        return dataclasses.replace(self._record(name, version, sha, payload), generation=generation)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str) -> int:
         with self._locked():
             task_dir = self._existing_task_dir(name)
             trash = self.root / ".trash"
@@ -186,8 +208,10 @@ class FilesystemStore(BiasStore):
             graveyard = trash / f"{name}-{uuid.uuid4().hex}"
             os.replace(task_dir, graveyard)  # atomic: the task is gone in one step
             _fsync_dir(self.tasks_dir)
+            generation = self.log.append(name, None, None)
         shutil.rmtree(graveyard, ignore_errors=True)
-        log.info("deleted task %s", name)
+        log.info("deleted task %s (generation %d)", name, generation)
+        return generation
 
     def rollback(self, name: str, version: int) -> TaskRecord:
         with self._locked():
@@ -198,8 +222,9 @@ class FilesystemStore(BiasStore):
             data = path.read_bytes()
             sha = hashlib.sha256(data).hexdigest()
             atomic_write(task_dir / "CURRENT", f"{version} {sha}".encode())
-        log.info("rolled task %s back to version %d", name, version)
-        return self._record(name, version, sha, data)
+            generation = self.log.append(name, version, sha)
+        log.info("rolled task %s back to version %d (generation %d)", name, version, generation)
+        return dataclasses.replace(self._record(name, version, sha, data), generation=generation)
 
     def _prune(self, task_dir: Path, keep_also: int) -> None:
         versions = self._versions(task_dir)

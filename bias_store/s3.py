@@ -25,8 +25,7 @@ from bias_store.errors import ConcurrentUpdate, TaskNotFound, VersionNotFound
 from bias_store.format import BiasSetMeta, read_header
 from bias_store.s3_objects import S3Objects
 from bias_store.store import BiasStore, TaskRecord
-from bias_store.validate import TASK_NAME
-
+from bias_store.validate import TASK_NAME, ValidatedUpload
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +108,6 @@ class S3Store(BiasStore):
 
     def catalog(self) -> tuple[int, Catalog]:
         return self.log.catalog()
-
-    def state(self) -> dict[str, str]:
-        return {name: change.sha256 for name, change in self.catalog()[1].items()}
 
     # -- mutations -----------------------------------------------------------------------
     def put(self, upload: ValidatedUpload) -> TaskRecord:

@@ -2,8 +2,9 @@
 
 A backend keeps every task's bias sets with integer versions; a reader always gets one
 whole version. ``put`` stores a set the caller has already validated (``validate_upload``),
-so the bytes are parsed once per upload. A second backend (S3, a database) is one new file
-implementing ``BiasStore``.
+so the bytes are parsed once per upload. Every mutation appends one entry to the store's
+change log (changelog.py), which replicas tail instead of scanning the catalog.
+Backends: filesystem.py (a folder) and s3.py (an S3 prefix); ``open_store`` picks one by URL.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from bias_store.changelog import Catalog, Change
 from bias_store.format import BiasSetMeta
 from bias_store.validate import ValidatedUpload
 
@@ -36,21 +38,33 @@ class BiasStore(abc.ABC):
         """One whole version of a task (the current one by default) and its file bytes."""
 
     @abc.abstractmethod
-    def put(self, upload: ValidatedUpload) -> TaskRecord:
-        """Store a validated bias set's bytes as its task's next version."""
+    def read(self, name: str, version: int) -> bytes:
+        """The file bytes of one stored version (what a replica loads for a log entry)."""
 
     @abc.abstractmethod
-    def delete(self, name: str) -> None:
-        """Remove a task and all its versions."""
+    def put(self, upload: ValidatedUpload) -> TaskRecord:
+        """Store a validated bias set's bytes as its task's next version; logs one change."""
+
+    @abc.abstractmethod
+    def delete(self, name: str) -> int:
+        """Remove a task and all its versions; logs one change and returns its generation."""
 
     @abc.abstractmethod
     def rollback(self, name: str, version: int) -> TaskRecord:
-        """Serve an earlier kept version again."""
+        """Serve an earlier kept version again; logs one change."""
 
     @abc.abstractmethod
+    def generation(self) -> int:
+        """The newest change log generation (0: nothing was ever stored)."""
+
+    @abc.abstractmethod
+    def changes(self, after: int) -> list[Change]:
+        """The log entries after generation ``after``, oldest first; LogTruncated if compacted away."""
+
+    @abc.abstractmethod
+    def catalog(self) -> tuple[int, Catalog]:
+        """Every task's current version and the generation they are at (snapshot + tail)."""
+
     def state(self) -> dict[str, str]:
-        """A snapshot ``{task name: sha256 of its current file}`` for change detection."""
-
-    @abc.abstractmethod
-    def generation(self) -> str:
-        """A token that changes whenever anything in the store changes (cheap to poll)."""
+        """``{task name: sha256 of its current file}``."""
+        return {name: change.sha256 for name, change in self.catalog()[1].items()}

@@ -8,19 +8,21 @@ process.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from bias_store.filesystem import FilesystemStore
+from bias_store.open_store import open_store
 from engine import Backbone, Engine, load_backbone
 from server.batcher import Batcher
 from server.deps import Services
 from server.errors import install_error_handlers
 from server.metrics import Metrics
-from server.middleware import RequestGuard
+from server.middleware import ReplicaHeader, RequestGuard
 from server.mutations import TaskMutations
 from server.preload import preload
 from server.routes import health, metrics, predict, tasks
@@ -49,7 +51,7 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     if backbone is None:
         backbone = load_backbone(settings.backbone, settings.device, settings.dtype)
     validator = UploadValidator(backbone.spec, settings.max_upload_bytes, metrics)
-    store = FilesystemStore(settings.store, keep_versions=settings.keep_versions)
+    store = open_store(settings.store, settings.keep_versions, settings.s3_endpoint_url)
     preload(store, validator, settings.preload, settings.preload_policy)
     # Room for every stored task up front, so start-up does not regrow the table many times;
     # later uploads grow it by 6.25% steps.
@@ -99,5 +101,6 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     for module in (predict, tasks, health, metrics):
         app.include_router(module.router)
     app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")
     install_error_handlers(app)  # last: its catch-all wraps every middleware above
     return app

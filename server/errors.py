@@ -23,8 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bias_store.errors import (
     BiasSetTooLarge,
     BiasStoreError,
+    ConcurrentUpdate,
     FingerprintMismatch,
     InvalidBiasSet,
+    StoreUnavailable,
     TaskNotFound,
     VersionNotFound,
 )
@@ -69,6 +71,10 @@ class NotReady(ServerError):
     """Starting up or shutting down: no new work is accepted."""
 
 
+class GenerationNotReached(ServerError):
+    """A request asked for a store generation this server has not applied in time (Retry-After)."""
+
+
 class ClientGone(ServerError):
     """The client disconnected before its answer was ready (nobody reads this response)."""
 
@@ -80,6 +86,7 @@ class HttpError:
     description: str  # for the OpenAPI answers
     extra: Callable[[Exception], dict] = field(default=lambda exc: {})  # more body fields
     setting: str | None = None  # the setting behind a limit, named in the message
+    headers: dict[str, str] | None = None  # when the exception carries none (a domain error)
 
 
 def _reason(exc: Exception) -> dict:
@@ -107,7 +114,13 @@ HTTP_ERRORS: dict[type[BaseException], HttpError] = {
     Unauthorized: HttpError(401, "unauthorized", "No API key (`Authorization: Bearer <key>`) where one is required."),
     Forbidden: HttpError(403, "forbidden", "The API key is not valid for this endpoint."),
     Overloaded: HttpError(503, "overloaded", "Overloaded: the batch queue is full; see Retry-After."),
-    NotReady: HttpError(503, "not_ready", "Not ready: starting up, shutting down or the store sync failing; see Retry-After."),
+    NotReady: HttpError(503, "not_ready", "Not ready: starting up or shutting down; see Retry-After."),
+    StoreUnavailable: HttpError(503, "store_unavailable",
+                                "The bias store cannot be reached: loaded tasks still serve, mutations wait; see Retry-After.",
+                                headers={"Retry-After": "5"}),
+    GenerationNotReached: HttpError(503, "generation_not_reached",
+                                    "This server has not applied the asked-for store generation in time; see Retry-After."),
+    ConcurrentUpdate: HttpError(409, "concurrent_update", "Other writers kept changing the task meanwhile; retry."),
     ClientGone: HttpError(499, "client_closed_request", "The client went away before its answer (never seen by it)."),
 }
 INTERNAL = HttpError(500, "internal_error", "A bug or a device error; the server log has the details.")
@@ -142,7 +155,7 @@ def error_response(exc: Exception) -> JSONResponse:
     if entry is INTERNAL:
         return _json(500, entry.code, "internal server error; the server log has the details")
     message = f"{exc} ({entry.setting})" if entry.setting else str(exc)
-    return _json(entry.status, entry.code, message, getattr(exc, "headers", None), **entry.extra(exc))
+    return _json(entry.status, entry.code, message, getattr(exc, "headers", None) or entry.headers, **entry.extra(exc))
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict]]:

@@ -118,3 +118,22 @@ class _Exchange:
         self.answered = True
         with contextlib.suppress(Exception):  # the connection may be gone already
             await error_response(error)(self.scope, self._receive, self._send)
+
+
+class ReplicaHeader:
+    """Names the answering server in ``X-Bitfit-Replica``: behind a load balancer or Ray's
+    proxy, a client (and a test) can tell which replica answered."""
+
+    def __init__(self, app: ASGIApp, name: str) -> None:
+        self.app, self.header = app, (b"x-bitfit-replica", name.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def named(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, named)

@@ -24,10 +24,12 @@ class TaskMutations:
             handle = self.sync.serve(upload.bias_set, record)
         return record, handle
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str) -> int:
+        """Returns the generation of the deletion's log entry."""
         with self.sync.lock:
-            self.store.delete(name)
+            generation = self.store.delete(name)
             self.sync.drop(name)
+        return generation
 
     def rollback(self, name: str, version: int) -> TaskRecord:
         with self.sync.lock:

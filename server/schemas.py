@@ -135,6 +135,10 @@ class TaskList(BaseModel):
 class UploadResponse(TaskInfo):
     num_params: int = Field(description="Parameters in the bias set (biases + head).")
     tensor_bytes: int = Field(description="Raw tensor bytes the task costs in memory.")
+    generation: int = Field(
+        description="The store change log entry of this upload: send it back as X-Bitfit-Min-Generation "
+        "to any replica to read this write there."
+    )
 
 
 class RollbackRequest(BaseModel):
@@ -151,13 +155,15 @@ class Ready(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "status": "ready", "backbone": "all-MiniLM-L6-v2", "model_type": "bert",
+                    "status": "ready", "store": "ok", "generation": 42, "backbone": "all-MiniLM-L6-v2", "model_type": "bert",
                     "fingerprint": "3be1...", "device": "cpu", "dtype": "float32", "tasks": 12, "queue_rows": 0,
                 }
             ]
         }
     )
-    status: str
+    status: str = Field(description='"ready", or "degraded" while the store cannot be reached')
+    store: str = Field(description='"ok", or "unreachable: <why>"')
+    generation: int = Field(description="The newest store change log entry this server has applied.")
     backbone: str
     model_type: str
     fingerprint: str

@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Defaults are None so that unset flags fall back to BITFIT_* variables, then to Settings.
     parser.add_argument("--host", help="interface to bind (BITFIT_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (BITFIT_PORT, default 8000)")
-    parser.add_argument("--store", type=Path, help="bias store folder, created if missing (BITFIT_STORE, default ./store)")
+    parser.add_argument(
+        "--store", help="bias store: a folder (created if missing), file://... or s3://bucket/prefix (BITFIT_STORE, default ./store)"
+    )
     parser.add_argument("--backbone", help="backbone path or id (BITFIT_BACKBONE, default: the packaged all-MiniLM-L6-v2)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (BITFIT_DEVICE, default auto)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="backbone dtype (BITFIT_DTYPE, default float32)")

@@ -7,6 +7,7 @@ and keeps it on ``app.state.settings``. docs/OPERATIONS.md lists every variable.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -43,7 +44,11 @@ class Settings(BaseSettings):
     # -- where and what to serve ----------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    store: Path = Path("store")  # the FilesystemStore root; created if missing
+    # A folder (created if missing), file://..., or s3://bucket/prefix (see docs/SCALING.md).
+    store: str = "store"
+    # The S3 endpoint for an s3:// store that is not AWS (MinIO, SeaweedFS, ...). Credentials
+    # and region come the standard AWS way (AWS_* variables, a profile, an IAM role).
+    s3_endpoint_url: str | None = None
     backbone: str | None = None  # path or id; None = the packaged all-MiniLM-L6-v2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
@@ -93,7 +98,11 @@ class Settings(BaseSettings):
     predict_api_keys: Annotated[list[str], NoDecode] = []
 
     # -- operations -----------------------------------------------------------------------
-    sync_interval_s: float = Field(0.25, gt=0)  # how often the store's generation is polled
+    sync_interval_s: float = Field(0.25, gt=0)  # how often the store's change log is polled
+    # How long a request asking for a generation (X-Bitfit-Min-Generation) may wait for it.
+    min_generation_timeout_s: float = Field(5.0, gt=0)
+    # Named in every answer's X-Bitfit-Replica header; "" = "<hostname>:<pid>".
+    replica_name: str = ""
     metrics_max_tasks: int = Field(100, ge=0)  # distinct task labels; the rest are "other"
     graceful_timeout_s: float = Field(30.0, gt=0)  # in-flight requests get this long on SIGTERM
     # Slow clients: a request's headers must arrive within header_timeout_s of its first
@@ -118,6 +127,10 @@ class Settings(BaseSettings):
         if isinstance(keys, list) and any(not isinstance(k, str) or not k.strip() for k in keys):
             raise ValueError("holds an empty key")
         return [k.strip() for k in keys] if isinstance(keys, list) else keys
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store(cls, value: object) -> object:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     def resolved_torch_threads(self, cpu_count: int | None) -> int:
         return self.torch_threads or max(1, (cpu_count or 1) - 1)

@@ -1,17 +1,21 @@
-"""Keeping the engine equal to the store: the start-up load and other processes' changes.
+"""Keeping the engine equal to the store: the start-up load, then the store's change log.
 
-The store is the source of truth. Changes made by any other process (a second server, the
-training worker) are found by a watcher thread that polls the store's cheap
-``generation()`` and then reconciles the engine with ``state()`` (task -> sha256 of its
-current file). Mutations made through this server (server/mutations.py) take the same lock.
+The store is the source of truth. Start-up reads its catalog (a compacted snapshot plus
+the log's tail) and loads every task. A watcher thread then polls the change log every
+``interval`` and applies only the entries after the generation it has reached, so the
+cost of keeping up is per change, not per task in the catalog. Mutations made through
+this server (server/mutations.py) take the same lock and are served at once; their own
+log entries are then recognised by sha256 and skipped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 
-from bias_store.errors import InvalidBiasSet, TaskNotFound
+from bias_store.changelog import Catalog, Change, LogTruncated, latest_per_task
+from bias_store.errors import InvalidBiasSet, TaskNotFound, VersionNotFound
 from bias_store.format import BiasSet
 from bias_store.store import BiasStore, TaskRecord
 from engine import Engine, TaskHandle, UnknownTask
@@ -24,11 +28,18 @@ class StoreSync:
     def __init__(self, store: BiasStore, engine: Engine, validator: UploadValidator, interval: float = 0.25) -> None:
         self.store, self.engine, self.validator = store, engine, validator
         self.interval = interval
-        self.healthy = True  # False while the last sync attempt failed (reported by /readyz)
+        self.generation = 0  # the newest log entry applied to the engine
+        self.error: str | None = None  # why the last poll failed (None: the store answered)
         self.lock = threading.RLock()  # a store write and its engine update happen as one step
         self._unservable: dict[str, str] = {}  # task -> sha256 of a stored file this backbone rejects
+        self._advanced = threading.Condition()
+        self._wake = threading.Event()  # a reader waiting for a generation asks for a poll now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.error is None
 
     def serve(self, bias_set: BiasSet, record: TaskRecord) -> TaskHandle:
         """Register a stored version with the engine (call under ``lock``)."""
@@ -43,61 +54,108 @@ class StoreSync:
         except UnknownTask:
             pass
 
-    def reconcile(self) -> int:
-        """Make the engine serve exactly the store's current versions; returns tasks changed."""
-        changed = 0
+    # -- catching up ----------------------------------------------------------------------
+    def reload(self) -> int:
+        """Make the engine serve exactly the store's catalog; returns tasks changed."""
+        generation, catalog = self.store.catalog()
         with self.lock:
-            state = self.store.state()
-            loaded = {name: handle.sha256 for name, handle in self.engine.tasks().items()}
-            for name in sorted(loaded.keys() - state.keys()):
-                self.drop(name)
-                changed += 1
-            for name, sha in sorted(state.items()):
-                if loaded.get(name) == sha or self._unservable.get(name) == sha:
-                    continue
-                changed += self._load(name)
+            changed = self._apply_catalog(catalog)
+        self._advance(generation)
         return changed
 
-    def _load(self, name: str) -> int:
+    def _apply_catalog(self, catalog: Catalog) -> int:
+        loaded = {name: handle.sha256 for name, handle in self.engine.tasks().items()}
+        for name in sorted(loaded.keys() - catalog.keys()):
+            self.drop(name)
+        return len(loaded.keys() - catalog.keys()) + sum(self._apply(c) for c in catalog.values())
+
+    def poll(self) -> int:
+        """Apply the log entries after our generation; returns tasks changed."""
         try:
-            record, data = self.store.get(name)
-        except TaskNotFound:
-            return 0  # deleted since state(); the next generation change unregisters it
+            changes = self.store.changes(self.generation)
+        except LogTruncated:
+            log.warning("fell behind the compacted change log at generation %d; reloading the catalog", self.generation)
+            return self.reload()
+        if not changes:
+            return 0
+        with self.lock:
+            changed = sum(self._apply(c) for c in latest_per_task(changes))
+        self._advance(changes[-1].generation)
+        return changed
+
+    def _apply(self, change: Change) -> int:
+        """Bring one task to ``change``; 1 if the engine changed."""
+        if change.deleted:
+            try:
+                self.engine.get(change.task)
+            except UnknownTask:
+                return 0
+            self.drop(change.task)
+            return 1
         try:
-            upload = self.validator(data, name)
+            loaded = self.engine.get(change.task).sha256
+        except UnknownTask:
+            loaded = None
+        if change.sha256 in (loaded, self._unservable.get(change.task)):
+            return 0  # already served (e.g. our own upload), or known not to fit this backbone
+        try:
+            data = self.store.read(change.task, change.version)
+        except (TaskNotFound, VersionNotFound):
+            return 0  # deleted or pruned since: a later entry in the log says what came next
+        if hashlib.sha256(data).hexdigest() != change.sha256:
+            return 0  # the task was deleted and stored again since; a later entry covers it
+        try:
+            upload = self.validator(data, change.task)
         except InvalidBiasSet as exc:
             # e.g. the store was filled for another backbone: serve the rest, say why once.
-            log.error("task %s v%d in the store cannot be served by this backbone: %s", name, record.version, exc)
-            self._unservable[name] = record.sha256
-            self.drop(name)
+            log.error("task %s v%d in the store cannot be served by this backbone: %s", change.task, change.version, exc)
+            self._unservable[change.task] = change.sha256
+            self.drop(change.task)
             return 1
-        self.engine.register(upload.bias_set, record.version, record.sha256)
-        log.debug("loaded task %s v%d from the store", name, record.version)
+        self.engine.register(upload.bias_set, change.version, change.sha256)
         return 1
 
+    def _advance(self, generation: int) -> None:
+        with self._advanced:
+            self.generation = max(self.generation, generation)
+            self._advanced.notify_all()
+
+    def wait_for(self, generation: int, timeout: float) -> bool:
+        """Block until the engine has applied ``generation`` (read-your-writes); False on timeout."""
+        with self._advanced:
+            if self.generation >= generation:
+                return True
+            self._wake.set()
+            return self._advanced.wait_for(lambda: self.generation >= generation, timeout)
+
+    # -- the watcher --------------------------------------------------------------------------
     def start(self) -> None:
-        """Load every task in the store, then follow changes on a watcher thread."""
-        generation = self.store.generation()
-        count = self.reconcile()
-        log.info("store %r: %d tasks loaded", self.store, count)
-        self._thread = threading.Thread(target=self._watch, args=(generation,), name="bitfit-store-sync", daemon=True)
+        """Load every task in the store, then follow the change log on a watcher thread."""
+        count = self.reload()
+        log.info("store %r: %d tasks loaded at generation %d", self.store, count, self.generation)
+        self._thread = threading.Thread(target=self._watch, name="bitfit-store-sync", daemon=True)
         self._thread.start()
 
-    def _watch(self, seen: str) -> None:
-        while not self._stop.wait(self.interval):
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                generation = self.store.generation()
-                if generation != seen:
-                    seen = generation  # read before reconciling: later changes bump it again
-                    changed = self.reconcile()
-                    if changed:
-                        log.info("store changed elsewhere: %d tasks updated", changed)
-                self.healthy = True
-            except Exception:  # keep watching: a transient FS error must not end syncing
-                log.exception("store sync failed; retrying in %.2fs", self.interval)
-                self.healthy = False
+                changed = self.poll()
+                if changed:
+                    log.info("store changed elsewhere: %d tasks updated (generation %d)", changed, self.generation)
+                if self.error is not None:
+                    log.warning("store reachable again; caught up to generation %d", self.generation)
+                self.error = None
+            except Exception as exc:  # keep watching: the store may come back
+                if self.error is None:
+                    log.exception("store sync failed; retrying every %.2fs", self.interval)
+                self.error = f"{type(exc).__name__}: {exc}"
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

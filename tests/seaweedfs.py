@@ -94,8 +94,8 @@ class SeaweedFS:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
+            try:  # weed may take ~15 s to shut down cleanly; its data is on disk already
+                self.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

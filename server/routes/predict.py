@@ -10,16 +10,17 @@ from fastapi.exceptions import RequestValidationError
 from engine import InvalidInput, Prediction, UnknownTask
 from server import inference
 from server.auth import GuardedRoute, require_reader
-from server.deps import Services, get_services
-from server.errors import Forbidden, LimitExceeded, NotReady, Overloaded, Unauthorized, status_of
+from server.deps import Services, get_services, min_generation
+from server.errors import Forbidden, GenerationNotReached, LimitExceeded, NotReady, Overloaded, Unauthorized, status_of
 from server.inference import PredictItem, TaskResult
 from server.routes.responses import errors
 from server.schemas import Inputs, MultiPredictRequest, MultiPredictResponse, PredictOptions, PredictRequest, PredictResponse, TextPair
 
-router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader)], route_class=GuardedRoute)
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=GuardedRoute)
 
 ERRORS = errors(
-    Unauthorized, Forbidden, UnknownTask, LimitExceeded, InvalidInput, RequestValidationError, Overloaded, NotReady
+    Unauthorized, Forbidden, UnknownTask, LimitExceeded, InvalidInput, RequestValidationError, Overloaded, NotReady,
+    GenerationNotReached,
 )
 
 

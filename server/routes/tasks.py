@@ -11,12 +11,20 @@ import time
 from fastapi import APIRouter, Body, Depends, File, Form, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from bias_store.errors import BiasSetTooLarge, FingerprintMismatch, InvalidBiasSet, TaskNotFound, VersionNotFound
+from bias_store.errors import (
+    BiasSetTooLarge,
+    ConcurrentUpdate,
+    FingerprintMismatch,
+    InvalidBiasSet,
+    StoreUnavailable,
+    TaskNotFound,
+    VersionNotFound,
+)
 from bias_store.store import TaskRecord
 from engine import UnknownTask
 from server.auth import GuardedRoute, require_admin, require_reader
-from server.deps import Services, get_services
-from server.errors import Forbidden, Unauthorized
+from server.deps import Services, get_services, min_generation
+from server.errors import Forbidden, GenerationNotReached, Unauthorized
 from server.routes.responses import errors
 from server.schemas import RollbackRequest, TaskInfo, TaskList, UploadResponse
 
@@ -25,8 +33,10 @@ router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=GuardedRoute)
 _FILE_DOC = "A bias-set file (safetensors with bitfit metadata; see docs/FORMAT.md)."
 _NAME_DOC = "Task name overriding the one in the file's metadata."
 _AUTH = (Unauthorized, Forbidden)
-_UPLOAD_ERRORS = errors(*_AUTH, FingerprintMismatch, BiasSetTooLarge, InvalidBiasSet)
-_ROLLBACK_ERRORS = errors(*_AUTH, TaskNotFound, VersionNotFound, InvalidBiasSet)
+_STORE = (StoreUnavailable, ConcurrentUpdate)  # what a mutation of a shared store can meet
+_UPLOAD_ERRORS = errors(*_AUTH, FingerprintMismatch, BiasSetTooLarge, InvalidBiasSet, *_STORE)
+_ROLLBACK_ERRORS = errors(*_AUTH, TaskNotFound, VersionNotFound, InvalidBiasSet, *_STORE)
+GENERATION_HEADER = "X-Bitfit-Generation"  # the store change log entry a mutation made
 
 
 def _info(record: TaskRecord, services: Services) -> dict:
@@ -43,13 +53,17 @@ def _info(record: TaskRecord, services: Services) -> dict:
     }
 
 
-async def _upload(services: Services, file: UploadFile, name: str | None) -> dict:
+async def _upload(services: Services, file: UploadFile, name: str | None, response: Response) -> dict:
     started = time.perf_counter()
     data = await file.read()
     record, handle = await run_in_threadpool(services.mutations.put, data, name)
     services.metrics.upload_seconds.observe(time.perf_counter() - started)
+    response.headers[GENERATION_HEADER] = str(record.generation)
     # Bias sets are fp32 by format (the validator enforces it): 4 bytes per parameter.
-    return {**_info(record, services), "num_params": handle.num_bytes // 4, "tensor_bytes": handle.num_bytes}
+    return {
+        **_info(record, services), "num_params": handle.num_bytes // 4, "tensor_bytes": handle.num_bytes,
+        "generation": record.generation,
+    }
 
 
 @router.post(
@@ -57,12 +71,14 @@ async def _upload(services: Services, file: UploadFile, name: str | None) -> dic
     responses=_UPLOAD_ERRORS, summary="Upload a bias set (a new task or a new version)",
 )
 async def upload_task(
+    response: Response,
     file: UploadFile = File(description=_FILE_DOC),
     name: str | None = Form(None, description=_NAME_DOC, max_length=200),
     services: Services = Depends(get_services),
 ) -> dict:
-    """Validated by the store, then servable by the very next request."""
-    return await _upload(services, file, name or None)
+    """Validated, stored, then servable here by the very next request, and on every other
+    replica once it has applied the answer's `generation` (X-Bitfit-Min-Generation waits for it)."""
+    return await _upload(services, file, name or None, response)
 
 
 @router.put(
@@ -70,21 +86,24 @@ async def upload_task(
     responses=_UPLOAD_ERRORS, summary="Replace a task with a new version",
 )
 async def replace_task(
-    task: str, file: UploadFile = File(description=_FILE_DOC), services: Services = Depends(get_services)
+    task: str, response: Response, file: UploadFile = File(description=_FILE_DOC), services: Services = Depends(get_services)
 ) -> dict:
     """Stores the file as `task`'s next version (whatever name its metadata holds)."""
-    return await _upload(services, file, task)
+    return await _upload(services, file, task, response)
 
 
-@router.get("", response_model=TaskList, dependencies=[Depends(require_reader)], responses=errors(*_AUTH), summary="List tasks")
+@router.get(
+    "", response_model=TaskList, dependencies=[Depends(require_reader), Depends(min_generation)],
+    responses=errors(*_AUTH, GenerationNotReached), summary="List tasks",
+)
 async def list_tasks(services: Services = Depends(get_services)) -> dict:
     records = await run_in_threadpool(services.store.list)
     return {"tasks": [_info(r, services) for r in records]}
 
 
 @router.get(
-    "/{task}", response_model=TaskInfo, dependencies=[Depends(require_reader)], responses=errors(*_AUTH, TaskNotFound),
-    summary="One task and its versions",
+    "/{task}", response_model=TaskInfo, dependencies=[Depends(require_reader), Depends(min_generation)],
+    responses=errors(*_AUTH, TaskNotFound, GenerationNotReached), summary="One task and its versions",
 )
 async def get_task(task: str, services: Services = Depends(get_services)) -> dict:
     record, _ = await run_in_threadpool(services.store.get, task)
@@ -92,13 +111,13 @@ async def get_task(task: str, services: Services = Depends(get_services)) -> dic
 
 
 @router.delete(
-    "/{task}", status_code=204, dependencies=[Depends(require_admin)], responses=errors(*_AUTH, TaskNotFound),
+    "/{task}", status_code=204, dependencies=[Depends(require_admin)], responses=errors(*_AUTH, TaskNotFound, *_STORE),
     summary="Delete a task and all its versions",
 )
 async def delete_task(task: str, services: Services = Depends(get_services)) -> Response:
     """Requests already accepted for the task still finish with the version they pinned."""
-    await run_in_threadpool(services.mutations.delete, task)
-    return Response(status_code=204)
+    generation = await run_in_threadpool(services.mutations.delete, task)
+    return Response(status_code=204, headers={GENERATION_HEADER: str(generation)})
 
 
 @router.post(
@@ -106,7 +125,7 @@ async def delete_task(task: str, services: Services = Depends(get_services)) -> 
     summary="Serve an earlier version again",
 )
 async def rollback_task(
-    task: str, body: RollbackRequest | None = Body(None), services: Services = Depends(get_services)
+    task: str, response: Response, body: RollbackRequest | None = Body(None), services: Services = Depends(get_services)
 ) -> dict:
     record, _ = await run_in_threadpool(services.store.get, task)
     version = body.version if body is not None else None
@@ -116,4 +135,5 @@ async def rollback_task(
             raise VersionNotFound(task, record.version - 1, list(record.versions))
         version = earlier[-1]
     record = await run_in_threadpool(services.mutations.rollback, task, version)
+    response.headers[GENERATION_HEADER] = str(record.generation)
     return _info(record, services)

@@ -1,0 +1,25 @@
+"""Pick a backend by the store URL: a path or ``file://...`` is a folder, ``s3://bucket/prefix`` S3."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import unquote, urlparse
+
+from bias_store.store import BiasStore
+
+
+def open_store(url: str | os.PathLike, keep_versions: int = 5, s3_endpoint_url: str | None = None) -> BiasStore:
+    """The store at ``url``. S3 credentials and region come the standard AWS way (env, profile, IAM role)."""
+    text = os.fspath(url)
+    scheme = urlparse(text).scheme
+    if scheme == "s3":
+        from bias_store.s3 import S3Store  # boto3 is imported only for an S3 store
+
+        return S3Store.from_url(text, keep_versions, endpoint_url=s3_endpoint_url)
+    from bias_store.filesystem import FilesystemStore
+
+    if scheme == "file":
+        return FilesystemStore(unquote(urlparse(text).path), keep_versions)
+    if scheme and len(scheme) > 1:  # "c:" of a Windows path is not a scheme
+        raise ValueError(f"unknown store URL scheme {scheme!r} in {text!r}: use a folder path, file://... or s3://bucket/prefix")
+    return FilesystemStore(text, keep_versions)

@@ -69,7 +69,8 @@ def test_every_mutation_logs_one_entry_and_the_catalog_follows(make_store, uploa
     rolled = store.rollback("a", 1)
     deleted_at = store.delete("b")
     changes = store.changes(0)
-    assert [c.generation for c in changes] == [1, 2, 3, 4, 5] == [a1.generation, b1.generation, a2.generation, rolled.generation, deleted_at]
+    made = [a1.generation, b1.generation, a2.generation, rolled.generation, deleted_at]
+    assert [c.generation for c in changes] == [1, 2, 3, 4, 5] == made
     assert [(c.task, c.version, c.sha256) for c in changes] == [
         ("a", 1, a1.sha256), ("b", 1, b1.sha256), ("a", 2, a2.sha256), ("a", 1, a1.sha256), ("b", None, None),
     ]

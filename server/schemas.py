@@ -6,7 +6,7 @@ TaskRecord are used; the routes convert at the edge.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,9 +26,38 @@ _TOP_K_DOC = "Return only the k best labels in `scores` (sorted, best first)."
 _ALL_DOC = "Return every label's score in `scores` (ignored when top_k is set)."
 
 
+class HFParameters(BaseModel):
+    """Hugging Face text-classification parameters (what `InferenceClient.text_classification` sends)."""
+
+    model_config = ConfigDict(extra="forbid")
+    top_k: int | None = Field(None, ge=1, le=1000, description="Same as the top-level `top_k` (this one wins).")
+    function_to_apply: Literal["softmax", "sigmoid", "none"] | None = Field(
+        None, description="How logits become scores; default: the task's own (softmax, sigmoid for multi-label, none for regression)."
+    )
+    truncation: bool = Field(
+        True, description="false: an input longer than the backbone's maximum length is refused (422) instead of cut."
+    )
+
+
 class PredictOptions(BaseModel):
     top_k: int | None = Field(None, ge=1, le=1000, description=_TOP_K_DOC)
     return_all_scores: bool = Field(True, description=_ALL_DOC)
+    parameters: HFParameters | None = Field(None, description="The Hugging Face request's parameters (docs/API.md).")
+
+    @property
+    def k(self) -> int | None:
+        """The effective top_k: the HF parameter, else the top-level one."""
+        if self.parameters is not None and self.parameters.top_k is not None:
+            return self.parameters.top_k
+        return self.top_k
+
+    @property
+    def function(self) -> str | None:
+        return self.parameters.function_to_apply if self.parameters is not None else None
+
+    @property
+    def truncation(self) -> bool:
+        return self.parameters.truncation if self.parameters is not None else True
 
 
 class PredictRequest(PredictOptions):
@@ -39,6 +68,7 @@ class PredictRequest(PredictOptions):
                 {"inputs": "a gorgeous, witty film"},
                 {"inputs": ["a gorgeous, witty film", "dull and far too long"], "top_k": 1},
                 {"inputs": [{"text": "A man is playing a guitar.", "text_pair": "Someone plays music."}]},
+                {"inputs": "a gorgeous, witty film", "parameters": {"top_k": 1, "function_to_apply": "softmax"}},
             ]
         },
     )
@@ -73,6 +103,13 @@ class PredictionOut(BaseModel):
     score: float = Field(description="Its probability (softmax, or sigmoid for multi-label; the value for regression).")
     scores: dict[str, float] | None = Field(None, description="Label -> score, best first (see top_k, return_all_scores).")
     truncated: bool = Field(description="True when the input was cut to the backbone's maximum length.")
+
+
+class LabelScore(BaseModel):
+    """One element of the Hugging Face answer (``?format=hf``)."""
+
+    label: str
+    score: float
 
 
 class PredictResponse(BaseModel):

@@ -1,10 +1,15 @@
-"""POST /predict/{task} and POST /predict (items for several tasks in one request)."""
+"""POST /predict/{task} and POST /predict (items for several tasks in one request).
+
+``/predict/{task}`` also takes the Hugging Face text-classification request (``inputs`` +
+``parameters``) and, with ``?format=hf``, answers in its shape; see server/hf.py.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from engine import InvalidInput, Prediction, UnknownTask
@@ -12,9 +17,19 @@ from server import inference
 from server.auth import GuardedRoute, require_reader
 from server.deps import Services, get_services, min_generation
 from server.errors import Forbidden, GenerationNotReached, LimitExceeded, NotReady, Overloaded, Unauthorized, status_of
+from server.hf import hf_answer, ranked, rescored
 from server.inference import PredictItem, TaskResult
 from server.routes.responses import errors
-from server.schemas import Inputs, MultiPredictRequest, MultiPredictResponse, PredictOptions, PredictRequest, PredictResponse, TextPair
+from server.schemas import (
+    Inputs,
+    LabelScore,
+    MultiPredictRequest,
+    MultiPredictResponse,
+    PredictOptions,
+    PredictRequest,
+    PredictResponse,
+    TextPair,
+)
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=GuardedRoute)
 
@@ -22,6 +37,24 @@ ERRORS = errors(
     Unauthorized, Forbidden, UnknownTask, LimitExceeded, InvalidInput, RequestValidationError, Overloaded, NotReady,
     GenerationNotReached,
 )
+
+_FORMAT_DOC = "`hf`: answer as Hugging Face's text-classification (`[[{label, score}]]`, one list per input)."
+
+
+def known_query(*names: str):
+    """A dependency refusing (422) any query parameter not in ``names``: a typo like
+    ``?versoin=2`` must not silently serve something else."""
+
+    async def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - set(names))
+        if unknown:
+            known = ", ".join(names) or "none"
+            raise RequestValidationError(
+                [{"type": "extra_forbidden", "loc": ("query", name), "msg": f"unknown query parameter (known: {known})"}
+                 for name in unknown]
+            )
+
+    return check
 
 
 def _inputs(inputs: Inputs) -> list:
@@ -31,18 +64,27 @@ def _inputs(inputs: Inputs) -> list:
 
 
 def _prediction(prediction: Prediction, options: PredictOptions) -> dict:
-    scores = None
-    if options.top_k is not None or options.return_all_scores:
-        ranked = sorted(prediction.scores.items(), key=lambda kv: -kv[1])
-        scores = dict(ranked[: options.top_k] if options.top_k is not None else ranked)
-    return {"label": prediction.label, "score": prediction.score, "scores": scores, "truncated": prediction.truncated}
+    scores = rescored(prediction, options.function)
+    best = max(scores.values()) if options.function is not None else prediction.score
+    top = None
+    if options.k is not None or options.return_all_scores:
+        top = dict(ranked(scores, options.k))
+    return {"label": prediction.label, "score": best, "scores": top, "truncated": prediction.truncated}
+
+
+def _check_truncation(result: TaskResult, options: PredictOptions) -> None:
+    if options.truncation:
+        return
+    for i, prediction in enumerate(result.predictions):
+        if prediction.truncated:
+            raise InvalidInput("longer than the backbone's maximum length and parameters.truncation is false", index=i)
 
 
 def _result(result: TaskResult, options: PredictOptions) -> dict:
     return {"task": result.task, "version": result.version, "predictions": [_prediction(p, options) for p in result.predictions]}
 
 
-async def _run(services: Services, request: Request, items: list[PredictItem]) -> list[TaskResult]:
+async def _run(services: Services, request: Request, items: list[PredictItem], options: list[PredictOptions]) -> list[TaskResult]:
     """Run the items, counting the request in the metrics whatever happens."""
     settings, started, status = services.settings, time.perf_counter(), 200
 
@@ -61,7 +103,10 @@ async def _run(services: Services, request: Request, items: list[PredictItem]) -
 
     try:
         inference.check_limits(items, settings.max_inputs_per_request, settings.max_input_chars)
-        return await inference.predict(services.engine, services.batcher, items, until_disconnected)
+        results = await inference.predict(services.engine, services.batcher, items, until_disconnected)
+        for result, option in zip(results, options):
+            _check_truncation(result, option)
+        return results
     except BaseException as exc:
         status = status_of(exc)
         raise
@@ -70,20 +115,26 @@ async def _run(services: Services, request: Request, items: list[PredictItem]) -
 
 
 @router.post(
-    "/predict/{task}", response_model=PredictResponse, response_model_exclude_none=True, responses=ERRORS,
-    summary="Predict with one task",
+    "/predict/{task}", response_model=PredictResponse | list[list[LabelScore]], response_model_exclude_none=True, responses=ERRORS,
+    summary="Predict with one task", dependencies=[Depends(known_query("format", "min_generation"))],
 )
-async def predict_task(task: str, body: PredictRequest, request: Request, services: Services = Depends(get_services)) -> dict:
+async def predict_task(
+    task: str, body: PredictRequest, request: Request,
+    format: Literal["native", "hf"] = Query("native", description=_FORMAT_DOC),
+    services: Services = Depends(get_services),
+) -> dict | list:
     """Classify one text, a list of texts, or text pairs with `task`'s current version."""
-    (result,) = await _run(services, request, [PredictItem(task, _inputs(body.inputs))])
+    (result,) = await _run(services, request, [PredictItem(task, _inputs(body.inputs))], [body])
+    if format == "hf":
+        return hf_answer(result.predictions, body.function, body.k)
     return _result(result, body)
 
 
 @router.post(
     "/predict", response_model=MultiPredictResponse, response_model_exclude_none=True, responses=ERRORS,
-    summary="Predict for several tasks at once",
+    summary="Predict for several tasks at once", dependencies=[Depends(known_query("min_generation"))],
 )
 async def predict_many(body: MultiPredictRequest, request: Request, services: Services = Depends(get_services)) -> dict:
     """Items for any mix of tasks, answered in order; all rows share the same batches."""
-    results = await _run(services, request, [PredictItem(item.task, _inputs(item.inputs)) for item in body.items])
+    results = await _run(services, request, [PredictItem(item.task, _inputs(item.inputs)) for item in body.items], body.items)
     return {"results": [_result(result, item) for result, item in zip(results, body.items)]}

@@ -76,23 +76,46 @@ class Engine:
         self._forward_lock = threading.Lock()  # one forward at a time (the site forwards read shared rows)
 
     # -- registry ----------------------------------------------------------------------
-    def register(self, bias_set: BiasSet, version: int = 1, sha256: str = "") -> TaskHandle:
-        """Make ``bias_set`` the task's current version. The set must already be validated."""
+    def _write(self, bias_set: BiasSet, version: int, sha256: str) -> TaskHandle:
         meta = bias_set.meta
         biases = self.spec.site_biases(bias_set.tensors)
         head = Head.from_tensors(self.spec.model_type, bias_set.tensors, self.backbone.device)
         slot = self.table.write(biases)
-        handle = TaskHandle(
+        return TaskHandle(
             meta.task, version, sha256, slot, tuple(meta.labels), meta.problem_type,
             meta.inputs, meta.pooling, head, bias_set.num_bytes,
         )
+
+    def register(self, bias_set: BiasSet, version: int = 1, sha256: str = "") -> TaskHandle:
+        """Make ``bias_set`` the task's current version. The set must already be validated."""
+        handle = self._write(bias_set, version, sha256)
         with self._lock:
-            old = self._tasks.get(meta.task)
-            self._tasks[meta.task] = handle
+            old = self._tasks.get(handle.name)
+            self._tasks[handle.name] = handle
             if old is not None:
                 self._retire(old.slot)
-        log.debug("registered %s v%d in slot %d", meta.task, version, slot)
+        log.debug("registered %s v%d in slot %d", handle.name, version, handle.slot)
         return handle
+
+    def register_detached(self, bias_set: BiasSet, version: int, sha256: str = "") -> TaskHandle:
+        """A slot for a version that is *not* the task's current one (a version-pinned request).
+
+        The handle is not served under its name. The caller owns one hold on it and gives
+        it back with ``release``; the slot is freed once that and every request's hold
+        (``hold``) are released.
+        """
+        handle = self._write(bias_set, version, sha256)
+        with self._lock:
+            self._holders[handle.slot] += 1
+            self._retired.add(handle.slot)
+        return handle
+
+    def hold(self, handle: TaskHandle) -> None:
+        """Pin an already-held handle once more (released with ``release``)."""
+        with self._lock:
+            if not self._holders.get(handle.slot):
+                raise RuntimeError(f"slot {handle.slot} is not held; it may be reused")
+            self._holders[handle.slot] += 1
 
     def unregister(self, name: str) -> None:
         with self._lock:

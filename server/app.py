@@ -29,6 +29,7 @@ from server.routes import health, metrics, predict, tasks
 from server.settings import Settings
 from server.sync import StoreSync
 from server.validation import UploadValidator
+from server.versions import KeptVersions
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,15 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     metrics.track_tasks(lambda: len(engine.tasks()))
     if settings.predict_api_keys and not settings.api_keys:
         log.warning("BITFIT_PREDICT_API_KEYS is set without BITFIT_API_KEYS: task changes over HTTP are refused")
-    return Services(settings, metrics, engine, store, sync, TaskMutations(store, sync, validator), batcher)
+    # Stored files passed validation on put; this parses them again for the kept-version slots.
+    versions = KeptVersions(store, engine, lambda data, name: validator(data, name).bias_set, settings.max_pinned_versions)
+    return Services(settings, metrics, engine, store, sync, TaskMutations(store, sync, validator), batcher, versions)
 
 
 def stop_services(services: Services) -> None:
     """Finish queued work, then stop watching the store."""
     services.batcher.close(timeout=services.settings.graceful_timeout_s)
+    services.versions.clear()
     services.sync.stop()
 
 

@@ -15,6 +15,7 @@ from server.metrics import Metrics
 from server.mutations import TaskMutations
 from server.settings import Settings
 from server.sync import StoreSync
+from server.versions import KeptVersions
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Services:
     sync: StoreSync
     mutations: TaskMutations
     batcher: Batcher
+    versions: KeptVersions  # kept versions other than the current ones, served on request
 
 
 async def get_services(request: Request) -> Services:

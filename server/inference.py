@@ -9,16 +9,20 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from fastapi.concurrency import run_in_threadpool
+
 from engine import Engine, Prediction, TaskHandle
 from engine.errors import InvalidInput
 from server.batcher import Batcher
 from server.errors import LimitExceeded
+from server.versions import KeptVersions
 
 
 @dataclass(frozen=True)
 class PredictItem:
     task: str
     inputs: list  # texts, or (text, text_pair) tuples
+    version: int | None = None  # None: the current version; else a kept one (server/versions.py)
 
 
 @dataclass(frozen=True)
@@ -44,13 +48,19 @@ def check_limits(items: list[PredictItem], max_inputs: int, max_chars: int) -> N
 
 
 async def predict(
-    engine: Engine, batcher: Batcher, items: list[PredictItem], disconnected: Callable[[], Awaitable] | None = None
+    engine: Engine, batcher: Batcher, items: list[PredictItem], disconnected: Callable[[], Awaitable] | None = None,
+    versions: KeptVersions | None = None,
 ) -> list[TaskResult]:
-    """Pin each task's current version, tokenize the items concurrently, batch all their rows."""
+    """Pin each task's version (current or asked), tokenize the items concurrently, batch all their rows."""
     handles: list[TaskHandle] = []
     try:
         for item in items:
-            handles.append(engine.acquire(item.task))  # pinned until release, whatever swaps meanwhile
+            if item.version is None:
+                handles.append(engine.acquire(item.task))  # pinned until release, whatever swaps meanwhile
+            elif versions is None:
+                raise InvalidInput(f"version {item.version} of {item.task!r} was asked, but this server serves only current versions")
+            else:  # may read the store: off the event loop
+                handles.append(await run_in_threadpool(versions.acquire, item.task, item.version))
         encoded = await asyncio.gather(
             *(batcher.encode(handle, item.inputs) for handle, item in zip(handles, items)), return_exceptions=True
         )

@@ -78,6 +78,7 @@ class PredictRequest(PredictOptions):
 class PredictItem(PredictOptions):
     model_config = ConfigDict(extra="forbid")
     task: str = Field(description="The task's name.", max_length=200)
+    version: int | None = Field(None, ge=1, description="A kept version to serve instead of the current one.")
     inputs: Inputs = Field(description=_INPUTS_DOC)
 
 

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # file as a new version whenever its bytes differ from the current one.
     preload_policy: Literal["if_absent", "replace"] = "if_absent"
     keep_versions: int = Field(5, ge=1)
+    # Kept versions other than the current ones that version-pinned requests
+    # (?version=N) keep loaded at a time; each costs one bias-table row and its head.
+    max_pinned_versions: int = Field(8, ge=0)
 
     # -- batching -------------------------------------------------------------------------
     max_batch_rows: int = Field(32, ge=1)

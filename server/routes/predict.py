@@ -12,6 +12,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 
+from bias_store.errors import VersionNotFound
 from engine import InvalidInput, Prediction, UnknownTask
 from server import inference
 from server.auth import GuardedRoute, require_reader
@@ -34,10 +35,11 @@ from server.schemas import (
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=GuardedRoute)
 
 ERRORS = errors(
-    Unauthorized, Forbidden, UnknownTask, LimitExceeded, InvalidInput, RequestValidationError, Overloaded, NotReady,
-    GenerationNotReached,
+    Unauthorized, Forbidden, UnknownTask, VersionNotFound, LimitExceeded, InvalidInput, RequestValidationError, Overloaded,
+    NotReady, GenerationNotReached,
 )
 
+_VERSION_DOC = "Serve this kept version instead of the current one (404 names the kept versions)."
 _FORMAT_DOC = "`hf`: answer as Hugging Face's text-classification (`[[{label, score}]]`, one list per input)."
 
 
@@ -103,7 +105,7 @@ async def _run(services: Services, request: Request, items: list[PredictItem], o
 
     try:
         inference.check_limits(items, settings.max_inputs_per_request, settings.max_input_chars)
-        results = await inference.predict(services.engine, services.batcher, items, until_disconnected)
+        results = await inference.predict(services.engine, services.batcher, items, until_disconnected, services.versions)
         for result, option in zip(results, options):
             _check_truncation(result, option)
         return results
@@ -116,15 +118,16 @@ async def _run(services: Services, request: Request, items: list[PredictItem], o
 
 @router.post(
     "/predict/{task}", response_model=PredictResponse | list[list[LabelScore]], response_model_exclude_none=True, responses=ERRORS,
-    summary="Predict with one task", dependencies=[Depends(known_query("format", "min_generation"))],
+    summary="Predict with one task", dependencies=[Depends(known_query("format", "version", "min_generation"))],
 )
 async def predict_task(
     task: str, body: PredictRequest, request: Request,
     format: Literal["native", "hf"] = Query("native", description=_FORMAT_DOC),
+    version: int | None = Query(None, ge=1, description=_VERSION_DOC),
     services: Services = Depends(get_services),
 ) -> dict | list:
-    """Classify one text, a list of texts, or text pairs with `task`'s current version."""
-    (result,) = await _run(services, request, [PredictItem(task, _inputs(body.inputs))], [body])
+    """Classify one text, a list of texts, or text pairs with `task`'s current version (or a kept `version`)."""
+    (result,) = await _run(services, request, [PredictItem(task, _inputs(body.inputs), version)], [body])
     if format == "hf":
         return hf_answer(result.predictions, body.function, body.k)
     return _result(result, body)
@@ -136,5 +139,5 @@ async def predict_task(
 )
 async def predict_many(body: MultiPredictRequest, request: Request, services: Services = Depends(get_services)) -> dict:
     """Items for any mix of tasks, answered in order; all rows share the same batches."""
-    results = await _run(services, request, [PredictItem(item.task, _inputs(item.inputs)) for item in body.items], body.items)
+    results = await _run(services, request, [PredictItem(item.task, _inputs(item.inputs), item.version) for item in body.items], body.items)
     return {"results": [_result(result, item) for result, item in zip(results, body.items)]}

@@ -1,8 +1,9 @@
 """THE one place where errors become HTTP answers: the ``HTTP_ERRORS`` table.
 
 Every error body is ``{"error": {"code": ..., "message": ...}}`` (sometimes with more
-fields, e.g. ``reason`` or ``details``). Domain errors come from bias_store and the engine;
-the few errors that only exist at the HTTP edge (limits, auth, back-pressure) are defined
+fields, e.g. ``reason`` or ``details``); on the Open Inference Protocol routes (/v2) it is
+``{"error": message, "code": ..., ...}``, the shape that protocol's clients read. Domain
+errors come from bias_store and the engine; the few errors that only exist at the HTTP edge (limits, auth, back-pressure) are defined
 here, so every module raises plain exceptions and none builds a response itself. The
 exception handlers, the request metrics and the OpenAPI answers (routes/responses.py)
 all read the same table. A failure is logged once, here, by the handler that answers it.
@@ -10,6 +11,7 @@ all read the same table. A failure is logged once, here, by the handler that ans
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -205,24 +207,38 @@ def _log_failure(scope: Scope, exc: Exception) -> None:
     log.error("%s %s failed: %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__, exc, exc_info=exc)
 
 
+def for_protocol(request: Request, response: JSONResponse) -> JSONResponse:
+    """The Open Inference Protocol (/v2) wants ``{"error": "<message>"}`` (Triton's client
+    fails on anything else): there the message moves up and the code sits beside it."""
+    path = request.url.path
+    if path != "/v2" and not path.startswith("/v2/"):
+        return response
+    body = json.loads(response.body)
+    detail = body.pop("error")
+    flat = {"error": detail.pop("message"), **detail}
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+    return JSONResponse(flat, status_code=response.status_code, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """The handlers, and the catch-all outside every middleware added before this call."""
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         if http_error(exc) is INTERNAL:  # a domain error the table does not know: a bug
             _log_failure(request.scope, exc)
-        return error_response(exc)
+        return for_protocol(request, error_response(exc))
 
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, details = _validation_message(exc)
         entry = HTTP_ERRORS[RequestValidationError]
-        return _json(entry.status, entry.code, message, details=details)
+        return for_protocol(request, _json(entry.status, entry.code, message, details=details))
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI's "error parsing the body": undecodable JSON or form
-            return _json(422, "validation_error", f"malformed request body: {exc.detail}")
+            return for_protocol(request, _json(422, "validation_error", f"malformed request body: {exc.detail}"))
         codes = {404: "not_found", 405: "method_not_allowed", 413: "limit_exceeded"}
-        return _json(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), getattr(exc, "headers", None))
+        response = _json(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), getattr(exc, "headers", None))
+        return for_protocol(request, response)
 
     for kind in (EngineError, BiasStoreError, ServerError):
         app.add_exception_handler(kind, on_error)

@@ -86,8 +86,8 @@ def _result(result: TaskResult, options: PredictOptions) -> dict:
     return {"task": result.task, "version": result.version, "predictions": [_prediction(p, options) for p in result.predictions]}
 
 
-async def _run(services: Services, request: Request, items: list[PredictItem], options: list[PredictOptions]) -> list[TaskResult]:
-    """Run the items, counting the request in the metrics whatever happens."""
+async def run_predict(services: Services, request: Request, items: list[PredictItem], options: list[PredictOptions]) -> list[TaskResult]:
+    """Run the items, counting the request in the metrics whatever happens (``options``: per item, or none)."""
     settings, started, status = services.settings, time.perf_counter(), 200
 
     async def until_disconnected() -> None:
@@ -127,7 +127,7 @@ async def predict_task(
     services: Services = Depends(get_services),
 ) -> dict | list:
     """Classify one text, a list of texts, or text pairs with `task`'s current version (or a kept `version`)."""
-    (result,) = await _run(services, request, [PredictItem(task, _inputs(body.inputs), version)], [body])
+    (result,) = await run_predict(services, request, [PredictItem(task, _inputs(body.inputs), version)], [body])
     if format == "hf":
         return hf_answer(result.predictions, body.function, body.k)
     return _result(result, body)
@@ -139,5 +139,6 @@ async def predict_task(
 )
 async def predict_many(body: MultiPredictRequest, request: Request, services: Services = Depends(get_services)) -> dict:
     """Items for any mix of tasks, answered in order; all rows share the same batches."""
-    results = await _run(services, request, [PredictItem(item.task, _inputs(item.inputs), item.version) for item in body.items], body.items)
+    items = [PredictItem(item.task, _inputs(item.inputs), item.version) for item in body.items]
+    results = await run_predict(services, request, items, body.items)
     return {"results": [_result(result, item) for result, item in zip(results, body.items)]}

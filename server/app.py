@@ -25,7 +25,7 @@ from server.metrics import Metrics
 from server.middleware import ReplicaHeader, RequestGuard
 from server.mutations import TaskMutations
 from server.preload import preload
-from server.routes import health, metrics, oip, predict, tasks
+from server.routes import access, health, metrics, oip, predict, tasks
 from server.settings import Settings
 from server.sync import StoreSync
 from server.validation import UploadValidator
@@ -102,7 +102,7 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     app.state.settings = settings
     app.state.metrics = Metrics(settings.metrics_max_tasks)
     app.state.services = None
-    for router in (predict.router, tasks.router, health.router, metrics.router, oip.open_router, oip.router):
+    for router in (predict.router, tasks.router, health.router, metrics.router, access.router, oip.open_router, oip.router):
         app.include_router(router)
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")

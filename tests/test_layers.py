@@ -80,3 +80,12 @@ def test_engine_and_its_test_helpers_load_without_fastapi():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_python_client_needs_only_httpx_and_pydantic():
+    """clients/python installs anywhere: no torch, no server, nothing of ours."""
+    imported: set[str] = set()
+    for path in (ROOT / "clients" / "python" / "bitfit_client").rglob("*.py"):
+        imported |= _imports(path)
+    outside = {name for name in imported if name not in sys.stdlib_module_names} - {"bitfit_client"}
+    assert outside == {"httpx", "pydantic"}

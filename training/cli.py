@@ -80,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
             patience=args.patience, weight_decay=args.weight_decay, clip=args.clip, device=device,
         ).check()
         run_dir = args.run_dir or default_run_dir(args.task)
-        outcome = run_task(spec, run_dir, progress=not args.no_progress)
-        published = publish(outcome.bias_set, outcome.model.spec, target) if outcome.bias_set is not None else None
+        outcome = run_task(spec, run_dir, progress=not args.no_progress, before_training=target.check_backbone)
+        # A failed push first saves the bias set in the run folder (the message names it).
+        published = publish(outcome.bias_set, outcome.model.spec, target, keep_dir=run_dir) if outcome.bias_set is not None else None
     except TrainingError as exc:
         # Bad data, options or destinations are the user's to fix: a message, not a traceback.
         print(f"bitfit train: error: {exc}", file=sys.stderr)

@@ -1,11 +1,12 @@
-"""Where a bias set goes: a file, a bias store folder, or a running server's ``POST /tasks``."""
+"""Where a bias set goes: a file, a bias store folder, or a running server (through bitfit_client)."""
 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from bitfit_client import API_KEY_ENV, BitfitError, Client, Forbidden, Retry, TransportError, Unauthorized
 
 from bias_store.errors import BiasStoreError
 from bias_store.filesystem import FilesystemStore, atomic_write
@@ -16,7 +17,7 @@ from training.errors import ConfigError, PublishError
 
 log = logging.getLogger(__name__)
 
-API_KEY_ENV = "BITFIT_API_KEY"
+KEY_HINT = f"pass --api-key or set {API_KEY_ENV} to one of the server's BITFIT_API_KEYS"
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,10 @@ class Target:
     out: str | None = None
     store: str | None = None
     push: str | None = None
-    api_key: str | None = None  # for push; falls back to $BITFIT_API_KEY
+    api_key: str | None = None  # for push; None: $BITFIT_API_KEY (read by bitfit_client)
+    # Pushes ride out a restarting or overloaded server (503 + Retry-After, connection
+    # refused) for about a minute; an upload that may have landed is never sent twice.
+    retry: Retry = field(default_factory=lambda: Retry(attempts=6, backoff_s=1.0))
 
     def check(self) -> "Target":
         given = [name for name in ("out", "store", "push") if getattr(self, name)]
@@ -36,8 +40,14 @@ class Target:
             raise ConfigError(f"--push needs a server URL like http://127.0.0.1:8000, got {self.push!r}")
         return self
 
+    def client(self, patient: bool = True) -> Client:
+        # Checks before training fail fast (a server down now is the user's to fix); the
+        # upload after training waits out a restart.
+        return Client(self.push, api_key=self.api_key, retry=self.retry if patient else Retry(attempts=2), timeout=60.0)
+
     def preflight(self) -> None:
-        """Fail before training, not after, when the destination cannot work."""
+        """Fail before training, not after, when the destination cannot work: a folder that
+        cannot be written, a server that cannot be reached or refuses the key."""
         self.check()
         try:
             if self.out:
@@ -47,19 +57,41 @@ class Target:
         except OSError as exc:
             raise PublishError(f"cannot write to {self.describe()}: {exc}") from None
         if self.push:
-            import httpx
+            with self.client(patient=False) as client:
+                try:
+                    client.check_admin()
+                except TransportError as exc:
+                    raise PublishError(f"cannot reach the server {self.push}: {exc}") from None
+                except (Unauthorized, Forbidden) as exc:
+                    raise PublishError(f"the server {self.push} refuses this key for uploads ({exc}); {KEY_HINT}") from None
+                except BitfitError as exc:
+                    raise PublishError(f"the server {self.push} cannot take uploads: {exc}") from None
 
+    def check_backbone(self, spec: BackboneSpec) -> None:
+        """Before training: the server must serve the backbone this run trains on (else 409 after training)."""
+        if not self.push:
+            return
+        with self.client(patient=False) as client:
             try:
-                httpx.get(self.push.rstrip("/") + "/healthz", timeout=5.0)
-            except httpx.HTTPError as exc:
-                raise PublishError(f"cannot reach the server {self.push}: {exc}") from None
+                served = client.ready().fingerprint
+            except BitfitError as exc:
+                raise PublishError(f"cannot ask {self.push} for its backbone: {exc}") from None
+        if served != spec.fingerprint:
+            raise PublishError(
+                f"the server {self.push} serves another backbone (fingerprint {served[:12]}) than this run trains on "
+                f"({spec.base_model}, {spec.fingerprint[:12]}): it would refuse the bias set; use --backbone to match"
+            )
 
     def describe(self) -> str:
         return f"file {self.out}" if self.out else f"store {self.store}" if self.store else f"server {self.push}"
 
 
-def publish(bias_set: BiasSet, spec: BackboneSpec, target: Target) -> dict:
-    """Write/store/upload ``bias_set``; returns what happened (for reports)."""
+def publish(bias_set: BiasSet, spec: BackboneSpec, target: Target, keep_dir: str | Path | None = None) -> dict:
+    """Write/store/upload ``bias_set``; returns what happened (for reports).
+
+    When an upload fails and ``keep_dir`` is given, the bias set is first written there, so
+    a trained set is never lost: the error names the file to upload later.
+    """
     target.check()
     data = dumps(bias_set)
     if target.out:
@@ -79,29 +111,28 @@ def publish(bias_set: BiasSet, spec: BackboneSpec, target: Target) -> dict:
             raise PublishError(f"the store {target.store} refused the bias set: {exc}") from None
         log.info("stored %s v%d in %s", record.name, record.version, target.store)
         return {"target": "store", "store": str(target.store), "task": record.name, "version": record.version, "sha256": record.sha256}
-    return _push(bias_set.meta.task, data, target.push, target.api_key or os.environ.get(API_KEY_ENV))
-
-
-def _push(task: str, data: bytes, url: str, api_key: str | None) -> dict:
-    import httpx
-
-    endpoint = url.rstrip("/") + "/tasks"
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = httpx.post(endpoint, files={"file": (f"{task}.safetensors", data, "application/octet-stream")},
-                              headers=headers, timeout=60.0)
-    except httpx.HTTPError as exc:
-        raise PublishError(f"could not reach {endpoint}: {exc}") from None
-    if response.status_code >= 300:
+        return _push(bias_set.meta.task, data, target)
+    except PublishError as exc:
+        if keep_dir is None:
+            raise
+        kept = Path(keep_dir) / f"{bias_set.meta.task}.safetensors"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(kept, data)
+        raise PublishError(f"{exc}; the bias set is saved at {kept}: upload it later with "
+                           f"`curl -F file=@{kept} {target.push.rstrip('/')}/tasks`") from None
+
+
+def _push(task: str, data: bytes, target: Target) -> dict:
+    endpoint = target.push.rstrip("/") + "/tasks"
+    with target.client() as client:
         try:
-            detail = response.json()
-        except ValueError:
-            detail = response.text[:500]
-        hint = " (set --api-key or BITFIT_API_KEY)" if response.status_code in (401, 403) else ""
-        raise PublishError(f"{endpoint} answered {response.status_code}{hint}: {detail}")
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    log.info("pushed %s to %s: %s", task, endpoint, response.status_code)
-    return {"target": "server", "url": endpoint, "status": response.status_code, "response": body}
+            info = client.upload(data)
+        except TransportError as exc:
+            raise PublishError(f"could not reach {endpoint}: {exc}") from None
+        except (Unauthorized, Forbidden) as exc:
+            raise PublishError(f"{endpoint} answered {exc.status}: {exc.message}; {KEY_HINT}") from None
+        except BitfitError as exc:
+            raise PublishError(f"{endpoint} answered {exc.status} {exc.code}: {exc.message}") from None
+    log.info("pushed %s v%d to %s", task, info.version, endpoint)
+    return {"target": "server", "url": endpoint, "status": 201, "task": info.name, "version": info.version, "sha256": info.sha256}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from bias_store.errors import InvalidTaskName
 from bias_store.format import BiasSet
 from bias_store.kinds import Pooling, ProblemType
+from bias_store.spec import BackboneSpec
 from bias_store.validate import check_task_name
 from training.bitfit import method as get_method
 from training.data import load_task_data
@@ -106,9 +108,13 @@ class TaskOutcome:
 
 def run_task(
     spec: TaskSpec, run_dir: str | Path | None = None, progress: bool = True, eval_train: bool = False,
-    token_cache: dict | None = None,
+    token_cache: dict | None = None, before_training: Callable[[BackboneSpec], None] | None = None,
 ) -> TaskOutcome:
-    """Check the data, train, evaluate, export and write the run folder. Bad input fails before training."""
+    """Check the data, train, evaluate, export and write the run folder. Bad input fails before training.
+
+    ``before_training`` sees the loaded backbone's spec first (e.g. a push destination
+    checks that its server serves the same backbone) and may raise to stop the run.
+    """
     spec.check()
     m = get_method(spec.method)
     data = load_task_data(
@@ -117,6 +123,8 @@ def run_task(
     )
     num_labels = 1 if data.problem_type == ProblemType.REGRESSION else len(data.labels)
     tm = load_model(spec.backbone, num_labels, data.problem_type, spec.seed)
+    if before_training is not None:
+        before_training(tm.spec)
     pooling = spec.pooling or default_pooling(spec.backbone)
     cfg = dataclasses.replace(spec.train_config(progress), pooling=pooling, eval_train=eval_train)
     log.info("task %s: %d train / %d validation / %d test rows, labels %s, pooling %s", spec.task,

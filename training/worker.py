@@ -5,7 +5,8 @@ Layout of the inbox::
     inbox/<name>.yaml|.yml|.json     a new spec (data paths relative to inbox/)
     inbox/processing/<name>.yaml      claimed: being trained (a restart trains it again)
     inbox/done/<name>/                the spec, report.json, learning_curves.png, result.json
-    inbox/failed/<name>/              the spec and error.txt
+    inbox/failed/<name>/              the spec, error.txt and whatever the run produced (a bias set
+                                      whose push failed, report.json, learning_curves.png)
 
 A spec is claimed by renaming it into ``processing/``, so two workers on one inbox never
 train the same spec. One task runs at a time; a bad task is moved to ``failed/`` and the
@@ -122,8 +123,10 @@ class Worker:
             spec = read_spec(claimed, self.inbox, self.defaults)
             self.target.preflight()  # a server that is down fails the task now, not after training
             log.info("training task %s from %s", spec.task, claimed.name)
-            outcome = run_task(spec, run_dir, progress=self.progress)
-            published = publish(outcome.bias_set, outcome.model.spec, self.target) if outcome.bias_set is not None else None
+            outcome = run_task(spec, run_dir, progress=self.progress, before_training=self.target.check_backbone)
+            published = (
+                publish(outcome.bias_set, outcome.model.spec, self.target, keep_dir=run_dir) if outcome.bias_set is not None else None
+            )
         except TrainingError as exc:
             return self._fail(claimed, run_dir, str(exc))
         except Exception as exc:  # a bug or an odd input must not kill the worker
@@ -142,9 +145,13 @@ class Worker:
 
     def _fail(self, claimed: Path, run_dir: Path, error: str) -> WorkerResult:
         folder = self._folder(self.failed, claimed.stem)
+        error = error.replace(str(run_dir), str(folder))  # paths in the message name where the files end up
         (folder / "error.txt").write_text(error.rstrip() + "\n")
         if run_dir.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
+            # Whatever the run produced (the bias set of a failed push, report, plot) is kept.
+            for item in run_dir.iterdir():
+                shutil.move(str(item), folder / item.name)
+            run_dir.rmdir()
         claimed.rename(folder / claimed.name)
         log.warning("task %s failed: %s", claimed.name, error.splitlines()[0] if error else "")
         return WorkerResult(claimed.name, False, folder, error)

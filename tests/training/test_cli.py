@@ -7,11 +7,13 @@ import threading
 
 import pytest
 import torch
+from bitfit_client import Retry
 
 from bias_store import FilesystemStore, validate_bytes
 from bias_store.format import loads
 from server.cli import main
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, save_tiny_backbone, wait_until
+from tests.server_support import live_server as serve_live
 from tests.training.test_bitfit import TEXTS, sentiment_csv
 from training.errors import PublishError
 from training.publish import Target, publish
@@ -95,7 +97,29 @@ def test_push_uploads_to_a_running_server(tmp_path, tiny_bert_dir, tiny_backbone
     assert response.status_code == 200, response.text
     assert len(response.json()["predictions"]) == 2
     with pytest.raises(PublishError, match="could not reach"):
-        publish(bias_set, tiny_backbone.spec, Target(push="http://127.0.0.1:1"))
+        publish(bias_set, tiny_backbone.spec, Target(push="http://127.0.0.1:1", retry=Retry(attempts=2, backoff_s=0.01)))
+
+
+def test_push_checks_key_and_backbone_before_training(tmp_path, tiny_bert_dir, live_server, monkeypatch, capsys):
+    monkeypatch.setenv("BITFIT_API_KEY", "not-the-admin-key-000")
+    assert main(train_args(tmp_path, tiny_bert_dir, "--push", live_server)) == 2
+    assert "refuses this key for uploads" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+    monkeypatch.setenv("BITFIT_API_KEY", API_KEY)
+    other = save_tiny_backbone(tmp_path / "other-bert", seed=1)  # same shapes, other weights
+    assert main(train_args(tmp_path, other, "--push", live_server)) == 2
+    err = capsys.readouterr().err
+    assert "serves another backbone" in err and "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_a_failed_push_keeps_the_bias_set(tmp_path, tiny_bert_dir, tiny_backbone, capsys):
+    # The server takes the key but its upload limit refuses the file: found only after training.
+    with serve_live(tmp_path / "small", tiny_backbone, max_upload_bytes=100) as url:
+        assert main(train_args(tmp_path, tiny_bert_dir, "--push", url)) == 2
+    err = capsys.readouterr().err
+    kept = tmp_path / "run" / "cli-task.safetensors"
+    assert "413" in err and f"the bias set is saved at {kept}" in err
+    assert validate_bytes(kept.read_bytes(), tiny_backbone.spec).meta.task == "cli-task"
 
 
 def test_training_is_deterministic_per_seed(tmp_path, tiny_bert_dir, tiny_backbone):

@@ -103,3 +103,21 @@ def test_relative_paths_resolve_against_the_inbox(tmp_path, tiny_bert_dir):
     [result] = worker.run_once()
     assert result.ok, result.error
     assert loads((tmp_path / "rel.safetensors").read_bytes()).meta.labels == ["0", "1"]
+
+
+def test_a_failed_push_keeps_bias_set_report_and_plot_in_failed(tmp_path, tiny_bert_dir, tiny_backbone):
+    from bitfit_client import Retry
+
+    from tests.server_support import live_server
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "pushed.json").write_text(json.dumps(good_spec(inbox, "pushed")))
+    # The server answers and takes the (absent) key, but its upload limit refuses the file.
+    with live_server(tmp_path / "served", tiny_backbone, max_upload_bytes=100) as url:
+        target = Target(push=url, retry=Retry(attempts=2, backoff_s=0.01))
+        (result,) = Worker(inbox, target, defaults={"backbone": str(tiny_bert_dir)}, settle_seconds=0).run_once()
+    failed = inbox / "failed" / "pushed"
+    assert not result.ok and "413" in result.error and str(failed / "pushed.safetensors") in result.error
+    assert {p.name for p in failed.iterdir()} >= {"pushed.safetensors", "report.json", "learning_curves.png", "error.txt"}
+    assert loads((failed / "pushed.safetensors").read_bytes()).meta.task == "pushed"

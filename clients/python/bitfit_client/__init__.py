@@ -1,0 +1,35 @@
+"""Client for the BitFit multi-task inference server: ``Client`` (sync) and ``AsyncClient``."""
+
+from bitfit_client._base import API_KEY_ENV
+from bitfit_client._calls import Item
+from bitfit_client.aio import AsyncClient
+from bitfit_client.client import Client
+from bitfit_client.errors import (
+    BitfitError,
+    FingerprintMismatch,
+    Forbidden,
+    InvalidBiasSet,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    NotReady,
+    Overloaded,
+    RateLimited,
+    ServerError,
+    TaskNotFound,
+    TransportError,
+    Unauthorized,
+    ValidationError,
+    VersionNotFound,
+)
+from bitfit_client.models import Prediction, PredictResult, Ready, TaskInfo
+from bitfit_client.retry import Retry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "API_KEY_ENV", "AsyncClient", "BitfitError", "Client", "FingerprintMismatch", "Forbidden", "InvalidBiasSet",
+    "InvalidInput", "Item", "LimitExceeded", "NotFound", "NotReady", "Overloaded", "PredictResult", "Prediction",
+    "RateLimited", "Ready", "Retry", "ServerError", "TaskInfo", "TaskNotFound", "TransportError", "Unauthorized",
+    "ValidationError", "VersionNotFound", "__version__",
+]

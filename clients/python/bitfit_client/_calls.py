@@ -1,0 +1,106 @@
+"""Every API call as data (method, path, body, safety, how to read the answer), shared by
+the sync and the async client, which only differ in how they send."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bitfit_client.models import PredictResult, Ready, TaskInfo
+
+Inputs = str | list[str] | list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    safe: bool  # changes nothing on the server: may be retried after any failure (retry.py)
+    parse: Callable[[Any], Any]
+    json: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+
+
+def _inputs(inputs: Inputs) -> Any:
+    if isinstance(inputs, str):
+        return inputs
+    return [{"text": x[0], "text_pair": x[1]} if isinstance(x, tuple) else x for x in inputs]
+
+
+def _options(top_k: int | None, return_all_scores: bool) -> dict:
+    return {"top_k": top_k, "return_all_scores": return_all_scores} if top_k is not None else {"return_all_scores": return_all_scores}
+
+
+def predict(task: str, inputs: Inputs, top_k: int | None, return_all_scores: bool, version: int | None) -> Call:
+    params = {"version": version} if version is not None else {}
+    body = {"inputs": _inputs(inputs), **_options(top_k, return_all_scores)}
+    return Call("POST", f"/predict/{task}", True, PredictResult.model_validate, json=body, params=params)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item of a multi-task predict."""
+
+    task: str
+    inputs: Inputs
+    top_k: int | None = None
+    return_all_scores: bool = True
+    version: int | None = None
+
+
+def predict_many(items: list[Item]) -> Call:
+    body = {"items": [
+        {"task": i.task, "inputs": _inputs(i.inputs), **_options(i.top_k, i.return_all_scores),
+         **({"version": i.version} if i.version is not None else {})}
+        for i in items
+    ]}
+    return Call("POST", "/predict", True, lambda b: [PredictResult.model_validate(r) for r in b["results"]], json=body)
+
+
+def _file(source: str | Path | bytes) -> tuple[str, bytes, str]:
+    if isinstance(source, bytes):
+        return ("bias_set.safetensors", source, "application/octet-stream")
+    path = Path(source)
+    return (path.name, path.read_bytes(), "application/octet-stream")
+
+
+def upload(source: str | Path | bytes, name: str | None) -> Call:
+    return Call("POST", "/tasks", False, TaskInfo.model_validate, files={"file": _file(source)},
+                data={"name": name} if name else None)
+
+
+def replace(task: str, source: str | Path | bytes) -> Call:
+    return Call("PUT", f"/tasks/{task}", False, TaskInfo.model_validate, files={"file": _file(source)})
+
+
+def list_tasks() -> Call:
+    return Call("GET", "/tasks", True, lambda b: [TaskInfo.model_validate(t) for t in b["tasks"]])
+
+
+def get_task(task: str) -> Call:
+    return Call("GET", f"/tasks/{task}", True, TaskInfo.model_validate)
+
+
+def delete_task(task: str) -> Call:
+    return Call("DELETE", f"/tasks/{task}", False, lambda b: None)
+
+
+def rollback(task: str, version: int | None) -> Call:
+    return Call("POST", f"/tasks/{task}/rollback", False, TaskInfo.model_validate,
+                json={"version": version} if version is not None else {})
+
+
+def health() -> Call:
+    return Call("GET", "/healthz", True, lambda b: b.get("status") == "ok")
+
+
+def ready() -> Call:
+    return Call("GET", "/readyz", True, Ready.model_validate)
+
+
+def can_admin() -> Call:
+    return Call("GET", "/auth/admin", True, lambda b: None)

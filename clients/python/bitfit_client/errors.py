@@ -1,0 +1,122 @@
+"""Typed errors mirroring the server's JSON error codes (``{"error": {"code", "message"}}``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BitfitError(Exception):
+    """Any error answer of the server; ``code`` is its JSON code, ``body`` the whole error object."""
+
+    code = "error"
+
+    def __init__(self, message: str, status: int | None = None, body: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message, self.status, self.body = message, status, body or {}
+        # The code the server itself sent (None when the answer had no JSON error, e.g. a
+        # proxy's 503): retries trust only this one, never a code guessed from the status.
+        self.server_code: str | None = self.body.get("code")
+
+    def __str__(self) -> str:
+        return f"[{self.status} {self.code}] {self.message}" if self.status else self.message
+
+
+class TransportError(BitfitError):
+    """The server could not be reached, or the connection broke (no HTTP answer)."""
+
+    code = "transport_error"
+
+
+class TaskNotFound(BitfitError):
+    code = "task_not_found"
+
+    @property
+    def known_tasks(self) -> list[str]:
+        return self.body.get("known_tasks", [])
+
+
+class VersionNotFound(BitfitError):
+    code = "version_not_found"
+
+    @property
+    def available_versions(self) -> list[int]:
+        return self.body.get("available_versions", [])
+
+
+class ValidationError(BitfitError):
+    """The request was malformed (wrong types, unknown fields or query parameters)."""
+
+    code = "validation_error"
+
+
+class InvalidInput(BitfitError):
+    code = "invalid_input"
+
+
+class InvalidBiasSet(BitfitError):
+    code = "invalid_bias_set"
+
+
+class FingerprintMismatch(BitfitError):
+    """The bias set was trained for another backbone than the server's."""
+
+    code = "fingerprint_mismatch"
+
+
+class LimitExceeded(BitfitError):
+    code = "limit_exceeded"
+
+
+class Unauthorized(BitfitError):
+    code = "unauthorized"
+
+
+class Forbidden(BitfitError):
+    code = "forbidden"
+
+
+class Overloaded(BitfitError):
+    """503: the batch queue is full (retried by the client, honouring Retry-After)."""
+
+    code = "overloaded"
+
+
+class NotReady(BitfitError):
+    code = "not_ready"
+
+
+class RateLimited(BitfitError):
+    code = "rate_limited"
+
+
+class NotFound(BitfitError):
+    code = "not_found"
+
+
+class ServerError(BitfitError):
+    code = "internal_error"
+
+
+ERRORS: dict[str, type[BitfitError]] = {
+    cls.code: cls
+    for cls in (
+        TaskNotFound, VersionNotFound, ValidationError, InvalidInput, InvalidBiasSet, FingerprintMismatch,
+        LimitExceeded, Unauthorized, Forbidden, Overloaded, NotReady, RateLimited, NotFound, ServerError,
+    )
+}
+_BY_STATUS = {401: Unauthorized, 403: Forbidden, 404: NotFound, 413: LimitExceeded, 422: ValidationError,
+              429: RateLimited, 503: NotReady}
+
+
+def error_from(status: int, payload: Any, text: str = "") -> BitfitError:
+    """The typed error for an answer: by its JSON code, else by its status."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        code, message = str(error.get("code", "")), str(error.get("message", text))
+        cls = ERRORS.get(code) or _BY_STATUS.get(status) or (ServerError if status >= 500 else BitfitError)
+        err = cls(message, status, error)
+        if cls.code != code and code:
+            err.code = code  # a code this client version does not know: keep it
+        return err
+    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else BitfitError)
+    return cls(text[:500] or f"HTTP {status}", status, {})

@@ -25,6 +25,7 @@ from server.metrics import Metrics
 from server.middleware import ReplicaHeader, RequestGuard
 from server.mutations import TaskMutations
 from server.preload import preload
+from server.request_id import RequestIds
 from server.routes import access, health, metrics, oip, predict, tasks
 from server.settings import Settings
 from server.sync import StoreSync
@@ -106,5 +107,6 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
         app.include_router(router)
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")
-    install_error_handlers(app)  # last: its catch-all wraps every middleware above
+    install_error_handlers(app)  # its catch-all wraps every middleware above
+    app.add_middleware(RequestIds)  # outermost: every answer and log line has the id
     return app

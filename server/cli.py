@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
+import os
 import sys
+
+from server import logs
+from server.logs import FORMATS
 
 SUBCOMMANDS = {
     "serve": ("server.serve_cli", "run the inference server"),
@@ -18,9 +21,26 @@ SUBCOMMANDS = {
 }
 
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _logging_options(parser: argparse.ArgumentParser, default_format: str, top: bool) -> None:
+    # On the subcommand too (`bitfit serve --log-level DEBUG`); there the default is
+    # SUPPRESS so that a value given before the subcommand is not overwritten.
+    parser.add_argument("--log-level", type=str.upper, choices=LEVELS, default="INFO" if top else argparse.SUPPRESS,
+                        help="logging level (default: INFO)")
+    parser.add_argument("--log-format", choices=FORMATS, default=default_format if top else argparse.SUPPRESS,
+                        help=f"text, or one JSON object per line (BITFIT_LOG_FORMAT; default: {default_format})")
+
+
 def main(argv: list[str] | None = None) -> int:
+    # The one place the CLI reads a logging variable: logging starts before any settings object.
+    default_format = os.environ.get("BITFIT_LOG_FORMAT", "text")
+    if default_format not in FORMATS:
+        print(f"bitfit: BITFIT_LOG_FORMAT must be one of {', '.join(FORMATS)}, got {default_format!r}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="bitfit", description="BitFit multi-task inference server")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    _logging_options(parser, default_format, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name, (module_name, help_text) in SUBCOMMANDS.items():
@@ -31,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise  # a real import error inside the module: do not hide it
             continue  # that subcommand is not part of this install (yet)
         modules[name] = module
-        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        subparser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(subparser)
+        _logging_options(subparser, default_format, top=False)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format)
     return int(modules[args.command].run(args) or 0)
 
 

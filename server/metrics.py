@@ -8,10 +8,21 @@ inventing names).
 
 from __future__ import annotations
 
+import platform
 import threading
 from collections.abc import Callable
+from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 OTHER = "other"
 UNKNOWN = "unknown"
@@ -20,6 +31,18 @@ _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 _ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _FORWARDS = (1, 2, 3, 4, 6, 8, 16)
 _SHARE = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+
+
+def build_labels() -> tuple[str, str, str]:
+    """(package version, Python version, torch version) of this process."""
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return version("bitfit-serve"), platform.python_version(), version("torch")
 
 
 class TaskLabels:
@@ -47,6 +70,13 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.task_label = TaskLabels(max_task_labels)
         r = self.registry
+        # The collectors the global registry would have (process_*, python_info,
+        # python_gc_*), on this app's own registry, and what build is running.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        Gauge("bitfit_build_info", "Always 1; the labels say what is running.", ["version", "python", "torch"],
+              registry=r).labels(*build_labels()).set(1)
         self.requests = Counter("bitfit_requests", "Predict requests by task and HTTP status.", ["task", "status"], registry=r)
         self.request_latency = Histogram(
             "bitfit_request_latency_seconds", "Predict latency from accepted to answered, by task.", ["task"],

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(10.0, gt=0)
     request_read_timeout_s: float = Field(60.0, gt=0)
     access_log: bool = False
+    # Read by the `bitfit` command before any settings exist (server/cli.py); here so that
+    # it is a known variable.
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("preload", mode="before")
     @classmethod

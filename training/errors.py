@@ -24,5 +24,16 @@ class ConfigError(TrainingError):
     """An option or a task spec that cannot work (unknown method, bad value...)."""
 
 
+def missing_train_extra() -> str | None:
+    """A one-line fix when the packages of the ``train`` extra are not installed (e.g. in the
+    server image), instead of an ImportError deep inside training."""
+    import importlib.util
+
+    missing = [m for m in ("pandas", "pyarrow", "matplotlib", "bitfit_client") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"training needs {', '.join(missing)}: pip install 'bitfit-serve[train]' (and clients/python for bitfit_client)"
+    return None
+
+
 class PublishError(TrainingError):
     """The bias set could not be written, stored or uploaded."""

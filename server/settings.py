@@ -28,12 +28,15 @@ def _split_list(value: object) -> object:
     return value
 
 
-def describe_error(exc: ValidationError) -> str:
-    """One line per problem, naming the variable; never the value (it may be a secret)."""
+def describe_error(exc: ValidationError, flags: tuple[str, ...] = ()) -> str:
+    """One line per problem, naming the flag (of ``flags``) and the variable; never the
+    value (it may be a secret)."""
     lines = []
     for err in exc.errors(include_input=False, include_url=False, include_context=False):
         field = ".".join(str(part) for part in err.get("loc", ()))
         where = f"BITFIT_{field.upper()}" if field else "settings"
+        if field in flags:
+            where = f"--{field.replace('_', '-')} / {where}"
         lines.append(f"  {where}: {err.get('msg', 'invalid')}")
     return "\n".join(lines)
 

@@ -24,24 +24,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--validation", metavar="FILE", help="validation data (default: a seeded 10%% of --train)")
     data.add_argument("--test", metavar="FILE", help="test data, scored once at the end (default: a seeded 10%% of --train "
                       "when --validation is not given either)")
-    data.add_argument("--text-column", required=True, metavar="COL")
+    data.add_argument("--text-column", required=True, metavar="COL", help="column holding the text")
     data.add_argument("--text-pair-column", metavar="COL", help="second text of a pair (e.g. hypothesis)")
     data.add_argument("--label-column", required=True, metavar="COL", help="strings or integers: classes; floats: regression")
-    data.add_argument("--problem-type", default="auto", choices=("auto", "classification", "regression"))
+    data.add_argument("--problem-type", default="auto", choices=("auto", "classification", "regression"),
+                      help="auto: floats that are not whole numbers are regression, anything else classes")
 
     train = parser.add_argument_group("training")
     train.add_argument("--task", required=True, metavar="NAME", help="task name: a-z, 0-9, '_' and '-'")
     train.add_argument("--method", default="bitfit", choices=METHOD_CHOICES,
                        help="bitfit: all biases + head (default); bitfit-qm: query + intermediate biases + head; "
                        "head-only; full: full fine-tuning baseline (reports metrics, exports nothing)")
-    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--epochs", type=int, default=5, help="passes over the training data")
     train.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for bias methods, 2e-5 for full)")
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--batch-size", type=int, default=32, help="rows per optimizer step")
     train.add_argument("--max-length", type=int, default=128, help="tokens per input, truncated beyond")
     train.add_argument("--pooling", choices=Pooling.values(), help="default: mean for the packaged MiniLM, cls otherwise")
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--seed", type=int, default=42, help="seeds the split, the head's init and the shuffling")
     train.add_argument("--patience", type=int, default=0, help="stop after N epochs without a better validation score (0: off)")
-    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (BitFit uses none)")
     train.add_argument("--clip", type=float, default=1.0, help="max gradient norm")
     train.add_argument("--backbone", metavar="PATH", help="backbone folder (default: the packaged all-MiniLM-L6-v2)")
     train.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -52,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--out", metavar="FILE", help="write the bias set to this .safetensors file")
     out.add_argument("--store", metavar="DIR", help="put it into this bias store folder")
     out.add_argument("--push", metavar="URL", help="upload it to a running server (POST URL/tasks)")
-    out.add_argument("--api-key", help="the server's API key for --push (default: $BITFIT_API_KEY)")
+    out.add_argument("--api-key", help="an admin key of the server for --push (default: $BITFIT_API_KEY)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
     if problem := missing_train_extra():
         print(f"bitfit train: error: {problem}", file=sys.stderr)
         return 2
-    from engine.backbone import resolve_device
+    from engine.backbone import backbone_problem, resolve_device
     from training.errors import TrainingError
+
+    if problem := backbone_problem(args.backbone):
+        print(f"bitfit train: error: --backbone: {problem}", file=sys.stderr)
+        return 2
     from training.publish import Target, publish
     from training.task import TaskSpec, default_run_dir, run_task
 

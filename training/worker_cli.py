@@ -27,7 +27,11 @@ def run(args: argparse.Namespace) -> int:
     if problem := missing_train_extra():
         print(f"bitfit worker: error: {problem}", file=sys.stderr)
         return 2
-    from engine.backbone import resolve_device
+    from engine.backbone import backbone_problem, resolve_device
+
+    if problem := backbone_problem(args.backbone):
+        print(f"bitfit worker: error: --backbone: {problem}", file=sys.stderr)
+        return 2
     from training.errors import TrainingError
     from training.publish import Target
     from training.worker import Worker

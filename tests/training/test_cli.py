@@ -53,6 +53,7 @@ def test_train_out_and_store(tmp_path, tiny_bert_dir, tiny_backbone, capsys):
         (["--task", "Not OK", "--out", "x.safetensors"], "task name 'Not OK' is invalid"),
         (["--push", "localhost:1"], "--push needs a server URL"),
         (["--push", "http://127.0.0.1:1"], "cannot reach the server http://127.0.0.1:1"),
+        (["--backbone", "/no/such/folder", "--out", "x.safetensors"], "--backbone: no such folder: /no/such/folder"),
     ],
 )
 def test_bad_input_is_a_message_not_a_traceback(tmp_path, tiny_bert_dir, capsys, extra, message):
@@ -129,3 +130,71 @@ def test_training_is_deterministic_per_seed(tmp_path, tiny_bert_dir, tiny_backbo
     assert main(train_args(tmp_path, tiny_bert_dir, "--out", str(b))) == 0
     ta, tb = loads(a.read_bytes()).tensors, loads(b.read_bytes()).tensors
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)  # training is deterministic per seed
+
+
+def _all_parsers():
+    import argparse
+
+    from server import cli
+
+    parsers = []
+    original = argparse.ArgumentParser.parse_args
+
+    def capture(self, args=None, namespace=None):
+        parsers.append(self)
+        raise SystemExit(0)
+
+    argparse.ArgumentParser.parse_args = capture
+    try:
+        with pytest.raises(SystemExit):
+            cli.main(["serve"])
+    finally:
+        argparse.ArgumentParser.parse_args = original
+    (top,) = parsers
+    subs = next(a for a in top._actions if a.__class__.__name__ == "_SubParsersAction")
+    return {"bitfit": top, **{f"bitfit {name}": p for name, p in subs.choices.items()}}
+
+
+def test_every_flag_has_help_and_shows_its_default(capsys):
+    for name, parser in _all_parsers().items():
+        for action in parser._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, f"{name} {action.option_strings[0]} has no help text"
+        text = parser.format_help()
+        for action in parser._actions:
+            if action.option_strings and action.default not in (None, False, "==SUPPRESS==") and action.dest != "version":
+                assert f"default: {action.default}" in text.replace("\n", " ").replace("  ", " ") or "default" in action.help, (
+                    f"{name} {action.option_strings[0]}: the default is not shown"
+                )
+    assert "(default: 5)" in _all_parsers()["bitfit train"].format_help()
+
+
+def test_version_options_on_the_subcommand_and_unknown_variables(capsys, monkeypatch):
+    from server import cli
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip().startswith("bitfit ")
+    assert cli.unknown_variables({"BITFIT_MAX_BATCH_ROW": "3", "BITFIT_PORT": "1", "OTHER": "x"}) == [
+        "BITFIT_MAX_BATCH_ROW is not a bitfit setting and is ignored; did you mean BITFIT_MAX_BATCH_ROWS?"
+    ]
+    assert cli.unknown_variables({"BITFIT_API_KEY": "k", "BITFIT_LOG_FORMAT": "json"}) == []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["serve", "--log-level", "DEBUG", "--backbone", "/no/such/folder"], "--backbone / BITFIT_BACKBONE: no such folder: /no/such"),
+        (["serve", "--backbone", "org/model"], "the hub is offline"),
+        (["serve", "--device", "cpu", "--dtype", "float16"], "--dtype / BITFIT_DTYPE: float16 needs a GPU"),
+        (["serve", "--port", "99999"], "--port / BITFIT_PORT: Input should be less than or equal to 65535"),
+    ],
+)
+def test_bad_serve_settings_fail_before_loading_in_one_line(argv, message, capsys, tiny_bert_dir):
+    import huggingface_hub.constants
+
+    assert huggingface_hub.constants.HF_HUB_OFFLINE  # conftest: nothing reaches the hub
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2

@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--text-column", required=True, metavar="COL", help="column holding the text")
     data.add_argument("--text-pair-column", metavar="COL", help="second text of a pair (e.g. hypothesis)")
     data.add_argument("--label-column", required=True, metavar="COL", help="strings or integers: classes; floats: regression")
-    data.add_argument("--problem-type", default="auto", choices=("auto", "classification", "regression"),
-                      help="auto: floats that are not whole numbers are regression, anything else classes")
+    data.add_argument("--problem-type", default="auto", choices=("auto", "classification", "multi-label", "regression"),
+                      help="auto: floats that are not whole numbers are regression, anything else classes; multi-label: "
+                      "each row names any number of labels (a list, or one string split at , ; or |)")
 
     train = parser.add_argument_group("training")
     train.add_argument("--task", required=True, metavar="NAME", help="task name: a-z, 0-9, '_' and '-'")

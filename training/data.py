@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from training.readers import hf_class_names, hf_splits, read_table
 
 log = logging.getLogger(__name__)
 
-REQUESTED_PROBLEM_TYPES = ("auto", "classification", "regression")  # what --problem-type may say
+REQUESTED_PROBLEM_TYPES = ("auto", "classification", "multi-label", "regression")  # what --problem-type may say
+# A multi-label row's labels: a list (JSONL, Parquet) or one string separated by these.
+LABEL_SEPARATORS = re.compile(r"[,;|]")
 
 
 @dataclass
@@ -100,6 +103,8 @@ def _is_number(v) -> bool:
 def infer_problem_type(values: list, requested: str) -> ProblemType:
     if requested == "regression":
         return ProblemType.REGRESSION
+    if requested == "multi-label":
+        return ProblemType.MULTI_LABEL
     if requested == "classification":
         return ProblemType.SINGLE_LABEL
     numeric = all(_is_number(v) for v in values)
@@ -124,7 +129,25 @@ def class_names(values: list) -> list[str]:
     return sorted(keys)
 
 
+def label_set(value) -> list[str]:
+    """A multi-label row's labels: list items, or the parts of a string split at , ; or |."""
+    items = list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else LABEL_SEPARATORS.split(str(value))
+    return sorted({_label_key(v) for v in items if _label_key(v)})
+
+
 def _targets(values: list, source: str, label_column: str, problem_type: str, labels: list[str]) -> list:
+    if problem_type == ProblemType.MULTI_LABEL:  # multi-hot rows, in label order
+        index = {name: k for k, name in enumerate(labels)}
+        out = []
+        for i, v in enumerate(values):
+            row = [0.0] * len(labels)
+            for name in label_set(v):
+                if name not in index:
+                    raise DataError(f"label {name!r} never occurs in the training data (its labels: {labels})",
+                                    source, i + 1, label_column)
+                row[index[name]] = 1.0
+            out.append(row)
+        return out
     if problem_type == ProblemType.REGRESSION:
         out = []
         for i, v in enumerate(values):
@@ -193,6 +216,11 @@ def load_task_data(
     hf_names = hf_class_names(train, label_column)
     if kind == ProblemType.REGRESSION:
         labels = [label_column]
+    elif kind == ProblemType.MULTI_LABEL:
+        labels = sorted({name for v in raw for name in label_set(v)})
+        if len(labels) < 2:
+            raise DataError(f"the training data names only {labels}; a multi-label task needs at least two labels",
+                            source, column=label_column)
     elif hf_names and all(_is_number(v) for v in raw):
         labels = hf_names  # ClassLabel ids index into the declared names
     else:
@@ -208,7 +236,7 @@ def load_task_data(
         if rows is not None:
             df = df.iloc[rows].reset_index(drop=True)
         raw_values = _raw_labels(df, src, label_column)
-        if hf_names and kind != ProblemType.REGRESSION and all(_is_number(v) for v in raw_values):
+        if hf_names and kind == ProblemType.SINGLE_LABEL and all(_is_number(v) for v in raw_values):
             raw_values = [hf_names[int(v)] if 0 <= int(v) < len(hf_names) else v for v in raw_values]
         return Split(src, _texts(df, src, text_column, pair_column), _targets(raw_values, src, label_column, kind, labels))
 
@@ -238,6 +266,6 @@ def load_task_data(
             rows={name: [i + 1 for i in p] for name, p in zip(("train", "validation", "test"), parts)},
         )
     split_info["sizes"] = {"train": len(train_split), "validation": len(val_split), "test": len(test_split) if test_split else 0}
-    if kind != ProblemType.REGRESSION and len(set(train_split.targets)) < 2:
+    if kind == ProblemType.SINGLE_LABEL and len(set(train_split.targets)) < 2:
         raise DataError("after the split the training part holds only one class", file=source, column=label_column)
     return TaskData(train_split, val_split, test_split, labels, kind, InputKind.TEXT_PAIR if pair_column else InputKind.TEXT, split_info)

@@ -1,4 +1,5 @@
-"""Validation and test metrics: accuracy, macro-F1 and MCC; Pearson and Spearman for regression."""
+"""Validation and test metrics: accuracy, macro-F1 and MCC; micro/macro-F1 and exact match for
+multi-label; Pearson and Spearman for regression."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from bias_store.kinds import ProblemType
 
 # The score that picks the best epoch, per problem type (higher is better).
-SELECTION_METRIC = {ProblemType.SINGLE_LABEL: "accuracy", ProblemType.REGRESSION: "pearson"}
+SELECTION_METRIC = {ProblemType.SINGLE_LABEL: "accuracy", ProblemType.MULTI_LABEL: "micro_f1", ProblemType.REGRESSION: "pearson"}
 
 
 def classification_metrics(pred: list[int], gold: list[int], num_classes: int) -> dict[str, float]:
@@ -46,8 +47,23 @@ def regression_metrics(pred: list[float], gold: list[float]) -> dict[str, float]
     return {"pearson": _finite(pearson), "spearman": _finite(spearman), "mse": mse}
 
 
+def multi_label_metrics(predicted: torch.Tensor, gold: torch.Tensor) -> dict[str, float]:
+    """[rows, labels] 0/1 predictions vs gold: micro- and macro-F1, exact-match accuracy."""
+    tp = (predicted * gold).sum(0)
+    fp = (predicted * (1 - gold)).sum(0)
+    fn = ((1 - predicted) * gold).sum(0)
+    micro = 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()).clamp(min=1e-12)
+    per_label = 2 * tp / (2 * tp + fp + fn).clamp(min=1e-12)
+    present = gold.sum(0) > 0
+    macro = per_label[present].mean() if present.any() else torch.tensor(0.0)
+    exact = (predicted == gold).all(-1).float().mean()
+    return {"micro_f1": float(micro), "macro_f1": float(macro), "exact_match": float(exact)}
+
+
 def metrics(problem_type: str, logits: torch.Tensor, gold: list, num_labels: int) -> dict[str, float]:
-    """Metrics from ``logits`` [rows, num_labels] against gold class ids or values."""
+    """Metrics from ``logits`` [rows, num_labels] against gold class ids, values or multi-hot rows."""
     if problem_type == ProblemType.REGRESSION:
         return regression_metrics(logits[:, 0].tolist(), gold)
+    if problem_type == ProblemType.MULTI_LABEL:  # a label is predicted where its sigmoid passes 0.5
+        return multi_label_metrics((logits > 0).float(), torch.tensor(gold, dtype=torch.float32))
     return classification_metrics(logits.argmax(-1).tolist(), gold, num_labels)

@@ -100,8 +100,9 @@ def train_joint(
     max_length: int = 128, pooling: Pooling = Pooling.CLS, seed: int = 42, clip: float = 1.0, device: str = "cpu",
 ) -> dict:
     """Train every task's offsets and head together; returns bias sets and per-task metrics."""
-    if any(t.data.problem_type == ProblemType.REGRESSION for t in tasks):
-        raise ConfigError("joint training handles classification tasks; train regression tasks one by one")
+    if any(t.data.problem_type != ProblemType.SINGLE_LABEL for t in tasks):
+        raise ConfigError("joint training handles single-label classification tasks; train regression and "
+                          "multi-label tasks one by one")
     dev = torch.device(device)
     torch.manual_seed(seed)
     tm.model.to(dev)

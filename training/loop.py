@@ -99,6 +99,8 @@ def bucketed_batches(rows: list[EncodedRow], size: int, generator: torch.Generat
 def _loss(logits: torch.Tensor, targets: torch.Tensor, problem_type: str) -> torch.Tensor:
     if problem_type == ProblemType.REGRESSION:
         return F.mse_loss(logits[:, 0], targets.float())
+    if problem_type == ProblemType.MULTI_LABEL:  # a sigmoid per label, as the engine serves it
+        return F.binary_cross_entropy_with_logits(logits, targets)
     return F.cross_entropy(logits, targets)
 
 
@@ -143,7 +145,8 @@ def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, toke
             rows[name] = encode(tm.tokenizer, split.texts, max_length)
             if token_cache is not None:
                 token_cache[key] = rows[name]
-    targets = torch.tensor(data.train.targets, dtype=torch.float32 if data.problem_type == ProblemType.REGRESSION else torch.long)
+    # [rows] class ids, [rows] values (regression) or [rows, labels] multi-hot (multi-label)
+    targets = torch.tensor(data.train.targets, dtype=torch.long if data.problem_type == ProblemType.SINGLE_LABEL else torch.float32)
     selection = SELECTION_METRIC[data.problem_type]
     pad = tm.tokenizer.pad_token_id or 0
     generator = torch.Generator().manual_seed(cfg.seed)

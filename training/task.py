@@ -37,7 +37,7 @@ class TaskSpec:
     validation: str | None = None
     test: str | None = None
     text_pair_column: str | None = None
-    problem_type: str = "auto"  # auto | classification | regression
+    problem_type: str = "auto"  # auto | classification | multi-label | regression
     method: str = "bitfit"
     backbone: str | None = None  # None: the packaged MiniLM
     pooling: str | None = None  # None: the backbone's default (see model.default_pooling)

@@ -198,3 +198,27 @@ def test_bad_serve_settings_fail_before_loading_in_one_line(argv, message, capsy
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
+
+
+def test_multi_label_training_is_served_with_a_sigmoid_per_label(tmp_path, tiny_bert_dir, tiny_backbone, capsys):
+    import pandas as pd
+
+    from engine import Engine
+
+    rows = [{"text": f"row {i} about {' and '.join(t)}", "tags": ",".join(t)}
+            for i, t in enumerate([["sport"], ["politics", "money"], ["money"], ["sport", "money"]] * 8)]
+    pd.DataFrame(rows).to_csv(tmp_path / "tags.csv", index=False)
+    out = tmp_path / "tags.safetensors"
+    argv = ["train", "--train", str(tmp_path / "tags.csv"), "--text-column", "text", "--label-column", "tags",
+            "--problem-type", "multi-label", "--task", "tags", "--backbone", str(tiny_bert_dir), "--epochs", "1",
+            "--batch-size", "8", "--device", "cpu", "--run-dir", str(tmp_path / "run"), "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"micro_f1", "macro_f1", "exact_match"} <= set(summary["validation"])
+    bias_set = validate_bytes(out.read_bytes(), tiny_backbone.spec)
+    assert bias_set.meta.problem_type == "multi_label_classification" and bias_set.meta.labels == ["money", "politics", "sport"]
+    engine = Engine(tiny_backbone)
+    engine.register(bias_set)
+    (prediction,) = engine.predict("tags", ["row about money"])
+    scores = torch.tensor(list(prediction.scores.values()))
+    assert torch.allclose(scores, torch.tensor(prediction.logits).sigmoid(), atol=1e-6)

@@ -28,6 +28,8 @@ BENCHES=(
   "bench/engine_heads.py"
   "-m bench.http_load"
   "-m bench.http_mixed_vs_single"
+  "-m bench.http_protocols"
+  "-m bench.client_overhead"
   "-m bench.http_vs_naive"
   "-m bench.upload_to_servable --what-if-no-fsync"
   "-m bench.cold_start"

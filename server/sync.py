@@ -71,14 +71,17 @@ class StoreSync:
 
     def poll(self) -> int:
         """Apply the log entries after our generation; returns tasks changed."""
-        try:
-            changes = self.store.changes(self.generation)
-        except LogTruncated:
-            log.warning("fell behind the compacted change log at generation %d; reloading the catalog", self.generation)
-            return self.reload()
-        if not changes:
-            return 0
+        # The log is read under the lock: read before it, a change list could predate a
+        # mutation that lands meanwhile, and applying it would serve the older version
+        # again after that mutation's answer (a replace answered 201, then v-1 served).
         with self.lock:
+            try:
+                changes = self.store.changes(self.generation)
+            except LogTruncated:
+                log.warning("fell behind the compacted change log at generation %d; reloading the catalog", self.generation)
+                return self.reload()
+            if not changes:
+                return 0
             changed = sum(self._apply(c) for c in latest_per_task(changes))
         self._advance(changes[-1].generation)
         return changed

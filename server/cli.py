@@ -30,6 +30,7 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # BITFIT_* names read outside Settings: by client tools (the one client key) and by
 # docker-compose.yml on the host side.
 OTHER_VARIABLES = {"BITFIT_API_KEY", "BITFIT_HTTP_PORT", "BITFIT_GPU_HTTP_PORT", "BITFIT_BIND"}
+BENCH_PREFIX = "BITFIT_BENCH_"  # the bench/ scripts' own knobs
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -52,7 +53,7 @@ def unknown_variables(environ: dict[str, str]) -> list[str]:
     """A warning per BITFIT_* variable nothing reads (a typo is otherwise silently ignored)."""
     known = known_variables()
     warnings = []
-    for name in sorted(n for n in environ if n.startswith("BITFIT_") and n not in known):
+    for name in sorted(n for n in environ if n.startswith("BITFIT_") and n not in known and not n.startswith(BENCH_PREFIX)):
         close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]}?" if close else "; docs/OPERATIONS.md lists them"
         warnings.append(f"{name} is not a bitfit setting and is ignored{hint}")

@@ -179,7 +179,7 @@ def test_version_options_on_the_subcommand_and_unknown_variables(capsys, monkeyp
     assert cli.unknown_variables({"BITFIT_MAX_BATCH_ROW": "3", "BITFIT_PORT": "1", "OTHER": "x"}) == [
         "BITFIT_MAX_BATCH_ROW is not a bitfit setting and is ignored; did you mean BITFIT_MAX_BATCH_ROWS?"
     ]
-    assert cli.unknown_variables({"BITFIT_API_KEY": "k", "BITFIT_LOG_FORMAT": "json"}) == []
+    assert cli.unknown_variables({"BITFIT_API_KEY": "k", "BITFIT_LOG_FORMAT": "json", "BITFIT_BENCH_CACHE": "/c"}) == []
 
 
 @pytest.mark.parametrize(

@@ -220,25 +220,34 @@ def for_protocol(request: Request, response: JSONResponse) -> JSONResponse:
     return JSONResponse(flat, status_code=response.status_code, headers=headers)
 
 
+def _answered(request: Request, response: JSONResponse, code: str) -> JSONResponse:
+    """Count the error answer by its code (``bitfit_errors_total``), in the route's protocol shape."""
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(code).inc()
+    return for_protocol(request, response)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """The handlers, and the catch-all outside every middleware added before this call."""
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
-        if http_error(exc) is INTERNAL:  # a domain error the table does not know: a bug
+        entry = http_error(exc)
+        if entry is INTERNAL:  # a domain error the table does not know: a bug
             _log_failure(request.scope, exc)
-        return for_protocol(request, error_response(exc))
+        return _answered(request, error_response(exc), entry.code)
 
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, details = _validation_message(exc)
         entry = HTTP_ERRORS[RequestValidationError]
-        return for_protocol(request, _json(entry.status, entry.code, message, details=details))
+        return _answered(request, _json(entry.status, entry.code, message, details=details), entry.code)
 
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI's "error parsing the body": undecodable JSON or form
-            return for_protocol(request, _json(422, "validation_error", f"malformed request body: {exc.detail}"))
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "limit_exceeded"}
-        response = _json(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), getattr(exc, "headers", None))
-        return for_protocol(request, response)
+            return _answered(request, _json(422, "validation_error", f"malformed request body: {exc.detail}"), "validation_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "limit_exceeded"}.get(exc.status_code, "http_error")
+        response = _json(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+        return _answered(request, response, code)
 
     for kind in (EngineError, BiasStoreError, ServerError):
         app.add_exception_handler(kind, on_error)

@@ -78,7 +78,8 @@ def test_default_collectors_build_info_and_every_dashboard_metric_exists(tmp_pat
     assert sorted(used - exported) == []
     wanted = {"bitfit_requests_total", "bitfit_request_latency_seconds_bucket", "bitfit_batch_rows_sum", "bitfit_batch_tasks_sum",
               "bitfit_batch_padding_ratio_sum", "bitfit_queue_depth_rows", "bitfit_queue_wait_seconds_bucket"}
-    assert wanted <= used  # requests and latency per task, batch size, tasks per batch, padding, queue
+    assert wanted | {"bitfit_errors_total"} <= used  # requests, latency per task, batches, padding, queue, errors
+    assert 'bitfit_errors_total{code="task_not_found"} 1.0' in build and 'bitfit_errors_total{code="invalid_bias_set"} 1.0' in build
 
 
 def test_the_dashboard_check_can_fail():

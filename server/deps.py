@@ -15,6 +15,7 @@ from server.metrics import Metrics
 from server.mutations import TaskMutations
 from server.settings import Settings
 from server.sync import StoreSync
+from server.tokenize import Tokenizers
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Services:
     store: BiasStore
     sync: StoreSync
     mutations: TaskMutations
+    tokenizers: Tokenizers
     batcher: Batcher
 
 

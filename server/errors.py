@@ -31,6 +31,7 @@ from bias_store.errors import (
     VersionNotFound,
 )
 from engine.errors import EngineError, InvalidInput, UnknownTask
+from server.settings import env_name
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,8 @@ HTTP_ERRORS: dict[type[BaseException], HttpError] = {
                                lambda exc: {"available_versions": exc.available}),
     FingerprintMismatch: HttpError(409, "fingerprint_mismatch",
                                    "The bias set was trained for another backbone (fingerprint mismatch).", _reason),
-    BiasSetTooLarge: HttpError(413, "limit_exceeded", "The upload is over BITFIT_MAX_UPLOAD_BYTES.", _reason,
-                               setting="BITFIT_MAX_UPLOAD_BYTES"),
+    BiasSetTooLarge: HttpError(413, "limit_exceeded", f"The upload is over {env_name('max_upload_bytes')}.", _reason,
+                               setting=env_name("max_upload_bytes")),
     LimitExceeded: HttpError(413, "limit_exceeded",
                              "Over a limit: inputs per request, characters per input or body size (the setting is named)."),
     InvalidBiasSet: HttpError(422, "invalid_bias_set", "An invalid bias set (the validator's reason).", _reason),
@@ -206,7 +207,7 @@ def _log_failure(scope: Scope, exc: Exception) -> None:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """The handlers, and the catch-all outside every middleware added before this call."""
+    """The exception handlers, and the catch-all around the app."""
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         if http_error(exc) is INTERNAL:  # a domain error the table does not know: a bug

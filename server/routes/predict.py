@@ -9,14 +9,15 @@ from fastapi.exceptions import RequestValidationError
 
 from engine import InvalidInput, Prediction, UnknownTask
 from server import inference
-from server.auth import GuardedRoute, require_reader
+from server.auth import require_reader
 from server.deps import Services, get_services, min_generation
 from server.errors import Forbidden, GenerationNotReached, LimitExceeded, NotReady, Overloaded, Unauthorized, status_of
-from server.inference import PredictItem, TaskResult
+from server.inference import TaskInputs, TaskResult
+from server.routes.body import CheckedRoute
 from server.routes.responses import errors
 from server.schemas import Inputs, MultiPredictRequest, MultiPredictResponse, PredictOptions, PredictRequest, PredictResponse, TextPair
 
-router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=GuardedRoute)
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=CheckedRoute)
 
 ERRORS = errors(
     Unauthorized, Forbidden, UnknownTask, LimitExceeded, InvalidInput, RequestValidationError, Overloaded, NotReady,
@@ -42,7 +43,7 @@ def _result(result: TaskResult, options: PredictOptions) -> dict:
     return {"task": result.task, "version": result.version, "predictions": [_prediction(p, options) for p in result.predictions]}
 
 
-async def _run(services: Services, request: Request, items: list[PredictItem]) -> list[TaskResult]:
+async def _run(services: Services, request: Request, items: list[TaskInputs]) -> list[TaskResult]:
     """Run the items, counting the request in the metrics whatever happens."""
     settings, started, status = services.settings, time.perf_counter(), 200
 
@@ -61,7 +62,7 @@ async def _run(services: Services, request: Request, items: list[PredictItem]) -
 
     try:
         inference.check_limits(items, settings.max_inputs_per_request, settings.max_input_chars)
-        return await inference.predict(services.engine, services.batcher, items, until_disconnected)
+        return await inference.predict(services.engine, services.tokenizers, services.batcher, items, until_disconnected)
     except BaseException as exc:
         status = status_of(exc)
         raise
@@ -75,7 +76,7 @@ async def _run(services: Services, request: Request, items: list[PredictItem]) -
 )
 async def predict_task(task: str, body: PredictRequest, request: Request, services: Services = Depends(get_services)) -> dict:
     """Classify one text, a list of texts, or text pairs with `task`'s current version."""
-    (result,) = await _run(services, request, [PredictItem(task, _inputs(body.inputs))])
+    (result,) = await _run(services, request, [TaskInputs(task, _inputs(body.inputs))])
     return _result(result, body)
 
 
@@ -85,5 +86,5 @@ async def predict_task(task: str, body: PredictRequest, request: Request, servic
 )
 async def predict_many(body: MultiPredictRequest, request: Request, services: Services = Depends(get_services)) -> dict:
     """Items for any mix of tasks, answered in order; all rows share the same batches."""
-    results = await _run(services, request, [PredictItem(item.task, _inputs(item.inputs)) for item in body.items])
+    results = await _run(services, request, [TaskInputs(item.task, _inputs(item.inputs)) for item in body.items])
     return {"results": [_result(result, item) for result, item in zip(results, body.items)]}

@@ -29,6 +29,7 @@ from server.request_id import RequestIds
 from server.routes import access, health, metrics, oip, predict, tasks
 from server.settings import Settings
 from server.sync import StoreSync
+from server.tokenize import Tokenizers
 from server.validation import UploadValidator
 from server.versions import KeptVersions
 
@@ -60,24 +61,22 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     engine = Engine(backbone, capacity=len(store.state()), split_overhead_tokens=settings.split_overhead_tokens)
     sync = StoreSync(store, engine, validator, settings.sync_interval_s)
     sync.start()
-    batcher = Batcher(
-        engine, metrics, max_rows=settings.max_batch_rows, max_tokens=settings.max_batch_tokens,
-        max_wait_ms=settings.max_wait_ms, max_queue_rows=settings.max_queue_rows,
-        tokenizer_threads=settings.tokenizer_threads, tokenize_inline_chars=settings.tokenize_inline_chars,
-        retry_after_s=settings.retry_after_s,
-    )
     metrics.track_tasks(lambda: len(engine.tasks()))
     if settings.predict_api_keys and not settings.api_keys:
         log.warning("BITFIT_PREDICT_API_KEYS is set without BITFIT_API_KEYS: task changes over HTTP are refused")
     # Stored files passed validation on put; this parses them again for the kept-version slots.
     versions = KeptVersions(store, engine, lambda data, name: validator(data, name).bias_set, settings.max_pinned_versions)
-    return Services(settings, metrics, engine, store, sync, TaskMutations(store, sync, validator), batcher, versions)
+    return Services(
+        settings, metrics, engine, store, sync, TaskMutations(store, sync, validator),
+        Tokenizers(engine, settings), Batcher(engine, metrics, settings), versions,
+    )
 
 
 def stop_services(services: Services) -> None:
     """Finish queued work, then stop watching the store."""
     services.batcher.close(timeout=services.settings.graceful_timeout_s)
     services.versions.clear()
+    services.tokenizers.close()
     services.sync.stop()
 
 

@@ -6,13 +6,9 @@ padded tokens, waiting at most ``max_wait`` after the oldest row arrived, and ru
 ONE forward pass (the engine only groups rows by task at the heads). A request larger
 than a batch is split over consecutive batches.
 
-Threads, and why:
-- the event loop never runs torch: the forward runs on the single worker thread (the
-  engine's bias hooks share state, so one forward at a time is also a correctness need);
-- tokenization runs in the request path, never on the worker: on a small thread pool
-  (the Rust tokenizer releases the GIL), so it overlaps the forward instead of
-  serializing behind it; only requests of a few hundred characters are tokenized
-  directly on the event loop, where that is cheaper than the thread hop.
+The event loop never runs torch: the forward runs on the single worker thread (one
+forward at a time is also a correctness need of the engine). Rows arrive tokenized
+(server/tokenize.py), so the worker only pads and runs the forward.
 
 Back-pressure: when ``max_queue_rows`` rows are waiting, ``submit`` raises Overloaded
 (HTTP 503 + Retry-After) instead of letting the queue grow without bound. Rows of a
@@ -22,20 +18,17 @@ request whose client went away are dropped before they reach a forward pass.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from engine import Engine, Prediction, TaskHandle
 from engine.inputs import EncodedRow
 from server.errors import ClientGone, NotReady, Overloaded
 from server.metrics import Metrics
-
-log = logging.getLogger(__name__)
+from server.settings import Settings, env_name
 
 Item = tuple[TaskHandle, EncodedRow]
 
@@ -76,58 +69,24 @@ def _settle_all(done: list[_Pending], error: BaseException | None = None) -> Non
             pass
 
 
-def _chars(inputs: list) -> int:
-    """Characters in a request's inputs (texts or text pairs); huge for anything unexpected."""
-    total = 0
-    for item in inputs:
-        if isinstance(item, str):
-            total += len(item)
-        elif isinstance(item, (tuple, list)) and all(isinstance(t, str) for t in item):
-            total += sum(len(t) for t in item)
-        else:
-            return 1 << 62  # not ours to judge here: the engine's check on the pool reports it
-    return total
-
-
 class Batcher:
-    def __init__(
-        self,
-        engine: Engine,
-        metrics: Metrics,
-        *,
-        max_rows: int = 32,
-        max_tokens: int = 8192,
-        max_wait_ms: float = 2.0,
-        max_queue_rows: int = 1024,
-        tokenizer_threads: int = 2,
-        tokenize_inline_chars: int = 0,
-        retry_after_s: int = 1,
-    ) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics, settings: Settings) -> None:
         self.engine = engine
         self.metrics = metrics
-        self.max_rows = max_rows
-        self.max_tokens = max_tokens
-        self.max_wait = max_wait_ms / 1000
-        self.max_queue_rows = max_queue_rows
-        self.retry_after_s = retry_after_s
-        self.inline_chars = tokenize_inline_chars
+        self.max_rows = settings.max_batch_rows
+        self.max_tokens = settings.max_batch_tokens
+        self.max_wait = settings.max_wait_ms / 1000
+        self.max_queue_rows = settings.max_queue_rows
+        self.retry_after_s = settings.retry_after_s
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
         self._queued_tokens = 0
         self._cond = threading.Condition()
         self._closing = False
-        self._tokenizers = ThreadPoolExecutor(tokenizer_threads, thread_name_prefix="bitfit-tokenize")
         self._worker = threading.Thread(target=self._work, name="bitfit-inference", daemon=True)
         self._worker.start()
 
     # -- request side (event loop) ---------------------------------------------------------
-    async def encode(self, handle: TaskHandle, inputs: list) -> list[EncodedRow]:
-        """Validate and tokenize (raises the engine's InvalidInput); see the module doc for where."""
-        if _chars(inputs) <= self.inline_chars:
-            return self.engine.encode(handle, inputs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._tokenizers, self.engine.encode, handle, inputs)
-
     async def submit(self, items: list[Item], disconnected: Callable[[], Awaitable] | None = None) -> list[Prediction]:
         """Queue rows and wait for their predictions, in order.
 
@@ -143,7 +102,7 @@ class Batcher:
             if self._queued_rows + len(items) > self.max_queue_rows:
                 self.metrics.rejected.labels("queue_full").inc()
                 raise Overloaded(
-                    f"the batch queue is full ({self._queued_rows} rows waiting, BITFIT_MAX_QUEUE_ROWS="
+                    f"the batch queue is full ({self._queued_rows} rows waiting, {env_name('max_queue_rows')}="
                     f"{self.max_queue_rows}); retry later",
                     {"Retry-After": str(self.retry_after_s)},
                 )
@@ -268,9 +227,8 @@ class Batcher:
         return self._queued_rows
 
     def close(self, timeout: float | None = None) -> None:
-        """Refuse new work, finish every queued row, then stop the threads."""
+        """Refuse new work, finish every queued row, then stop the worker."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         self._worker.join(timeout)
-        self._tokenizers.shutdown(wait=True, cancel_futures=True)

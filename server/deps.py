@@ -15,6 +15,7 @@ from server.metrics import Metrics
 from server.mutations import TaskMutations
 from server.settings import Settings
 from server.sync import StoreSync
+from server.tokenize import Tokenizers
 from server.versions import KeptVersions
 
 
@@ -28,6 +29,7 @@ class Services:
     store: BiasStore
     sync: StoreSync
     mutations: TaskMutations
+    tokenizers: Tokenizers
     batcher: Batcher
     versions: KeptVersions  # kept versions other than the current ones, served on request
 

@@ -33,6 +33,7 @@ from bias_store.errors import (
     VersionNotFound,
 )
 from engine.errors import EngineError, InvalidInput, UnknownTask
+from server.settings import env_name
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,8 @@ HTTP_ERRORS: dict[type[BaseException], HttpError] = {
                                lambda exc: {"available_versions": exc.available}),
     FingerprintMismatch: HttpError(409, "fingerprint_mismatch",
                                    "The bias set was trained for another backbone (fingerprint mismatch).", _reason),
-    BiasSetTooLarge: HttpError(413, "limit_exceeded", "The upload is over BITFIT_MAX_UPLOAD_BYTES.", _reason,
-                               setting="BITFIT_MAX_UPLOAD_BYTES"),
+    BiasSetTooLarge: HttpError(413, "limit_exceeded", f"The upload is over {env_name('max_upload_bytes')}.", _reason,
+                               setting=env_name("max_upload_bytes")),
     LimitExceeded: HttpError(413, "limit_exceeded",
                              "Over a limit: inputs per request, characters per input or body size (the setting is named)."),
     InvalidBiasSet: HttpError(422, "invalid_bias_set", "An invalid bias set (the validator's reason).", _reason),
@@ -229,7 +230,7 @@ def _answered(request: Request, response: JSONResponse, code: str) -> JSONRespon
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """The handlers, and the catch-all outside every middleware added before this call."""
+    """The exception handlers, and the catch-all around the app."""
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         entry = http_error(exc)

@@ -1,4 +1,4 @@
-"""The predict path between the routes and the batcher: limits, version pins, tokenizing, splitting.
+"""The predict path between the routes and the batcher: limits, version pins, tokenizing.
 
 Plain dataclasses in and out; the routes convert from and to JSON.
 """
@@ -15,11 +15,15 @@ from engine import Engine, Prediction, TaskHandle
 from engine.errors import InvalidInput
 from server.batcher import Batcher
 from server.errors import LimitExceeded
+from server.settings import env_name
+from server.tokenize import Tokenizers
 from server.versions import KeptVersions
 
 
 @dataclass(frozen=True)
-class PredictItem:
+class TaskInputs:
+    """One task's inputs of a request (a schemas.PredictItem, past the HTTP edge)."""
+
     task: str
     inputs: list  # texts, or (text, text_pair) tuples
     version: int | None = None  # None: the current version; else a kept one (server/versions.py)
@@ -32,24 +36,24 @@ class TaskResult:
     predictions: list[Prediction]  # one per input, in order
 
 
-def check_limits(items: list[PredictItem], max_inputs: int, max_chars: int) -> None:
+def check_limits(items: list[TaskInputs], max_inputs: int, max_chars: int) -> None:
     """Refuse oversized requests before any work, naming the setting that limits them."""
     total = sum(len(item.inputs) for item in items)
     if total > max_inputs:
-        raise LimitExceeded(f"request has {total} inputs; the limit is {max_inputs} per request (BITFIT_MAX_INPUTS_PER_REQUEST)")
+        raise LimitExceeded(f"request has {total} inputs; the limit is {max_inputs} per request ({env_name('max_inputs_per_request')})")
     for n, item in enumerate(items):
         for i, value in enumerate(item.inputs):
             for text in value if isinstance(value, tuple) else (value,):
                 if len(text) > max_chars:
                     where = f"items[{n}].inputs[{i}]" if len(items) > 1 else f"inputs[{i}]"
                     raise LimitExceeded(
-                        f"{where} has {len(text)} characters; the limit is {max_chars} per text (BITFIT_MAX_INPUT_CHARS)"
+                        f"{where} has {len(text)} characters; the limit is {max_chars} per text ({env_name('max_input_chars')})"
                     )
 
 
 async def predict(
-    engine: Engine, batcher: Batcher, items: list[PredictItem], disconnected: Callable[[], Awaitable] | None = None,
-    versions: KeptVersions | None = None,
+    engine: Engine, tokenizers: Tokenizers, batcher: Batcher, items: list[TaskInputs],
+    disconnected: Callable[[], Awaitable] | None = None, versions: KeptVersions | None = None,
 ) -> list[TaskResult]:
     """Pin each task's version (current or asked), tokenize the items concurrently, batch all their rows."""
     handles: list[TaskHandle] = []
@@ -62,7 +66,7 @@ async def predict(
             else:  # may read the store: off the event loop
                 handles.append(await run_in_threadpool(versions.acquire, item.task, item.version))
         encoded = await asyncio.gather(
-            *(batcher.encode(handle, item.inputs) for handle, item in zip(handles, items)), return_exceptions=True
+            *(tokenizers.encode(handle, item.inputs) for handle, item in zip(handles, items)), return_exceptions=True
         )
         for n, rows in enumerate(encoded):
             if isinstance(rows, InvalidInput) and len(items) > 1:

@@ -1,9 +1,9 @@
-"""One small pure-ASGI guard in front of the routes: what can be decided from the headers.
+"""One small pure-ASGI guard in front of the routes: a request's body, timed and counted.
 
-- Body size: a request whose Content-Length is over the limit is answered 413 before its
-  body is read (uploads: BITFIT_MAX_UPLOAD_BYTES; JSON: what the input limits allow). A
-  body without Content-Length (chunked) is counted as the app reads it and answered 413
-  the moment it passes the limit: memory stays bounded, and nothing is read before the
+- Body size: each route declares its limit (server/routes/body.py) and sets it on this
+  request's ``BodyExchange`` (``scope[EXCHANGE]``) before anything is read. A body
+  without Content-Length (chunked) is counted as the app reads it and answered 413 the
+  moment it passes the limit: memory stays bounded, and nothing is read before the
   route's auth check (server/auth.py).
 - Slow clients: the whole body must arrive within BITFIT_REQUEST_READ_TIMEOUT_S of the
   request's start, or the request is answered 408 (a client sending a byte every 2 s
@@ -11,9 +11,6 @@
   the uvicorn protocol (server/protocol.py).
 - Shutdown: a request still running when uvicorn's graceful timeout cancels it is
   answered a JSON 503 (not uvicorn's plain-text 500).
-- JSON by default on the JSON-only routes (predict, rollback): ``curl -d '{"inputs": ...}'``
-  sends form encoding, so a missing or form content type there is read as JSON (the
-  README's one-liner works).
 """
 
 from __future__ import annotations
@@ -25,49 +22,32 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.errors import LimitExceeded, NotReady, ReadTimeout, ServerError, error_response
-from server.settings import Settings
+from server.settings import Settings, env_name
 
-_FORM = b"application/x-www-form-urlencoded"
-_SLACK = 1 << 20  # multipart framing and JSON syntax around the limited payload
+EXCHANGE = "bitfit.exchange"  # the scope key of a request's BodyExchange
 
 
 class RequestGuard:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.max_upload = settings.max_upload_bytes + _SLACK
-        # Worst case per input: every char 4 UTF-8 bytes (JSON escapes are rarer), pairs twice.
-        self.max_json = 8 * settings.max_inputs_per_request * settings.max_input_chars + _SLACK
         self.read_timeout = settings.request_read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        if scope["method"] in ("POST", "PUT"):
-            path: str = scope["path"]
-            if path.startswith("/tasks"):
-                limit, setting = self.max_upload, "BITFIT_MAX_UPLOAD_BYTES"
-            else:
-                limit, setting = self.max_json, "the input limits"
-            length = headers.get(b"content-length", b"")
-            if length.isdigit() and int(length) > limit:
-                error = LimitExceeded(f"request body is {int(length)} bytes; the limit is {limit} bytes ({setting})")
-                return await error_response(error)(scope, receive, send)
-            json_route = path.startswith("/predict") or path.endswith("/rollback")
-            if json_route and headers.get(b"content-type", _FORM).split(b";")[0].strip() == _FORM:
-                rest = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-                scope = {**scope, "headers": [*rest, (b"content-type", b"application/json")]}
-        else:
-            limit, setting = None, ""
-        await _Exchange(scope, receive, send, limit, setting, self.read_timeout).run(self.app)
+        scope = {**scope}
+        exchange = BodyExchange(scope, receive, send, self.read_timeout)
+        scope[EXCHANGE] = exchange
+        await exchange.run(self.app)
 
 
-class _Exchange:
+class BodyExchange:
     """One request: its body counted and timed as the app reads it; at most one answer of ours."""
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, limit: int | None, setting: str, timeout: float) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send, timeout: float) -> None:
         self.scope, self._receive, self._send = scope, receive, send
-        self.limit, self.setting = limit, setting
+        self.limit: int | None = None  # set by the route before its body is read
+        self.setting = ""  # what sets the limit, for the message
         self.deadline = time.monotonic() + timeout
         self.size = 0
         self.body_done = False  # afterwards receive() only reports a disconnect: no deadline
@@ -93,7 +73,7 @@ class _Exchange:
         try:
             message = await asyncio.wait_for(self._receive(), max(0.0, self.deadline - time.monotonic()))
         except asyncio.TimeoutError:
-            await self._answer(ReadTimeout("the request body did not arrive in time (BITFIT_REQUEST_READ_TIMEOUT_S)"))
+            await self._answer(ReadTimeout(f"the request body did not arrive in time ({env_name('request_read_timeout_s')})"))
             return {"type": "http.disconnect"}
         if message["type"] != "http.request":
             return message

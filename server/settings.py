@@ -16,6 +16,12 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+ENV_PREFIX = "BITFIT_"
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting, for messages that name the limit hit."""
+    return ENV_PREFIX + field.upper()
 
 
 def _split_list(value: object) -> object:
@@ -42,7 +48,7 @@ def describe_error(exc: ValidationError, flags: tuple[str, ...] = ()) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BITFIT_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     # -- where and what to serve ----------------------------------------------------------
     host: str = "127.0.0.1"

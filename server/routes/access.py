@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, Response
 
 from server.auth import require_admin
 from server.errors import Forbidden, Unauthorized
+from server.routes.body import CheckedRoute
 from server.routes.responses import errors
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=CheckedRoute)
 
 
 @router.get(

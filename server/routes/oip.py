@@ -19,13 +19,17 @@ from engine import InvalidInput, UnknownTask
 from server.auth import require_reader
 from server.deps import Services, get_services
 from server.errors import Forbidden, LimitExceeded, NotReady, Overloaded, Unauthorized
-from server.inference import PredictItem
+from server.inference import TaskInputs
 from server.oip import check_outputs, infer_answer, model_metadata, parse_infer
+from server.routes.body import CheckedRoute, limit_json_body
 from server.routes.predict import known_query, run_predict
 from server.routes.responses import errors
 
 open_router = APIRouter(prefix="/v2", tags=["open inference protocol"])
-router = APIRouter(prefix="/v2", tags=["open inference protocol"], dependencies=[Depends(require_reader), Depends(known_query())])
+router = APIRouter(
+    prefix="/v2", tags=["open inference protocol"], dependencies=[Depends(require_reader), Depends(known_query())],
+    route_class=CheckedRoute,
+)
 
 
 _MODEL_ERRORS = errors(Unauthorized, Forbidden, UnknownTask, TaskNotFound, VersionNotFound, RequestValidationError)
@@ -90,13 +94,14 @@ async def version_ready(task: str, version: int, services: Services = Depends(ge
 
 
 async def _infer(services: Services, request: Request, task: str, version: int | None) -> Response:
+    limit_json_body(request)  # read by hand (binary tensors), so the route declares no body field
     body = await request.body()
     try:
         infer, inputs = parse_infer(body, request.headers.get("inference-header-content-length"))
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
     check_outputs(infer)
-    (result,) = await run_predict(services, request, [PredictItem(task, inputs, version)], [])
+    (result,) = await run_predict(services, request, [TaskInputs(task, inputs, version)], [])
     labels = list(result.predictions[0].scores) if result.predictions else []
     answer, binary = infer_answer(infer, result.task, result.version, labels, result.predictions)
     head = json.dumps(answer, separators=(",", ":")).encode()

@@ -15,11 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from bias_store.errors import VersionNotFound
 from engine import InvalidInput, Prediction, UnknownTask
 from server import inference
-from server.auth import GuardedRoute, require_reader
+from server.auth import require_reader
 from server.deps import Services, get_services, min_generation
 from server.errors import Forbidden, GenerationNotReached, LimitExceeded, NotReady, Overloaded, Unauthorized, status_of
 from server.hf import hf_answer, ranked, rescored
-from server.inference import PredictItem, TaskResult
+from server.inference import TaskInputs, TaskResult
+from server.routes.body import CheckedRoute
 from server.routes.responses import errors
 from server.schemas import (
     Inputs,
@@ -32,7 +33,7 @@ from server.schemas import (
     TextPair,
 )
 
-router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=GuardedRoute)
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=CheckedRoute)
 
 ERRORS = errors(
     Unauthorized, Forbidden, UnknownTask, VersionNotFound, LimitExceeded, InvalidInput, RequestValidationError, Overloaded,
@@ -86,7 +87,7 @@ def _result(result: TaskResult, options: PredictOptions) -> dict:
     return {"task": result.task, "version": result.version, "predictions": [_prediction(p, options) for p in result.predictions]}
 
 
-async def run_predict(services: Services, request: Request, items: list[PredictItem], options: list[PredictOptions]) -> list[TaskResult]:
+async def run_predict(services: Services, request: Request, items: list[TaskInputs], options: list[PredictOptions]) -> list[TaskResult]:
     """Run the items, counting the request in the metrics whatever happens (``options``: per item, or none)."""
     settings, started, status = services.settings, time.perf_counter(), 200
 
@@ -105,7 +106,9 @@ async def run_predict(services: Services, request: Request, items: list[PredictI
 
     try:
         inference.check_limits(items, settings.max_inputs_per_request, settings.max_input_chars)
-        results = await inference.predict(services.engine, services.batcher, items, until_disconnected, services.versions)
+        results = await inference.predict(
+            services.engine, services.tokenizers, services.batcher, items, until_disconnected, services.versions
+        )
         for result, option in zip(results, options):
             _check_truncation(result, option)
         return results
@@ -127,7 +130,7 @@ async def predict_task(
     services: Services = Depends(get_services),
 ) -> dict | list:
     """Classify one text, a list of texts, or text pairs with `task`'s current version (or a kept `version`)."""
-    (result,) = await run_predict(services, request, [PredictItem(task, _inputs(body.inputs), version)], [body])
+    (result,) = await run_predict(services, request, [TaskInputs(task, _inputs(body.inputs), version)], [body])
     if format == "hf":
         return hf_answer(result.predictions, body.function, body.k)
     return _result(result, body)
@@ -139,6 +142,6 @@ async def predict_task(
 )
 async def predict_many(body: MultiPredictRequest, request: Request, services: Services = Depends(get_services)) -> dict:
     """Items for any mix of tasks, answered in order; all rows share the same batches."""
-    items = [PredictItem(item.task, _inputs(item.inputs), item.version) for item in body.items]
+    items = [TaskInputs(item.task, _inputs(item.inputs), item.version) for item in body.items]
     results = await run_predict(services, request, items, body.items)
     return {"results": [_result(result, item) for result, item in zip(results, body.items)]}

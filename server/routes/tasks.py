@@ -22,13 +22,14 @@ from bias_store.errors import (
 )
 from bias_store.store import TaskRecord
 from engine import UnknownTask
-from server.auth import GuardedRoute, require_admin, require_reader
+from server.auth import require_admin, require_reader
 from server.deps import Services, get_services, min_generation
 from server.errors import Forbidden, GenerationNotReached, Unauthorized
+from server.routes.body import CheckedRoute
 from server.routes.responses import errors
 from server.schemas import RollbackRequest, TaskInfo, TaskList, UploadResponse
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=GuardedRoute)
+router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=CheckedRoute)
 
 _FILE_DOC = "A bias-set file (safetensors with bitfit metadata; see docs/FORMAT.md)."
 _NAME_DOC = "Task name overriding the one in the file's metadata."

@@ -1,4 +1,4 @@
-"""The batcher alone, on a recording fake engine: mixing, limits, back-pressure, drops, drain."""
+"""The batcher (the queue) alone, on a recording fake engine: mixing, limits, back-pressure, drops, drain."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from engine.inputs import EncodedRow
 from server.batcher import Batcher
 from server.errors import ClientGone, NotReady, Overloaded
 from server.metrics import Metrics
+from server.settings import Settings
 
 
 class FakeEngine:
@@ -49,13 +50,18 @@ def rows(name: str, slot: int, n: int, length: int = 4) -> list:
     return [(handle(name, slot), EncodedRow([i] + [0] * (length - 1), None, False)) for i in range(n)]
 
 
+def settings(**kw) -> Settings:
+    """Batch settings by their Settings names, with a short wait; small queues allowed."""
+    return Settings(**{"max_wait_ms": 20, "max_inputs_per_request": 1, **kw})
+
+
 def make(engine, **kw) -> Batcher:
-    return Batcher(engine, Metrics(), **{"max_wait_ms": 20, **kw})
+    return Batcher(engine, Metrics(), settings(**kw))
 
 
 def test_requests_of_different_tasks_share_one_batch_and_answer_in_order():
     engine = FakeEngine()
-    batcher = make(engine, max_rows=16, max_wait_ms=200)  # generous: all four arrive within it
+    batcher = make(engine, max_batch_rows=16, max_wait_ms=200)  # generous: all four arrive within it
 
     async def main():
         return await asyncio.gather(*(batcher.submit(rows(f"t{k}", k + 1, 3)) for k in range(4)))
@@ -68,7 +74,7 @@ def test_requests_of_different_tasks_share_one_batch_and_answer_in_order():
 
 def test_max_rows_and_max_tokens_split_batches_and_a_big_request_spans_several():
     engine = FakeEngine()
-    batcher = make(engine, max_rows=4, max_tokens=1000)
+    batcher = make(engine, max_batch_rows=4, max_batch_tokens=1000)
 
     async def main():
         return await batcher.submit(rows("big", 1, 10))
@@ -77,7 +83,7 @@ def test_max_rows_and_max_tokens_split_batches_and_a_big_request_spans_several()
     assert [len(b) for b in engine.batches] == [4, 4, 2]
 
     engine.batches.clear()
-    tight = make(engine, max_rows=32, max_tokens=40)  # rows of 10 tokens: 4 per batch
+    tight = make(engine, max_batch_rows=32, max_batch_tokens=40)  # rows of 10 tokens: 4 per batch
 
     async def main2():
         return await tight.submit(rows("t", 1, 6, length=10))
@@ -91,7 +97,7 @@ def test_max_rows_and_max_tokens_split_batches_and_a_big_request_spans_several()
 def test_full_queue_answers_overloaded_with_retry_after():
     engine = FakeEngine()
     engine.gate.clear()  # the worker blocks inside its first forward
-    batcher = make(engine, max_rows=2, max_queue_rows=4, max_wait_ms=0, retry_after_s=3)
+    batcher = make(engine, max_batch_rows=2, max_queue_rows=4, max_wait_ms=0, retry_after_s=3)
 
     async def main():
         first = asyncio.ensure_future(batcher.submit(rows("a", 1, 2)))
@@ -114,7 +120,7 @@ def test_full_queue_answers_overloaded_with_retry_after():
 def test_rows_of_a_gone_client_are_never_run():
     engine = FakeEngine()
     engine.gate.clear()
-    batcher = make(engine, max_rows=2, max_wait_ms=0)
+    batcher = make(engine, max_batch_rows=2, max_wait_ms=0)
 
     async def main():
         blocker = asyncio.ensure_future(batcher.submit(rows("a", 1, 2)))
@@ -136,7 +142,7 @@ def test_rows_of_a_gone_client_are_never_run():
 
 def test_a_failed_forward_fails_only_its_requests():
     engine = FakeEngine(fail_on="bad")
-    batcher = make(engine, max_rows=1, max_wait_ms=0)
+    batcher = make(engine, max_batch_rows=1, max_wait_ms=0)
 
     async def main():
         bad = batcher.submit(rows("bad", 1, 1))
@@ -150,7 +156,7 @@ def test_a_failed_forward_fails_only_its_requests():
 
 def test_close_finishes_queued_work_then_refuses():
     engine = FakeEngine(delay=0.02)
-    batcher = make(engine, max_rows=2, max_wait_ms=0)
+    batcher = make(engine, max_batch_rows=2, max_wait_ms=0)
 
     async def main():
         futures = [asyncio.ensure_future(batcher.submit(rows(f"t{k}", k + 1, 2))) for k in range(3)]
@@ -165,28 +171,6 @@ def test_close_finishes_queued_work_then_refuses():
     assert [len(r) for r in asyncio.run(main())] == [2, 2, 2]
 
 
-def test_tokenization_overlaps_a_running_forward_and_long_inputs_leave_the_loop():
-    engine = FakeEngine()
-    engine.gate.clear()  # the worker is stuck in a forward
-    batcher = make(engine, max_rows=2, max_wait_ms=0, tokenize_inline_chars=10)
-
-    async def main():
-        stuck = asyncio.ensure_future(batcher.submit(rows("a", 1, 1)))
-        await asyncio.sleep(0.02)
-        long_rows = await asyncio.wait_for(batcher.encode(handle("b", 2), ["x" * 50]), timeout=5)
-        long_thread = engine.encoded_on
-        await batcher.encode(handle("b", 2), ["short"])
-        short_thread = engine.encoded_on
-        engine.gate.set()
-        await stuck
-        return long_rows, long_thread, short_thread
-
-    long_rows, long_thread, short_thread = asyncio.run(main())
-    batcher.close()
-    assert len(long_rows) == 1 and long_thread.startswith("bitfit-tokenize")
-    assert short_thread == threading.main_thread().name
-
-
 def test_padding_and_forwards_per_batch_are_measured_as_the_engine_plans_them():
     class SplittingEngine(FakeEngine):
         def plan(self, items):  # the long row in a forward of its own
@@ -194,7 +178,7 @@ def test_padding_and_forwards_per_batch_are_measured_as_the_engine_plans_them():
 
     metrics = Metrics()
     for engine in (FakeEngine(), SplittingEngine()):
-        batcher = Batcher(engine, metrics, max_wait_ms=200, max_rows=3)
+        batcher = Batcher(engine, metrics, settings(max_wait_ms=200, max_batch_rows=3))
         items = rows("t", 1, 2, length=2) + rows("t", 1, 1, length=10)  # 14 real tokens
 
         async def main(b=batcher, items=items):

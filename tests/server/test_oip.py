@@ -149,3 +149,12 @@ def _mixed_batches(url: str) -> float:
         if line.startswith('bitfit_batch_tasks_bucket{le="1.0"}'):
             le1 = float(line.split()[-1])
     return count - le1
+
+
+def test_infer_body_has_the_json_limit(tmp_path, tiny_backbone):
+    from tests.server_support import serving
+
+    with serving(tmp_path / "store", tiny_backbone, max_inputs_per_request=1, max_input_chars=10) as client:
+        big = b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["' + b"x" * (2 << 20) + b'"]}]}'
+        response = client.post("/v2/models/mood/infer", content=big, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["code"] == "limit_exceeded" and "the input limits" in response.json()["error"]

@@ -26,7 +26,9 @@ from server.settings import Settings
 log = logging.getLogger(__name__)
 
 
-@serve.deployment(name="bitfit", ray_actor_options={"num_cpus": 1})
+# Ray's default of 5 requests in flight per replica would starve the batcher: a batch
+# mixes the tasks of many concurrent requests, so a replica takes many at once.
+@serve.deployment(name="bitfit", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=256)
 @serve.ingress()  # the app is built in each replica, by __serve_build_asgi_app__
 class BitfitReplica:
     def __init__(self, settings: dict[str, Any]) -> None:

@@ -32,6 +32,9 @@ class StoreSync:
         self.error: str | None = None  # why the last poll failed (None: the store answered)
         self.lock = threading.RLock()  # a store write and its engine update happen as one step
         self._unservable: dict[str, str] = {}  # task -> sha256 of a stored file this backbone rejects
+        # task -> sha256 served: the engine's tasks as this sync made them, looked up in O(1)
+        # (an engine miss raises UnknownTask listing every task: O(n) per new task at start-up).
+        self._served: dict[str, str] = {}
         self._advanced = threading.Condition()
         self._wake = threading.Event()  # a reader waiting for a generation asks for a poll now
         self._stop = threading.Event()
@@ -44,11 +47,13 @@ class StoreSync:
     def serve(self, bias_set: BiasSet, record: TaskRecord) -> TaskHandle:
         """Register a stored version with the engine (call under ``lock``)."""
         handle = self.engine.register(bias_set, record.version, record.sha256)
+        self._served[record.name] = record.sha256
         self._unservable.pop(record.name, None)
         return handle
 
     def drop(self, name: str) -> None:
         """Stop serving a task, if it is served (call under ``lock``)."""
+        self._served.pop(name, None)
         try:
             self.engine.unregister(name)
         except UnknownTask:
@@ -64,10 +69,10 @@ class StoreSync:
         return changed
 
     def _apply_catalog(self, catalog: Catalog) -> int:
-        loaded = {name: handle.sha256 for name, handle in self.engine.tasks().items()}
-        for name in sorted(loaded.keys() - catalog.keys()):
+        gone = sorted(self._served.keys() - catalog.keys())
+        for name in gone:
             self.drop(name)
-        return len(loaded.keys() - catalog.keys()) + sum(self._apply(c) for c in catalog.values())
+        return len(gone) + sum(self._apply(c) for c in catalog.values())
 
     def poll(self) -> int:
         """Apply the log entries after our generation; returns tasks changed."""
@@ -89,17 +94,11 @@ class StoreSync:
     def _apply(self, change: Change) -> int:
         """Bring one task to ``change``; 1 if the engine changed."""
         if change.deleted:
-            try:
-                self.engine.get(change.task)
-            except UnknownTask:
+            if change.task not in self._served:
                 return 0
             self.drop(change.task)
             return 1
-        try:
-            loaded = self.engine.get(change.task).sha256
-        except UnknownTask:
-            loaded = None
-        if change.sha256 in (loaded, self._unservable.get(change.task)):
+        if change.sha256 in (self._served.get(change.task), self._unservable.get(change.task)):
             return 0  # already served (e.g. our own upload), or known not to fit this backbone
         try:
             data = self.store.read(change.task, change.version)
@@ -116,6 +115,7 @@ class StoreSync:
             self.drop(change.task)
             return 1
         self.engine.register(upload.bias_set, change.version, change.sha256)
+        self._served[change.task] = change.sha256
         return 1
 
     def _advance(self, generation: int) -> None:

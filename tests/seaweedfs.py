@@ -55,6 +55,8 @@ class SeaweedFS:
             "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.port.iceberg={iceberg}", f"-s3.port.lance={lance}",
             # Many small buckets/collections each take a volume: the default limit (8) runs out.
             "-volume.max=60", "-master.volumeSizeLimitMB=64",
+            # One master: a restart need not wait the default 10 s for a raft election.
+            "-master.electionTimeout=1s",
         ]
         self.proc: subprocess.Popen | None = None
 

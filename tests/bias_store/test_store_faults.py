@@ -120,7 +120,7 @@ def test_symlinks_are_refused_and_modes_ignore_the_umask(tmp_path, tiny_backbone
     bias_set = random_bias_set(tiny_backbone.spec, "linked", seed=5)
     with pytest.raises(CorruptTask, match="symlink"):
         store.put(ValidatedUpload(bias_set, dumps(bias_set)))
-    store.state()
+    store.list()
     assert list(outside.iterdir()) == [] and "linked" in store.problems()
     store.delete("linked")  # removes the link, never what it points to
     assert outside.is_dir() and not (store.tasks_dir / "linked").exists()

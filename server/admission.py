@@ -14,6 +14,7 @@ overloaded server does not even read the bodies it would refuse.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from server.errors import Overloaded
 
@@ -25,8 +26,8 @@ def row_cost(value: object, max_length: int) -> int:
 
 
 class TokenBudget:
-    def __init__(self, max_tokens: int, retry_after_s: int) -> None:
-        self.max_tokens, self.retry_after_s = max_tokens, retry_after_s
+    def __init__(self, max_tokens: int, retry_after_s: int, on_shed: Callable[[], None] = lambda: None) -> None:
+        self.max_tokens, self.retry_after_s, self.on_shed = max_tokens, retry_after_s, on_shed
         self.in_flight = 0
         self._lock = threading.Lock()
 
@@ -46,6 +47,8 @@ class TokenBudget:
             self.in_flight -= tokens
 
     def overloaded(self) -> Overloaded:
+        """The 503 of a shed request (and it is counted)."""
+        self.on_shed()
         return Overloaded(
             f"the server is at its work budget ({self.in_flight} of {self.max_tokens} tokens in flight, "
             "BITFIT_MAX_INFLIGHT_TOKENS); retry later",

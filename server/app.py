@@ -18,12 +18,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from bias_store.open_store import open_store
 from engine import Backbone, Engine, load_backbone
+from server.admission import TokenBudget
 from server.batcher import Batcher
 from server.deps import Services
 from server.errors import install_error_handlers
 from server.metrics import Metrics
 from server.middleware import ReplicaHeader, RequestGuard
 from server.mutations import TaskMutations
+from server.openapi import declare_limits
 from server.preload import preload
 from server.routes import health, metrics, predict, tasks
 from server.settings import Settings
@@ -58,6 +60,7 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     # later uploads grow it by 6.25% steps.
     engine = Engine(backbone, capacity=len(store.state()), split_overhead_tokens=settings.split_overhead_tokens)
     sync = StoreSync(store, engine, validator, settings.sync_interval_s)
+    sync.on_drop = metrics.forget_task  # a deleted task's metric label slot is freed
     sync.start()
     metrics.track_tasks(lambda: len(engine.tasks()))
     if settings.predict_api_keys and not settings.api_keys:
@@ -65,6 +68,7 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     return Services(
         settings, metrics, engine, store, sync, TaskMutations(store, sync, validator),
         Tokenizers(engine, settings), Batcher(engine, metrics, settings),
+        TokenBudget(settings.max_inflight_tokens, settings.retry_after_s, metrics.rejected.labels("budget").inc),
     )
 
 
@@ -99,6 +103,7 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     app.state.services = None
     for module in (predict, tasks, health, metrics):
         app.include_router(module.router)
+    declare_limits(app, settings)
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")
     install_error_handlers(app)  # last: its catch-all wraps every middleware above

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from bias_store.store import BiasStore
 from engine import Engine
+from server.admission import TokenBudget
 from server.batcher import Batcher
 from server.errors import GenerationNotReached, NotReady
 from server.metrics import Metrics
@@ -30,6 +31,7 @@ class Services:
     mutations: TaskMutations
     tokenizers: Tokenizers
     batcher: Batcher
+    budget: TokenBudget  # admission: tokens of work in flight
 
 
 async def get_services(request: Request) -> Services:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 
 from bias_store.changelog import Catalog, Change, LogTruncated, latest_per_task
 from bias_store.errors import InvalidBiasSet, StoreUnavailable, TaskNotFound, VersionNotFound
@@ -38,6 +39,7 @@ class StoreSync:
         # task -> why its current stored version cannot be served (reported by /readyz and
         # GET /tasks); the task keeps serving what it served before, if anything.
         self.unhealthy: dict[str, str] = {}
+        self.on_drop: Callable[[str], None] = lambda name: None  # told when a task stops being served
         self._advanced = threading.Condition()
         self._wake = threading.Event()  # a reader waiting for a generation asks for a poll now
         self._stop = threading.Event()
@@ -63,6 +65,7 @@ class StoreSync:
             self.engine.unregister(name)
         except UnknownTask:
             pass
+        self.on_drop(name)
 
     # -- catching up ----------------------------------------------------------------------
     def reload(self) -> int:

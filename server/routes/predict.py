@@ -4,20 +4,41 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from engine import InvalidInput, Prediction, UnknownTask
 from server import inference
-from server.auth import require_reader
+from server.auth import GuardedRoute, require_reader
 from server.deps import Services, get_services, min_generation
 from server.errors import Forbidden, GenerationNotReached, LimitExceeded, NotReady, Overloaded, Unauthorized, status_of
 from server.inference import TaskInputs, TaskResult
-from server.routes.body import CheckedRoute
+from server.routes.body import Handler, LimitedBodyRoute
 from server.routes.responses import errors
 from server.schemas import Inputs, MultiPredictRequest, MultiPredictResponse, PredictOptions, PredictRequest, PredictResponse, TextPair
 
-router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=CheckedRoute)
+
+class ShedRoute(APIRoute):
+    """While the work budget is spent, a predict request is answered 503 before its body is read."""
+
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+
+        async def shed(request: Request) -> Response:
+            services = getattr(request.app.state, "services", None)
+            if services is not None and services.budget.spent:
+                raise services.budget.overloaded()
+            return await handler(request)
+
+        return shed
+
+
+class PredictRoute(GuardedRoute, LimitedBodyRoute, ShedRoute):
+    """Auth (401/403), the body limit (413), shedding (503), then the body is read."""
+
+
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=PredictRoute)
 
 ERRORS = errors(
     Unauthorized, Forbidden, UnknownTask, LimitExceeded, InvalidInput, RequestValidationError, Overloaded, NotReady,
@@ -29,6 +50,13 @@ def _inputs(inputs: Inputs) -> list:
     if isinstance(inputs, str):
         return [inputs]
     return [(x.text, x.text_pair) if isinstance(x, TextPair) else x for x in inputs]
+
+
+def _shown(options: PredictOptions) -> int | None:
+    """How many label scores each answer shows (None: all), for the answer-size check."""
+    if options.top_k is not None:
+        return options.top_k
+    return None if options.return_all_scores else 0
 
 
 def _prediction(prediction: Prediction, options: PredictOptions) -> dict:
@@ -62,7 +90,10 @@ async def _run(services: Services, request: Request, items: list[TaskInputs]) ->
 
     try:
         inference.check_limits(items, settings.max_inputs_per_request, settings.max_input_chars)
-        return await inference.predict(services.engine, services.tokenizers, services.batcher, items, until_disconnected)
+        return await inference.predict(
+            services.engine, services.tokenizers, services.batcher, services.budget, items, settings.max_response_bytes,
+            until_disconnected,
+        )
     except BaseException as exc:
         status = status_of(exc)
         raise
@@ -76,7 +107,7 @@ async def _run(services: Services, request: Request, items: list[TaskInputs]) ->
 )
 async def predict_task(task: str, body: PredictRequest, request: Request, services: Services = Depends(get_services)) -> dict:
     """Classify one text, a list of texts, or text pairs with `task`'s current version."""
-    (result,) = await _run(services, request, [TaskInputs(task, _inputs(body.inputs))])
+    (result,) = await _run(services, request, [TaskInputs(task, _inputs(body.inputs), _shown(body))])
     return _result(result, body)
 
 
@@ -86,5 +117,5 @@ async def predict_task(task: str, body: PredictRequest, request: Request, servic
 )
 async def predict_many(body: MultiPredictRequest, request: Request, services: Services = Depends(get_services)) -> dict:
     """Items for any mix of tasks, answered in order; all rows share the same batches."""
-    results = await _run(services, request, [TaskInputs(item.task, _inputs(item.inputs)) for item in body.items])
+    results = await _run(services, request, [TaskInputs(item.task, _inputs(item.inputs), _shown(item)) for item in body.items])
     return {"results": [_result(result, item) for result, item in zip(results, body.items)]}

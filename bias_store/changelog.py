@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -49,6 +50,10 @@ class Change:
 
 # {task: its last change} at some generation; deleted tasks are left out.
 Catalog = dict[str, Change]
+
+
+class DamagedLog(BiasStoreError):
+    """An entry or snapshot of the log cannot be parsed (a backend that has another source of truth rebuilds from it)."""
 
 
 class LogTruncated(BiasStoreError):
@@ -98,6 +103,14 @@ def generation_of(key: str) -> int:
     return int(key.rsplit("/", 1)[-1].split(".", 1)[0])
 
 
+_KEY = re.compile(r"\d{12}\.json")
+
+
+def _ours(keys: Iterable[str]) -> list[str]:
+    """Log keys only: an operator's stray file (notes.txt, a backup) is not an entry."""
+    return [k for k in keys if _KEY.fullmatch(k.rsplit("/", 1)[-1])]
+
+
 class LogObjects(Protocol):
     """The few object operations a change log needs (S3Objects and FolderObjects have them)."""
 
@@ -113,7 +126,7 @@ class ChangeLog:
         self._head = 0  # the highest generation known to exist; a hint, re-checked by listing
 
     def _entry_keys(self, after: int) -> list[str]:
-        return list(self.objects.list("log/", start_after=f"log/{log_key(after)}"))
+        return _ours(self.objects.list("log/", start_after=f"log/{log_key(after)}"))
 
     def head(self) -> int:
         """The newest generation (0 for an empty log)."""
@@ -132,15 +145,24 @@ class ChangeLog:
         entries = [self.objects.get(key) for key in keys]
         if any(found is None for found in entries):  # compacted away while we read
             raise LogTruncated(after)
-        return [Change.from_json(found[0]) for found in entries]
+        try:
+            return [Change.from_json(found[0]) for found in entries]
+        except (ValueError, KeyError, TypeError) as exc:
+            # A damaged entry: which task changed is lost, so a replica must reload the
+            # catalog (LogTruncated) from whatever the backend trusts more than the log.
+            log.error("change log entry after generation %d is damaged (%s)", after, exc)
+            raise LogTruncated(after) from None
 
     def catalog(self) -> tuple[int, Catalog]:
         """The newest snapshot folded with the entries after it: every task's current version."""
         generations = self._snapshot_generations()
         generation, catalog = 0, {}
-        if generations:
-            generation, catalog = load_snapshot(self.objects.get(f"snapshots/{log_key(generations[-1])}")[0])
-        tail = self.changes(generation)
+        try:
+            if generations:
+                generation, catalog = load_snapshot(self.objects.get(f"snapshots/{log_key(generations[-1])}")[0])
+            tail = self.changes(generation)
+        except (LogTruncated, ValueError, KeyError, TypeError) as exc:
+            raise DamagedLog(f"the change log cannot be read back: {exc}") from None
         return (tail[-1].generation if tail else generation), fold(catalog, tail)
 
     def append(self, task: str, version: int | None, sha256: str | None) -> int:
@@ -157,7 +179,7 @@ class ChangeLog:
         self.objects.create(f"snapshots/{log_key(generation)}", dump_snapshot(generation, catalog))
 
     def _snapshot_generations(self) -> list[int]:
-        return [generation_of(k) for k in self.objects.list("snapshots/")]
+        return [generation_of(k) for k in _ours(self.objects.list("snapshots/"))]
 
     def compact(self, generation: int) -> None:
         """Snapshot the catalog at ``generation``; drop entries and snapshots older than the previous one."""

@@ -70,7 +70,7 @@ class UnsupportedArchitecture(BiasStoreError):
 
 
 class StoreUnavailable(BiasStoreError):
-    """The store cannot be reached (HTTP 503): loaded tasks keep serving, mutations wait."""
+    """The store cannot be reached or written (HTTP 503): loaded tasks keep serving, mutations wait."""
 
 
 class ConcurrentUpdate(BiasStoreError):
@@ -79,3 +79,15 @@ class ConcurrentUpdate(BiasStoreError):
     def __init__(self, name: str, attempts: int) -> None:
         super().__init__(f"task {name!r} was changed by other writers {attempts} times while this change was stored; retry")
         self.name = name
+
+
+class CorruptTask(BiasStoreError):
+    """A task's files in the store cannot be read back (HTTP 409): the task is skipped, the rest serve.
+
+    Not an upload error: the stored bytes (or the folder) were damaged or changed outside the
+    store. A new upload (PUT) or a DELETE repairs it.
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"task {name!r} is unhealthy in the store: {reason}; replace (PUT) or delete it")
+        self.name, self.reason = name, reason

@@ -10,8 +10,15 @@ Layout under ``root``::
 
 Every write is temp file + fsync + rename + fsync(dir), so a crash at any moment leaves a
 task at its old or its new version. A version file is written before CURRENT points at
-it, and is never modified afterwards, so readers need no lock. The log entry is
-appended under the same lock right after CURRENT changes.
+it, and is never modified afterwards, so readers need no lock: a read takes CURRENT once
+and checks the file's sha256 against it (a concurrent rollback or delete makes it retry).
+The log entry is appended under the same lock right after CURRENT changes.
+
+One bad task never stops the store: a task whose files cannot be read back is reported
+(``CorruptTask``, ``problems()``) and skipped, and every other task lists and loads.
+Files are 0640 and folders 0750 whatever the umask; symlinks inside the store are
+refused; leftovers of a crash (temp files, ``.trash``) are removed when a store opens.
+A store that cannot be written raises ``StoreUnavailable`` with the OS's reason.
 """
 
 from __future__ import annotations
@@ -22,48 +29,27 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import shutil
 import threading
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
-from bias_store.changelog import COMPACT_EVERY, Catalog, Change, ChangeLog
-from bias_store.errors import TaskNotFound, VersionNotFound
+from bias_store.changelog import COMPACT_EVERY, Catalog, Change, ChangeLog, DamagedLog
+from bias_store.errors import BiasStoreError, CorruptTask, TaskNotFound, VersionNotFound
 from bias_store.folder_objects import FolderObjects
 from bias_store.format import BiasSetMeta, read_header
+from bias_store.fs_io import atomic_write, fsync_dir, make_dir, read_file, writing  # noqa: F401 (atomic_write: re-exported)
 from bias_store.store import BiasStore, TaskRecord
 from bias_store.validate import TASK_NAME, ValidatedUpload
 
 log = logging.getLogger(__name__)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix.
-
-    ``durable`` also fsyncs the file and its folder, so the new file survives a crash;
-    a mere change signal (GENERATION) does not need that.
-    """
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    if durable:
-        _fsync_dir(path.parent)
+VERSION_FILE = re.compile(r"v(\d{6})\.safetensors")  # anything else (vbackup.safetensors) is not a version
+META_CACHE_SIZE = 1024  # parsed headers kept (name, sha256) -> metadata; least recently used go first
+READ_ATTEMPTS = 3  # a read racing a rollback or delete retries this often before calling the task corrupt
 
 
 class FilesystemStore(BiasStore):
@@ -72,12 +58,17 @@ class FilesystemStore(BiasStore):
             raise ValueError("keep_versions must be >= 1 (the current version is always kept)")
         self.root = Path(root)
         self.tasks_dir = self.root / "tasks"
-        self.tasks_dir.mkdir(parents=True, exist_ok=True)
-        (self.root / ".lock").touch(exist_ok=True)
+        if not self.tasks_dir.is_dir():
+            self.root.mkdir(parents=True, exist_ok=True)
+            make_dir(self.tasks_dir)
+        if not (self.root / ".lock").exists():
+            atomic_write(self.root / ".lock", b"", durable=False)
         self.keep_versions = keep_versions
         self._thread_lock = threading.Lock()
-        self._meta_cache: dict[tuple[str, str], BiasSetMeta] = {}  # (name, sha256) -> metadata
+        self._meta_cache: OrderedDict[tuple[str, str], BiasSetMeta] = OrderedDict()
+        self._problems: dict[str, str] = {}  # task -> why it cannot be read (from the last list())
         self.log = ChangeLog(FolderObjects(self.root), compact_every)
+        self.recover()
         if not (self.root / "log").is_dir():
             self._start_log()
 
@@ -96,18 +87,44 @@ class FilesystemStore(BiasStore):
 
     def _start_log(self) -> None:
         """A store made before the change log: its tasks become the snapshot at generation 0."""
-        with self._locked():
+        with writing("starting the change log"), self._locked():
             if (self.root / "log").is_dir():
                 return  # another process did it first
             catalog = {}
-            for name in os.listdir(self.tasks_dir):
-                current = self._current(name)
-                if current is not None:
-                    catalog[name] = Change(0, name, *current)
+            for name in self._task_names():
+                with contextlib.suppress(CorruptTask):  # reported by list(); repaired by a PUT
+                    current = self._current(name)
+                    if current is not None:
+                        catalog[name] = Change(0, name, *current)
             self.log.write_snapshot(0, catalog)
-            (self.root / "log").mkdir()
+            make_dir(self.root / "log")
             (self.root / "GENERATION").unlink(missing_ok=True)  # the old change signal
         log.info("store %s: change log started with %d tasks", self.root, len(catalog))
+
+    def recover(self) -> None:
+        """Remove what a crashed writer left: temp files, .trash, task folders never committed."""
+        try:
+            with self._locked():
+                leftovers = [p for folder in (self.root, self.root / "log", self.root / "snapshots") for p in folder.glob(".tmp-*")]
+                for task_dir in self.tasks_dir.iterdir():
+                    if task_dir.is_dir() and not task_dir.is_symlink():
+                        leftovers += task_dir.glob(".tmp-*")
+                        if not any(task_dir.iterdir()) or all(p.name.startswith(".tmp-") for p in task_dir.iterdir()):
+                            leftovers.append(task_dir)  # created, then the writer died before any version
+                for path in leftovers:
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink(missing_ok=True)
+                trash = self.root / ".trash"
+                if trash.is_dir():
+                    leftovers.append(trash)
+                    shutil.rmtree(trash, ignore_errors=True)
+        except OSError as exc:  # a read-only store serves as it is
+            log.warning("store %s: crash leftovers not cleaned: %s", self.root, exc)
+            return
+        if leftovers:
+            log.info("store %s: removed %d leftovers of an interrupted write", self.root, len(leftovers))
 
     # -- paths and reads -----------------------------------------------------------------
     def _existing_task_dir(self, name: str) -> Path:
@@ -123,37 +140,74 @@ class FilesystemStore(BiasStore):
     def _versions(self, task_dir: Path) -> list[int]:
         try:
             names = os.listdir(task_dir)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(int(n[1:7]) for n in names if n.startswith("v") and n.endswith(".safetensors"))
+        return sorted(int(m.group(1)) for n in names if (m := VERSION_FILE.fullmatch(n)))
 
     def _current(self, name: str) -> tuple[int, str] | None:
-        try:
-            version, sha = (self.tasks_dir / name / "CURRENT").read_text().split()
-            return int(version), sha
-        except (FileNotFoundError, NotADirectoryError, ValueError):
-            return None
-
-    def _record(self, name: str, version: int, sha: str, data: bytes | None = None) -> TaskRecord:
+        """CURRENT as (version, sha256); None while the task does not exist; CorruptTask if unreadable."""
         task_dir = self.tasks_dir / name
-        path = self._version_file(task_dir, version)
-        meta = self._meta_cache.get((name, sha))
+        if task_dir.is_symlink():
+            raise CorruptTask(name, "its folder is a symlink (refused)")
+        try:
+            raw = read_file(task_dir / "CURRENT")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise CorruptTask(name, f"CURRENT cannot be read ({exc.strerror})") from None
+        try:
+            version, sha = raw.decode("ascii").split()
+            if not re.fullmatch(r"[0-9a-f]{64}", sha):
+                raise ValueError(sha)
+            return int(version), sha
+        except ValueError:
+            raise CorruptTask(name, "CURRENT is not '<version> <sha256>'") from None
+
+    def _meta(self, name: str, sha: str, data: bytes) -> BiasSetMeta:
+        key = (name, sha)
+        meta = self._meta_cache.get(key)
         if meta is None:
-            raw = data if data is not None else path.read_bytes()
-            meta = BiasSetMeta.from_header(read_header(raw).get("__metadata__"))
-            self._meta_cache[(name, sha)] = meta
-        size = len(data) if data is not None else path.stat().st_size
-        return TaskRecord(name, version, sha, size, meta, tuple(self._versions(task_dir)))
+            try:
+                meta = BiasSetMeta.from_header(read_header(data).get("__metadata__"))
+            except BiasStoreError as exc:
+                raise CorruptTask(name, f"its stored file is damaged ({exc})") from None
+            self._remember(key, meta)
+        else:
+            self._meta_cache.move_to_end(key)
+        return meta
+
+    def _remember(self, key: tuple[str, str], meta: BiasSetMeta) -> None:
+        self._meta_cache[key] = meta
+        while len(self._meta_cache) > META_CACHE_SIZE:
+            self._meta_cache.popitem(last=False)
+
+    def _record(self, name: str, version: int, sha: str, data: bytes) -> TaskRecord:
+        meta = self._meta(name, sha, data)
+        return TaskRecord(name, version, sha, len(data), meta, tuple(self._versions(self.tasks_dir / name)))
+
+    def _task_names(self) -> list[str]:
+        return sorted(n for n in os.listdir(self.tasks_dir) if not n.startswith("."))
 
     def list(self) -> list[TaskRecord]:
-        records = []
-        for name in sorted(os.listdir(self.tasks_dir)):
-            current = self._current(name)
-            if current is None:
-                continue  # a task being created, or a stray folder
-            with contextlib.suppress(FileNotFoundError):  # deleted while we listed
-                records.append(self._record(name, *current))
+        """Every readable task at its current version; the others are in ``problems()``."""
+        records, problems = [], {}
+        for name in self._task_names():
+            try:
+                records.append(self.get(name)[0])
+            except TaskNotFound:
+                continue  # a task being created or deleted
+            except (CorruptTask, VersionNotFound) as exc:
+                problems[name] = str(exc)
+        self._problems = problems
         return records
+
+    def writable(self) -> bool:
+        """Whether mutations can be stored now (False on a read-only or full-permission-denied store)."""
+        return os.access(self.tasks_dir, os.W_OK) and os.access(self.root / ".lock", os.R_OK)
+
+    def problems(self) -> dict[str, str]:
+        """Tasks the last ``list()`` could not read, with the reason."""
+        return dict(self._problems)
 
     def generation(self) -> int:
         return self.log.head()
@@ -162,64 +216,100 @@ class FilesystemStore(BiasStore):
         return self.log.changes(after)
 
     def catalog(self) -> tuple[int, Catalog]:
-        return self.log.catalog()
+        try:
+            return self.log.catalog()
+        except DamagedLog as exc:
+            # The CURRENT files are the truth the log records: rebuild from them.
+            log.error("store %s: %s; using the tasks' CURRENT files", self.root, exc)
+            catalog = {}
+            for name in self._task_names():
+                with contextlib.suppress(CorruptTask):  # reported by list()
+                    current = self._current(name)
+                    if current is not None:
+                        catalog[name] = Change(0, name, *current)
+            return self.log.head(), catalog
 
     def read(self, name: str, version: int) -> bytes:
-        task_dir = self._existing_task_dir(name)
-        try:
-            return self._version_file(task_dir, version).read_bytes()
-        except FileNotFoundError:
-            raise VersionNotFound(name, version, self._versions(task_dir)) from None
+        return self.get(name, version)[1]
 
     def get(self, name: str, version: int | None = None) -> tuple[TaskRecord, bytes]:
-        task_dir = self._existing_task_dir(name)
+        """One version's record and bytes. CURRENT is read once per attempt and checked."""
+        for _ in range(READ_ATTEMPTS):
+            current = self._current(name) if TASK_NAME.fullmatch(name) else None
+            if current is None:
+                raise TaskNotFound(name, sorted(self.catalog()[1])[:20])
+            wanted = version if version is not None else current[0]
+            task_dir = self.tasks_dir / name
+            try:
+                data = read_file(self._version_file(task_dir, wanted))
+            except FileNotFoundError:
+                if version is not None:
+                    raise VersionNotFound(name, version, self._versions(task_dir)) from None
+                continue  # a rollback or delete moved CURRENT meanwhile: read it again
+            except OSError as exc:
+                raise CorruptTask(name, f"version {wanted} cannot be read ({exc.strerror})") from None
+            sha = hashlib.sha256(data).hexdigest()
+            if version is None and sha != current[1]:
+                continue  # CURRENT moved between the two reads
+            return self._record(name, wanted, sha, data), data
         if version is None:
-            version = self._current(name)[0]
-        try:
-            data = self._version_file(task_dir, version).read_bytes()
-        except FileNotFoundError:
-            raise VersionNotFound(name, version, self._versions(task_dir)) from None
-        sha = hashlib.sha256(data).hexdigest()
-        return self._record(name, version, sha, data), data
+            raise CorruptTask(name, "CURRENT names a version whose file is missing or has other bytes")
+        raise CorruptTask(name, f"version {version} kept changing while read")
 
     # -- mutations -----------------------------------------------------------------------
     def put(self, upload: ValidatedUpload) -> TaskRecord:
         name, payload = upload.name, upload.data
         sha = hashlib.sha256(payload).hexdigest()
-        self._meta_cache[(name, sha)] = upload.bias_set.meta  # already parsed: no second header read
         task_dir = self.tasks_dir / name
-        with self._locked():
-            task_dir.mkdir(exist_ok=True)
-            versions = self._versions(task_dir)
-            current = self._current(name)
-            version = max(versions + [current[0] if current else 0]) + 1
+        with writing(f"storing task {name}"), self._locked():
+            if task_dir.is_symlink():
+                raise CorruptTask(name, "its folder is a symlink (refused)")
+            make_dir(task_dir)
+            try:
+                current = self._current(name)
+            except CorruptTask:
+                current = None  # a damaged CURRENT: this upload repairs the task
+            version = max(self._versions(task_dir) + [current[0] if current else 0]) + 1
             atomic_write(self._version_file(task_dir, version), payload)
             atomic_write(task_dir / "CURRENT", f"{version} {sha}".encode())
             generation = self.log.append(name, version, sha)
             self._prune(task_dir, keep_also=version)
         log.info("stored task %s version %d (%d bytes, generation %d)", name, version, len(payload), generation)
+        self._remember((name, sha), upload.bias_set.meta)  # already parsed: no second header read
         return dataclasses.replace(self._record(name, version, sha, payload), generation=generation)
 
     def delete(self, name: str) -> int:
-        with self._locked():
-            task_dir = self._existing_task_dir(name)
+        """Remove a task, a damaged one included (that is how an operator repairs it)."""
+        with writing(f"deleting task {name}"), self._locked():
+            task_dir = self.tasks_dir / name
+            if not TASK_NAME.fullmatch(name) or not os.path.lexists(task_dir):
+                raise TaskNotFound(name, sorted(self.state())[:20])
             trash = self.root / ".trash"
-            trash.mkdir(exist_ok=True)
+            make_dir(trash)
             graveyard = trash / f"{name}-{uuid.uuid4().hex}"
-            os.replace(task_dir, graveyard)  # atomic: the task is gone in one step
-            _fsync_dir(self.tasks_dir)
+            os.replace(task_dir, graveyard)  # atomic: the task is gone in one step (a symlink: the link only)
+            fsync_dir(self.tasks_dir)
             generation = self.log.append(name, None, None)
-        shutil.rmtree(graveyard, ignore_errors=True)
+        for key in [k for k in self._meta_cache if k[0] == name]:
+            del self._meta_cache[key]
+        if graveyard.is_symlink():
+            graveyard.unlink()
+        else:
+            shutil.rmtree(graveyard, ignore_errors=True)
         log.info("deleted task %s (generation %d)", name, generation)
         return generation
 
-    def rollback(self, name: str, version: int) -> TaskRecord:
-        with self._locked():
+    def rollback(self, name: str, version: int, check: Callable[[bytes], object] | None = None) -> TaskRecord:
+        """Serve a kept version again. ``check(data)`` (the caller's validation) runs on the
+        very bytes switched to, under the store lock, so nothing can change in between."""
+        with writing(f"rolling back task {name}"), self._locked():
             task_dir = self._existing_task_dir(name)
-            path = self._version_file(task_dir, version)
-            if not path.exists():
-                raise VersionNotFound(name, version, self._versions(task_dir))
-            data = path.read_bytes()
+            try:
+                data = read_file(self._version_file(task_dir, version))
+            except FileNotFoundError:
+                raise VersionNotFound(name, version, self._versions(task_dir)) from None
+            if check is not None:
+                check(data)
             sha = hashlib.sha256(data).hexdigest()
             atomic_write(task_dir / "CURRENT", f"{version} {sha}".encode())
             generation = self.log.append(name, version, sha)
@@ -231,4 +321,3 @@ class FilesystemStore(BiasStore):
         for v in versions[: max(0, len(versions) - self.keep_versions)]:
             if v != keep_also:
                 self._version_file(task_dir, v).unlink(missing_ok=True)
-

@@ -13,13 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from bias_store.fs_io import FILE_MODE, fsync_dir, make_dir
 
 
 class FolderObjects:
@@ -43,10 +37,12 @@ class FolderObjects:
 
     def create(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> bool:
         path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(path.parent)
         tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
         try:
-            with open(tmp, "wb") as f:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+            os.fchmod(fd, FILE_MODE)  # whatever the umask
+            with os.fdopen(fd, "wb") as f:
                 f.write(body)
                 f.flush()
                 os.fsync(f.fileno())

@@ -27,6 +27,8 @@ from bias_store.sites import SITE_SUBSETS
 
 FORMAT_NAME = "bitfit-bias-set"
 FORMAT_VERSION = "1"
+MAX_LABELS = 1000  # a head larger than this is no text classifier; answers repeat every label
+MAX_LABEL_CHARS = 100
 MAX_HEADER_BYTES = 1 << 20  # a bias set's header is a few KB; refuse absurd ones early
 
 
@@ -62,8 +64,10 @@ class BiasSetMeta:
         }
 
     @classmethod
-    def from_header(cls, header: dict[str, str] | None) -> "BiasSetMeta":
-        header = header or {}
+    def from_header(cls, header: object) -> "BiasSetMeta":
+        header = {} if header is None else header
+        if not isinstance(header, dict) or not all(isinstance(v, str) for v in header.values()):
+            raise InvalidBiasSet("bad_metadata", "__metadata__ must be a JSON object of strings (see docs/FORMAT.md)")
         if header.get("format") != FORMAT_NAME:
             raise InvalidBiasSet("bad_metadata", f"__metadata__.format must be {FORMAT_NAME!r}, got {header.get('format')!r}")
         if header.get("format_version") != FORMAT_VERSION:
@@ -78,6 +82,11 @@ class BiasSetMeta:
         labels = _json_field(header, "labels", list)
         if not labels or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
             raise InvalidBiasSet("bad_metadata", "__metadata__.labels must be a non-empty JSON list of distinct non-empty strings")
+        if len(labels) > MAX_LABELS or max(len(x) for x in labels) > MAX_LABEL_CHARS:
+            # Every answer repeats the labels (scores per label, per input): bounded here.
+            raise InvalidBiasSet(
+                "bad_metadata", f"__metadata__.labels: at most {MAX_LABELS} labels of at most {MAX_LABEL_CHARS} characters each"
+            )
         problem_type = _choice(header, "problem_type", ProblemType, ProblemType.SINGLE_LABEL)
         inputs = _choice(header, "inputs", InputKind, InputKind.TEXT)
         bias_sites = header.get("bias_sites", "all")
@@ -98,6 +107,7 @@ class BiasSetMeta:
         )
         if meta.problem_type == ProblemType.REGRESSION and len(meta.labels) != 1:
             raise InvalidBiasSet("bad_metadata", "a regression task has exactly one label (the output's name)")
+        _check_answerable(meta)
         return meta
 
 
@@ -122,6 +132,16 @@ def _choice(header: dict[str, str], name: str, kind: type[ProblemType | InputKin
         return kind(value)
     except ValueError:
         raise InvalidBiasSet("bad_metadata", f"__metadata__.{name} is {value!r}; allowed: {kind.values()}") from None
+
+
+def _check_answerable(meta: "BiasSetMeta") -> None:
+    """Everything the metadata puts into JSON answers must encode: text checked once, here."""
+    try:
+        json.dumps(meta.training, allow_nan=False)  # NaN or Infinity would break every answer
+        for value in (meta.task, meta.base_model, meta.created_at, *meta.labels, json.dumps(meta.training)):
+            value.encode("utf-8")  # a lone surrogate ("\ud800" is valid JSON) is not text
+    except ValueError as exc:  # UnicodeEncodeError is a ValueError too
+        raise InvalidBiasSet("bad_metadata", f"__metadata__ holds a value no JSON answer can carry: {exc}") from None
 
 
 def _json_field(header: dict[str, str], name: str, kind: type):

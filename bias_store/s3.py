@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 
 from bias_store.changelog import COMPACT_EVERY, Catalog, Change, ChangeLog
 from bias_store.errors import ConcurrentUpdate, TaskNotFound, VersionNotFound
@@ -135,14 +136,18 @@ class S3Store(BiasStore):
         log.info("deleted task %s (generation %d)", name, generation)
         return generation
 
-    def rollback(self, name: str, version: int) -> TaskRecord:
+    def rollback(self, name: str, version: int, check: Callable[[bytes], object] | None = None) -> TaskRecord:
         self._current(name)
-        sha = self.objects.metadata(self._version_key(name, version)).get("sha256")
-        if sha is None:
+        if self.objects.metadata(self._version_key(name, version)).get("sha256") is None:
             raise VersionNotFound(name, version, self._versions(name))
+        # The pointer names the sha256 of the very bytes ``check`` validated: a version
+        # object replaced meanwhile (delete + re-upload) cannot be served under it.
+        data = self.read(name, version)
+        sha = hashlib.sha256(data).hexdigest()
+        if check is not None:
+            check(data)
         self._swap_pointer(name, lambda p: _require_live(name, p) and {"version": version, "sha256": sha, "last_version": _last(p)})
         generation = self.log.append(name, version, sha)
-        data = self.read(name, version)
         log.info("rolled task %s back to version %d (generation %d)", name, version, generation)
         return dataclasses.replace(self._record(name, version, sha, data), generation=generation)
 

@@ -10,6 +10,7 @@ Backends: filesystem.py (a folder) and s3.py (an S3 prefix); ``open_store`` pick
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bias_store.changelog import Catalog, Change
@@ -50,8 +51,17 @@ class BiasStore(abc.ABC):
         """Remove a task and all its versions; logs one change and returns its generation."""
 
     @abc.abstractmethod
-    def rollback(self, name: str, version: int) -> TaskRecord:
-        """Serve an earlier kept version again; logs one change."""
+    def rollback(self, name: str, version: int, check: Callable[[bytes], object] | None = None) -> TaskRecord:
+        """Serve an earlier kept version again; logs one change. ``check(data)`` runs on its
+        bytes before the switch, atomically with it (the caller's validation)."""
+
+    def writable(self) -> bool:
+        """Whether mutations can be stored now (True unless the backend knows otherwise)."""
+        return True
+
+    def problems(self) -> dict[str, str]:
+        """Tasks the store holds but cannot read back, with the reason (none by default)."""
+        return {}
 
     @abc.abstractmethod
     def generation(self) -> int:

@@ -12,6 +12,7 @@ from bias_store.format import BiasSet, dumps, loads
 from bias_store.spec import BackboneSpec
 
 TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+MAX_ABS_VALUE = 1e4  # BitFit biases and heads are O(1); this bound keeps every forward finite
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # a BERT-base set is ~0.4 MB; RoBERTa heads add ~2.4 MB
 
 
@@ -95,7 +96,11 @@ def validate(bias_set: BiasSet, spec: BackboneSpec) -> None:
             raise InvalidBiasSet(reason, f"tensor {key!r} has shape {list(tensor.shape)}, expected {list(expected)}{detail}")
         if tensor.dtype != torch.float32:
             raise InvalidBiasSet("bad_dtype", f"tensor {key!r} is {tensor.dtype}; bias sets store float32")
-    # One pass over every value; only a failure looks for the tensor to name.
-    if not torch.isfinite(torch.cat([t.reshape(-1) for t in bias_set.tensors.values()])).all():
-        bad = next(k for k, t in bias_set.tensors.items() if not torch.isfinite(t).all())
-        raise InvalidBiasSet("non_finite", f"tensor {bad!r} holds NaN or infinite values")
+    # One pass over every value; only a failure looks for the tensor to name. Finite but
+    # huge values are refused too: they overflow in the forward (fp16 tops out at 65504)
+    # and the task would answer NaN scores.
+    if not (torch.cat([t.reshape(-1) for t in bias_set.tensors.values()]).abs() <= MAX_ABS_VALUE).all():
+        bad = next(k for k, t in bias_set.tensors.items() if not (t.abs() <= MAX_ABS_VALUE).all())
+        raise InvalidBiasSet(
+            "non_finite", f"tensor {bad!r} holds NaN, infinite or huge values (|value| must be <= {MAX_ABS_VALUE:g})"
+        )

@@ -18,12 +18,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from bias_store.open_store import open_store
 from engine import Backbone, Engine, load_backbone
+from server.admission import TokenBudget
 from server.batcher import Batcher
 from server.deps import Services
 from server.errors import install_error_handlers
 from server.metrics import Metrics
 from server.middleware import ReplicaHeader, RequestGuard
 from server.mutations import TaskMutations
+from server.openapi import declare_limits
 from server.preload import preload
 from server.request_id import RequestIds
 from server.routes import access, health, metrics, oip, predict, tasks
@@ -60,6 +62,7 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     # later uploads grow it by 6.25% steps.
     engine = Engine(backbone, capacity=len(store.state()), split_overhead_tokens=settings.split_overhead_tokens)
     sync = StoreSync(store, engine, validator, settings.sync_interval_s)
+    sync.on_drop = metrics.forget_task  # a deleted task's metric label slot is freed
     sync.start()
     metrics.track_tasks(lambda: len(engine.tasks()))
     if settings.predict_api_keys and not settings.api_keys:
@@ -68,7 +71,8 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     versions = KeptVersions(store, engine, lambda data, name: validator(data, name).bias_set, settings.max_pinned_versions)
     return Services(
         settings, metrics, engine, store, sync, TaskMutations(store, sync, validator),
-        Tokenizers(engine, settings), Batcher(engine, metrics, settings), versions,
+        Tokenizers(engine, settings), Batcher(engine, metrics, settings),
+        TokenBudget(settings.max_inflight_tokens, settings.retry_after_s, metrics.rejected.labels("budget").inc), versions,
     )
 
 
@@ -104,6 +108,7 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     app.state.services = None
     for router in (predict.router, tasks.router, health.router, metrics.router, access.router, oip.open_router, oip.router):
         app.include_router(router)
+    declare_limits(app, settings)
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")
     install_error_handlers(app)  # its catch-all wraps every middleware above

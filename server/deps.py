@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from bias_store.store import BiasStore
 from engine import Engine
+from server.admission import TokenBudget
 from server.batcher import Batcher
 from server.errors import GenerationNotReached, NotReady
 from server.metrics import Metrics
@@ -31,6 +32,7 @@ class Services:
     mutations: TaskMutations
     tokenizers: Tokenizers
     batcher: Batcher
+    budget: TokenBudget  # admission: tokens of work in flight
     versions: KeptVersions  # kept versions other than the current ones, served on request
 
 

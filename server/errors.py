@@ -26,6 +26,7 @@ from bias_store.errors import (
     BiasSetTooLarge,
     BiasStoreError,
     ConcurrentUpdate,
+    CorruptTask,
     FingerprintMismatch,
     InvalidBiasSet,
     StoreUnavailable,
@@ -48,6 +49,10 @@ class ServerError(Exception):
 
 class LimitExceeded(ServerError):
     """A request or upload is over a configured limit; the message names the setting."""
+
+
+class InvalidRequest(ServerError):
+    """A request whose shape is wrong in a way the schema cannot say (e.g. two 'file' parts)."""
 
 
 class ReadTimeout(ServerError):
@@ -113,17 +118,21 @@ HTTP_ERRORS: dict[type[BaseException], HttpError] = {
     InvalidBiasSet: HttpError(422, "invalid_bias_set", "An invalid bias set (the validator's reason).", _reason),
     InvalidInput: HttpError(422, "invalid_input", "An input the task cannot take (empty, or a pair for a single-text task)."),
     RequestValidationError: HttpError(422, "validation_error", "Malformed JSON or wrong types (each problem located)."),
+    InvalidRequest: HttpError(422, "validation_error", "A malformed request (each problem named)."),
     ReadTimeout: HttpError(408, "request_timeout", "The body did not arrive within BITFIT_REQUEST_READ_TIMEOUT_S."),
     Unauthorized: HttpError(401, "unauthorized", "No API key (`Authorization: Bearer <key>`) where one is required."),
     Forbidden: HttpError(403, "forbidden", "The API key is not valid for this endpoint."),
     Overloaded: HttpError(503, "overloaded", "Overloaded: the batch queue is full; see Retry-After."),
     NotReady: HttpError(503, "not_ready", "Not ready: starting up or shutting down; see Retry-After."),
     StoreUnavailable: HttpError(503, "store_unavailable",
-                                "The bias store cannot be reached: loaded tasks still serve, mutations wait; see Retry-After.",
+                                "The bias store cannot be reached or written (read-only, full, no permission): loaded tasks still "
+                                "serve, mutations wait; see Retry-After.",
                                 headers={"Retry-After": "5"}),
     GenerationNotReached: HttpError(503, "generation_not_reached",
                                     "This server has not applied the asked-for store generation in time; see Retry-After."),
     ConcurrentUpdate: HttpError(409, "concurrent_update", "Other writers kept changing the task meanwhile; retry."),
+    CorruptTask: HttpError(409, "task_unhealthy", "The task's stored files are damaged; replace (PUT) or delete it.",
+                           lambda exc: {"reason": exc.reason}),
     ClientGone: HttpError(499, "client_closed_request", "The client went away before its answer (never seen by it)."),
 }
 INTERNAL = HttpError(500, "internal_error", "A bug or a device error; the server log has the details.")

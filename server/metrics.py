@@ -1,9 +1,9 @@
 """Prometheus metrics on a registry per app (two apps in one process never collide).
 
-The ``task`` label is bounded: the first ``max_tasks`` task names seen get their own
-label value, every later one is counted under ``other``, and requests for tasks that do
-not exist are counted under ``unknown`` (so a client cannot grow the label set by
-inventing names).
+The ``task`` label is bounded: up to ``max_tasks`` served task names get their own label
+value, any more are counted under ``other``, and requests for tasks that do not exist
+are counted under ``unknown`` (so a client cannot grow the label set by inventing
+names). A deleted task's slot and series are freed (``forget_task``).
 """
 
 from __future__ import annotations
@@ -64,6 +64,14 @@ class TaskLabels:
                 return task
         return OTHER
 
+    def forget(self, task: str) -> bool:
+        """Free ``task``'s slot; True if it had one."""
+        with self._lock:
+            if task in self._named:
+                self._named.discard(task)
+                return True
+            return False
+
 
 class Metrics:
     def __init__(self, max_task_labels: int = 100) -> None:
@@ -121,6 +129,15 @@ class Metrics:
             self.requests.labels(label, str(status)).inc()
             if status == 200:
                 self.request_latency.labels(label).observe(seconds)
+
+    def forget_task(self, task: str) -> None:
+        """A task is no longer served: free its label slot and drop its series."""
+        if not self.task_label.forget(task):
+            return
+        for metric in (self.requests, self.request_latency):
+            for labels in list(metric._metrics):  # noqa: SLF001 - prometheus_client has no public listing
+                if labels[0] == task:
+                    metric.remove(*labels)
 
     def track_tasks(self, count: Callable[[], int]) -> None:
         """Read the loaded-task count at scrape time (always current, no bookkeeping)."""

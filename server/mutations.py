@@ -6,7 +6,9 @@ and the very next request is served by the new version.
 
 from __future__ import annotations
 
+from bias_store.errors import CorruptTask, FingerprintMismatch, InvalidBiasSet
 from bias_store.store import BiasStore, TaskRecord
+from bias_store.validate import ValidatedUpload
 from engine import TaskHandle
 from server.sync import StoreSync
 from server.validation import UploadValidator
@@ -32,11 +34,20 @@ class TaskMutations:
         return generation
 
     def rollback(self, name: str, version: int) -> TaskRecord:
+        checked: list[ValidatedUpload] = []
+
+        def check(data: bytes) -> None:
+            # Validated before the switch and on the very bytes switched to (under the
+            # store's lock), so a version this backbone cannot serve is refused, and a
+            # delete + re-upload by another process cannot slip in between.
+            try:
+                checked.append(self.validator(data, name))
+            except FingerprintMismatch:
+                raise
+            except InvalidBiasSet as exc:  # the stored file, not the request, is at fault
+                raise CorruptTask(name, f"version {version} is damaged ({exc})") from None
+
         with self.sync.lock:
-            # Validate before switching, so a version this backbone cannot serve is refused
-            # instead of leaving the store and the engine disagreeing.
-            _, data = self.store.get(name, version)
-            upload = self.validator(data, name)
-            record = self.store.rollback(name, version)
-            self.sync.serve(upload.bias_set, record)
+            record = self.store.rollback(name, version, check=check)
+            self.sync.serve(checked[0].bias_set, record)
         return record

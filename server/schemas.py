@@ -166,8 +166,16 @@ class TaskInfo(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict, description="Free-form training summary from the file.")
 
 
+class UnhealthyTask(BaseModel):
+    name: str
+    reason: str = Field(description="Why the store's current version cannot be read or served (the log has more).")
+
+
 class TaskList(BaseModel):
     tasks: list[TaskInfo]
+    unhealthy: list[UnhealthyTask] = Field(
+        default_factory=list, description="Tasks the store holds but this server cannot read or serve; every other task serves."
+    )
 
 
 class UploadResponse(TaskInfo):
@@ -209,6 +217,10 @@ class Ready(BaseModel):
     dtype: str
     tasks: int
     queue_rows: int
+    store_writable: bool = Field(True, description="False while the store cannot be written: mutations answer 503.")
+    unhealthy_tasks: dict[str, str] = Field(
+        default_factory=dict, description="Up to 20 tasks skipped because their stored files cannot be served, with why."
+    )
 
 
 class ErrorDetail(BaseModel):

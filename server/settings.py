@@ -97,11 +97,18 @@ class Settings(BaseSettings):
     # threads so that they never hold up other requests. 0 = always use the pool.
     tokenize_inline_chars: int = Field(512, ge=0)
     retry_after_s: int = Field(1, ge=1)
+    # Work admitted but not answered yet, in tokens (an upper bound per input: its characters
+    # + 3, at most the backbone's max length). Over it, new predict requests get 503 +
+    # Retry-After at once, before tokenizing (a request larger than all of it runs alone).
+    max_inflight_tokens: int = Field(65536, ge=1)
 
     # -- limits ---------------------------------------------------------------------------
     max_inputs_per_request: int = Field(64, ge=1)
     max_input_chars: int = Field(10_000, ge=1)  # per text (each side of a pair)
     max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1)
+    # A predict answer's size, estimated before any work (inputs x labels shown x label
+    # length); over it: 413, asking for top_k.
+    max_response_bytes: int = Field(8 * 1024 * 1024, ge=1)
 
     # -- auth -----------------------------------------------------------------------------
     # Bearer keys for /tasks mutations (upload, replace, delete, rollback). Empty = open.

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 
 from bias_store.changelog import Catalog, Change, LogTruncated, latest_per_task
-from bias_store.errors import InvalidBiasSet, TaskNotFound, VersionNotFound
+from bias_store.errors import InvalidBiasSet, StoreUnavailable, TaskNotFound, VersionNotFound
 from bias_store.format import BiasSet
 from bias_store.store import BiasStore, TaskRecord
 from engine import Engine, TaskHandle, UnknownTask
@@ -35,6 +36,10 @@ class StoreSync:
         # task -> sha256 served: the engine's tasks as this sync made them, looked up in O(1)
         # (an engine miss raises UnknownTask listing every task: O(n) per new task at start-up).
         self._served: dict[str, str] = {}
+        # task -> why its current stored version cannot be served (reported by /readyz and
+        # GET /tasks); the task keeps serving what it served before, if anything.
+        self.unhealthy: dict[str, str] = {}
+        self.on_drop: Callable[[str], None] = lambda name: None  # told when a task stops being served
         self._advanced = threading.Condition()
         self._wake = threading.Event()  # a reader waiting for a generation asks for a poll now
         self._stop = threading.Event()
@@ -49,15 +54,18 @@ class StoreSync:
         handle = self.engine.register(bias_set, record.version, record.sha256)
         self._served[record.name] = record.sha256
         self._unservable.pop(record.name, None)
+        self.unhealthy.pop(record.name, None)
         return handle
 
     def drop(self, name: str) -> None:
         """Stop serving a task, if it is served (call under ``lock``)."""
         self._served.pop(name, None)
+        self.unhealthy.pop(name, None)
         try:
             self.engine.unregister(name)
         except UnknownTask:
             pass
+        self.on_drop(name)
 
     # -- catching up ----------------------------------------------------------------------
     def reload(self) -> int:
@@ -72,7 +80,9 @@ class StoreSync:
         gone = sorted(self._served.keys() - catalog.keys())
         for name in gone:
             self.drop(name)
-        return len(gone) + sum(self._apply(c) for c in catalog.values())
+        for name in [n for n in self.unhealthy if n not in catalog]:
+            del self.unhealthy[name]
+        return len(gone) + sum(self._apply_one(c) for c in catalog.values())
 
     def poll(self) -> int:
         """Apply the log entries after our generation; returns tasks changed."""
@@ -87,35 +97,55 @@ class StoreSync:
                 return self.reload()
             if not changes:
                 return 0
-            changed = sum(self._apply(c) for c in latest_per_task(changes))
+            changed = sum(self._apply_one(c) for c in latest_per_task(changes))
         self._advance(changes[-1].generation)
         return changed
+
+    def _apply_one(self, change: Change) -> int:
+        """``_apply``, but one bad task never stops the others (nor the log's progress)."""
+        try:
+            return self._apply(change)
+        except (StoreUnavailable, LogTruncated):
+            raise  # the store as a whole: the watcher reports it and retries
+        except Exception as exc:
+            log.error("task %s: skipped, its stored version %s cannot be loaded: %s", change.task, change.version, exc)
+            self.unhealthy[change.task] = str(exc)
+            return 0
 
     def _apply(self, change: Change) -> int:
         """Bring one task to ``change``; 1 if the engine changed."""
         if change.deleted:
+            self.unhealthy.pop(change.task, None)
             if change.task not in self._served:
                 return 0
             self.drop(change.task)
             return 1
+        if change.sha256 == self._served.get(change.task):
+            self.unhealthy.pop(change.task, None)
         if change.sha256 in (self._served.get(change.task), self._unservable.get(change.task)):
             return 0  # already served (e.g. our own upload), or known not to fit this backbone
         try:
             data = self.store.read(change.task, change.version)
-        except (TaskNotFound, VersionNotFound):
-            return 0  # deleted or pruned since: a later entry in the log says what came next
+        except (TaskNotFound, VersionNotFound) as exc:
+            # Deleted or pruned since (a later entry clears this), or the file is gone.
+            self.unhealthy[change.task] = f"version {change.version} cannot be read: {exc}"
+            return 0
         if hashlib.sha256(data).hexdigest() != change.sha256:
-            return 0  # the task was deleted and stored again since; a later entry covers it
+            # Deleted and stored again since (a later entry clears this), or the file changed.
+            self.unhealthy[change.task] = f"version {change.version} does not hold the bytes the change log names"
+            return 0
         try:
             upload = self.validator(data, change.task)
         except InvalidBiasSet as exc:
             # e.g. the store was filled for another backbone: serve the rest, say why once.
             log.error("task %s v%d in the store cannot be served by this backbone: %s", change.task, change.version, exc)
-            self._unservable[change.task] = change.sha256
             self.drop(change.task)
+            self._unservable[change.task] = change.sha256
+            self.unhealthy[change.task] = f"version {change.version} cannot be served by this backbone: {exc}"
             return 1
         self.engine.register(upload.bias_set, change.version, change.sha256)
         self._served[change.task] = change.sha256
+        self.unhealthy.pop(change.task, None)
         return 1
 
     def _advance(self, generation: int) -> None:

@@ -9,7 +9,9 @@ anything reads the body:
   which counts a body without Content-Length (chunked) as it is read and answers 413 the
   moment it passes the limit;
 - a JSON route reads a missing or form content type as JSON: ``curl -d '{"inputs": ...}'``
-  sends form encoding, and the README's one-liner should work.
+  sends form encoding, and the README's one-liner should work;
+- a JSON body's values are counted before it is parsed (server/body_shape.py): more than
+  a valid request can hold is a 413 without building a single object.
 
 ``CheckedRoute`` runs the route's auth check (``GuardedRoute``) first, then these, all
 before the body is read.
@@ -25,6 +27,7 @@ from fastapi.params import Form
 from fastapi.routing import APIRoute
 
 from server.auth import GuardedRoute
+from server.body_shape import bounds, check_json_shape
 from server.errors import LimitExceeded
 from server.middleware import EXCHANGE
 from server.settings import Settings, env_name
@@ -53,9 +56,12 @@ class LimitedBodyRoute(APIRoute):
         limit_of = upload_limit if is_upload else json_limit
 
         async def limited(request: Request) -> Response:
+            settings = request.app.state.settings
             if not is_upload:
                 _json_by_default(request)
-            _limit_body(request, *limit_of(request.app.state.settings))
+            _limit_body(request, *limit_of(settings))
+            if not is_upload:  # counted before FastAPI parses it (server/body_shape.py)
+                check_json_shape(await request.body(), *bounds(settings.max_inputs_per_request))
             return await handler(request)
 
         return limited

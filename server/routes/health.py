@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter, Request
 
 from server.errors import NotReady
@@ -29,11 +31,13 @@ async def readyz(request: Request) -> dict:
         "status": "ready" if sync.healthy else "degraded",
         "store": "ok" if sync.healthy else f"unreachable: {sync.error}",
         "generation": sync.generation,
-        "backbone": str(backbone.spec.base_model),
+        "backbone": Path(str(backbone.spec.base_model)).name,  # a name, never a filesystem path
         "model_type": backbone.spec.model_type,
         "fingerprint": backbone.spec.fingerprint,
         "device": str(backbone.device),
         "dtype": str(backbone.dtype).removeprefix("torch."),
         "tasks": len(services.engine.tasks()),
         "queue_rows": services.batcher.queued_rows,
+        "store_writable": services.store.writable(),
+        "unhealthy_tasks": dict(sorted(services.sync.unhealthy.items())[:20]),
     }

@@ -101,7 +101,7 @@ async def _infer(services: Services, request: Request, task: str, version: int |
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
     check_outputs(infer)
-    (result,) = await run_predict(services, request, [TaskInputs(task, inputs, version)], [])
+    (result,) = await run_predict(services, request, [TaskInputs(task, inputs, version=version)], [])
     labels = list(result.predictions[0].scores) if result.predictions else []
     answer, binary = infer_answer(infer, result.task, result.version, labels, result.predictions)
     head = json.dumps(answer, separators=(",", ":")).encode()

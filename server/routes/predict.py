@@ -9,18 +9,19 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from bias_store.errors import VersionNotFound
 from engine import InvalidInput, Prediction, UnknownTask
 from server import inference
-from server.auth import require_reader
+from server.auth import GuardedRoute, require_reader
 from server.deps import Services, get_services, min_generation
 from server.errors import Forbidden, GenerationNotReached, LimitExceeded, NotReady, Overloaded, Unauthorized, status_of
 from server.hf import hf_answer, ranked, rescored
 from server.inference import TaskInputs, TaskResult
-from server.routes.body import CheckedRoute
+from server.routes.body import Handler, LimitedBodyRoute
 from server.routes.responses import errors
 from server.schemas import (
     Inputs,
@@ -33,7 +34,27 @@ from server.schemas import (
     TextPair,
 )
 
-router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=CheckedRoute)
+
+class ShedRoute(APIRoute):
+    """While the work budget is spent, a predict request is answered 503 before its body is read."""
+
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+
+        async def shed(request: Request) -> Response:
+            services = getattr(request.app.state, "services", None)
+            if services is not None and services.budget.spent:
+                raise services.budget.overloaded()
+            return await handler(request)
+
+        return shed
+
+
+class PredictRoute(GuardedRoute, LimitedBodyRoute, ShedRoute):
+    """Auth (401/403), the body limit (413), shedding (503), then the body is read."""
+
+
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=PredictRoute)
 
 ERRORS = errors(
     Unauthorized, Forbidden, UnknownTask, VersionNotFound, LimitExceeded, InvalidInput, RequestValidationError, Overloaded,
@@ -64,6 +85,13 @@ def _inputs(inputs: Inputs) -> list:
     if isinstance(inputs, str):
         return [inputs]
     return [(x.text, x.text_pair) if isinstance(x, TextPair) else x for x in inputs]
+
+
+def _shown(options: PredictOptions) -> int | None:
+    """How many label scores each answer shows (None: all), for the answer-size check."""
+    if options.k is not None:
+        return options.k
+    return None if options.return_all_scores else 0
 
 
 def _prediction(prediction: Prediction, options: PredictOptions) -> dict:
@@ -107,7 +135,8 @@ async def run_predict(services: Services, request: Request, items: list[TaskInpu
     try:
         inference.check_limits(items, settings.max_inputs_per_request, settings.max_input_chars)
         results = await inference.predict(
-            services.engine, services.tokenizers, services.batcher, items, until_disconnected, services.versions
+            services.engine, services.tokenizers, services.batcher, services.budget, items, settings.max_response_bytes,
+            until_disconnected, services.versions,
         )
         for result, option in zip(results, options):
             _check_truncation(result, option)
@@ -130,7 +159,7 @@ async def predict_task(
     services: Services = Depends(get_services),
 ) -> dict | list:
     """Classify one text, a list of texts, or text pairs with `task`'s current version (or a kept `version`)."""
-    (result,) = await run_predict(services, request, [TaskInputs(task, _inputs(body.inputs), version)], [body])
+    (result,) = await run_predict(services, request, [TaskInputs(task, _inputs(body.inputs), _shown(body), version)], [body])
     if format == "hf":
         return hf_answer(result.predictions, body.function, body.k)
     return _result(result, body)
@@ -142,6 +171,6 @@ async def predict_task(
 )
 async def predict_many(body: MultiPredictRequest, request: Request, services: Services = Depends(get_services)) -> dict:
     """Items for any mix of tasks, answered in order; all rows share the same batches."""
-    items = [TaskInputs(item.task, _inputs(item.inputs), item.version) for item in body.items]
+    items = [TaskInputs(item.task, _inputs(item.inputs), _shown(item), item.version) for item in body.items]
     results = await run_predict(services, request, items, body.items)
     return {"results": [_result(result, item) for result, item in zip(results, body.items)]}

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Body, Depends, File, Form, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from bias_store.errors import (
     BiasSetTooLarge,
     ConcurrentUpdate,
+    CorruptTask,
     FingerprintMismatch,
     InvalidBiasSet,
     StoreUnavailable,
@@ -24,7 +25,7 @@ from bias_store.store import TaskRecord
 from engine import UnknownTask
 from server.auth import require_admin, require_reader
 from server.deps import Services, get_services, min_generation
-from server.errors import Forbidden, GenerationNotReached, Unauthorized
+from server.errors import Forbidden, GenerationNotReached, InvalidRequest, Unauthorized
 from server.routes.body import CheckedRoute
 from server.routes.responses import errors
 from server.schemas import RollbackRequest, TaskInfo, TaskList, UploadResponse
@@ -34,8 +35,8 @@ router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=CheckedRoute)
 _FILE_DOC = "A bias-set file (safetensors with bitfit metadata; see docs/FORMAT.md)."
 _NAME_DOC = "Task name overriding the one in the file's metadata."
 _AUTH = (Unauthorized, Forbidden)
-_STORE = (StoreUnavailable, ConcurrentUpdate)  # what a mutation of a shared store can meet
-_UPLOAD_ERRORS = errors(*_AUTH, FingerprintMismatch, BiasSetTooLarge, InvalidBiasSet, *_STORE)
+_STORE = (StoreUnavailable, ConcurrentUpdate, CorruptTask)  # what a mutation of a shared store can meet
+_UPLOAD_ERRORS = errors(*_AUTH, FingerprintMismatch, BiasSetTooLarge, InvalidBiasSet, InvalidRequest, *_STORE)
 _ROLLBACK_ERRORS = errors(*_AUTH, TaskNotFound, VersionNotFound, InvalidBiasSet, *_STORE)
 GENERATION_HEADER = "X-Bitfit-Generation"  # the store change log entry a mutation made
 
@@ -54,8 +55,12 @@ def _info(record: TaskRecord, services: Services) -> dict:
     }
 
 
-async def _upload(services: Services, file: UploadFile, name: str | None, response: Response) -> dict:
+async def _upload(services: Services, request: Request, file: UploadFile, name: str | None, response: Response) -> dict:
     started = time.perf_counter()
+    form = await request.form()  # already parsed by FastAPI (cached): only counted here
+    for field in ("file", "name"):
+        if len(form.getlist(field)) > 1:
+            raise InvalidRequest(f"the upload has {len(form.getlist(field))} '{field}' parts; send exactly one")
     data = await file.read()
     record, handle = await run_in_threadpool(services.mutations.put, data, name)
     services.metrics.upload_seconds.observe(time.perf_counter() - started)
@@ -72,6 +77,7 @@ async def _upload(services: Services, file: UploadFile, name: str | None, respon
     responses=_UPLOAD_ERRORS, summary="Upload a bias set (a new task or a new version)",
 )
 async def upload_task(
+    request: Request,
     response: Response,
     file: UploadFile = File(description=_FILE_DOC),
     name: str | None = Form(None, description=_NAME_DOC, max_length=200),
@@ -79,7 +85,7 @@ async def upload_task(
 ) -> dict:
     """Validated, stored, then servable here by the very next request, and on every other
     replica once it has applied the answer's `generation` (X-Bitfit-Min-Generation waits for it)."""
-    return await _upload(services, file, name or None, response)
+    return await _upload(services, request, file, name or None, response)
 
 
 @router.put(
@@ -87,10 +93,11 @@ async def upload_task(
     responses=_UPLOAD_ERRORS, summary="Replace a task with a new version",
 )
 async def replace_task(
-    task: str, response: Response, file: UploadFile = File(description=_FILE_DOC), services: Services = Depends(get_services)
+    task: str, request: Request, response: Response, file: UploadFile = File(description=_FILE_DOC),
+    services: Services = Depends(get_services),
 ) -> dict:
     """Stores the file as `task`'s next version (whatever name its metadata holds)."""
-    return await _upload(services, file, task, response)
+    return await _upload(services, request, file, task, response)
 
 
 @router.get(
@@ -99,12 +106,16 @@ async def replace_task(
 )
 async def list_tasks(services: Services = Depends(get_services)) -> dict:
     records = await run_in_threadpool(services.store.list)
-    return {"tasks": [_info(r, services) for r in records]}
+    unhealthy = {**services.store.problems(), **services.sync.unhealthy}
+    return {
+        "tasks": [_info(r, services) for r in records],  # a readable but unservable task shows loaded=false
+        "unhealthy": [{"name": name, "reason": reason} for name, reason in sorted(unhealthy.items())],
+    }
 
 
 @router.get(
     "/{task}", response_model=TaskInfo, dependencies=[Depends(require_reader), Depends(min_generation)],
-    responses=errors(*_AUTH, TaskNotFound, GenerationNotReached), summary="One task and its versions",
+    responses=errors(*_AUTH, TaskNotFound, CorruptTask, GenerationNotReached), summary="One task and its versions",
 )
 async def get_task(task: str, services: Services = Depends(get_services)) -> dict:
     record, _ = await run_in_threadpool(services.store.get, task)

@@ -47,6 +47,19 @@ def _raw_fp16(spec):
     return safetensors.torch.save(tensors, metadata=bs.meta.to_header())
 
 
+def _header(spec, change):
+    """A valid file whose JSON header was changed by ``change(header)`` (bytes no writer would make)."""
+    import json
+
+    data = _bytes(spec)
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    change(header)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + data[8 + n :]
+
+
 def _set(tensors, key, value):
     out = dict(tensors)
     out[key] = value
@@ -79,6 +92,18 @@ CASES = [
     ("nan", lambda s: _bytes(s, tensors=lambda t: _set(t, QUERY0, torch.full((32,), float("nan")))), InvalidBiasSet, "non_finite", "NaN"),
     ("inf-head", lambda s: _bytes(s, tensors=lambda t: _set(t, "classifier.bias", torch.tensor([0.0, float("inf")]))),
      InvalidBiasSet, "non_finite", "classifier.bias"),
+    ("huge-but-finite", lambda s: _bytes(s, tensors=lambda t: _set(t, QUERY0, torch.full((32,), 3e38))),
+     InvalidBiasSet, "non_finite", "huge"),
+    ("metadata-a-list", lambda s: _header(s, lambda h: h.update(__metadata__=["a"])), InvalidBiasSet, "bad_metadata", "object"),
+    ("metadata-a-string", lambda s: _header(s, lambda h: h.update(__metadata__="x")), InvalidBiasSet, "bad_metadata", "object"),
+    ("metadata-value-not-string", lambda s: _header(s, lambda h: h["__metadata__"].update(task=5)), InvalidBiasSet,
+     "bad_metadata", "strings"),
+    ("lone-surrogate-label", lambda s: _header(s, lambda h: h["__metadata__"].update(labels='["ok", "\\ud800"]')),
+     InvalidBiasSet, "bad_metadata", "surrogate"),
+    ("nan-in-training", lambda s: _header(s, lambda h: h["__metadata__"].update(training='{"loss": NaN}')),
+     InvalidBiasSet, "bad_metadata", "JSON answer"),
+    ("too-many-labels", lambda s: _bytes(s, labels=[f"l{i}" for i in range(1001)]), InvalidBiasSet, "bad_metadata", "1000"),
+    ("label-too-long", lambda s: _bytes(s, labels=["a", "b" * 101]), InvalidBiasSet, "bad_metadata", "100 characters"),
     ("fp16", _raw_fp16, InvalidBiasSet, "bad_dtype", "F32"),
     ("bad-problem-type", lambda s: _bytes(s, problem_type="ranking"), InvalidBiasSet, "bad_metadata", "problem_type"),
     ("bad-pooling", lambda s: _bytes(s, pooling="max"), InvalidBiasSet, "bad_metadata", "pooling"),

@@ -215,7 +215,7 @@ def test_upload_replace_list_show_rollback_delete(client, tiny_backbone):
     assert client.delete("/tasks/t").status_code == 204
     assert client.post("/predict/t", json={"inputs": "x"}).status_code == 404
     assert client.delete("/tasks/t").status_code == 404
-    assert client.get("/tasks").json() == {"tasks": []}
+    assert client.get("/tasks").json() == {"tasks": [], "unhealthy": []}
 
 
 def test_upload_name_override_and_bad_name(client, tiny_backbone):
@@ -246,7 +246,7 @@ def test_invalid_bias_sets_are_rejected_with_the_validators_reason(client, tiny_
 
     r = client.post("/tasks", data={"name": "t"})  # no file field
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
-    assert client.get("/tasks").json() == {"tasks": []}  # nothing was stored
+    assert client.get("/tasks").json() == {"tasks": [], "unhealthy": []}  # nothing was stored
     assert upload(client, bs).status_code == 201
 
     metrics = client.get("/metrics").text
@@ -357,6 +357,8 @@ def test_start_up_serves_the_store_and_skips_what_this_backbone_rejects(tmp_path
         assert c.post("/predict/foreign", json={"inputs": "x"}).status_code == 404
         listed = {t["name"]: t["loaded"] for t in c.get("/tasks").json()["tasks"]}
         assert listed == {"good": True, "foreign": False}
+        assert [u["name"] for u in c.get("/tasks").json()["unhealthy"]] == ["foreign"]
+        assert "fingerprint" in c.get("/readyz").json()["unhealthy_tasks"]["foreign"]
 
 
 def test_a_failed_start_up_says_why_in_one_line(tmp_path, tiny_backbone):

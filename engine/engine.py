@@ -21,6 +21,7 @@ from bias_store.format import BiasSet
 from bias_store.kinds import InputKind, Pooling, ProblemType
 from engine.backbone import Backbone
 from engine.chunking import plan_forwards, resolve_overhead
+from engine.compiled import CompiledEncoder
 from engine.errors import UnknownTask
 from engine.head_batch import RowTask, batch_logits
 from engine.heads import Head, probabilities
@@ -59,15 +60,17 @@ class Prediction:
 class Engine:
     def __init__(
         self, backbone: Backbone, capacity: int = 0, split_overhead_tokens: int | str | None = "auto",
-        shortcuts: bool = True,
+        shortcuts: bool = True, compile_mode: str = "off",
     ) -> None:
         """``split_overhead_tokens``: when a batch runs as several forwards by length
         (``chunking``); "auto" splits on the CPU only. ``shortcuts``: drop the key and value
-        sites' per-row adds where that is exact (``engine.shortcuts``)."""
+        sites' per-row adds where that is exact (``engine.shortcuts``). ``compile_mode``: "off",
+        or a ``torch.compile`` mode for the forward (``engine.compiled``; call ``warm_up``)."""
         self.backbone = backbone
         self.spec = backbone.spec
         self.table = BiasTable(backbone.encoder, capacity, backbone.spec.model_type if shortcuts else None)
         self.encoder = RowBiasedEncoder(backbone.encoder, self.table.layout)
+        self.compiled = None if compile_mode == "off" else CompiledEncoder(self.encoder, compile_mode, backbone.max_length)
         self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size)
         self._tasks: dict[str, TaskHandle] = {}
         self._holders: dict[int, int] = defaultdict(int)  # slot -> requests holding it
@@ -173,9 +176,15 @@ class Engine:
         batch = collate([r for _, r in items], self.backbone.tokenizer.pad_token_id or 0, self.backbone.device)
         slots = torch.tensor([h.slot for h in handles], dtype=torch.long)  # [batch]
         # hidden: [batch, seq, hidden]; pooler: [batch, hidden] or None
-        hidden, pooler = self.encoder(rows=self.table.gather(slots), **batch)
+        hidden, pooler = (self.compiled or self.encoder)(rows=self.table.gather(slots), **batch)
         tasks = [RowTask(h.slot, h.pooling, h.head) for h in handles]
         return batch_logits(self.spec.model_type, tasks, hidden, pooler, batch["attention_mask"])
+
+    def warm_up(self, max_batch: int) -> None:
+        """Compile the forward for every shape it will meet now, not on a request."""
+        if self.compiled is not None:
+            with self._forward_lock:
+                self.compiled.warm_up(self.table.width, max_batch)
 
     def run(self, items: list[tuple[TaskHandle, EncodedRow]], plan: list[list[int]] | None = None) -> list[Prediction]:
         return [

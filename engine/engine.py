@@ -23,6 +23,7 @@ from engine.backbone import Backbone
 from engine.chunking import plan_forwards, resolve_overhead
 from engine.compiled import CompiledEncoder
 from engine.errors import UnknownTask
+from engine.form_choice import pick_linear_form
 from engine.head_batch import RowTask, batch_logits
 from engine.heads import Head, probabilities
 from engine.inputs import EncodedRow, check_inputs, collate, encode
@@ -181,9 +182,12 @@ class Engine:
         return batch_logits(self.spec.model_type, tasks, hidden, pooler, batch["attention_mask"])
 
     def warm_up(self, max_batch: int) -> None:
-        """Compile the forward for every shape it will meet now, not on a request."""
-        if self.compiled is not None:
-            with self._forward_lock:
+        """Start-up work, so no request pays for it: on CUDA, measure whether the fused
+        per-row GEMM beats F.linear + add (``form_choice``); compile every shape."""
+        with self._forward_lock:
+            if self.backbone.device.type == "cuda" and self.encoder.linear_form is None:
+                pick_linear_form(self.encoder, max_batch, min(128, self.backbone.max_length))
+            if self.compiled is not None:
                 self.compiled.warm_up(self.table.width, max_batch)
 
     def run(self, items: list[tuple[TaskHandle, EncodedRow]], plan: list[list[int]] | None = None) -> list[Prediction]:

@@ -68,7 +68,8 @@ class CompiledEncoder:
         # plain and pair inputs share one graph.
         self.uses_types = "token_type_ids" in inspect.signature(encoder.encoder.forward).parameters
         self.mode = mode
-        self._fn = torch.compile(encoder, fullgraph=True, dynamic=False, mode=torch_mode(mode, self.device), backend=backend)
+        options = {"mode": torch_mode(mode, self.device)} if backend == "inductor" else {}  # modes are inductor's
+        self._fn = torch.compile(encoder, fullgraph=True, dynamic=False, backend=backend, **options)
 
     def __call__(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,

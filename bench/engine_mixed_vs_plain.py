@@ -70,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="compile plain and mixed forwards alike; time only encoder_plain/encoder_mixed")
     p.add_argument("--compile-mode", default="default", choices=["default", "max-autotune"],
                    help="the engine's --compile setting (on CUDA both capture CUDA graphs)")
+    p.add_argument("--encoder-only", action="store_true",
+                   help="time only encoder_plain, encoder_mixed and encoder_mixed_general (a busy box: fewer variants)")
     p.add_argument("--compile-backend", default="inductor",
                    help="torch.compile backend; a CPU dry run uses aot_eager (no code generation, seconds)")
     p.add_argument("--linear-form", default=None, choices=["accumulate", "add", "fused"],
@@ -243,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     variants = {"encoder_plain": encoder_plain, "encoder_mixed": encoder_mixed}
     if not args.compile:
         variants["encoder_mixed_general"] = lambda: encoder_mixed(None, general, slots_general)
+        check_same(variants["encoder_mixed_general"], encoder_mixed, backbone.dtype)
+    if not args.compile and not args.encoder_only:
         for form in other_forms:
             variants[f"encoder_mixed_{form}"] = lambda form=form: encoder_mixed(form)
         hooks = hooks_runner(general, batch, slots_general)  # the first design: every site, a hook

@@ -114,6 +114,7 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, time, record one result line; k
 }
 
 WORK=$(mktemp -d /tmp/gpu-check.XXXXXX)
+export WORK JSONL  # the HTTP step's `bash -c` reads them
 if [ "$MODE" = dry ]; then
   DEVICE=cpu; MODEL=tiny; SHAPE=(--batch 8 --length 16 --tasks 50 --repeats 2 --warmup 1 --threads 1)
   HALF=float32; COMPILE=(--compile --compile-backend aot_eager)  # the same paths, no code generation

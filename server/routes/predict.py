@@ -34,8 +34,8 @@ class ShedRoute(APIRoute):
         return shed
 
 
-class PredictRoute(GuardedRoute, LimitedBodyRoute, ShedRoute):
-    """Auth (401/403), the body limit (413), shedding (503), then the body is read."""
+class PredictRoute(GuardedRoute, ShedRoute, LimitedBodyRoute):
+    """Auth (401/403), shedding (503), the body limit and shape (413): only then is the body read."""
 
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=PredictRoute)

@@ -51,13 +51,21 @@ async def _request(reader, writer, head: bytes, body: bytes) -> int:
     # budget is spent) is timed as it answers, while the body still goes out behind it.
     writer.write(head + body)
     status_line = await reader.readline()
-    await writer.drain()
-    length = 0
+    length, close = 0, False
     while (line := await reader.readline()) not in (b"\r\n", b""):
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":")[1])
+        close |= line.lower().replace(b" ", b"") == b"connection:close\r\n"
     await reader.readexactly(length)
+    if close:  # a shed answered from the headers: the server will not read the rest
+        writer.close()
+        raise _Closed(int(status_line.split()[1]))
+    await writer.drain()
     return int(status_line.split()[1])
+
+
+class _Closed(Exception):
+    """The answer came with Connection: close (its status is args[0])."""
 
 
 async def _client(port: int, body: bytes, until: float, results: list) -> None:
@@ -69,7 +77,10 @@ async def _client(port: int, body: bytes, until: float, results: list) -> None:
             if writer is None:
                 reader, writer = await asyncio.open_connection(HOST, port)
             sent = time.perf_counter()
-            status = await _request(reader, writer, head, body)
+            try:
+                status = await _request(reader, writer, head, body)
+            except _Closed as closed:
+                status, writer = closed.args[0], None
             results.append((sent, time.perf_counter() - sent, status))
             if status == 503:
                 await asyncio.sleep(0.05)  # a client honouring back-pressure a little (Retry-After is 1 s)

@@ -28,7 +28,8 @@ class ShedRoute(APIRoute):
         async def shed(request: Request) -> Response:
             services = getattr(request.app.state, "services", None)
             if services is not None and services.budget.spent:
-                raise services.budget.overloaded()
+                # Closing the connection stops the client's upload of a body nobody reads.
+                raise services.budget.overloaded(close=True)
             return await handler(request)
 
         return shed

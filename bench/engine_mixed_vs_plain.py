@@ -4,8 +4,8 @@ Variants, all on one batch of ``--batch`` rows of exactly ``--length`` tokens, e
 random task out of ``--tasks`` registered ones, timed interleaved in one process:
 
 - ``encoder_plain``: the shared encoder alone: the stock modules (per-row forwards exist only
-  inside ``rows()``).
-- ``encoder_mixed``: the same call inside ``engine.table.rows(slots)``: what BitFit adds.
+  inside ``per_row_biases``).
+- ``encoder_mixed``: the same call inside ``per_row_biases`` with the batch's gathered rows: what BitFit adds.
 - ``encoder_mixed_add`` (CPU) / ``encoder_mixed_accumulate`` (GPU): the same with the Linear
   form the engine does not pick on this device (``per_row.LINEAR_FORMS``).
 - ``encoder_mixed_hooks``: the engine's first design, for comparison: every site (Linear
@@ -29,14 +29,17 @@ import logging
 import random
 import tempfile
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import common
 import torch
 
+from bias_store.sites import site_modules
 from engine import Engine, head_batch, load_backbone, load_classifier
 from engine.heads import cls_features
 from engine.inputs import collate
+from engine.per_row import per_row_biases
 from tests.helpers import random_bias_set
 
 log = logging.getLogger(__name__)
@@ -69,7 +72,7 @@ def naive_inplace_runner(engine: Engine, items: list, tasks: dict[str, dict[str,
     """A server that writes each task's biases into the shared model, runs that task's rows
     alone, and restores the base biases afterwards (what BitFit's tables avoid)."""
     backbone = engine.backbone
-    modules = engine.table.layout.modules  # site -> module (the one place that found them)
+    modules = site_modules(backbone.encoder)  # every site: the table's layout leaves out the shortcut ones
     base = {site: m.bias.detach().clone() for site, m in modules.items()}
     pad = backbone.tokenizer.pad_token_id or 0
     groups: dict[str, list[int]] = defaultdict(list)
@@ -152,18 +155,26 @@ def common_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    common.setup(args.threads, args.out)
-    baselines = {b for b in args.baselines.split(",") if b and b != "none"}
-    if baselines - {"naive", "peft"}:
-        raise SystemExit(f"unknown baselines {sorted(baselines - {'naive', 'peft'})}: choose from naive, peft, none")
-    rng = random.Random(args.seed)
+@dataclass
+class Setup:
+    """One mixed batch on an engine holding ``--tasks`` tasks, as every variant sees it."""
+
+    backbone: object
+    engine: Engine
+    names: list[str]
+    rows: list  # EncodedRow per batch row
+    items: list  # (TaskHandle, EncodedRow) per batch row
+    batch: dict[str, torch.Tensor]  # each [batch, length]
+    slots: torch.Tensor  # [batch]
+    tasks: dict[str, dict[str, torch.Tensor]]  # absolute biases of the tasks in the batch (naive baseline)
+    path: str
+
+
+def build(args: argparse.Namespace, rng: random.Random) -> Setup:
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="bench-mixed-"))
     path = common.backbone_dir(args.model, tmp)
     backbone = load_backbone(path, device=args.device, dtype=args.dtype)
     engine = Engine(backbone, capacity=args.tasks + 1)
-
     # Register the tasks; keep absolute biases only for the tasks the batch uses (naive baseline).
     names = [f"task-{i}" for i in range(args.tasks)]
     chosen = [rng.randrange(args.tasks) for _ in range(args.batch)]
@@ -176,14 +187,17 @@ def main(argv: list[str] | None = None) -> None:
             tasks[name] = {
                 site: v.to(backbone.device, backbone.dtype) for site, v in backbone.spec.site_biases(bias_set.tensors).items()
             }
-
     rows = common.synthetic_rows(backbone.tokenizer.vocab_size, args.batch, args.length, seed=args.seed)
     items = [(engine.get(names[c]), row) for c, row in zip(chosen, rows)]
-    pad = backbone.tokenizer.pad_token_id or 0
-    batch = collate(rows, pad, backbone.device)  # each [batch, length]
-    slots = torch.tensor([h.slot for h, _ in items], dtype=torch.long)  # [batch]
-    one_head = items[0][0].head
+    batch = collate(rows, backbone.tokenizer.pad_token_id or 0, backbone.device)
+    slots = torch.tensor([h.slot for h, _ in items], dtype=torch.long)
+    return Setup(backbone, engine, names, rows, items, batch, slots, tasks, path)
 
+
+def engine_variants(s: Setup, args: argparse.Namespace) -> tuple[dict, str]:
+    """The encoder and logits variants (and the Linear form the engine does not pick here)."""
+    backbone, engine, batch = s.backbone, s.engine, s.batch
+    one_head = s.items[0][0].head
     # Compiled, the hooks are traced into the graph (one graph with rows, one without), so
     # the per-row add can fuse with its neighbours instead of costing a pass of its own.
     encoder = torch.compile(backbone.encoder, dynamic=False, mode=args.compile_mode) if args.compile else backbone.encoder
@@ -193,26 +207,21 @@ def main(argv: list[str] | None = None) -> None:
             return encoder(**batch)
 
     def encoder_mixed(form: str | None = None):
-        with torch.inference_mode(), engine.table.rows(slots, form):
+        with torch.inference_mode(), per_row_biases(engine.table.layout, engine.table.gather(s.slots), form):
             return encoder(**batch)
 
-    # The Linear form the engine does not pick on this device, timed beside it.
     other_form = "add" if backbone.device.type == "cpu" else "accumulate"
 
     def logits_plain():  # a single-task server: same collate, one head, logits back on the CPU
         with torch.inference_mode():
-            b = collate(rows, pad, backbone.device)
-            out = backbone.encoder(**b)
+            out = backbone.encoder(**collate(s.rows, backbone.tokenizer.pad_token_id or 0, backbone.device))
             return one_head(cls_features(backbone.spec.model_type, out.last_hidden_state, out.pooler_output)).cpu()
-
-    def logits_mixed():
-        return engine.logits(items)
 
     def logits_mixed_per_group():  # the heads one task group at a time (head_batch's other way)
         stacked_max = head_batch.STACKED_MAX_LABELS
         head_batch.STACKED_MAX_LABELS = 0
         try:
-            return engine.logits(items)
+            return engine.logits(s.items)
         finally:
             head_batch.STACKED_MAX_LABELS = stacked_max
 
@@ -220,25 +229,42 @@ def main(argv: list[str] | None = None) -> None:
                 f"encoder_mixed_{other_form}": lambda: encoder_mixed(other_form)}
     check_same(variants[f"encoder_mixed_{other_form}"], encoder_mixed, backbone.dtype)
     if not args.compile:
-        variants["encoder_mixed_hooks"] = hooks_runner(engine, batch, slots)
+        variants["encoder_mixed_hooks"] = hooks_runner(engine, batch, s.slots)
         check_same(variants["encoder_mixed_hooks"], encoder_mixed, backbone.dtype)
-        variants.update(logits_plain=logits_plain, logits_mixed=logits_mixed, logits_mixed_per_group=logits_mixed_per_group)
-    else:
+        variants.update(logits_plain=logits_plain, logits_mixed=lambda: engine.logits(s.items),
+                        logits_mixed_per_group=logits_mixed_per_group)
+    return variants, other_form
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    common.setup(args.threads, args.out)
+    baselines = {b for b in args.baselines.split(",") if b and b != "none"}
+    if baselines - {"naive", "peft"}:
+        raise SystemExit(f"unknown baselines {sorted(baselines - {'naive', 'peft'})}: choose from naive, peft, none")
+    rng = random.Random(args.seed)
+    s = build(args, rng)
+    variants, other_form = engine_variants(s, args)
+    if args.compile:
         baselines = set()
     if "naive" in baselines:
-        variants["naive_inplace"] = naive_inplace_runner(engine, items, tasks)
-        check_naive(variants["naive_inplace"], logits_mixed, backbone.dtype)
+        variants["naive_inplace"] = naive_inplace_runner(s.engine, s.items, s.tasks)
+        check_naive(variants["naive_inplace"], variants["logits_mixed"], s.backbone.dtype)
     if "peft" in baselines:
-        variants["peft_lora_mixed"] = peft_runner(path, args, batch, rng)
-
+        variants["peft_lora_mixed"] = peft_runner(s.path, args, s.batch, rng)
     shape = dict(
-        model=args.model, device=str(backbone.device), dtype=args.dtype, batch=args.batch, length=args.length,
-        tasks=args.tasks, distinct_tasks_in_batch=len(keep), compiled=args.compile and (args.compile_mode or "default"),
+        model=args.model, device=str(s.backbone.device), dtype=args.dtype, batch=args.batch, length=args.length,
+        tasks=args.tasks, distinct_tasks_in_batch=len(s.tasks), compiled=args.compile and (args.compile_mode or "default"),
     )
+    measure(variants, other_form, shape, args, s.backbone.device)
+
+
+def measure(variants: dict, other_form: str, shape: dict, args: argparse.Namespace, device: torch.device) -> None:
+    """Ops per forward, then the variants timed interleaved; one JSON line per variant and ratio."""
     common.emit("env", **common.environment(), script="engine_mixed_vs_plain")
     for name in (v for v in variants if v.startswith("encoder_")):
         common.emit("ops_per_forward", variant=name, **shape, aten_ops=common.count_ops(variants[name]))
-    clocks = common.interleaved(variants, args.repeats, args.warmup, backbone.device)
+    clocks = common.interleaved(variants, args.repeats, args.warmup, device)
     pairs = [("encoder_mixed", "encoder_plain"), (f"encoder_mixed_{other_form}", "encoder_plain")]
     if "logits_mixed" in variants:
         pairs += [("encoder_mixed_hooks", "encoder_plain"), ("logits_mixed", "logits_plain"),

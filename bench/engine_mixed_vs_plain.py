@@ -37,6 +37,7 @@ import torch
 
 from bias_store.sites import site_modules
 from engine import Engine, head_batch, load_backbone, load_classifier
+from engine.backbone import DTYPES
 from engine.heads import cls_features
 from engine.inputs import collate
 from engine.per_row import per_row_biases
@@ -141,7 +142,7 @@ def peft_runner(path: str, args: argparse.Namespace, batch: dict[str, torch.Tens
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)
-    model.to(device=args.device, dtype=common_dtype(args.dtype)).eval()
+    model.to(device=args.device, dtype=DTYPES[args.dtype]).eval()
     names = [f"a{rng.randrange(args.adapters)}" for _ in range(args.batch)]
 
     def run():
@@ -149,10 +150,6 @@ def peft_runner(path: str, args: argparse.Namespace, batch: dict[str, torch.Tens
             return model(**batch, adapter_names=names)
 
     return run
-
-
-def common_dtype(name: str) -> torch.dtype:
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
 @dataclass

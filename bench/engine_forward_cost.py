@@ -6,7 +6,7 @@ of exactly L tokens for several (rows, L) shapes, then fits
     time = fixed + per_token x tokens + per_token_len x tokens x L
 
 by least squares (the last term is attention's quadratic part). ``fixed / per_token`` is
-a forward's fixed cost in tokens: ``engine/chunking.py`` splits a batch by length
+a forward's fixed cost in tokens: ``engine/length_split.py`` splits a batch by length
 only when that saves more padded tokens than this. Prints one JSON line per shape and one
 with the fit.
 """

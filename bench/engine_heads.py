@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from typing import NamedTuple
 
 import common
 import torch
@@ -18,6 +19,14 @@ import torch
 from bias_store.kinds import Pooling
 from engine import head_batch
 from engine.heads import Head
+
+
+class BenchRow(NamedTuple):
+    """A row's task as the heads read it (``head_batch.RowTask``), without a registry."""
+
+    slot: int
+    pooling: Pooling
+    head: Head
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     for count in (int(t) for t in args.tasks.split(",")):
         heads = [Head([(torch.randn(2, args.hidden, generator=g), torch.randn(2, generator=g), None)]) for _ in range(count)]
         poolings = [Pooling.MEAN if k % 3 == 0 else Pooling.CLS for k in range(count)]
-        tasks = [head_batch.RowTask(i % count, poolings[i % count], heads[i % count]) for i in range(args.rows)]
+        tasks = [BenchRow(i % count, poolings[i % count], heads[i % count]) for i in range(args.rows)]
 
         def one_gemm(tasks=tasks):
             features = head_batch._features("bert", tasks, hidden, pooler, mask)

@@ -1,4 +1,4 @@
-"""Splitting a batch by length (``engine/chunking.py``) against one padded forward.
+"""Splitting a batch by length (``engine/length_split.py``) against one padded forward.
 
 Workloads, each ``--batches`` random batches of ``--batch`` texts, every row a random one
 of ``--tasks`` registered tasks:
@@ -27,7 +27,7 @@ import torch
 
 from bench.http_load import short_texts
 from engine import Engine, load_backbone
-from engine.chunking import plan_forwards
+from engine.length_split import split_by_length
 from tests.helpers import random_bias_set
 
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             padded, forwards = 0, 0
             for batch in batches:
                 lengths = [len(row) for _, row in batch]
-                groups = plan_forwards(lengths, engine.split_overhead_tokens)
+                groups = split_by_length(lengths, engine.split_overhead_tokens)
                 forwards += len(groups)
                 padded += sum(len(g) * max(lengths[i] for i in g) for g in groups)
             common.emit("split_plan", variant=key, **shape, padding_share=round(1 - real / padded, 3),

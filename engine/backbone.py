@@ -107,6 +107,28 @@ def max_length(config, tokenizer) -> int:
     return min(int(tokenizer.model_max_length), getattr(config, "max_position_embeddings", 512))
 
 
+@dataclass
+class LoadedModel:
+    """What the engine and training both load from a checkpoint, in the same steps."""
+
+    model: nn.Module  # AutoModelForSequenceClassification, as stored
+    tokenizer: object  # a fast (Rust) tokenizer
+    spec: BackboneSpec  # of the untouched encoder: its fingerprint is what bias sets carry
+    max_length: int  # truncation length: min(tokenizer, position embeddings)
+
+
+def load_model_parts(name_or_path: str, num_labels: int = 2, **kwargs) -> LoadedModel:
+    """The classification model, its tokenizer and its encoder's spec.
+
+    The classification class decides the encoder's exact shape (RoBERTa's drops the
+    pooler, BERT's keeps it), so bias sets, training and the engine agree on every site.
+    """
+    model = load_classifier(name_or_path, num_labels=num_labels, **kwargs)
+    spec = build_spec(model.base_model, model.config.model_type, model.base_model_prefix, str(name_or_path))
+    tokenizer = load_tokenizer(name_or_path)
+    return LoadedModel(model, tokenizer, spec, max_length(model.config, tokenizer))
+
+
 def load_backbone(name_or_path: str | None = None, device: str = "auto", dtype: str = "float32") -> Backbone:
     """Load the encoder exactly as the classification model embeds it, frozen, in eval mode."""
     name_or_path = name_or_path or default_backbone_path()
@@ -116,15 +138,11 @@ def load_backbone(name_or_path: str | None = None, device: str = "auto", dtype: 
     if dtype != "float32" and dev.type == "cpu":
         raise ValueError(f"dtype {dtype} needs a GPU; on the CPU use float32")
 
-    # The classification class decides the encoder's exact shape (RoBERTa's drops the
-    # pooler, BERT's keeps it), so bias sets and the engine agree on every site.
-    model = load_classifier(name_or_path, num_labels=2)
-    encoder = model.base_model
-    spec = build_spec(encoder, model.config.model_type, model.base_model_prefix, str(name_or_path))
+    loaded = load_model_parts(name_or_path)
+    encoder, spec = loaded.model.base_model, loaded.spec
     encoder.requires_grad_(False).eval().to(device=dev, dtype=DTYPES[dtype])
-    tokenizer = load_tokenizer(name_or_path)
     log.info(
         "backbone %s (%s) on %s/%s, %d bias sites, fingerprint %s",
         os.path.basename(str(name_or_path).rstrip("/")), spec.model_type, dev, dtype, len(spec.sites), spec.fingerprint[:12],
     )
-    return Backbone(encoder, tokenizer, spec, dev, DTYPES[dtype], max_length(model.config, tokenizer))
+    return Backbone(encoder, loaded.tokenizer, spec, dev, DTYPES[dtype], loaded.max_length)

@@ -1,50 +1,30 @@
 """The mixed-task engine: one forward pass for a batch whose rows belong to any tasks.
 
-Registering a task writes one row of the bias table plus its head; the encoder's own
-tensors are never written. A request *acquires* the task's current handle (pinning its
-slot), so a replacement or delete that lands while it is queued or running does not
-change what it computes: the old slot is freed only when its last holder releases it.
+The task registry (``engine.registry``) decides which slot and head serve each task; this
+is the inference path on top of it: validate and tokenize, split the batch by length,
+gather each row's biases, run the encoder once per group, each row through its head.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import threading
-from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from bias_store.format import BiasSet
-from bias_store.kinds import InputKind, Pooling, ProblemType
+from bias_store.kinds import ProblemType
 from engine.backbone import Backbone
-from engine.chunking import plan_forwards, resolve_overhead
 from engine.compiled import CompiledEncoder
-from engine.errors import UnknownTask
 from engine.form_choice import pick_linear_form
-from engine.head_batch import RowTask, batch_logits
-from engine.heads import Head, probabilities
+from engine.head_batch import batch_logits
+from engine.heads import probabilities
 from engine.inputs import EncodedRow, check_inputs, collate, encode
+from engine.length_split import resolve_overhead, split_by_length
 from engine.per_row import RowBiasedEncoder
-from engine.tables import BiasTable
+from engine.registry import TaskHandle, TaskRegistry
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, eq=False)
-class TaskHandle:
-    name: str
-    version: int
-    sha256: str
-    slot: int
-    labels: tuple[str, ...]
-    problem_type: ProblemType
-    inputs: InputKind
-    pooling: Pooling
-    head: Head = field(repr=False)
-    num_bytes: int = 0  # raw bytes of the bias set's tensors
+Row = tuple[TaskHandle, EncodedRow]
+Split = list[list[int]]  # row indices per forward pass
 
 
 @dataclass(frozen=True)
@@ -58,151 +38,51 @@ class Prediction:
     logits: tuple[float, ...]
 
 
-class Engine:
+class Engine(TaskRegistry):
     def __init__(
         self, backbone: Backbone, capacity: int = 0, split_overhead_tokens: int | str | None = "auto",
         shortcuts: bool = True, compile_mode: str = "off",
     ) -> None:
         """``split_overhead_tokens``: when a batch runs as several forwards by length
-        (``chunking``); "auto" splits on the CPU only. ``shortcuts``: drop the key and value
-        sites' per-row adds where that is exact (``engine.shortcuts``). ``compile_mode``: "off",
-        or a ``torch.compile`` mode for the forward (``engine.compiled``; call ``warm_up``)."""
-        self.backbone = backbone
-        self.spec = backbone.spec
-        self.table = BiasTable(backbone.encoder, capacity, backbone.spec.model_type if shortcuts else None)
+        (``engine.length_split``); "auto" splits on the CPU only. ``shortcuts``: see
+        ``TaskRegistry``. ``compile_mode``: "off", or a ``torch.compile`` mode for the
+        forward (``engine.compiled``; call ``warm_up``)."""
+        super().__init__(backbone, capacity, shortcuts)
         self.encoder = RowBiasedEncoder(backbone.encoder, self.table.layout)
         self.compiled = None if compile_mode == "off" else CompiledEncoder(self.encoder, compile_mode, backbone.max_length)
         self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size)
-        self._tasks: dict[str, TaskHandle] = {}
-        self._holders: dict[int, int] = defaultdict(int)  # slot -> requests holding it
-        self._retired: set[int] = set()  # slots replaced or deleted, freed at zero holders
-        self._lock = threading.Lock()  # task map and slot bookkeeping
         self._forward_lock = threading.Lock()  # one forward at a time (the site forwards read shared rows)
 
-    # -- registry ----------------------------------------------------------------------
-    def _write(self, bias_set: BiasSet, version: int, sha256: str) -> TaskHandle:
-        meta = bias_set.meta
-        biases = self.spec.site_biases(bias_set.tensors)
-        head = Head.from_tensors(self.spec.model_type, bias_set.tensors, self.backbone.device)
-        slot = self.table.write(biases)
-        return TaskHandle(
-            meta.task, version, sha256, slot, tuple(meta.labels), meta.problem_type,
-            meta.inputs, meta.pooling, head, bias_set.num_bytes,
-        )
-
-    def register(self, bias_set: BiasSet, version: int = 1, sha256: str = "") -> TaskHandle:
-        """Make ``bias_set`` the task's current version. The set must already be validated."""
-        handle = self._write(bias_set, version, sha256)
-        with self._lock:
-            old = self._tasks.get(handle.name)
-            self._tasks[handle.name] = handle
-            if old is not None:
-                self._retire(old.slot)
-        log.debug("registered %s v%d in slot %d", handle.name, version, handle.slot)
-        return handle
-
-    def register_detached(self, bias_set: BiasSet, version: int, sha256: str = "") -> TaskHandle:
-        """A slot for a version that is *not* the task's current one (a version-pinned request).
-
-        The handle is not served under its name. The caller owns one hold on it and gives
-        it back with ``release``; the slot is freed once that and every request's hold
-        (``hold``) are released.
-        """
-        handle = self._write(bias_set, version, sha256)
-        with self._lock:
-            self._holders[handle.slot] += 1
-            self._retired.add(handle.slot)
-        return handle
-
-    def hold(self, handle: TaskHandle) -> None:
-        """Pin an already-held handle once more (released with ``release``)."""
-        with self._lock:
-            if not self._holders.get(handle.slot):
-                raise RuntimeError(f"slot {handle.slot} is not held; it may be reused")
-            self._holders[handle.slot] += 1
-
-    def unregister(self, name: str) -> None:
-        with self._lock:
-            handle = self._tasks.pop(name, None)
-            if handle is None:
-                raise UnknownTask(name, list(self._tasks))
-            self._retire(handle.slot)
-
-    def _retire(self, slot: int) -> None:  # caller holds self._lock
-        if self._holders.get(slot):
-            self._retired.add(slot)
-        else:
-            self.table.free(slot)
-
-    def tasks(self) -> dict[str, TaskHandle]:
-        with self._lock:
-            return dict(self._tasks)
-
-    def get(self, name: str) -> TaskHandle:
-        with self._lock:
-            try:
-                return self._tasks[name]
-            except KeyError:
-                raise UnknownTask(name, list(self._tasks)) from None
-
-    def acquire(self, name: str) -> TaskHandle:
-        """The task's current handle, pinned until ``release``."""
-        with self._lock:
-            handle = self._tasks.get(name)
-            if handle is None:
-                raise UnknownTask(name, list(self._tasks))
-            self._holders[handle.slot] += 1
-            return handle
-
-    def release(self, handle: TaskHandle) -> None:
-        with self._lock:
-            self._holders[handle.slot] -= 1
-            if self._holders[handle.slot] <= 0:
-                del self._holders[handle.slot]
-                if handle.slot in self._retired:
-                    self._retired.discard(handle.slot)
-                    self.table.free(handle.slot)
-
-    @contextlib.contextmanager
-    def pinned(self, name: str) -> Iterator[TaskHandle]:
-        handle = self.acquire(name)
-        try:
-            yield handle
-        finally:
-            self.release(handle)
-
-    # -- inference ---------------------------------------------------------------------
     def encode(self, handle: TaskHandle, inputs: list) -> list[EncodedRow]:
         """Validate and tokenize inputs for a task (safe to call from many threads)."""
         checked = check_inputs(inputs, handle.inputs)
         return encode(self.backbone.tokenizer, checked, self.backbone.max_length)
 
-    def logits(self, items: list[tuple[TaskHandle, EncodedRow]], plan: list[list[int]] | None = None) -> list[torch.Tensor]:
+    def split(self, items: list[Row]) -> Split:
+        """How ``logits`` runs these rows: row indices per forward pass."""
+        return split_by_length([len(row) for _, row in items], self.split_overhead_tokens)
+
+    def logits(self, items: list[Row], split: Split | None = None) -> list[torch.Tensor]:
         """Rows of any mix of tasks; fp32 logits per row, in order.
 
         One forward pass, or a few when rows of very different lengths would pad more
-        than a forward costs: ``plan`` (``self.plan(items)`` when not given).
+        than a forward costs: ``split`` (``self.split(items)`` when not given).
         """
         out: list[torch.Tensor | None] = [None] * len(items)
         with self._forward_lock, torch.inference_mode():
-            for group in plan or self.plan(items):
+            for group in split or self.split(items):
                 for i, logits in zip(group, self._forward([items[i] for i in group])):
                     out[i] = logits
         return out
 
-    def plan(self, items: list[tuple[TaskHandle, EncodedRow]]) -> list[list[int]]:
-        """How ``logits`` runs these rows: row indices per forward pass."""
-        return plan_forwards([len(row) for _, row in items], self.split_overhead_tokens)
-
-    def _forward(self, items: list[tuple[TaskHandle, EncodedRow]]) -> list[torch.Tensor]:
+    def _forward(self, items: list[Row]) -> list[torch.Tensor]:
         """One forward pass for rows of any mix of tasks (the caller holds the forward lock)."""
         handles = [h for h, _ in items]
         batch = collate([r for _, r in items], self.backbone.tokenizer.pad_token_id or 0, self.backbone.device)
         slots = torch.tensor([h.slot for h in handles], dtype=torch.long)  # [batch]
         # hidden: [batch, seq, hidden]; pooler: [batch, hidden] or None
         hidden, pooler = (self.compiled or self.encoder)(rows=self.table.gather(slots), **batch)
-        tasks = [RowTask(h.slot, h.pooling, h.head) for h in handles]
-        return batch_logits(self.spec.model_type, tasks, hidden, pooler, batch["attention_mask"])
+        return batch_logits(self.spec.model_type, handles, hidden, pooler, batch["attention_mask"])
 
     def warm_up(self, max_batch: int) -> None:
         """Start-up work, so no request pays for it: on CUDA, measure whether the fused
@@ -213,23 +93,14 @@ class Engine:
             if self.compiled is not None:
                 self.compiled.warm_up(self.table.width, max_batch)
 
-    def run(self, items: list[tuple[TaskHandle, EncodedRow]], plan: list[list[int]] | None = None) -> list[Prediction]:
-        return [
-            to_prediction(handle, row, logits)
-            for (handle, row), logits in zip(items, self.logits(items, plan))
-        ]
+    def run(self, items: list[Row], split: Split | None = None) -> list[Prediction]:
+        return [to_prediction(handle, row, logits) for (handle, row), logits in zip(items, self.logits(items, split))]
 
     def predict(self, name: str, inputs: list) -> list[Prediction]:
         """Encode and run one task's inputs now (no batching; for scripts and tests)."""
         with self.pinned(name) as handle:
             rows = self.encode(handle, inputs)
             return self.run([(handle, r) for r in rows])
-
-    @property
-    def memory_bytes(self) -> int:
-        """Bytes the engine holds for tasks: the bias table plus every head."""
-        heads = {h.slot: h.head.nbytes for h in self.tasks().values()}
-        return self.table.nbytes + sum(heads.values())
 
 
 def to_prediction(handle: TaskHandle, row: EncodedRow, logits: torch.Tensor) -> Prediction:

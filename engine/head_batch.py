@@ -18,7 +18,7 @@ would cost a synchronisation per task.
 from __future__ import annotations
 
 import itertools
-from typing import NamedTuple
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +29,17 @@ from engine.heads import ACTIVATIONS, Head, cls_features, mean_pool
 STACKED_MAX_LABELS = 1024  # Σ labels of a batch's distinct tasks up to which one GEMM serves them all
 
 
-class RowTask(NamedTuple):
-    slot: int  # identifies the task version: rows with one slot share a head
-    pooling: Pooling
-    head: Head
+class RowTask(Protocol):
+    """What the heads read of a row's task (a registry.TaskHandle is one)."""
+
+    @property
+    def slot(self) -> int: ...  # identifies the task version: rows with one slot share a head
+
+    @property
+    def pooling(self) -> Pooling: ...
+
+    @property
+    def head(self) -> Head: ...
 
 
 def batch_logits(

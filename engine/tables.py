@@ -13,22 +13,20 @@ it is written, and its key bias, which softmax cancels, is dropped.
 
 A slot is written once, before any request can reference it, and freed only when no
 request holds it, so a forward never sees a row change under it. The table holds task
-rows only (the plain backbone is the forward outside ``rows()``), so its bytes are the
+rows only (the plain backbone is the encoder's own forward), so its bytes are the
 tasks' bias bytes plus at most the 6.25% growth slack.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from bias_store.sites import site_modules
-from engine.per_row import SiteLayout, per_row_biases
+from engine.per_row import SiteLayout
 from engine.shortcuts import Shortcuts, shortcuts_for
 
 GROWTH = 1.0625  # small growth step: the table's slack stays within ~6% of the task bytes
@@ -102,13 +100,3 @@ class BiasTable:
         with self._lock:
             table = self.table
         return table.index_select(0, slots.to(self.device)).add_(self._base)  # one gather, one add
-
-    @contextlib.contextmanager
-    def rows(self, slots: torch.Tensor, linear_form: str | None = None) -> Iterator[None]:
-        """Within this block, batch row ``i`` of the encoder uses task slot ``slots[i]``'s biases.
-
-        The caller runs one forward at a time (the engine's forward lock). ``linear_form``:
-        see ``per_row.per_row_biases`` (the device's default when None).
-        """
-        with per_row_biases(self.layout, self.gather(slots), linear_form):
-            yield

@@ -194,9 +194,9 @@ class Batcher:
                 pending.started = True
                 self.metrics.queue_wait.observe(start - pending.enqueued)
         items = [p.items[i] for p, i in taken]
-        plan = self.engine.plan(items)  # computed once: run by the engine, reported in the metrics
+        split = self.engine.split(items)  # computed once: run by the engine, reported in the metrics
         try:
-            predictions = self.engine.run(items, plan)
+            predictions = self.engine.run(items, split)
         except Exception as exc:  # a bug or a device error: fail these requests, keep serving
             # Not logged here: each request's answer logs it once, at the HTTP edge.
             for pending in requests:
@@ -206,7 +206,7 @@ class Batcher:
         self.metrics.inference.observe(time.perf_counter() - start)
         self.metrics.batch_rows.observe(len(items))
         self.metrics.batch_tasks.observe(len({h.slot for h, _ in items}))
-        self._observe_padding(items, plan)
+        self._observe_padding(items, split)
         done = []
         for (pending, i), prediction in zip(taken, predictions):
             pending.results[i] = prediction
@@ -215,10 +215,10 @@ class Batcher:
                 done.append(pending)
         _settle_all(done)
 
-    def _observe_padding(self, items: list[Item], plan: list[list[int]]) -> None:
+    def _observe_padding(self, items: list[Item], split: list[list[int]]) -> None:
         lengths = [len(row) for _, row in items]
-        computed = sum(len(group) * max(lengths[i] for i in group) for group in plan)
-        self.metrics.batch_forwards.observe(len(plan))
+        computed = sum(len(group) * max(lengths[i] for i in group) for group in split)
+        self.metrics.batch_forwards.observe(len(split))
         self.metrics.batch_padding.observe(1 - sum(lengths) / computed)
 
     # -- lifecycle -------------------------------------------------------------------------

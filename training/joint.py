@@ -10,7 +10,6 @@ kind of bias set ``bitfit train`` exports (all sites + head, absolute values).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 
@@ -18,17 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bias_store.format import BiasSet, BiasSetMeta
+from bias_store.format import BiasSet
 from bias_store.kinds import Pooling, ProblemType
 from bias_store.sites import architecture
-from bias_store.validate import validate
 from engine.inputs import EncodedRow, collate, encode
 from engine.per_row import SiteLayout, per_row_biases
 from training.data import TaskData
+from training.epochs import fit
 from training.errors import ConfigError
 from training.evaluate import metrics
-from training.export import base_model_name
-from training.loop import bucketed_batches
+from training.export import make_bias_set
+from training.loop import batched_logits, bucketed_batches
 from training.model import TrainModel, pooled_features, run_head
 
 log = logging.getLogger(__name__)
@@ -95,11 +94,25 @@ class JointModel(nn.Module):
         return results
 
 
+def _encode_tasks(tm: TrainModel, tasks: list[JointTask], length: int) -> tuple[list[tuple[int, EncodedRow, int]], list]:
+    train_rows: list[tuple[int, EncodedRow, int]] = []  # (task, row, target)
+    val_rows = []
+    for k, t in enumerate(tasks):
+        train_rows += [(k, r, y) for r, y in zip(encode(tm.tokenizer, t.data.train.texts, length), t.data.train.targets)]
+        val_rows.append(encode(tm.tokenizer, t.data.validation.texts, length))
+    return train_rows, val_rows
+
+
 def train_joint(
     tm: TrainModel, tasks: list[JointTask], *, epochs: int = 3, lr: float = 1e-3, batch_size: int = 32,
     max_length: int = 128, pooling: Pooling = Pooling.CLS, seed: int = 42, clip: float = 1.0, device: str = "cpu",
+    patience: int = 0,
 ) -> dict:
-    """Train every task's offsets and head together; returns bias sets and per-task metrics."""
+    """Train every task's offsets and head together; returns bias sets and per-task metrics.
+
+    Each task keeps its own best epoch; ``patience`` stops after that many epochs in which
+    no task improved (``epochs.fit``, the loop one-task training uses too).
+    """
     if any(t.data.problem_type != ProblemType.SINGLE_LABEL for t in tasks):
         raise ConfigError("joint training handles single-label classification tasks; train regression and "
                           "multi-label tasks one by one")
@@ -109,17 +122,11 @@ def train_joint(
     joint = JointModel(tm, tasks, pooling).to(dev)
     params = [joint.biases.delta, *joint.heads.parameters()]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    length = min(max_length, tm.max_length)
-    train_rows: list[tuple[int, EncodedRow, int]] = []  # (task, row, target)
-    val_rows = []
-    for k, t in enumerate(tasks):
-        train_rows += [(k, r, y) for r, y in zip(encode(tm.tokenizer, t.data.train.texts, length), t.data.train.targets)]
-        val_rows.append(encode(tm.tokenizer, t.data.validation.texts, length))
+    train_rows, val_rows = _encode_tasks(tm, tasks, min(max_length, tm.max_length))
     pad = tm.tokenizer.pad_token_id or 0
     generator = torch.Generator().manual_seed(seed)
-    best = [(-math.inf, 0, None)] * len(tasks)  # per task: (score, epoch, snapshot)
-    history, started = [], time.perf_counter()
-    for epoch in range(1, epochs + 1):
+
+    def run_epoch(epoch: int) -> dict:
         joint.train()
         batches = bucketed_batches([r for _, r, _ in train_rows], batch_size, generator)  # rows of any tasks, similar lengths
         epoch_start, loss_sum = time.perf_counter(), torch.zeros((), device=dev)
@@ -137,35 +144,38 @@ def train_joint(
         seconds = time.perf_counter() - epoch_start
         scores = [evaluate_task(joint, k, rows, tasks[k].data.validation.targets, len(tasks[k].data.labels), dev)
                   for k, rows in enumerate(val_rows)]
-        history.append({"epoch": epoch, "train_loss": loss_sum.item() / len(train_rows), "train_seconds": seconds,
-                        "rows_per_second": len(train_rows) / seconds, "validation": scores})
-        for k, score in enumerate(scores):
-            if score["accuracy"] > best[k][0]:
-                snapshot = (joint.biases.delta[k].detach().clone(), [p.detach().clone() for p in joint.heads[k].parameters()])
-                best[k] = (score["accuracy"], epoch, snapshot)
+        return {"epoch": epoch, "train_loss": loss_sum.item() / len(train_rows), "train_seconds": seconds,
+                "rows_per_second": len(train_rows) / seconds, "validation": scores}
+
+    def snapshot(k: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return joint.biases.delta[k].detach().clone(), [p.detach().clone() for p in joint.heads[k].parameters()]
+
+    started = time.perf_counter()
+    result = fit(epochs, patience, lr, run_epoch, lambda entry: [s["accuracy"] for s in entry["validation"]], snapshot)
     with torch.no_grad():  # each task keeps its own best epoch
-        for k, (_, _, (delta, head)) in enumerate(best):
+        for k, (delta, head) in enumerate(result.best_states):
             joint.biases.delta[k].copy_(delta)
             for p, v in zip(joint.heads[k].parameters(), head):
                 p.copy_(v)
     joint.eval()
-    sets = [export_task(joint, k, t, pooling, {"method": "bitfit-joint", "best_epoch": best[k][1], "joint_tasks": len(tasks),
-                                                "validation": history[best[k][1] - 1]["validation"][k]})
+    history, best = result.history, result.best_epochs
+    sets = [export_task(joint, k, t, pooling, {"method": "bitfit-joint", "best_epoch": best[k], "joint_tasks": len(tasks),
+                                                "validation": history[best[k] - 1]["validation"][k]})
             for k, t in enumerate(tasks)]
-    return {"bias_sets": sets, "history": history, "seconds": time.perf_counter() - started, "model": joint}
+    return {"bias_sets": sets, "history": history, "seconds": time.perf_counter() - started, "model": joint,
+            "stopped_early": result.stopped_early}
 
 
-@torch.inference_mode()
 def joint_logits(joint: JointModel, task: int, rows: list[EncodedRow], device: torch.device, batch_size: int = 128) -> torch.Tensor:
     """Logits [rows, labels] of one task in eval mode."""
     joint.eval()
-    pad = joint.tm.tokenizer.pad_token_id or 0
-    out = []
-    for i in range(0, len(rows), batch_size):
-        chunk = rows[i : i + batch_size]
-        [(_, logits)] = joint(collate(chunk, pad, device), torch.full((len(chunk),), task, device=device))
-        out.append(logits.float().cpu())
-    return torch.cat(out)
+
+    def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        [(_, logits)] = joint(batch, torch.full((batch["input_ids"].shape[0],), task, device=device))
+        return logits
+
+    num_labels = joint.heads[task][-1].out_features
+    return batched_logits(rows, num_labels, joint.tm.tokenizer.pad_token_id or 0, device, batch_size, forward)
 
 
 def evaluate_task(joint: JointModel, task: int, rows: list[EncodedRow], gold: list[int], num_labels: int, device: torch.device) -> dict:
@@ -178,11 +188,5 @@ def export_task(joint: JointModel, k: int, task: JointTask, pooling: str, traini
     for layer, stage in zip(joint.heads[k], architecture(spec.model_type).head):
         tensors[f"{stage.name}.weight"] = layer.weight.detach().float().cpu().clone()
         tensors[f"{stage.name}.bias"] = layer.bias.detach().float().cpu().clone()
-    meta = BiasSetMeta(
-        task=task.name, labels=list(task.data.labels), base_model=base_model_name(joint.tm.base_model),
-        backbone_fingerprint=spec.fingerprint, model_type=spec.model_type, inputs=task.data.inputs,
-        bias_sites="all", pooling=pooling, training=training,
-    )
-    bias_set = BiasSet(meta, tensors)
-    validate(bias_set, spec)
-    return bias_set
+    return make_bias_set(joint.tm, tensors, task=task.name, labels=task.data.labels, problem_type=ProblemType.SINGLE_LABEL,
+                         inputs=task.data.inputs, bias_sites="all", pooling=pooling, training=training)

@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +21,7 @@ from bias_store.kinds import Pooling, ProblemType
 from engine.inputs import EncodedRow, collate, encode
 from training.bitfit import Method, count_trainable, prepare
 from training.data import Split, TaskData
+from training.epochs import check_finite, fit
 from training.errors import ConfigError
 from training.evaluate import SELECTION_METRIC, metrics
 from training.memory import PeakMemory
@@ -74,7 +76,7 @@ class TrainResult:
     extra: dict = field(default_factory=dict)
 
 
-def _batches(rows: list[EncodedRow], size: int, order: list[int]) -> list[list[int]]:
+def _batches(size: int, order: list[int]) -> list[list[int]]:
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
@@ -92,7 +94,7 @@ def bucketed_batches(rows: list[EncodedRow], size: int, generator: torch.Generat
     batches = []
     for start in range(0, len(order), window):
         chunk = sorted(order[start : start + window], key=lambda i: len(rows[i]))
-        batches.extend(_batches(rows, size, chunk))
+        batches.extend(_batches(size, chunk))
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
@@ -105,17 +107,27 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, problem_type: str) -> tor
 
 
 @torch.inference_mode()
-def predict_logits(tm: TrainModel, rows: list[EncodedRow], pooling: str, device: torch.device, batch_size: int) -> torch.Tensor:
-    """Logits [rows, num_labels] in eval mode, in the order of ``rows``."""
-    tm.model.eval()
-    pad = tm.tokenizer.pad_token_id or 0
+def batched_logits(
+    rows: list[EncodedRow], num_labels: int, pad: int, device: torch.device, batch_size: int,
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+) -> torch.Tensor:
+    """``forward`` over ``rows`` in batches: fp32 logits [rows, num_labels], in the order of ``rows``.
+
+    The one logits prediction of training (one task here, a joint task in joint.py).
+    """
     # Length-sorted batches pad less; results go back to the input order.
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    out = torch.empty(len(rows), tm.model.config.num_labels)
-    for chunk in _batches(rows, batch_size, order):
-        batch = collate([rows[i] for i in chunk], pad, device)
-        out[torch.tensor(chunk)] = forward_logits(tm.model, tm.spec.model_type, batch, pooling).float().cpu()
+    out = torch.empty(len(rows), num_labels)
+    for chunk in _batches(batch_size, order):
+        out[torch.tensor(chunk)] = forward(collate([rows[i] for i in chunk], pad, device)).float().cpu()
     return out
+
+
+def predict_logits(tm: TrainModel, rows: list[EncodedRow], pooling: Pooling, device: torch.device, batch_size: int) -> torch.Tensor:
+    """Logits [rows, num_labels] in eval mode, in the order of ``rows``."""
+    tm.model.eval()
+    return batched_logits(rows, tm.model.config.num_labels, tm.tokenizer.pad_token_id or 0, device, batch_size,
+                          lambda batch: forward_logits(tm.model, tm.spec.model_type, batch, pooling))
 
 
 def evaluate_split(tm: TrainModel, rows: list[EncodedRow], split: Split, data: TaskData, cfg: TrainConfig, device: torch.device) -> dict:
@@ -123,16 +135,7 @@ def evaluate_split(tm: TrainModel, rows: list[EncodedRow], split: Split, data: T
     return metrics(data.problem_type, logits, split.targets, len(data.labels) if data.problem_type != ProblemType.REGRESSION else 1)
 
 
-def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, token_cache: dict | None = None) -> TrainResult:
-    """Train ``tm.model`` in place; on return it holds the best epoch's weights."""
-    cfg.check()
-    device = torch.device(cfg.device)
-    model = tm.model.to(device)
-    trained = prepare(model, tm.spec, method)
-    params = [model.get_parameter(n) for n in trained]
-    lr = cfg.lr if cfg.lr is not None else method.lr
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    max_length = min(cfg.max_length, tm.max_length)
+def _tokenize(tm: TrainModel, data: TaskData, max_length: int, token_cache: dict | None) -> dict[str, list[EncodedRow]]:
     rows = {}
     for name, split in (("train", data.train), ("validation", data.validation), ("test", data.test)):
         if split is None:
@@ -145,80 +148,104 @@ def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, toke
             rows[name] = encode(tm.tokenizer, split.texts, max_length)
             if token_cache is not None:
                 token_cache[key] = rows[name]
+    return rows
+
+
+@dataclass
+class _Run:
+    """One task's training state, as the epochs see it."""
+
+    tm: TrainModel
+    data: TaskData
+    cfg: TrainConfig
+    device: torch.device
+    rows: dict[str, list[EncodedRow]]
+    targets: torch.Tensor  # [train rows]
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    lr: float
+    generator: torch.Generator
+    memory: PeakMemory
+
+
+def _train_epoch(run: _Run, epoch: int) -> dict:
+    """One pass over the training rows, then the validation score: the epoch's history entry."""
+    cfg, model, train_rows = run.cfg, run.tm.model, run.rows["train"]
+    model.train()
+    batches = bucketed_batches(train_rows, cfg.batch_size, run.generator)
+    pad = run.tm.tokenizer.pad_token_id or 0
+    epoch_start, seen = time.perf_counter(), 0
+    # Summed on the device: reading the loss every step would make a GPU wait for each one.
+    loss_sum = torch.zeros((), device=run.device)
+    bar = _progress(cfg, len(train_rows), f"epoch {epoch}/{cfg.epochs}")
+    report_every = max(1, len(batches) // (50 if bar is not None else 5))  # bar updates / log lines per epoch
+    with run.memory:
+        for step, chunk in enumerate(batches, start=1):
+            batch = collate([train_rows[i] for i in chunk], pad, run.device)
+            logits = forward_logits(model, run.tm.spec.model_type, batch, cfg.pooling)
+            loss = _loss(logits, run.targets[chunk].to(run.device), run.data.problem_type)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(run.params, cfg.clip)
+            run.optimizer.step()
+            loss_sum += loss.detach() * len(chunk)
+            seen += len(chunk)
+            if step % report_every == 0 or step == len(batches):
+                mean_loss, rate = loss_sum.item() / seen, seen / (time.perf_counter() - epoch_start)
+                check_finite(mean_loss, epoch, run.lr)
+                if bar is not None:
+                    bar.update(seen - bar.n)
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", rows_s=f"{rate:.0f}")
+                elif step != len(batches):
+                    log.info("epoch %d: %d/%d rows, loss %.4f, %.0f rows/s", epoch, seen, len(train_rows), mean_loss, rate)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    train_seconds = time.perf_counter() - epoch_start
+    if bar is not None:
+        bar.close()
+    val = evaluate_split(run.tm, run.rows["validation"], run.data.validation, run.data, cfg, run.device)
+    selection = SELECTION_METRIC[run.data.problem_type]
+    log.info("epoch %d: loss %.4f, validation %s %.4f, %.1f s", epoch, loss_sum.item() / seen, selection, val[selection], train_seconds)
+    return {"epoch": epoch, "train_loss": loss_sum.item() / seen, "train_seconds": train_seconds,
+            "rows_per_second": seen / train_seconds, "validation": val}
+
+
+def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, token_cache: dict | None = None) -> TrainResult:
+    """Train ``tm.model`` in place; on return it holds the best epoch's weights."""
+    cfg.check()
+    device = torch.device(cfg.device)
+    model = tm.model.to(device)
+    trained = prepare(model, tm.spec, method)
+    params = [model.get_parameter(n) for n in trained]
+    lr = cfg.lr if cfg.lr is not None else method.lr
+    max_length = min(cfg.max_length, tm.max_length)
+    rows = _tokenize(tm, data, max_length, token_cache)
     # [rows] class ids, [rows] values (regression) or [rows, labels] multi-hot (multi-label)
     targets = torch.tensor(data.train.targets, dtype=torch.long if data.problem_type == ProblemType.SINGLE_LABEL else torch.float32)
     selection = SELECTION_METRIC[data.problem_type]
-    pad = tm.tokenizer.pad_token_id or 0
-    generator = torch.Generator().manual_seed(cfg.seed)
+    run = _Run(tm, data, cfg, device, rows, targets, params, torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay),
+               lr, torch.Generator().manual_seed(cfg.seed), PeakMemory(device))
     torch.manual_seed(cfg.seed)  # dropout masks
     log.info("training %s: %d trainable of %d parameters, lr %g, %d train rows", method.name,
              count_trainable(model), sum(p.numel() for p in model.parameters()), lr, len(data.train))
-
-    history: list[dict] = []
-    best_score, best_epoch, best_state = -math.inf, 0, None
-    stale, stopped_early = 0, False
-    memory = PeakMemory(device)
     started = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        batches = bucketed_batches(rows["train"], cfg.batch_size, generator)
-        epoch_start, seen = time.perf_counter(), 0
-        # Summed on the device: reading the loss every step would make a GPU wait for each one.
-        loss_sum = torch.zeros((), device=device)
-        bar = _progress(cfg, len(rows["train"]), f"epoch {epoch}/{cfg.epochs}")
-        report_every = max(1, len(batches) // (50 if bar is not None else 5))  # bar updates / log lines per epoch
-        with memory:
-            for step, chunk in enumerate(batches, start=1):
-                batch = collate([rows["train"][i] for i in chunk], pad, device)
-                logits = forward_logits(model, tm.spec.model_type, batch, cfg.pooling)
-                loss = _loss(logits, targets[chunk].to(device), data.problem_type)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-                optimizer.step()
-                loss_sum += loss.detach() * len(chunk)
-                seen += len(chunk)
-                if step % report_every == 0 or step == len(batches):
-                    mean_loss, rate = loss_sum.item() / seen, seen / (time.perf_counter() - epoch_start)
-                    if not math.isfinite(mean_loss):
-                        raise ConfigError(f"the loss became {mean_loss} in epoch {epoch}; lower the learning rate (now {lr})")
-                    if bar is not None:
-                        bar.update(seen - bar.n)
-                        bar.set_postfix(loss=f"{mean_loss:.4f}", rows_s=f"{rate:.0f}")
-                    elif step != len(batches):
-                        log.info("epoch %d: %d/%d rows, loss %.4f, %.0f rows/s", epoch, seen, len(rows["train"]), mean_loss, rate)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_seconds = time.perf_counter() - epoch_start
-        if bar is not None:
-            bar.close()
-        val = evaluate_split(tm, rows["validation"], data.validation, data, cfg, device)
-        entry = {"epoch": epoch, "train_loss": loss_sum.item() / seen, "train_seconds": train_seconds,
-                 "rows_per_second": seen / train_seconds, "validation": val}
-        history.append(entry)
-        log.info("epoch %d: loss %.4f, validation %s %.4f, %.1f s", epoch, entry["train_loss"], selection, val[selection], train_seconds)
-        if val[selection] > best_score:
-            best_score, best_epoch, stale = val[selection], epoch, 0
-            best_state = {n: model.get_parameter(n).detach().clone() for n in trained}
-        else:
-            stale += 1
-            if cfg.patience and stale >= cfg.patience:
-                stopped_early = True
-                log.info("early stop: %d epochs without a better validation %s", stale, selection)
-                break
+    result = fit(cfg.epochs, cfg.patience, lr, lambda epoch: _train_epoch(run, epoch),
+                 lambda entry: [entry["validation"][selection]],
+                 lambda part: {n: model.get_parameter(n).detach().clone() for n in trained})
     with torch.no_grad():
-        for n, value in best_state.items():
+        for n, value in result.best_states[0].items():
             model.get_parameter(n).copy_(value)
     test = evaluate_split(tm, rows["test"], data.test, data, cfg, device) if data.test is not None else None
     train_metrics = evaluate_split(tm, rows["train"], data.train, data, cfg, device) if cfg.eval_train else None
     model.eval()
+    best_epoch = result.best_epochs[0]
     return TrainResult(
-        history=history, best_epoch=best_epoch, selection_metric=selection,
-        validation=history[best_epoch - 1]["validation"], test=test, train_metrics=train_metrics,
+        history=result.history, best_epoch=best_epoch, selection_metric=selection,
+        validation=result.history[best_epoch - 1]["validation"], test=test, train_metrics=train_metrics,
         trainable_params=count_trainable(model), total_params=sum(p.numel() for p in model.parameters()),
-        lr=lr, seconds=time.perf_counter() - started, peak_memory_bytes=memory.peak_bytes,
-        memory_at_start_bytes=memory.start_bytes, memory_method=memory.method, stopped_early=stopped_early,
-        training_memory_bytes=memory.training_bytes(sum(p.numel() * p.element_size() for p in model.parameters())),
+        lr=lr, seconds=time.perf_counter() - started, peak_memory_bytes=run.memory.peak_bytes,
+        memory_at_start_bytes=run.memory.start_bytes, memory_method=run.memory.method, stopped_early=result.stopped_early,
+        training_memory_bytes=run.memory.training_bytes(sum(p.numel() * p.element_size() for p in model.parameters())),
         extra={"truncated_train_rows": sum(r.truncated for r in rows["train"]), "max_length": max_length},
     )
 

@@ -1,7 +1,7 @@
 """The model being trained: the classification model, its spec, and its forward with pooling.
 
 The model is loaded exactly as the serving engine loads its backbone
-(``load_classifier``), so the spec's fingerprint is the engine's: training never writes
+(``engine.backbone.load_model_parts``), so the spec's fingerprint is the engine's: training never writes
 a frozen tensor, and the bias set it exports validates against the server.
 """
 
@@ -18,8 +18,8 @@ from torch import nn
 
 from bias_store.kinds import Pooling, ProblemType
 from bias_store.sites import architecture
-from bias_store.spec import BackboneSpec, build_spec
-from engine.backbone import default_backbone_path, load_classifier, load_tokenizer, max_length
+from bias_store.spec import BackboneSpec
+from engine.backbone import default_backbone_path, load_model_parts
 from engine.heads import ACTIVATIONS, cls_features, mean_pool
 from training.errors import ConfigError
 
@@ -59,13 +59,11 @@ def load_model(backbone: str | None, num_labels: int, problem_type: ProblemType,
     path = resolve_backbone(backbone)
     torch.manual_seed(seed)
     try:
-        # Always fp32: bias sets are fp32, and a half-precision checkpoint must not train in half.
-        model = load_classifier(path, num_labels=num_labels, problem_type=str(problem_type)).float()
-        tokenizer = load_tokenizer(path)
+        loaded = load_model_parts(path, num_labels, problem_type=str(problem_type))  # the engine's loader
     except (OSError, ValueError) as exc:
         raise ConfigError(f"could not load backbone {path!r}: {exc}") from None
-    spec = build_spec(model.base_model, model.config.model_type, model.base_model_prefix, path)
-    return TrainModel(model, tokenizer, spec, path, max_length(model.config, tokenizer))
+    # Always fp32: bias sets are fp32, and a half-precision checkpoint must not train in half.
+    return TrainModel(loaded.model.float(), loaded.tokenizer, loaded.spec, path, loaded.max_length)
 
 
 def check_pooling(pooling: str) -> Pooling:

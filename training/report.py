@@ -1,15 +1,65 @@
-"""The run folder: ``report.json`` (config, per-epoch metrics, best epoch, timing, sizes) and a PNG plot."""
+"""A run's report, built from the training result, and its folder: ``report.json`` and a PNG plot."""
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
+
+from bias_store.kinds import Pooling
+from training.bitfit import Method
+from training.data import TaskData
+from training.loop import TrainResult
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
 PLOT_FILE = "learning_curves.png"
+
+
+def run_config(spec_fields: dict, pooling: Pooling, result: TrainResult, backbone: str) -> dict:
+    """The run's settings as used: the spec's fields with what was resolved while training."""
+    return {**spec_fields, "pooling": pooling, "lr": result.lr, "max_length": result.extra["max_length"], "backbone": backbone}
+
+
+def training_summary(method: Method, config: dict, data: TaskData, result: TrainResult) -> dict:
+    """What a bias set's ``training`` metadata records of its run."""
+    return {
+        "method": method.name, "epochs_run": len(result.history), "best_epoch": result.best_epoch, "lr": result.lr,
+        "batch_size": config["batch_size"], "max_length": config["max_length"], "seed": config["seed"],
+        "train_rows": len(data.train), "selection_metric": result.selection_metric,
+        "validation": result.validation, "test": result.test, "trainable_params": result.trainable_params,
+        "seconds": round(result.seconds, 1),
+    }
+
+
+def build_report(task: str, config: dict, data: TaskData, result: TrainResult, fingerprint: str) -> dict:
+    """``report.json``: the config, the data's shape and split, and everything the training result holds."""
+    return {
+        "task": task,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "labels": data.labels,
+        "problem_type": data.problem_type,
+        "inputs": data.inputs,
+        "split": data.split,
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "selection_metric": result.selection_metric,
+        "validation": result.validation,
+        "test": result.test,
+        "train_metrics": result.train_metrics,
+        "stopped_early": result.stopped_early,
+        "trainable_params": result.trainable_params,
+        "total_params": result.total_params,
+        "seconds": result.seconds,
+        "peak_memory_bytes": result.peak_memory_bytes,
+        "training_memory_bytes": result.training_memory_bytes,
+        "memory_method": result.memory_method,
+        "truncated_train_rows": result.extra["truncated_train_rows"],
+        "backbone_fingerprint": fingerprint,
+    }
 
 
 def write_run(run_dir: str | Path, report: dict) -> Path:

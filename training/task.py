@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from bias_store.errors import InvalidTaskName
@@ -21,7 +20,7 @@ from training.errors import ConfigError
 from training.export import export_bias_set
 from training.loop import TrainConfig, train
 from training.model import TrainModel, check_pooling, default_pooling, load_model
-from training.report import write_run
+from training.report import build_report, run_config, training_summary, write_run
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,6 @@ class TaskOutcome:
     bias_set: BiasSet | None  # None for the full fine-tuning baseline
     report: dict
     model: TrainModel = field(repr=False)
-    run_dir: Path | None = None
 
 
 def run_task(
@@ -131,39 +129,9 @@ def run_task(
              len(data.train), len(data.validation), len(data.test) if data.test else 0, data.labels, pooling)
     result = train(tm, data, m, cfg, token_cache)
 
-    config = {**dataclasses.asdict(spec), "pooling": pooling, "lr": result.lr, "max_length": result.extra["max_length"]}
-    config["backbone"] = spec.backbone or tm.base_model
-    summary = {
-        "method": m.name, "epochs_run": len(result.history), "best_epoch": result.best_epoch, "lr": result.lr,
-        "batch_size": spec.batch_size, "max_length": config["max_length"], "seed": spec.seed,
-        "train_rows": len(data.train), "selection_metric": result.selection_metric,
-        "validation": result.validation, "test": result.test, "trainable_params": result.trainable_params,
-        "seconds": round(result.seconds, 1),
-    }
-    report = {
-        "task": spec.task,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": config,
-        "labels": data.labels,
-        "problem_type": data.problem_type,
-        "inputs": data.inputs,
-        "split": data.split,
-        "history": result.history,
-        "best_epoch": result.best_epoch,
-        "selection_metric": result.selection_metric,
-        "validation": result.validation,
-        "test": result.test,
-        "train_metrics": result.train_metrics,
-        "stopped_early": result.stopped_early,
-        "trainable_params": result.trainable_params,
-        "total_params": result.total_params,
-        "seconds": result.seconds,
-        "peak_memory_bytes": result.peak_memory_bytes,
-        "training_memory_bytes": result.training_memory_bytes,
-        "memory_method": result.memory_method,
-        "truncated_train_rows": result.extra["truncated_train_rows"],
-        "backbone_fingerprint": tm.spec.fingerprint,
-    }
+    config = run_config(dataclasses.asdict(spec), pooling, result, spec.backbone or tm.base_model)
+    summary = training_summary(m, config, data, result)
+    report = build_report(spec.task, config, data, result, tm.spec.fingerprint)
     bias_set = None
     if m.exports_bias_set:
         bias_set = export_bias_set(
@@ -171,10 +139,9 @@ def run_task(
             pooling=pooling, training=summary,
         )
         report["bias_set"] = {"params": bias_set.num_params, "bytes": bias_set.num_bytes, "bias_sites": m.bias_sites}
-    out_dir = Path(run_dir) if run_dir else None
-    if out_dir is not None:
-        write_run(out_dir, report)
-    return TaskOutcome(bias_set, report, tm, out_dir)
+    if run_dir:
+        write_run(run_dir, report)
+    return TaskOutcome(bias_set, report, tm)
 
 
 def default_run_dir(task: str) -> Path:

@@ -24,7 +24,7 @@ def engine_logits(engine: Engine, sets) -> list[torch.Tensor]:
     for bs in sets:
         handle = engine.get(bs.meta.task)
         rows += [(handle, row) for row in engine.encode(handle, TEXTS)]
-    assert len(engine.plan(rows)) == 1  # one padded forward
+    assert len(engine.split(rows)) == 1  # one padded forward
     return engine.logits(rows)
 
 

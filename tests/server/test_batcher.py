@@ -25,7 +25,7 @@ class FakeEngine:
         self.gate = threading.Event()
         self.gate.set()
 
-    def run(self, items, plan=None):
+    def run(self, items, split=None):
         self.gate.wait()
         time.sleep(self.delay)
         rows = [(h.name, r.input_ids[0]) for h, r in items]
@@ -34,7 +34,7 @@ class FakeEngine:
             raise RuntimeError("boom")
         return rows
 
-    def plan(self, items):
+    def split(self, items):
         return [list(range(len(items)))]  # one forward
 
     def encode(self, handle, inputs):
@@ -171,9 +171,9 @@ def test_close_finishes_queued_work_then_refuses():
     assert [len(r) for r in asyncio.run(main())] == [2, 2, 2]
 
 
-def test_padding_and_forwards_per_batch_are_measured_as_the_engine_plans_them():
+def test_padding_and_forwards_per_batch_are_measured_as_the_engine_splits_them():
     class SplittingEngine(FakeEngine):
-        def plan(self, items):  # the long row in a forward of its own
+        def split(self, items):  # the long row in a forward of its own
             return [[i for i, (_, r) in enumerate(items) if len(r) < 8], [i for i, (_, r) in enumerate(items) if len(r) >= 8]]
 
     metrics = Metrics()

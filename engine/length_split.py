@@ -1,7 +1,7 @@
 """Split a batch into forwards of similar lengths when its padding costs more than a forward.
 
 A forward pads every row to its longest one, so a batch of short texts with one long text
-pays for the long one in every row. ``plan_forwards`` sorts the rows by length and
+pays for the long one in every row. ``split_by_length`` sorts the rows by length and
 partitions them into groups that minimise, in tokens,
 
     sum over groups of (rows x longest row) + overhead_tokens per group,
@@ -39,7 +39,7 @@ def resolve_overhead(setting: int | str | None, device: torch.device, hidden_siz
     return setting
 
 
-def plan_forwards(lengths: list[int], overhead_tokens: int | None) -> list[list[int]]:
+def split_by_length(lengths: list[int], overhead_tokens: int | None) -> list[list[int]]:
     """Row indices grouped into forwards, shortest rows' group first; ``[[0, 1, ...]]`` when
     splitting is not worth it."""
     n = len(lengths)

@@ -1,4 +1,4 @@
-"""plan_forwards: a batch splits by length only when the padding it saves outweighs a forward."""
+"""split_by_length: a batch splits by length only when the padding it saves outweighs a forward."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import Engine
-from engine.chunking import CPU_OVERHEAD_TOKENS, plan_forwards, resolve_overhead
+from engine.length_split import CPU_OVERHEAD_TOKENS, resolve_overhead, split_by_length
 from tests.helpers import random_bias_set
 
 
@@ -17,7 +17,7 @@ def cost(lengths: list[int], groups: list[list[int]], overhead: int) -> int:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(1, 512), min_size=1, max_size=64), st.integers(1, 4096))
 def test_every_row_runs_once_and_the_plan_never_costs_more_than_one_forward(lengths, overhead):
-    groups = plan_forwards(lengths, overhead)
+    groups = split_by_length(lengths, overhead)
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
     assert all(groups)
     assert cost(lengths, groups, overhead) <= cost(lengths, [list(range(len(lengths)))], overhead)
@@ -25,10 +25,10 @@ def test_every_row_runs_once_and_the_plan_never_costs_more_than_one_forward(leng
 
 def test_short_rows_leave_a_long_one_when_the_padding_saved_beats_a_forward():
     lengths = [10] * 15 + [200]
-    assert plan_forwards(lengths, 32) == [list(range(15)), [15]]  # saves 15 * 190 padded tokens
-    assert plan_forwards(lengths, 10_000) == [list(range(16))]  # a forward costs more than that
-    assert plan_forwards([12, 11, 12, 11], 32) == [[0, 1, 2, 3]]  # 2 tokens of padding: not worth it
-    assert plan_forwards(lengths, None) == [list(range(16))]
+    assert split_by_length(lengths, 32) == [list(range(15)), [15]]  # saves 15 * 190 padded tokens
+    assert split_by_length(lengths, 10_000) == [list(range(16))]  # a forward costs more than that
+    assert split_by_length([12, 11, 12, 11], 32) == [[0, 1, 2, 3]]  # 2 tokens of padding: not worth it
+    assert split_by_length(lengths, None) == [list(range(16))]
 
 
 def test_overhead_setting():
@@ -51,7 +51,7 @@ def test_a_split_batch_answers_as_one_forward_does(tiny_backbone):
         for i in range(3):
             engine.register(random_bias_set(tiny_backbone.spec, f"t{i}", seed=i, pooling=("cls", "mean")[i % 2]))
         items = [(engine.get(f"t{i % 3}"), row) for i, text in enumerate(texts) for row in engine.encode(engine.get(f"t{i % 3}"), [text])]
-        assert len(plan_forwards([len(r) for _, r in items], engine.split_overhead_tokens)) == (1 if overhead == "off" else 4)
+        assert len(split_by_length([len(r) for _, r in items], engine.split_overhead_tokens)) == (1 if overhead == "off" else 4)
         answers[overhead] = torch.stack(engine.logits(items))
     torch.testing.assert_close(answers[1], answers["off"], atol=1e-5, rtol=0)
 

@@ -1,0 +1,32 @@
+"""Metrics: a registry per app, bounded task labels, requests counted once per task they name."""
+
+from __future__ import annotations
+
+from server.metrics import OTHER, UNKNOWN, Metrics, TaskLabels
+
+
+def test_task_labels_are_bounded_and_reserved_names_cannot_be_claimed():
+    labels = TaskLabels(max_tasks=2)
+    assert [labels(t) for t in ("a", OTHER, "b", "c", "a")] == ["a", OTHER, "b", OTHER, "a"]
+    assert labels(UNKNOWN) == OTHER
+
+
+def test_requests_count_each_named_task_once_unknown_ones_under_unknown():
+    metrics = Metrics(max_task_labels=10)
+    loaded = {"a", "b"}.__contains__
+    metrics.observe_request(["a", "a", "b", "nope"], 200, 0.01, loaded)
+    metrics.observe_request(["a"], 404, 0.02, loaded)
+    value = metrics.registry.get_sample_value
+    assert value("bitfit_requests_total", {"task": "a", "status": "200"}) == 1
+    assert value("bitfit_requests_total", {"task": UNKNOWN, "status": "200"}) == 1
+    assert value("bitfit_requests_total", {"task": "a", "status": "404"}) == 1
+    assert value("bitfit_request_latency_seconds_count", {"task": "a"}) == 1  # latency of answered requests only
+
+
+def test_two_apps_metrics_do_not_collide_and_the_task_gauge_reads_live():
+    first, second = Metrics(), Metrics()
+    tasks = ["x"]
+    first.track_tasks(lambda: len(tasks))
+    tasks.append("y")
+    assert b"bitfit_tasks_loaded 2.0" in first.render()
+    assert b"bitfit_tasks_loaded 0.0" in second.render()

@@ -71,6 +71,7 @@ class FilesystemStore(BiasStore):
         self.recover()
         if not (self.root / "log").is_dir():
             self._start_log()
+        self._repair_log()
 
     def __repr__(self) -> str:
         return f"FilesystemStore({str(self.root)!r})"
@@ -100,6 +101,28 @@ class FilesystemStore(BiasStore):
             make_dir(self.root / "log")
             (self.root / "GENERATION").unlink(missing_ok=True)  # the old change signal
         log.info("store %s: change log started with %d tasks", self.root, len(catalog))
+
+    def _repair_log(self) -> None:
+        """Log what a crash left unlogged: a writer killed between changing a task's folder
+        and appending its log entry leaves the log behind the folders (the truth)."""
+        try:
+            with self._locked():
+                _, logged = self.log.catalog()
+                for name in sorted(set(self._task_names()) | set(logged)):
+                    try:
+                        current = self._current(name)
+                    except CorruptTask:
+                        continue  # reported by list(); repaired by a PUT or DELETE
+                    entry = logged.get(name)
+                    if current is None and entry is not None:
+                        self.log.append(name, None, None)
+                    elif current is not None and (entry is None or (entry.version, entry.sha256) != current):
+                        self.log.append(name, *current)
+                    else:
+                        continue
+                    log.warning("store %s: task %s was changed but not logged (a crash); logged now", self.root, name)
+        except (OSError, BiasStoreError) as exc:  # a read-only store serves as it is
+            log.warning("store %s: change log not checked against the tasks: %s", self.root, exc)
 
     def recover(self) -> None:
         """Remove what a crashed writer left: temp files, .trash, task folders never committed."""

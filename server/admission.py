@@ -46,11 +46,12 @@ class TokenBudget:
         with self._lock:
             self.in_flight -= tokens
 
-    def overloaded(self) -> Overloaded:
-        """The 503 of a shed request (and it is counted)."""
+    def overloaded(self, close: bool = False) -> Overloaded:
+        """The 503 of a shed request (and it is counted); ``close`` ends the connection after it."""
         self.on_shed()
+        headers = {"Retry-After": str(self.retry_after_s), **({"Connection": "close"} if close else {})}
         return Overloaded(
             f"the server is at its work budget ({self.in_flight} of {self.max_tokens} tokens in flight, "
             "BITFIT_MAX_INFLIGHT_TOKENS); retry later",
-            {"Retry-After": str(self.retry_after_s)},
+            headers,
         )

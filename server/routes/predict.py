@@ -44,14 +44,15 @@ class ShedRoute(APIRoute):
         async def shed(request: Request) -> Response:
             services = getattr(request.app.state, "services", None)
             if services is not None and services.budget.spent:
-                raise services.budget.overloaded()
+                # Closing the connection stops the client's upload of a body nobody reads.
+                raise services.budget.overloaded(close=True)
             return await handler(request)
 
         return shed
 
 
-class PredictRoute(GuardedRoute, LimitedBodyRoute, ShedRoute):
-    """Auth (401/403), the body limit (413), shedding (503), then the body is read."""
+class PredictRoute(GuardedRoute, ShedRoute, LimitedBodyRoute):
+    """Auth (401/403), shedding (503), the body limit and shape (413): only then is the body read."""
 
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=PredictRoute)

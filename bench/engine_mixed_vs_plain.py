@@ -5,9 +5,15 @@ random task out of ``--tasks`` registered ones, timed interleaved in one process
 
 - ``encoder_plain``: the shared encoder alone: the stock modules (per-row forwards exist only
   inside ``rows()``).
-- ``encoder_mixed``: the same call inside ``engine.table.rows(slots)``: what BitFit adds.
-- ``encoder_mixed_add`` (CPU) / ``encoder_mixed_accumulate`` (GPU): the same with the Linear
-  form the engine does not pick on this device (``per_row.LINEAR_FORMS``).
+- ``encoder_mixed``: the same call inside ``engine.table.rows(slots)``: what BitFit adds,
+  with the exact shortcuts (``engine.shortcuts``: no per-row key or value add).
+- ``encoder_mixed_general``: the same without the shortcuts (every site adds per row).
+- ``encoder_mixed_add`` (CPU) / ``encoder_mixed_accumulate`` and ``encoder_mixed_fused``
+  (GPU): the same with the Linear forms the engine does not pick by default on this device
+  (``per_row.LINEAR_FORMS``; "fused" is the Triton per-row-bias GEMM).
+- with ``--compile``: ``encoder_plain`` is ``torch.compile(encoder)`` and ``encoder_mixed``
+  the engine's compiled forward (``engine.compiled``, rows as an input), same mode; on
+  CUDA both replay CUDA graphs.
 - ``encoder_mixed_hooks``: the engine's first design, for comparison: every site (Linear
   ones included) adds its rows to the module's output in a forward hook, one extra pass
   over each output.
@@ -34,9 +40,11 @@ from pathlib import Path
 import common
 import torch
 
-from engine import Engine, head_batch, load_backbone, load_classifier
+from engine import Engine, head_batch, load_backbone, load_classifier, row_bias_gemm
+from engine.compiled import CompiledEncoder, torch_mode
 from engine.heads import cls_features
 from engine.inputs import collate
+from engine.per_row import RowBiasedEncoder
 from tests.helpers import random_bias_set
 
 log = logging.getLogger(__name__)
@@ -59,9 +67,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=None, help="where random backbones are saved (reused across runs)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the encoder and time only encoder_plain/encoder_mixed (does fusion remove the adds?)")
-    p.add_argument("--compile-mode", default=None,
-                   help="torch.compile mode, e.g. max-autotune-no-cudagraphs (Triton GEMM templates that can fuse the add)")
+                   help="compile plain and mixed forwards alike; time only encoder_plain/encoder_mixed")
+    p.add_argument("--compile-mode", default="default", choices=["default", "max-autotune"],
+                   help="the engine's --compile setting (on CUDA both capture CUDA graphs)")
+    p.add_argument("--encoder-only", action="store_true",
+                   help="time only encoder_plain, encoder_mixed and encoder_mixed_general (a busy box: fewer variants)")
+    p.add_argument("--compile-backend", default="inductor",
+                   help="torch.compile backend; a CPU dry run uses aot_eager (no code generation, seconds)")
+    p.add_argument("--linear-form", default=None, choices=["accumulate", "add", "fused"],
+                   help="how the engine's Linear sites add per-row biases (default: the device's)")
     return p.parse_args(argv)
 
 
@@ -184,20 +198,32 @@ def main(argv: list[str] | None = None) -> None:
     slots = torch.tensor([h.slot for h, _ in items], dtype=torch.long)  # [batch]
     one_head = items[0][0].head
 
-    # Compiled, the hooks are traced into the graph (one graph with rows, one without), so
-    # the per-row add can fuse with its neighbours instead of costing a pass of its own.
-    encoder = torch.compile(backbone.encoder, dynamic=False, mode=args.compile_mode) if args.compile else backbone.encoder
+    # The same tasks without the shortcuts: every site adds per row (only the batch's tasks).
+    general = Engine(backbone, capacity=len(keep), shortcuts=False)
+    general_slots = {c: general.register(random_bias_set(backbone.spec, names[c], seed=args.seed + c)).slot for c in keep}
+    slots_general = torch.tensor([general_slots[c] for c in chosen], dtype=torch.long)  # [batch]
+
+    engine.encoder.linear_form = args.linear_form
+    if args.compile:  # both compiled alike: plain as torch.compile(encoder), mixed as the engine does it
+        inductor = args.compile_backend == "inductor"  # modes are inductor's
+        compiled_plain = torch.compile(backbone.encoder, fullgraph=True, dynamic=False, backend=args.compile_backend,
+                                       mode=torch_mode(args.compile_mode, backbone.device) if inductor else None)
+        compiled_mixed = CompiledEncoder(engine.encoder, args.compile_mode, backbone.max_length, backend=args.compile_backend)
 
     def encoder_plain():
         with torch.inference_mode():
-            return encoder(**batch)
+            return (compiled_plain if args.compile else backbone.encoder)(**batch).last_hidden_state
 
-    def encoder_mixed(form: str | None = None):
-        with torch.inference_mode(), engine.table.rows(slots, form):
-            return encoder(**batch)
+    def encoder_mixed(form: str | None = None, table_engine: Engine = engine, table_slots: torch.Tensor = slots):
+        with torch.inference_mode():
+            rows = table_engine.table.gather(table_slots)  # [batch, width]
+            if args.compile:
+                return compiled_mixed(rows=rows, **batch)[0]
+            return RowBiasedEncoder(backbone.encoder, table_engine.table.layout, form or args.linear_form)(rows=rows, **batch)[0]
 
-    # The Linear form the engine does not pick on this device, timed beside it.
-    other_form = "add" if backbone.device.type == "cpu" else "accumulate"
+    # The Linear forms the engine does not pick by default on this device, timed beside it.
+    other_forms = ["add"] if backbone.device.type == "cpu" else ["accumulate"] + (["fused"] if row_bias_gemm.available() else [])
+    other_forms = [f for f in other_forms if f != args.linear_form]
 
     def logits_plain():  # a single-task server: same collate, one head, logits back on the CPU
         with torch.inference_mode():
@@ -216,12 +242,18 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             head_batch.STACKED_MAX_LABELS = stacked_max
 
-    variants = {"encoder_plain": encoder_plain, "encoder_mixed": encoder_mixed,
-                f"encoder_mixed_{other_form}": lambda: encoder_mixed(other_form)}
-    check_same(variants[f"encoder_mixed_{other_form}"], encoder_mixed, backbone.dtype)
+    variants = {"encoder_plain": encoder_plain, "encoder_mixed": encoder_mixed}
     if not args.compile:
-        variants["encoder_mixed_hooks"] = hooks_runner(engine, batch, slots)
-        check_same(variants["encoder_mixed_hooks"], encoder_mixed, backbone.dtype)
+        variants["encoder_mixed_general"] = lambda: encoder_mixed(None, general, slots_general)
+        check_same(variants["encoder_mixed_general"], encoder_mixed, backbone.dtype)
+    if not args.compile and not args.encoder_only:
+        for form in other_forms:
+            variants[f"encoder_mixed_{form}"] = lambda form=form: encoder_mixed(form)
+        hooks = hooks_runner(general, batch, slots_general)  # the first design: every site, a hook
+        variants["encoder_mixed_hooks"] = lambda: hooks().last_hidden_state
+        for name in variants:
+            if name.startswith("encoder_mixed_"):
+                check_same(variants[name], encoder_mixed, backbone.dtype)
         variants.update(logits_plain=logits_plain, logits_mixed=logits_mixed, logits_mixed_per_group=logits_mixed_per_group)
     else:
         baselines = set()
@@ -233,15 +265,16 @@ def main(argv: list[str] | None = None) -> None:
 
     shape = dict(
         model=args.model, device=str(backbone.device), dtype=args.dtype, batch=args.batch, length=args.length,
-        tasks=args.tasks, distinct_tasks_in_batch=len(keep), compiled=args.compile and (args.compile_mode or "default"),
+        tasks=args.tasks, distinct_tasks_in_batch=len(keep), compiled=args.compile and args.compile_mode,
+        linear_form=args.linear_form or "device default",
     )
     common.emit("env", **common.environment(), script="engine_mixed_vs_plain")
-    for name in (v for v in variants if v.startswith("encoder_")):
+    for name in (v for v in variants if v.startswith("encoder_") and not args.compile):  # dispatch modes break compiled code
         common.emit("ops_per_forward", variant=name, **shape, aten_ops=common.count_ops(variants[name]))
     clocks = common.interleaved(variants, args.repeats, args.warmup, backbone.device)
-    pairs = [("encoder_mixed", "encoder_plain"), (f"encoder_mixed_{other_form}", "encoder_plain")]
+    pairs = [(name, "encoder_plain") for name in variants if name.startswith("encoder_mixed")]
     if "logits_mixed" in variants:
-        pairs += [("encoder_mixed_hooks", "encoder_plain"), ("logits_mixed", "logits_plain"),
+        pairs += [("logits_mixed", "logits_plain"),
                   ("logits_mixed", "encoder_mixed"), ("logits_mixed", "logits_mixed_per_group")]
     if "naive_inplace" in variants:
         pairs.append(("naive_inplace", "logits_plain"))
@@ -258,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def check_same(a, b, dtype: torch.dtype) -> None:
     """Two encoder variants must compute the same hidden states, or the comparison is void."""
-    got, want = a().last_hidden_state.float(), b().last_hidden_state.float()
+    got, want = a().float(), b().float()  # last hidden states
     tol = 1e-4 if dtype == torch.float32 else 5e-2
     if not torch.allclose(got, want, atol=tol, rtol=tol):
         raise AssertionError(f"encoder variants disagree: max |diff| {(got - want).abs().max():.3g}")

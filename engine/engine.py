@@ -21,7 +21,9 @@ from bias_store.format import BiasSet
 from bias_store.kinds import InputKind, Pooling, ProblemType
 from engine.backbone import Backbone
 from engine.chunking import plan_forwards, resolve_overhead
+from engine.compiled import CompiledEncoder
 from engine.errors import UnknownTask
+from engine.form_choice import pick_linear_form
 from engine.head_batch import RowTask, batch_logits
 from engine.heads import Head, probabilities
 from engine.inputs import EncodedRow, check_inputs, collate, encode
@@ -59,15 +61,17 @@ class Prediction:
 class Engine:
     def __init__(
         self, backbone: Backbone, capacity: int = 0, split_overhead_tokens: int | str | None = "auto",
-        shortcuts: bool = True,
+        shortcuts: bool = True, compile_mode: str = "off",
     ) -> None:
         """``split_overhead_tokens``: when a batch runs as several forwards by length
         (``chunking``); "auto" splits on the CPU only. ``shortcuts``: drop the key and value
-        sites' per-row adds where that is exact (``engine.shortcuts``)."""
+        sites' per-row adds where that is exact (``engine.shortcuts``). ``compile_mode``: "off",
+        or a ``torch.compile`` mode for the forward (``engine.compiled``; call ``warm_up``)."""
         self.backbone = backbone
         self.spec = backbone.spec
         self.table = BiasTable(backbone.encoder, capacity, backbone.spec.model_type if shortcuts else None)
         self.encoder = RowBiasedEncoder(backbone.encoder, self.table.layout)
+        self.compiled = None if compile_mode == "off" else CompiledEncoder(self.encoder, compile_mode, backbone.max_length)
         self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size)
         self._tasks: dict[str, TaskHandle] = {}
         self._holders: dict[int, int] = defaultdict(int)  # slot -> requests holding it
@@ -196,9 +200,18 @@ class Engine:
         batch = collate([r for _, r in items], self.backbone.tokenizer.pad_token_id or 0, self.backbone.device)
         slots = torch.tensor([h.slot for h in handles], dtype=torch.long)  # [batch]
         # hidden: [batch, seq, hidden]; pooler: [batch, hidden] or None
-        hidden, pooler = self.encoder(rows=self.table.gather(slots), **batch)
+        hidden, pooler = (self.compiled or self.encoder)(rows=self.table.gather(slots), **batch)
         tasks = [RowTask(h.slot, h.pooling, h.head) for h in handles]
         return batch_logits(self.spec.model_type, tasks, hidden, pooler, batch["attention_mask"])
+
+    def warm_up(self, max_batch: int) -> None:
+        """Start-up work, so no request pays for it: on CUDA, measure whether the fused
+        per-row GEMM beats F.linear + add (``form_choice``); compile every shape."""
+        with self._forward_lock:
+            if self.backbone.device.type == "cuda" and self.encoder.linear_form is None:
+                pick_linear_form(self.encoder, max_batch, min(128, self.backbone.max_length))
+            if self.compiled is not None:
+                self.compiled.warm_up(self.table.width, max_batch)
 
     def run(self, items: list[tuple[TaskHandle, EncodedRow]], plan: list[list[int]] | None = None) -> list[Prediction]:
         return [

@@ -60,7 +60,11 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     preload(store, validator, settings.preload, settings.preload_policy)
     # Room for every stored task up front, so start-up does not regrow the table many times;
     # later uploads grow it by 6.25% steps.
-    engine = Engine(backbone, capacity=len(store.state()), split_overhead_tokens=settings.split_overhead_tokens)
+    engine = Engine(
+        backbone, capacity=len(store.state()), split_overhead_tokens=settings.split_overhead_tokens,
+        compile_mode=settings.compile,
+    )
+    engine.warm_up(settings.max_batch_rows)  # compiles now (when compiling), not on a request
     sync = StoreSync(store, engine, validator, settings.sync_interval_s)
     sync.on_drop = metrics.forget_task  # a deleted task's metric label slot is freed
     sync.start()

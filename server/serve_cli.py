@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (BITFIT_DEVICE, default auto)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="backbone dtype (BITFIT_DTYPE, default float32)")
     parser.add_argument(
+        "--compile", choices=["off", "default", "max-autotune"],
+        help="torch.compile the forward, warmed up at start-up (BITFIT_COMPILE, default off)",
+    )
+    parser.add_argument(
         "--preload", nargs="+", type=Path, metavar="FILE",
         help="bias-set files to put into the store at start-up (BITFIT_PRELOAD, comma-separated)",
     )

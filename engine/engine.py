@@ -26,6 +26,7 @@ from engine.head_batch import RowTask, batch_logits
 from engine.heads import Head, probabilities
 from engine.inputs import EncodedRow, check_inputs, collate, encode
 from engine.per_row import RowBiasedEncoder
+from engine.ort_encoder import OnnxOptions, OrtEncoder
 from engine.tables import BiasTable
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,17 @@ class Prediction:
 class Engine:
     def __init__(
         self, backbone: Backbone, capacity: int = 0, split_overhead_tokens: int | str | None = "auto",
-        shortcuts: bool = True,
+        shortcuts: bool = True, onnx: OnnxOptions | None = None,
     ) -> None:
         """``split_overhead_tokens``: when a batch runs as several forwards by length
         (``chunking``); "auto" splits on the CPU only. ``shortcuts``: drop the key and value
-        sites' per-row adds where that is exact (``engine.shortcuts``)."""
+        sites' per-row adds where that is exact (``engine.shortcuts``). ``onnx``: run the
+        encoder under ONNX Runtime (``ort_encoder``); None runs it in PyTorch."""
         self.backbone = backbone
         self.spec = backbone.spec
         self.table = BiasTable(backbone.encoder, capacity, backbone.spec.model_type if shortcuts else None)
         self.encoder = RowBiasedEncoder(backbone.encoder, self.table.layout)
+        self.runtime = OrtEncoder.for_backbone(backbone, self.table.layout, onnx) if onnx is not None else None
         self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size)
         self._tasks: dict[str, TaskHandle] = {}
         self._holders: dict[int, int] = defaultdict(int)  # slot -> requests holding it
@@ -173,7 +176,9 @@ class Engine:
         batch = collate([r for _, r in items], self.backbone.tokenizer.pad_token_id or 0, self.backbone.device)
         slots = torch.tensor([h.slot for h in handles], dtype=torch.long)  # [batch]
         # hidden: [batch, seq, hidden]; pooler: [batch, hidden] or None
-        hidden, pooler = self.encoder(rows=self.table.gather(slots), **batch)
+        rows = self.table.gather(slots)  # [batch, width]
+        runner = self.runtime if self.runtime is not None else self.encoder
+        hidden, pooler = runner(rows=rows, **batch)
         tasks = [RowTask(h.slot, h.pooling, h.head) for h in handles]
         return batch_logits(self.spec.model_type, tasks, hidden, pooler, batch["attention_mask"])
 
@@ -188,6 +193,10 @@ class Engine:
         with self.pinned(name) as handle:
             rows = self.encode(handle, inputs)
             return self.run([(handle, r) for r in rows])
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.runtime is None else self.runtime.name
 
     @property
     def memory_bytes(self) -> int:

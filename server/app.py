@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from bias_store.open_store import open_store
 from engine import Backbone, Engine, load_backbone
+from engine.ort_encoder import onnx_options
 from server.admission import TokenBudget
 from server.batcher import Batcher
 from server.deps import Services
@@ -28,7 +29,7 @@ from server.mutations import TaskMutations
 from server.openapi import declare_limits
 from server.preload import preload
 from server.routes import health, metrics, predict, tasks
-from server.settings import Settings
+from server.settings import Settings, available_cores
 from server.sync import StoreSync
 from server.tokenize import Tokenizers
 from server.validation import UploadValidator
@@ -58,7 +59,11 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     preload(store, validator, settings.preload, settings.preload_policy)
     # Room for every stored task up front, so start-up does not regrow the table many times;
     # later uploads grow it by 6.25% steps.
-    engine = Engine(backbone, capacity=len(store.state()), split_overhead_tokens=settings.split_overhead_tokens)
+    onnx = onnx_options(
+        settings.backend, backbone.device, settings.resolved_onnx_cache(), settings.quantize,
+        threads=settings.resolved_torch_threads(available_cores()),
+    )
+    engine = Engine(backbone, capacity=len(store.state()), split_overhead_tokens=settings.split_overhead_tokens, onnx=onnx)
     sync = StoreSync(store, engine, validator, settings.sync_interval_s)
     sync.on_drop = metrics.forget_task  # a deleted task's metric label slot is freed
     sync.start()
@@ -90,7 +95,8 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
             # One clear line for the operator instead of a deep transformers traceback.
             raise StartupError(f"start-up failed: {type(exc).__name__}: {exc}") from None
         app.state.services = services
-        log.info("ready: %d tasks on %s", len(services.engine.tasks()), services.engine.backbone.device)
+        engine = services.engine
+        log.info("ready: %d tasks on %s (%s)", len(engine.tasks()), engine.backbone.device, engine.backend)
         try:
             yield
         finally:

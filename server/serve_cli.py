@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -27,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (BITFIT_DEVICE, default auto)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="backbone dtype (BITFIT_DTYPE, default float32)")
     parser.add_argument(
+        "--backend", choices=["torch", "onnxruntime", "auto"],
+        help="who runs the encoder (BITFIT_BACKEND, default auto: ONNX Runtime on the CPU when installed)",
+    )
+    parser.add_argument("--quantize", choices=["none", "int8"], help="int8: ONNX Runtime dynamic quantization (BITFIT_QUANTIZE)")
+    parser.add_argument(
         "--preload", nargs="+", type=Path, metavar="FILE",
         help="bias-set files to put into the store at start-up (BITFIT_PRELOAD, comma-separated)",
     )
@@ -40,9 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from server.settings import Settings, describe_error
+    from server.settings import Settings, available_cores, describe_error
 
-    names = ("host", "port", "store", "backbone", "device", "dtype", "preload", "preload_policy")
+    names = ("host", "port", "store", "backbone", "device", "dtype", "backend", "quantize", "preload", "preload_policy")
     flags = {k: getattr(args, k, None) for k in names}
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
@@ -59,9 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     from server.app import create_app
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(settings.resolved_torch_threads(cores))
-    log.info("torch uses %d threads of %s cores", torch.get_num_threads(), cores)
+    torch.set_num_threads(settings.resolved_torch_threads(available_cores()))
+    log.info("torch uses %d threads of %s cores", torch.get_num_threads(), available_cores())
 
     server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
     # uvicorn handles SIGINT/SIGTERM: stop accepting, finish in-flight requests, then the

@@ -3,6 +3,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The product's default backend is "auto" (ONNX Runtime on the CPU when installed). The
+# suite runs PyTorch unless a test asks for ONNX Runtime (tests/engine/test_onnx.py, the
+# hot-swap tests), so that each test exports a graph only where it checks one.
+os.environ.setdefault("BITFIT_BACKEND", "torch")
 
 import pytest
 import torch

@@ -25,8 +25,8 @@ from engine.errors import UnknownTask
 from engine.head_batch import RowTask, batch_logits
 from engine.heads import Head, probabilities
 from engine.inputs import EncodedRow, check_inputs, collate, encode
-from engine.per_row import RowBiasedEncoder
 from engine.ort_encoder import OnnxOptions, OrtEncoder
+from engine.per_row import RowBiasedEncoder
 from engine.tables import BiasTable
 
 log = logging.getLogger(__name__)

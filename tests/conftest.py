@@ -29,6 +29,12 @@ def tiny_backbone(tiny_bert_dir):
 
 
 @pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory):
+    """One ONNX graph cache per test session: each backbone is exported once."""
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="session")
 def minilm_backbone():
     from engine import load_backbone
 

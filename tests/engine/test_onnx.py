@@ -25,14 +25,10 @@ PAIRS = [("is it good?", "a gorgeous, witty film"), ("any plot?", "the twists ke
 
 
 @pytest.fixture(scope="session")
-def onnx_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("onnx-cache")
-
-
-@pytest.fixture(scope="session")
-def backbones(tmp_path_factory):
-    """model_type -> (folder, backbone): one tiny model per architecture, made once."""
-    made = {}
+def backbones(tmp_path_factory, tiny_bert_dir, tiny_backbone):
+    """model_type -> (folder, backbone): one tiny model per architecture, made once (BERT: the
+    suite's own, whose graph the server tests reuse from the session cache)."""
+    made = {"bert": (tiny_bert_dir, tiny_backbone)}
 
     def get(model_type):
         if model_type not in made:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -61,11 +62,18 @@ def _shown(options: PredictOptions) -> int | None:
 
 
 def _prediction(prediction: Prediction, options: PredictOptions) -> dict:
-    scores = None
+    out = {"label": prediction.label, "score": prediction.score, "truncated": prediction.truncated}
     if options.top_k is not None or options.return_all_scores:
         ranked = sorted(prediction.scores.items(), key=lambda kv: -kv[1])
-        scores = dict(ranked[: options.top_k] if options.top_k is not None else ranked)
-    return {"label": prediction.label, "score": prediction.score, "scores": scores, "truncated": prediction.truncated}
+        out["scores"] = dict(ranked[: options.top_k] if options.top_k is not None else ranked)
+    return out
+
+
+def _json(content: dict) -> Response:
+    """The answer as JSON bytes, straight from orjson. Returning a Response skips FastAPI's
+    validation and re-encoding of ``response_model`` (which still documents the shape): the
+    dicts above are built to it, and tests/server/test_routes.py checks them against it."""
+    return Response(orjson.dumps(content), media_type="application/json")
 
 
 def _result(result: TaskResult, options: PredictOptions) -> dict:
@@ -106,17 +114,17 @@ async def _run(services: Services, request: Request, items: list[TaskInputs]) ->
     "/predict/{task}", response_model=PredictResponse, response_model_exclude_none=True, responses=ERRORS,
     summary="Predict with one task",
 )
-async def predict_task(task: str, body: PredictRequest, request: Request, services: Services = Depends(get_services)) -> dict:
+async def predict_task(task: str, body: PredictRequest, request: Request, services: Services = Depends(get_services)) -> Response:
     """Classify one text, a list of texts, or text pairs with `task`'s current version."""
     (result,) = await _run(services, request, [TaskInputs(task, _inputs(body.inputs), _shown(body))])
-    return _result(result, body)
+    return _json(_result(result, body))
 
 
 @router.post(
     "/predict", response_model=MultiPredictResponse, response_model_exclude_none=True, responses=ERRORS,
     summary="Predict for several tasks at once",
 )
-async def predict_many(body: MultiPredictRequest, request: Request, services: Services = Depends(get_services)) -> dict:
+async def predict_many(body: MultiPredictRequest, request: Request, services: Services = Depends(get_services)) -> Response:
     """Items for any mix of tasks, answered in order; all rows share the same batches."""
     results = await _run(services, request, [TaskInputs(item.task, _inputs(item.inputs), _shown(item)) for item in body.items])
-    return {"results": [_result(result, item) for result, item in zip(results, body.items)]}
+    return _json({"results": [_result(result, item) for result, item in zip(results, body.items)]})

@@ -187,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
           **{f"{n}_rps": round(statistics.median(v), 1) for n, v in rps.items()},
           **{f"{n}_over_ceiling": round(statistics.median(v) / ceiling_rps, 3) for n, v in rps.items()},
           **{f"{n}_server_cpu_ms_per_request": round(statistics.median(v), 3) for n, v in cpu_ms.items()},
+          # CPU per row of the ceiling over CPU per request of the server: the throughput ratio
+          # a CPU-bound pair would show without outside load (the wall ratio favours the
+          # server's several threads when other processes crowd the cores).
+          **{f"{n}_over_ceiling_cpu": round(statistics.median(c[1] for c in ceilings) / statistics.median(v), 3)
+             for n, v in cpu_ms.items()},
           "half_load": half, "target_over_ceiling": 0.8})
     return 0
 

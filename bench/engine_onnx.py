@@ -7,6 +7,11 @@ draws new texts and, for the mixed variants, a random task out of ``--tasks`` pe
 - ``torch_mixed``: ``Engine.run`` with the PyTorch encoder (the per-row sites).
 - ``ort_mixed``: ``Engine.run`` with the ONNX Runtime encoder (rows as a graph input).
 - ``ort_int8_mixed`` (``--int8``): the same on the dynamically quantized graph.
+- ``ort_mixed_no_ln_rows`` (``--ln-bound``): a timing bound, not a correct engine: the same
+  step on a graph whose LayerNorms keep the backbone's beta (no per-row LayerNorm adds).
+  Folding each LayerNorm's per-row beta into the Linear biases and residual add after it
+  (``W (x + b) = W x + W b``) would run this graph with exact answers; this measures what
+  that fold could win.
 - ``ort_plain``: what a single-model ONNX server does: the stock encoder exported by the
   same exporter, one batched tokenizer call, mean pooling and one head; the ceiling.
 - ``ort_plain_fused`` (``--fused``): the same graph after ``onnxruntime.transformers``'s
@@ -33,7 +38,9 @@ import torch
 
 from engine import Engine, load_backbone
 from engine.heads import mean_pool
-from engine.ort_encoder import OnnxOptions
+from engine.onnx_export import cached_graph
+from engine.ort_encoder import OnnxOptions, OrtEncoder
+from engine.per_row import SiteLayout
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--int8", action="store_true")
     p.add_argument("--fused", action="store_true")
+    p.add_argument("--ln-bound", action="store_true", help="add ort_mixed_no_ln_rows (see the module doc)")
     p.add_argument("--cache", default=None, help="ONNX cache folder (default: a temporary one)")
     p.add_argument("--out", default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -108,6 +116,21 @@ def mixed_runner(engine: Engine, handles: list):
     return run
 
 
+def without_layer_norm_rows(backbone, cache: Path, threads: int) -> Engine:
+    """An engine whose graph has no per-row LayerNorm inputs (its rows drop those columns)."""
+    engine = Engine(backbone, split_overhead_tokens="off")
+    layout = engine.table.layout
+    norms = {site for site, module in layout.modules.items() if isinstance(module, torch.nn.LayerNorm)}
+    dropped = set(engine.table.shortcuts.dropped_sites) if engine.table.shortcuts else set()
+    sub = SiteLayout(backbone.encoder, frozenset(dropped | norms))
+    columns = torch.cat([torch.arange(*layout.offsets[site]) for site in sub.modules])  # [sub width]
+    options = OnnxOptions(cache, threads=threads)
+    engine.runtime = OrtEncoder(cached_graph(backbone, sub, cache), options)
+    gather = engine.table.gather
+    engine.table.gather = lambda slots: gather(slots)[:, columns]
+    return engine
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     common.setup(args.threads, args.out)
@@ -121,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
                    "ort_mixed": Engine(backbone, split_overhead_tokens="off", onnx=OnnxOptions(cache, threads=args.threads))}
         if args.int8:
             engines["ort_int8_mixed"] = Engine(backbone, split_overhead_tokens="off", onnx=OnnxOptions(cache, "int8", threads=args.threads))
+        if args.ln_bound:
+            engines["ort_mixed_no_ln_rows"] = without_layer_norm_rows(backbone, cache, args.threads)
         runners = {}
         for name, engine in engines.items():
             runners[name] = mixed_runner(engine, common.register_random_tasks(engine, args.tasks, seed=args.seed))
@@ -166,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         pairs = [("ort_mixed", "torch_mixed"), ("ort_mixed", "ort_plain")]
         pairs += [("ort_mixed", "ort_plain_fused")] if args.fused else []
         pairs += [("ort_int8_mixed", "ort_mixed")] if args.int8 else []
+        pairs += [("ort_mixed_no_ln_rows", "ort_mixed"), ("ort_mixed_no_ln_rows", "ort_plain")] if args.ln_bound else []
         for num, den in pairs:
             for kind in ("wall", "cpu"):
                 common.emit("engine_onnx_ratio", time_of=num, over=den, clock=kind, **common.ratio(times[kind], num, den))

@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	# The Python client first: its own distribution (clients/python), which the train extra
 	# (--push, the worker) needs; then the project with what the tests and benches use.
 	$(BIN)/pip install -q -e clients/python
-	$(BIN)/pip install -q -e ".[train,test,bench,ray]"
+	$(BIN)/pip install -q -e ".[train,test,bench,ray,onnx]"
 	touch $(STAMP)
 
 serve: $(STAMP)

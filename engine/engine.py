@@ -20,6 +20,7 @@ from engine.head_batch import batch_logits
 from engine.heads import probabilities
 from engine.inputs import EncodedRow, check_inputs, collate, encode
 from engine.length_split import resolve_overhead, split_by_length
+from engine.ort_encoder import OnnxOptions, OrtEncoder
 from engine.per_row import RowBiasedEncoder
 from engine.registry import TaskHandle, TaskRegistry
 
@@ -41,15 +42,19 @@ class Prediction:
 class Engine(TaskRegistry):
     def __init__(
         self, backbone: Backbone, capacity: int = 0, split_overhead_tokens: int | str | None = "auto",
-        shortcuts: bool = True, compile_mode: str = "off",
+        shortcuts: bool = True, compile_mode: str = "off", onnx: OnnxOptions | None = None,
     ) -> None:
         """``split_overhead_tokens``: when a batch runs as several forwards by length
         (``engine.length_split``); "auto" splits on the CPU only. ``shortcuts``: see
         ``TaskRegistry``. ``compile_mode``: "off", or a ``torch.compile`` mode for the
-        forward (``engine.compiled``; call ``warm_up``)."""
+        forward (``engine.compiled``; call ``warm_up``). ``onnx``: run the encoder under ONNX
+        Runtime (``engine.ort_encoder``); None runs it in PyTorch."""
         super().__init__(backbone, capacity, shortcuts)
         self.encoder = RowBiasedEncoder(backbone.encoder, self.table.layout)
+        if onnx is not None and compile_mode != "off":
+            raise ValueError("compile applies to the PyTorch backend; with ONNX Runtime leave it off")
         self.compiled = None if compile_mode == "off" else CompiledEncoder(self.encoder, compile_mode, backbone.max_length)
+        self.runtime = OrtEncoder.for_backbone(backbone, self.table.layout, onnx) if onnx is not None else None
         self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size)
         self._forward_lock = threading.Lock()  # one forward at a time (the site forwards read shared rows)
 
@@ -81,8 +86,13 @@ class Engine(TaskRegistry):
         batch = collate([r for _, r in items], self.backbone.tokenizer.pad_token_id or 0, self.backbone.device)
         slots = torch.tensor([h.slot for h in handles], dtype=torch.long)  # [batch]
         # hidden: [batch, seq, hidden]; pooler: [batch, hidden] or None
-        hidden, pooler = (self.compiled or self.encoder)(rows=self.table.gather(slots), **batch)
+        runner = self.runtime or self.compiled or self.encoder
+        hidden, pooler = runner(rows=self.table.gather(slots), **batch)
         return batch_logits(self.spec.model_type, handles, hidden, pooler, batch["attention_mask"])
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.runtime is None else self.runtime.name
 
     def warm_up(self, max_batch: int) -> None:
         """Start-up work, so no request pays for it: on CUDA, measure whether the fused

@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from bias_store.open_store import open_store
 from engine import Backbone, Engine, load_backbone
+from engine.ort_encoder import onnx_options
 from server.admission import TokenBudget
 from server.batcher import Batcher
 from server.deps import Services
@@ -29,7 +30,7 @@ from server.openapi import declare_limits
 from server.preload import preload
 from server.request_id import RequestIds
 from server.routes import access, health, metrics, oip, predict, tasks
-from server.settings import Settings
+from server.settings import Settings, available_cores
 from server.sync import StoreSync
 from server.tokenize import Tokenizers
 from server.validation import UploadValidator
@@ -60,9 +61,15 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     preload(store, validator, settings.preload, settings.preload_policy)
     # Room for every stored task up front, so start-up does not regrow the table many times;
     # later uploads grow it by 6.25% steps.
+    # compile is a PyTorch feature: with it, "auto" stays on PyTorch.
+    backend = "torch" if settings.compile != "off" and settings.backend == "auto" else settings.backend
+    onnx = onnx_options(
+        backend, backbone.device, settings.resolved_onnx_cache(), settings.quantize,
+        threads=settings.resolved_torch_threads(available_cores()),
+    )
     engine = Engine(
         backbone, capacity=len(store.state()), split_overhead_tokens=settings.split_overhead_tokens,
-        compile_mode=settings.compile,
+        compile_mode=settings.compile, onnx=onnx,
     )
     engine.warm_up(settings.max_batch_rows)  # compiles now (when compiling), not on a request
     sync = StoreSync(store, engine, validator, settings.sync_interval_s)
@@ -99,7 +106,8 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
             # One clear line for the operator instead of a deep transformers traceback.
             raise StartupError(f"start-up failed: {type(exc).__name__}: {exc}") from None
         app.state.services = services
-        log.info("ready: %d tasks on %s", len(services.engine.tasks()), services.engine.backbone.device)
+        engine = services.engine
+        log.info("ready: %d tasks on %s (%s)", len(engine.tasks()), engine.backbone.device, engine.backend)
         try:
             yield
         finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -31,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch.compile the forward, warmed up at start-up (BITFIT_COMPILE, default off)",
     )
     parser.add_argument(
+        "--backend", choices=["torch", "onnxruntime", "auto"],
+        help="who runs the encoder (BITFIT_BACKEND, default auto: ONNX Runtime on the CPU when installed)",
+    )
+    parser.add_argument("--quantize", choices=["none", "int8"], help="int8: ONNX Runtime dynamic quantization (BITFIT_QUANTIZE)")
+    parser.add_argument(
         "--preload", nargs="+", type=Path, metavar="FILE",
         help="bias-set files to put into the store at start-up (BITFIT_PRELOAD, comma-separated)",
     )
@@ -44,9 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from server.settings import Settings, describe_error
+    from server.settings import Settings, available_cores, describe_error
 
-    names = ("host", "port", "store", "backbone", "device", "dtype", "preload", "preload_policy")
+    names = ("host", "port", "store", "backbone", "device", "dtype", "backend", "quantize", "preload", "preload_policy")
     flags = {k: getattr(args, k, None) for k in names}
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})
@@ -78,9 +82,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"bitfit serve: --dtype / BITFIT_DTYPE: {settings.dtype} needs a GPU; on the CPU use float32", file=sys.stderr)
         return 2
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(settings.resolved_torch_threads(cores))
-    log.info("torch uses %d threads of %s cores", torch.get_num_threads(), cores)
+    if settings.compile != "off" and settings.backend == "onnxruntime":
+        print("bitfit serve: --compile / BITFIT_COMPILE: compiles the PyTorch forward; with --backend onnxruntime leave it off",
+              file=sys.stderr)
+        return 2
+
+    torch.set_num_threads(settings.resolved_torch_threads(available_cores()))
+    log.info("torch uses %d threads of %s cores", torch.get_num_threads(), available_cores())
 
     server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
     # uvicorn handles SIGINT/SIGTERM: stop accepting, finish in-flight requests, then the

@@ -47,6 +47,11 @@ def describe_error(exc: ValidationError, flags: tuple[str, ...] = ()) -> str:
     return "\n".join(lines)
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
@@ -64,6 +69,14 @@ class Settings(BaseSettings):
     # torch.compile the forward ("default"; on CUDA with CUDA graphs) and warm it up at
     # start-up, one graph per length bucket: minutes of start-up on a CPU. See engine.compiled.
     compile: Literal["off", "default", "max-autotune"] = "off"
+    # Who runs the encoder: "auto" = ONNX Runtime on the CPU when it is installed (the
+    # `onnx` extra), PyTorch otherwise and on a GPU. docs/BENCHMARKS.md has the figures.
+    backend: Literal["torch", "onnxruntime", "auto"] = "auto"
+    # "int8": ONNX Runtime dynamic quantization of the encoder's MatMuls (onnxruntime only).
+    quantize: Literal["none", "int8"] = "none"
+    # Where the exported ONNX graph is cached (one folder per backbone fingerprint and
+    # exporter version); None = ~/.cache/bitfit/onnx.
+    onnx_cache: Path | None = None
     # Bias-set files put into the store at start-up (see preload_policy).
     preload: Annotated[list[Path], NoDecode] = []
     # What a preload does when the store already has the task: "if_absent" leaves it alone
@@ -90,7 +103,8 @@ class Settings(BaseSettings):
     # Rows waiting for the inference worker before new requests get 503 + Retry-After.
     max_queue_rows: int = Field(1024, ge=1)
     tokenizer_threads: int = Field(2, ge=1)
-    # torch intra-op threads of `bitfit serve` (a process-wide setting). 0 = one fewer than
+    # Intra-op threads of the encoder, torch's (a process-wide setting) or ONNX Runtime's
+    # (which never spin-wait: docs/OPERATIONS.md). 0 = one fewer than
     # the CPU cores, at least 1: the event loop and tokenizers keep a core, so a torch
     # thread is not preempted mid-forward while its sibling spins at a barrier. On a
     # shared 2-core machine that was ~4x less server CPU per request than 2 threads.
@@ -159,6 +173,9 @@ class Settings(BaseSettings):
 
     def resolved_torch_threads(self, cpu_count: int | None) -> int:
         return self.torch_threads or max(1, (cpu_count or 1) - 1)
+
+    def resolved_onnx_cache(self) -> Path:
+        return self.onnx_cache or Path.home() / ".cache" / "bitfit" / "onnx"
 
     @field_validator("device")
     @classmethod

@@ -3,6 +3,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The product's default backend is "auto" (ONNX Runtime on the CPU when installed). The
+# suite runs PyTorch unless a test asks for ONNX Runtime (tests/engine/test_onnx.py, the
+# hot-swap tests), so that each test exports a graph only where it checks one.
+os.environ.setdefault("BITFIT_BACKEND", "torch")
 
 import pytest
 import torch
@@ -27,6 +31,12 @@ def tiny_backbone(tiny_bert_dir):
     from engine import load_backbone
 
     return load_backbone(str(tiny_bert_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory):
+    """One ONNX graph cache per test session: each backbone is exported once."""
+    return tmp_path_factory.mktemp("onnx-cache")
 
 
 @pytest.fixture(scope="session")

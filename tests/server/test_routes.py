@@ -7,6 +7,7 @@ import torch
 
 from bias_store.format import dumps
 from engine import Engine
+from server.schemas import MultiPredictResponse, PredictResponse
 from tests.helpers import random_bias_set
 from tests.server_support import TEXTS, replace, serving, upload
 
@@ -57,10 +58,18 @@ def test_predict_pairs_top_k_and_all_scores(client, tiny_backbone):
     assert "scores" not in bare["predictions"][0]
     full = client.post("/predict/nli", json={"inputs": pairs}).json()
     assert set(full["predictions"][0]["scores"]) == set(labels)
+    for body in (r.json(), bare, full):
+        _assert_documented_shape(body, PredictResponse)
     # a single text sent to a pair task
     r = client.post("/predict/nli", json={"inputs": "just one text"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_input"
     assert "text pairs" in r.json()["error"]["message"]
+
+
+def _assert_documented_shape(body: dict, model) -> None:
+    """The predict routes answer with orjson bytes, bypassing response_model: the bytes must
+    still be exactly what the documented model would produce (None fields left out)."""
+    assert model.model_validate(body).model_dump(exclude_none=True) == body
 
 
 def test_long_input_is_truncated_and_flagged(client, tiny_backbone):
@@ -88,6 +97,7 @@ def test_multi_task_predict_answers_items_in_order(client, tiny_backbone):
     assert_scores_close([p["scores"] for p in results[0]["predictions"]], engine_scores(tiny_backbone, sets["y"], TEXTS[:2]))
     assert_scores_close([p["scores"] for p in results[1]["predictions"]], engine_scores(tiny_backbone, sets["x"], TEXTS[2:3]))
     assert len(results[2]["predictions"][0]["scores"]) == 1
+    _assert_documented_shape(r.json(), MultiPredictResponse)
     bad = client.post("/predict", json={"items": [{"task": "x", "inputs": "ok"}, {"task": "nope", "inputs": "a"}]})
     assert bad.status_code == 404 and "x" in bad.json()["error"]["message"]
     empty = client.post("/predict", json={"items": [{"task": "x", "inputs": "ok"}, {"task": "y", "inputs": ["  "]}]})

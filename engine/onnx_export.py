@@ -1,0 +1,186 @@
+"""The encoder as an ONNX graph whose per-row bias rows are an input, exported once and cached.
+
+``per_row.RowBiasedEncoder`` takes the gathered rows ``[batch, width]`` as a forward
+argument, so the exporter traces the per-row adds as ops
+on a graph input: one graph serves every task, and registering a task never touches it.
+Batch and length are dynamic.
+
+The cache folder holds one sub-folder per (backbone fingerprint, exporter version, torch
+version, quantization). A folder is trusted only when its ``meta.json`` names exactly that
+key and the sha256 of every file it lists; anything else (a half-written export, a file
+edited by hand, a graph from another exporter) is rebuilt. Exports take an ``flock`` so
+that several servers starting together export once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import inspect
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.backbone import Backbone
+from engine.per_row import RowBiasedEncoder, SiteLayout
+
+log = logging.getLogger(__name__)
+
+# Bump when the graph's inputs, outputs or meaning change: older cache folders stop matching.
+EXPORTER_VERSION = "1"
+OPSET = 18
+QUANTIZE = ("none", "int8")
+
+
+class _Exported(nn.Module):
+    """``RowBiasedEncoder`` with the outputs an ONNX graph can name (no None)."""
+
+    def __init__(self, encoder: nn.Module, layout: SiteLayout) -> None:
+        super().__init__()
+        # "add" form: F.linear then one broadcast add, which the exporter writes as MatMul + Add.
+        self.inner = RowBiasedEncoder(encoder, layout, "add")
+        self.has_pooler = getattr(encoder, "pooler", None) is not None
+
+    def forward(self, input_ids, attention_mask, rows, token_type_ids=None) -> tuple[torch.Tensor, ...]:
+        hidden, pooler = self.inner(input_ids, attention_mask, rows, token_type_ids)
+        return (hidden, pooler) if self.has_pooler else (hidden,)
+
+
+def token_inputs(encoder: nn.Module) -> list[str]:
+    """The token inputs the engine's batches carry that this encoder's forward takes."""
+    params = inspect.signature(encoder.forward).parameters
+    return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in params]
+
+
+def cache_key(backbone: Backbone, layout: SiteLayout, quantize: str) -> str:
+    """Everything the graph depends on: the weights, which sites take per-row biases (the
+    shortcuts leave some out), the exporter, the quantization."""
+    parts = [backbone.spec.fingerprint, ",".join(layout.modules), EXPORTER_VERSION, torch.__version__, f"opset{OPSET}", quantize]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def export_encoder(backbone: Backbone, layout: SiteLayout, path: Path) -> None:
+    """Trace the encoder with rows as an input and write ``path`` (weights inside the file)."""
+    if backbone.device.type != "cpu" or backbone.dtype != torch.float32:
+        raise ValueError("the ONNX export runs from the fp32 CPU encoder")
+    names = token_inputs(backbone.encoder)
+    module = _Exported(backbone.encoder, layout).eval()
+    batch, seq = 3, 7  # not 1: the exporter would specialise a size-1 dimension
+    ids = torch.full((batch, seq), 100, dtype=torch.long)
+    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    example["attention_mask"][1, 5:] = 0
+    kwargs = {n: example[n] for n in names} | {"rows": layout.base().expand(batch, -1).contiguous()}
+    b = torch.export.Dim("batch", min=1, max=65536)
+    t = torch.export.Dim("seq", min=1, max=backbone.max_length)
+    shapes = {n: {0: b, 1: t} for n in names} | {"rows": {0: b}}
+    outputs = ["hidden", "pooler"] if module.has_pooler else ["hidden"]
+    with torch.no_grad(), _quiet_exporter():
+        program = torch.onnx.export(
+            module, (), kwargs=kwargs, dynamo=True, input_names=list(kwargs), output_names=outputs,
+            dynamic_shapes=shapes, opset_version=OPSET, verbose=False,
+        )
+    program.save(str(path), external_data=False)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The dynamo exporter logs every stage at INFO and prints progress; keep start-up quiet."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """ONNX Runtime dynamic quantization: int8 weights, activations quantized per batch."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+
+
+def cached_graph(backbone: Backbone, layout: SiteLayout, cache_dir: Path, quantize: str = "none") -> Path:
+    """The graph file for this backbone, exported (and quantized) on a miss, verified on a hit."""
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {QUANTIZE}, not {quantize!r}")
+    folder = Path(cache_dir) / cache_key(backbone, layout, quantize)
+    meta = _expected_meta(backbone, layout, quantize)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(folder.parent / f"{folder.name}.lock"):
+        if _verified(folder, meta):
+            log.info("ONNX graph from cache %s", folder)
+            return folder / "encoder.onnx"
+        if folder.exists():
+            log.warning("ONNX cache %s is stale or corrupt; exporting again", folder)
+            shutil.rmtree(folder)
+        _build(backbone, layout, folder, meta, quantize)
+    return folder / "encoder.onnx"
+
+
+def _expected_meta(backbone: Backbone, layout: SiteLayout, quantize: str) -> dict:
+    return {
+        "fingerprint": backbone.spec.fingerprint, "exporter_version": EXPORTER_VERSION, "torch": torch.__version__,
+        "opset": OPSET, "quantize": quantize, "sites": list(layout.modules), "inputs": token_inputs(backbone.encoder),
+    }
+
+
+def _build(backbone: Backbone, layout: SiteLayout, folder: Path, meta: dict, quantize: str) -> None:
+    """Export into a temporary folder, then rename it into place: a crash leaves no half folder."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        log.info("exporting the encoder to ONNX (once per backbone; cached in %s)", folder)
+        export_encoder(backbone, layout, tmp / "fp32.onnx")
+        if quantize == "int8":
+            quantize_int8(tmp / "fp32.onnx", tmp / "encoder.onnx")
+            (tmp / "fp32.onnx").unlink()
+        else:
+            (tmp / "fp32.onnx").rename(tmp / "encoder.onnx")
+        files = sorted(p.name for p in tmp.iterdir())
+        meta = {**meta, "sha256": {name: _sha256(tmp / name) for name in files}}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _verified(folder: Path, expected: dict) -> bool:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        if {k: meta.get(k) for k in expected} != expected or "encoder.onnx" not in meta["sha256"]:
+            return False
+        return all(_sha256(folder / name) == digest for name, digest in meta["sha256"].items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,0 +1,98 @@
+"""Running the exported encoder under ONNX Runtime, and choosing the backend.
+
+``OrtEncoder`` takes the engine's padded batch and each row's absolute biases and returns
+what the PyTorch encoder would: the last hidden state and, for BERT, the pooler output, as
+CPU tensors that share the runtime's buffers (no copy). The heads stay in torch
+(``head_batch``): they are a GEMM over the pooled rows, a few percent of a forward.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.backbone import Backbone
+from engine.onnx_export import cached_graph
+from engine.per_row import SiteLayout
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime", "auto")
+
+
+def onnxruntime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``auto``: ONNX Runtime on the CPU when it is installed, PyTorch otherwise (and on a GPU)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    if backend == "auto":
+        return "onnxruntime" if device.type == "cpu" and onnxruntime_installed() else "torch"
+    if backend == "onnxruntime":
+        if device.type != "cpu":
+            raise ValueError("the onnxruntime backend runs on the CPU; use --backend torch on a GPU")
+        if not onnxruntime_installed():
+            raise ValueError('the onnxruntime backend needs onnxruntime: pip install "bitfit-serve[onnx]"')
+    return backend
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """How the engine runs its encoder under ONNX Runtime."""
+
+    cache_dir: Path  # exported graphs, one folder per backbone fingerprint and exporter version
+    quantize: str = "none"  # "none" | "int8" (dynamic quantization of the MatMul weights)
+    threads: int = 1  # intra-op threads
+    spin: bool = False  # spin-wait between ops: only where the cores are the runtime's alone
+
+
+def onnx_options(backend: str, device: torch.device, cache_dir: Path, quantize: str = "none", threads: int = 1) -> OnnxOptions | None:
+    """The engine's ONNX Runtime options when ``backend`` resolves to it, else None (PyTorch)."""
+    if resolve_backend(backend, device) == "torch":
+        if quantize != "none":
+            raise ValueError("--quantize int8 needs the onnxruntime backend")
+        return None
+    return OnnxOptions(Path(cache_dir), quantize, threads)
+
+
+class OrtEncoder:
+    """One ONNX Runtime session over the cached graph; call it from one thread at a time.
+
+    Called like ``per_row.RowBiasedEncoder``: ``(rows=, input_ids=, attention_mask=, [token_type_ids=])``
+    -> (hidden [batch, seq, hidden], pooler [batch, hidden] or None).
+    """
+
+    def __init__(self, path: Path, options: OnnxOptions) -> None:
+        import onnxruntime as ort
+
+        self.name = "onnxruntime" if options.quantize == "none" else f"onnxruntime-{options.quantize}"
+        session = ort.SessionOptions()
+        session.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session.intra_op_num_threads = options.threads
+        session.inter_op_num_threads = 1
+        # Spinning intra-op threads hold a core after each op; on a small machine the event
+        # loop and the tokenizers need it back (docs/OPERATIONS.md, threads).
+        session.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin else "0")
+        self.session = ort.InferenceSession(str(path), session, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    @classmethod
+    def for_backbone(cls, backbone: Backbone, layout: SiteLayout, options: OnnxOptions) -> "OrtEncoder":
+        return cls(cached_graph(backbone, layout, options.cache_dir, options.quantize), options)
+
+    def __call__(self, rows: torch.Tensor, **batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        ids = batch["input_ids"]
+        # A tokenizer without token types (RoBERTa's) leaves them out; the encoder's default is zeros.
+        feeds = {name: (batch[name] if name in batch else torch.zeros_like(ids)).numpy() for name in self.inputs if name != "rows"}
+        feeds["rows"] = np.ascontiguousarray(rows.numpy())  # [batch, width]
+        out = self.session.run(None, feeds)
+        hidden = torch.from_numpy(out[0])  # shares the runtime's buffer
+        pooler = torch.from_numpy(out[1]) if len(out) > 1 else None
+        return hidden, pooler

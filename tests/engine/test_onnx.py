@@ -1,0 +1,148 @@
+"""The ONNX Runtime backend: the same logits as transformers + the bias set, and a cache that is never trusted blindly."""
+
+import json
+import random
+import shutil
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from bias_store import validate  # noqa: E402
+from engine import Engine, load_backbone  # noqa: E402
+from engine.onnx_export import _verified, cached_graph  # noqa: E402
+from engine.ort_encoder import OnnxOptions, resolve_backend  # noqa: E402
+from tests.helpers import random_bias_set, reference_logits, save_tiny_backbone  # noqa: E402
+
+TEXTS = [
+    "a gorgeous, witty film",
+    "dull and far too long",
+    "the plot twists kept me guessing until the very last scene of the movie",
+    "meh",
+]
+PAIRS = [("is it good?", "a gorgeous, witty film"), ("any plot?", "the twists kept me guessing until the end")]
+
+
+@pytest.fixture(scope="session")
+def backbones(tmp_path_factory, tiny_bert_dir, tiny_backbone):
+    """model_type -> (folder, backbone): one tiny model per architecture, made once (BERT: the
+    suite's own, whose graph the server tests reuse from the session cache)."""
+    made = {"bert": (tiny_bert_dir, tiny_backbone)}
+
+    def get(model_type):
+        if model_type not in made:
+            base = save_tiny_backbone(tmp_path_factory.mktemp(f"onnx-{model_type}"), model_type, seed=3)
+            made[model_type] = (base, load_backbone(str(base), device="cpu"))
+        return made[model_type]
+
+    return get
+
+
+def ort_engine(backbone, cache, quantize="none") -> Engine:
+    return Engine(backbone, onnx=OnnxOptions(cache, quantize))
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "distilbert"])
+def test_mixed_padded_batch_matches_transformers(backbones, onnx_cache, model_type):
+    base, backbone = backbones(model_type)
+    engine = ort_engine(backbone, onnx_cache)
+    assert engine.backend == "onnxruntime"
+    sets = {}
+    for i in range(6):
+        bs = random_bias_set(backbone.spec, f"t{i}", [f"l{j}" for j in range(2 + i % 3)], seed=i,
+                             pooling="mean" if i % 2 else "cls", subset="query_intermediate" if i == 4 else "all")
+        validate(bs, backbone.spec)
+        engine.register(bs)
+        sets[bs.meta.task] = bs
+    rng = random.Random(0)
+    items = [(f"t{rng.randrange(6)}", rng.choice(TEXTS)) for _ in range(16)]  # every row a random task, lengths differ
+    rows = [(engine.get(n), engine.encode(engine.get(n), [t])[0]) for n, t in items]
+    got = engine.logits(rows, plan=[list(range(len(rows)))])  # one padded forward
+    for (name, text), logits in zip(items, got):
+        torch.testing.assert_close(logits, reference_logits(base, sets[name], [text])[0], atol=1e-4, rtol=0)
+
+
+def test_text_pairs_and_plain_rows_in_one_batch(backbones, onnx_cache):
+    base, backbone = backbones("bert")
+    engine = ort_engine(backbone, onnx_cache)
+    pair = random_bias_set(backbone.spec, "nli", ["yes", "no"], seed=7, inputs="text_pair")
+    single = random_bias_set(backbone.spec, "sent", seed=8, pooling="mean")
+    engine.register(pair)
+    engine.register(single)
+    rows = [(engine.get("nli"), r) for r in engine.encode(engine.get("nli"), [list(p) for p in PAIRS])]
+    rows += [(engine.get("sent"), r) for r in engine.encode(engine.get("sent"), TEXTS[:2])]
+    got = torch.stack(engine.logits(rows))
+    want = torch.cat([reference_logits(base, pair, PAIRS), reference_logits(base, single, TEXTS[:2])])
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+
+def test_equals_the_torch_engine_after_a_replace(backbones, onnx_cache):
+    _, backbone = backbones("bert")
+    ort, eager = ort_engine(backbone, onnx_cache), Engine(backbone)
+    for engine in (ort, eager):
+        engine.register(random_bias_set(backbone.spec, "a", seed=1))
+        engine.register(random_bias_set(backbone.spec, "a", seed=2), version=2)  # a new slot; the old one is freed
+    torch.testing.assert_close(torch.tensor(ort.predict("a", TEXTS)[0].logits), torch.tensor(eager.predict("a", TEXTS)[0].logits),
+                               atol=1e-4, rtol=0)
+
+
+def test_cache_hit_is_reused_and_a_corrupt_graph_is_rebuilt(backbones, onnx_cache, tmp_path):
+    base, backbone = backbones("bert")
+    layout = Engine(backbone).table.layout  # the layout the engine exports (shortcuts applied)
+    path = cached_graph(backbone, layout, onnx_cache)
+    stamp = path.stat().st_mtime_ns
+    assert cached_graph(backbone, layout, onnx_cache) == path and path.stat().st_mtime_ns == stamp  # a hit: not exported again
+
+    cache = tmp_path / "cache"
+    shutil.copytree(path.parent, cache / path.parent.name)
+    copy = cache / path.parent.name / "encoder.onnx"
+    data = bytearray(copy.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the weights
+    copy.write_bytes(bytes(data))
+    assert not _verified(copy.parent, _meta_without_digests(copy.parent))
+    rebuilt = cached_graph(backbone, layout, cache)
+    assert rebuilt.read_bytes() == path.read_bytes()  # exported afresh: the same graph again
+    engine = Engine(backbone, onnx=OnnxOptions(cache))
+    bs = random_bias_set(backbone.spec, "t", seed=5)
+    engine.register(bs)
+    torch.testing.assert_close(torch.stack(engine.logits([(engine.get("t"), r) for r in engine.encode(engine.get("t"), TEXTS)])),
+                               reference_logits(base, bs, TEXTS), atol=1e-4, rtol=0)
+
+
+def test_a_graph_from_another_exporter_version_is_not_trusted(backbones, onnx_cache):
+    _, backbone = backbones("bert")
+    folder = cached_graph(backbone, Engine(backbone).table.layout, onnx_cache).parent
+    expected = _meta_without_digests(folder)
+    assert _verified(folder, expected)
+    assert not _verified(folder, {**expected, "exporter_version": "0"})
+    assert not _verified(folder, {**expected, "fingerprint": "0" * 64})
+
+
+def _meta_without_digests(folder):
+    meta = json.loads((folder / "meta.json").read_text())
+    meta.pop("sha256")
+    return meta
+
+
+def test_int8_stays_close_to_fp32(backbones, onnx_cache):
+    _, backbone = backbones("bert")
+    fp32, int8 = ort_engine(backbone, onnx_cache), ort_engine(backbone, onnx_cache, "int8")
+    assert int8.backend == "onnxruntime-int8"
+    for engine in (fp32, int8):
+        engine.register(random_bias_set(backbone.spec, "t", seed=9, scale=0.1))
+    a = torch.tensor([p.logits for p in fp32.predict("t", TEXTS)])
+    b = torch.tensor([p.logits for p in int8.predict("t", TEXTS)])
+    assert not torch.equal(a, b)  # the quantized graph really ran
+    torch.testing.assert_close(b, a, atol=0.1, rtol=0.1)
+
+
+def test_backend_choice():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert resolve_backend("auto", cpu) == "onnxruntime"  # installed in this suite (importorskip above)
+    assert resolve_backend("auto", gpu) == "torch"
+    assert resolve_backend("torch", cpu) == "torch"
+    with pytest.raises(ValueError, match="on the CPU"):
+        resolve_backend("onnxruntime", gpu)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend("tensorrt", cpu)

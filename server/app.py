@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import ORJSONResponse
 
 from bias_store.open_store import open_store
 from engine import Backbone, Engine, load_backbone
@@ -114,7 +115,11 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
             app.state.services = None
             await run_in_threadpool(stop_services, services)
 
-    app = FastAPI(title="BitFit multi-task inference server", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # orjson encodes the answers (predict answers are most of the bytes the server writes).
+    app = FastAPI(
+        title="BitFit multi-task inference server", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
     app.state.settings = settings
     app.state.metrics = Metrics(settings.metrics_max_tasks)
     app.state.services = None

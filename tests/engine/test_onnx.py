@@ -58,7 +58,7 @@ def test_mixed_padded_batch_matches_transformers(backbones, onnx_cache, model_ty
     rng = random.Random(0)
     items = [(f"t{rng.randrange(6)}", rng.choice(TEXTS)) for _ in range(16)]  # every row a random task, lengths differ
     rows = [(engine.get(n), engine.encode(engine.get(n), [t])[0]) for n, t in items]
-    got = engine.logits(rows, plan=[list(range(len(rows)))])  # one padded forward
+    got = engine.logits(rows, split=[list(range(len(rows)))])  # one padded forward
     for (name, text), logits in zip(items, got):
         torch.testing.assert_close(logits, reference_logits(base, sets[name], [text])[0], atol=1e-4, rtol=0)
 

@@ -7,13 +7,11 @@ entry or none, and two writers (threads or processes) can never both create one 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from bias_store.fs_io import FILE_MODE, fsync_dir, make_dir
+from bias_store.fs_io import fsync_dir, make_dir, staged
 
 
 class FolderObjects:
@@ -38,21 +36,11 @@ class FolderObjects:
     def create(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> bool:
         path = self.root / key
         make_dir(path.parent)
-        tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
-            os.fchmod(fd, FILE_MODE)  # whatever the umask
-            with os.fdopen(fd, "wb") as f:
-                f.write(body)
-                f.flush()
-                os.fsync(f.fileno())
+        with staged(path, body) as tmp:
             try:
-                os.link(tmp, path)
+                os.link(tmp, path)  # fails if the key exists: exclusive create
             except FileExistsError:
                 return False
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
         fsync_dir(path.parent)
         return True
 

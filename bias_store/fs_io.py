@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from bias_store.errors import StoreUnavailable
@@ -23,12 +24,10 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix.
-
-    ``durable`` also fsyncs the file and its folder, so the new file survives a crash;
-    a mere change signal (GENERATION) does not need that.
-    """
+@contextlib.contextmanager
+def staged(path: Path, data: bytes, durable: bool = True) -> Iterator[Path]:
+    """A temp file beside ``path`` holding ``data`` (0640, fsynced when ``durable``), for the
+    caller to move into place; removed on exit whatever happened."""
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
@@ -38,10 +37,20 @@ def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        yield tmp
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix.
+
+    ``durable`` also fsyncs the file and its folder, so the new file survives a crash;
+    a mere change signal (GENERATION) does not need that.
+    """
+    with staged(path, data, durable) as tmp:
+        os.replace(tmp, path)
     if durable:
         fsync_dir(path.parent)
 

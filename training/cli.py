@@ -58,17 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.errors import missing_train_extra
+    from training.errors import preflight_problem
 
-    if problem := missing_train_extra():
+    if problem := preflight_problem(args.backbone):
         print(f"bitfit train: error: {problem}", file=sys.stderr)
         return 2
-    from engine.backbone import backbone_problem, resolve_device
+    from engine.backbone import resolve_device
     from training.errors import TrainingError
-
-    if problem := backbone_problem(args.backbone):
-        print(f"bitfit train: error: --backbone: {problem}", file=sys.stderr)
-        return 2
     from training.publish import Target, publish
     from training.task import TaskSpec, default_run_dir, run_task
 

@@ -35,5 +35,17 @@ def missing_train_extra() -> str | None:
     return None
 
 
+def preflight_problem(backbone: str | None) -> str | None:
+    """What stops `bitfit train` / `bitfit worker` before anything loads: a missing `train`
+    extra, or a backbone that does not exist (one line, naming the flag)."""
+    if problem := missing_train_extra():
+        return problem
+    from engine.backbone import backbone_problem
+
+    if problem := backbone_problem(backbone):
+        return f"--backbone: {problem}"
+    return None
+
+
 class PublishError(TrainingError):
     """The bias set could not be written, stored or uploaded."""

@@ -22,16 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.errors import missing_train_extra
+    from training.errors import preflight_problem
 
-    if problem := missing_train_extra():
+    if problem := preflight_problem(args.backbone):
         print(f"bitfit worker: error: {problem}", file=sys.stderr)
         return 2
-    from engine.backbone import backbone_problem, resolve_device
-
-    if problem := backbone_problem(args.backbone):
-        print(f"bitfit worker: error: --backbone: {problem}", file=sys.stderr)
-        return 2
+    from engine.backbone import resolve_device
     from training.errors import TrainingError
     from training.publish import Target
     from training.worker import Worker

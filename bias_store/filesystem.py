@@ -17,7 +17,8 @@ The log entry is appended under the same lock right after CURRENT changes.
 One bad task never stops the store: a task whose files cannot be read back is reported
 (``CorruptTask``, ``problems()``) and skipped, and every other task lists and loads.
 Files are 0640 and folders 0750 whatever the umask; symlinks inside the store are
-refused; leftovers of a crash (temp files, ``.trash``) are removed when a store opens.
+refused; leftovers of a crash (temp files, ``.trash``) are removed when a store opens
+(fs_recovery.py). The task folders are read by fs_tasks.py.
 A store that cannot be written raises ``StoreUnavailable`` with the OS's reason.
 """
 
@@ -29,7 +30,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import re
 import shutil
 import threading
 import uuid
@@ -37,6 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+from bias_store import fs_recovery, fs_tasks
 from bias_store.changelog import COMPACT_EVERY, Catalog, Change, ChangeLog, DamagedLog
 from bias_store.errors import BiasStoreError, CorruptTask, TaskNotFound, VersionNotFound
 from bias_store.folder_objects import FolderObjects
@@ -47,7 +48,6 @@ from bias_store.validate import TASK_NAME, ValidatedUpload
 
 log = logging.getLogger(__name__)
 
-VERSION_FILE = re.compile(r"v(\d{6})\.safetensors")  # anything else (vbackup.safetensors) is not a version
 META_CACHE_SIZE = 1024  # parsed headers kept (name, sha256) -> metadata; least recently used go first
 READ_ATTEMPTS = 3  # a read racing a rollback or delete retries this often before calling the task corrupt
 
@@ -70,8 +70,8 @@ class FilesystemStore(BiasStore):
         self.log = ChangeLog(FolderObjects(self.root), compact_every)
         self.recover()
         if not (self.root / "log").is_dir():
-            self._start_log()
-        self._repair_log()
+            fs_recovery.start_log(self.root, self.tasks_dir, self.log, self._locked)
+        fs_recovery.repair_log(self.root, self.tasks_dir, self.log, self._locked)
 
     def __repr__(self) -> str:
         return f"FilesystemStore({str(self.root)!r})"
@@ -86,105 +86,16 @@ class FilesystemStore(BiasStore):
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _start_log(self) -> None:
-        """A store made before the change log: its tasks become the snapshot at generation 0."""
-        with writing("starting the change log"), self._locked():
-            if (self.root / "log").is_dir():
-                return  # another process did it first
-            catalog = {}
-            for name in self._task_names():
-                with contextlib.suppress(CorruptTask):  # reported by list(); repaired by a PUT
-                    current = self._current(name)
-                    if current is not None:
-                        catalog[name] = Change(0, name, *current)
-            self.log.write_snapshot(0, catalog)
-            make_dir(self.root / "log")
-            (self.root / "GENERATION").unlink(missing_ok=True)  # the old change signal
-        log.info("store %s: change log started with %d tasks", self.root, len(catalog))
-
-    def _repair_log(self) -> None:
-        """Log what a crash left unlogged: a writer killed between changing a task's folder
-        and appending its log entry leaves the log behind the folders (the truth)."""
-        try:
-            with self._locked():
-                _, logged = self.log.catalog()
-                for name in sorted(set(self._task_names()) | set(logged)):
-                    try:
-                        current = self._current(name)
-                    except CorruptTask:
-                        continue  # reported by list(); repaired by a PUT or DELETE
-                    entry = logged.get(name)
-                    if current is None and entry is not None:
-                        self.log.append(name, None, None)
-                    elif current is not None and (entry is None or (entry.version, entry.sha256) != current):
-                        self.log.append(name, *current)
-                    else:
-                        continue
-                    log.warning("store %s: task %s was changed but not logged (a crash); logged now", self.root, name)
-        except (OSError, BiasStoreError) as exc:  # a read-only store serves as it is
-            log.warning("store %s: change log not checked against the tasks: %s", self.root, exc)
-
     def recover(self) -> None:
         """Remove what a crashed writer left: temp files, .trash, task folders never committed."""
-        try:
-            with self._locked():
-                leftovers = [p for folder in (self.root, self.root / "log", self.root / "snapshots") for p in folder.glob(".tmp-*")]
-                for task_dir in self.tasks_dir.iterdir():
-                    if task_dir.is_dir() and not task_dir.is_symlink():
-                        leftovers += task_dir.glob(".tmp-*")
-                        if not any(task_dir.iterdir()) or all(p.name.startswith(".tmp-") for p in task_dir.iterdir()):
-                            leftovers.append(task_dir)  # created, then the writer died before any version
-                for path in leftovers:
-                    if path.is_dir():
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink(missing_ok=True)
-                trash = self.root / ".trash"
-                if trash.is_dir():
-                    leftovers.append(trash)
-                    shutil.rmtree(trash, ignore_errors=True)
-        except OSError as exc:  # a read-only store serves as it is
-            log.warning("store %s: crash leftovers not cleaned: %s", self.root, exc)
-            return
-        if leftovers:
-            log.info("store %s: removed %d leftovers of an interrupted write", self.root, len(leftovers))
+        fs_recovery.remove_leftovers(self.root, self.tasks_dir, self._locked)
 
     # -- paths and reads -----------------------------------------------------------------
     def _existing_task_dir(self, name: str) -> Path:
         """The folder of a task that exists now; TaskNotFound otherwise (bad names included)."""
-        if not TASK_NAME.fullmatch(name) or self._current(name) is None:
+        if not TASK_NAME.fullmatch(name) or fs_tasks.read_current(self.tasks_dir, name) is None:
             raise TaskNotFound(name, sorted(self.catalog()[1])[:20])
         return self.tasks_dir / name
-
-    @staticmethod
-    def _version_file(task_dir: Path, version: int) -> Path:
-        return task_dir / f"v{version:06d}.safetensors"
-
-    def _versions(self, task_dir: Path) -> list[int]:
-        try:
-            names = os.listdir(task_dir)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        return sorted(int(m.group(1)) for n in names if (m := VERSION_FILE.fullmatch(n)))
-
-    def _current(self, name: str) -> tuple[int, str] | None:
-        """CURRENT as (version, sha256); None while the task does not exist; CorruptTask if unreadable."""
-        task_dir = self.tasks_dir / name
-        if task_dir.is_symlink():
-            raise CorruptTask(name, "its folder is a symlink (refused)")
-        try:
-            raw = read_file(task_dir / "CURRENT")
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            raise CorruptTask(name, f"CURRENT cannot be read ({exc.strerror})") from None
-        try:
-            version, sha = raw.decode("ascii").split()
-            if not re.fullmatch(r"[0-9a-f]{64}", sha):
-                raise ValueError(sha)
-            return int(version), sha
-        except ValueError:
-            raise CorruptTask(name, "CURRENT is not '<version> <sha256>'") from None
 
     def _meta(self, name: str, sha: str, data: bytes) -> BiasSetMeta:
         key = (name, sha)
@@ -206,15 +117,12 @@ class FilesystemStore(BiasStore):
 
     def _record(self, name: str, version: int, sha: str, data: bytes) -> TaskRecord:
         meta = self._meta(name, sha, data)
-        return TaskRecord(name, version, sha, len(data), meta, tuple(self._versions(self.tasks_dir / name)))
-
-    def _task_names(self) -> list[str]:
-        return sorted(n for n in os.listdir(self.tasks_dir) if not n.startswith("."))
+        return TaskRecord(name, version, sha, len(data), meta, tuple(fs_tasks.versions(self.tasks_dir / name)))
 
     def list(self) -> list[TaskRecord]:
         """Every readable task at its current version; the others are in ``problems()``."""
         records, problems = [], {}
-        for name in self._task_names():
+        for name in fs_tasks.task_names(self.tasks_dir):
             try:
                 records.append(self.get(name)[0])
             except TaskNotFound:
@@ -244,13 +152,7 @@ class FilesystemStore(BiasStore):
         except DamagedLog as exc:
             # The CURRENT files are the truth the log records: rebuild from them.
             log.error("store %s: %s; using the tasks' CURRENT files", self.root, exc)
-            catalog = {}
-            for name in self._task_names():
-                with contextlib.suppress(CorruptTask):  # reported by list()
-                    current = self._current(name)
-                    if current is not None:
-                        catalog[name] = Change(0, name, *current)
-            return self.log.head(), catalog
+            return self.log.head(), fs_tasks.current_catalog(self.tasks_dir)
 
     def read(self, name: str, version: int) -> bytes:
         return self.get(name, version)[1]
@@ -258,16 +160,16 @@ class FilesystemStore(BiasStore):
     def get(self, name: str, version: int | None = None) -> tuple[TaskRecord, bytes]:
         """One version's record and bytes. CURRENT is read once per attempt and checked."""
         for _ in range(READ_ATTEMPTS):
-            current = self._current(name) if TASK_NAME.fullmatch(name) else None
+            current = fs_tasks.read_current(self.tasks_dir, name) if TASK_NAME.fullmatch(name) else None
             if current is None:
                 raise TaskNotFound(name, sorted(self.catalog()[1])[:20])
             wanted = version if version is not None else current[0]
             task_dir = self.tasks_dir / name
             try:
-                data = read_file(self._version_file(task_dir, wanted))
+                data = read_file(fs_tasks.version_file(task_dir, wanted))
             except FileNotFoundError:
                 if version is not None:
-                    raise VersionNotFound(name, version, self._versions(task_dir)) from None
+                    raise VersionNotFound(name, version, fs_tasks.versions(task_dir)) from None
                 continue  # a rollback or delete moved CURRENT meanwhile: read it again
             except OSError as exc:
                 raise CorruptTask(name, f"version {wanted} cannot be read ({exc.strerror})") from None
@@ -289,11 +191,11 @@ class FilesystemStore(BiasStore):
                 raise CorruptTask(name, "its folder is a symlink (refused)")
             make_dir(task_dir)
             try:
-                current = self._current(name)
+                current = fs_tasks.read_current(self.tasks_dir, name)
             except CorruptTask:
                 current = None  # a damaged CURRENT: this upload repairs the task
-            version = max(self._versions(task_dir) + [current[0] if current else 0]) + 1
-            atomic_write(self._version_file(task_dir, version), payload)
+            version = max(fs_tasks.versions(task_dir) + [current[0] if current else 0]) + 1
+            atomic_write(fs_tasks.version_file(task_dir, version), payload)
             atomic_write(task_dir / "CURRENT", f"{version} {sha}".encode())
             generation = self.log.append(name, version, sha)
             self._prune(task_dir, keep_also=version)
@@ -328,9 +230,9 @@ class FilesystemStore(BiasStore):
         with writing(f"rolling back task {name}"), self._locked():
             task_dir = self._existing_task_dir(name)
             try:
-                data = read_file(self._version_file(task_dir, version))
+                data = read_file(fs_tasks.version_file(task_dir, version))
             except FileNotFoundError:
-                raise VersionNotFound(name, version, self._versions(task_dir)) from None
+                raise VersionNotFound(name, version, fs_tasks.versions(task_dir)) from None
             if check is not None:
                 check(data)
             sha = hashlib.sha256(data).hexdigest()
@@ -340,7 +242,7 @@ class FilesystemStore(BiasStore):
         return dataclasses.replace(self._record(name, version, sha, data), generation=generation)
 
     def _prune(self, task_dir: Path, keep_also: int) -> None:
-        versions = self._versions(task_dir)
+        versions = fs_tasks.versions(task_dir)
         for v in versions[: max(0, len(versions) - self.keep_versions)]:
             if v != keep_also:
-                self._version_file(task_dir, v).unlink(missing_ok=True)
+                fs_tasks.version_file(task_dir, v).unlink(missing_ok=True)

@@ -103,6 +103,15 @@ def _encode_tasks(tm: TrainModel, tasks: list[JointTask], length: int) -> tuple[
     return train_rows, val_rows
 
 
+@torch.no_grad()
+def _restore_best(joint: JointModel, best_states: list[tuple[torch.Tensor, list[torch.Tensor]]]) -> None:
+    """Each task keeps its own best epoch: its offsets and head as ``snapshot`` took them then."""
+    for k, (delta, head) in enumerate(best_states):
+        joint.biases.delta[k].copy_(delta)
+        for p, v in zip(joint.heads[k].parameters(), head):
+            p.copy_(v)
+
+
 def train_joint(
     tm: TrainModel, tasks: list[JointTask], *, epochs: int = 3, lr: float = 1e-3, batch_size: int = 32,
     max_length: int = 128, pooling: Pooling = Pooling.CLS, seed: int = 42, clip: float = 1.0, device: str = "cpu",
@@ -152,11 +161,7 @@ def train_joint(
 
     started = time.perf_counter()
     result = fit(epochs, patience, lr, run_epoch, lambda entry: [s["accuracy"] for s in entry["validation"]], snapshot)
-    with torch.no_grad():  # each task keeps its own best epoch
-        for k, (delta, head) in enumerate(result.best_states):
-            joint.biases.delta[k].copy_(delta)
-            for p, v in zip(joint.heads[k].parameters(), head):
-                p.copy_(v)
+    _restore_best(joint, result.best_states)
     joint.eval()
     history, best = result.history, result.best_epochs
     sets = [export_task(joint, k, t, pooling, {"method": "bitfit-joint", "best_epoch": best[k], "joint_tasks": len(tasks),

@@ -25,7 +25,8 @@ random task out of ``--tasks`` registered ones, timed interleaved in one process
 - ``peft_lora_mixed``: PEFT LoRA (r=8 on query/value) with ``--adapters`` adapters and
   ``adapter_names=`` (one random adapter per row), on a separate copy of the encoder.
 
-Prints one JSON line per variant and per ratio.
+Prints one JSON line per variant and per ratio. The baselines and the checks that they
+compute what the engine computes are in ``mixed_baselines.py``.
 """
 
 from __future__ import annotations
@@ -34,16 +35,19 @@ import argparse
 import logging
 import random
 import tempfile
-from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import common
 import torch
+from mixed_baselines import check_naive, check_same, hooks_runner, naive_inplace_runner, peft_runner
 
-from engine import Engine, head_batch, load_backbone, load_classifier, row_bias_gemm
+from engine import Engine, head_batch, load_backbone, row_bias_gemm
+from engine.backbone import Backbone
 from engine.compiled import CompiledEncoder, torch_mode
 from engine.heads import cls_features
-from engine.inputs import collate
+from engine.inputs import EncodedRow, collate
 from engine.per_row import RowBiasedEncoder
 from tests.helpers import random_bias_set
 
@@ -79,100 +83,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def naive_inplace_runner(engine: Engine, items: list, tasks: dict[str, dict[str, torch.Tensor]]):
-    """A server that writes each task's biases into the shared model, runs that task's rows
-    alone, and restores the base biases afterwards (what BitFit's tables avoid)."""
-    backbone = engine.backbone
-    modules = engine.table.layout.modules  # site -> module (the one place that found them)
-    base = {site: m.bias.detach().clone() for site, m in modules.items()}
-    pad = backbone.tokenizer.pad_token_id or 0
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, (handle, _) in enumerate(items):
-        groups[handle.name].append(i)
+@dataclass
+class MixedBatch:
+    """One batch of random tasks on the engine, and the same tasks on an engine without shortcuts."""
 
-    def run() -> list[torch.Tensor]:
-        out: list[torch.Tensor | None] = [None] * len(items)
-        with torch.inference_mode():
-            for name, idx in groups.items():
-                for site, value in tasks[name].items():
-                    modules[site].bias.copy_(value)
-                batch = collate([items[i][1] for i in idx], pad, backbone.device)
-                enc = backbone.encoder(**batch)
-                features = cls_features(engine.spec.model_type, enc.last_hidden_state, enc.pooler_output)
-                for i, row in zip(idx, items[idx[0]][0].head(features).cpu()):
-                    out[i] = row
-            for site, value in base.items():
-                modules[site].bias.copy_(value)
-        return out
-
-    return run
+    path: str  # the backbone's folder (the PEFT baseline loads its own copy)
+    backbone: Backbone
+    engine: Engine
+    general: Engine  # the batch's tasks without the shortcuts: every site adds per row
+    rows: list[EncodedRow]
+    items: list  # (task handle, row) per row
+    batch: dict[str, torch.Tensor]  # each [batch, length]
+    slots: torch.Tensor  # [batch], the rows' slots in ``engine``
+    slots_general: torch.Tensor  # [batch], the same tasks' slots in ``general``
+    tasks: dict[str, dict[str, torch.Tensor]]  # site -> absolute bias, for the batch's tasks only (naive baseline)
 
 
-def hooks_runner(engine: Engine, batch: dict[str, torch.Tensor], slots: torch.Tensor):
-    """Every site adds its rows after the module (forward hooks), from the engine's own table.
-
-    The hooks exist only inside the call, so the other variants never see them.
-    """
-    table = engine.table
-    rows: list[torch.Tensor] = []
-
-    def make_hook(start: int, stop: int):
-        def add_rows(module, args, output: torch.Tensor) -> torch.Tensor:
-            delta = rows[0][:, start:stop]  # [batch, dim]
-            for _ in range(output.dim() - 2):
-                delta = delta.unsqueeze(1)  # [batch, 1, ..., dim]
-            return output.add_(delta)
-
-        return add_rows
-
-    def run():
-        handles = [m.register_forward_hook(make_hook(*table.layout.offsets[n])) for n, m in table.layout.modules.items()]
-        rows.append(table.table.index_select(0, slots.to(table.device)))  # [batch, width]
-        try:
-            with torch.inference_mode():
-                return engine.backbone.encoder(**batch)
-        finally:
-            rows.clear()
-            for h in handles:
-                h.remove()
-
-    return run
-
-
-def peft_runner(path: str, args: argparse.Namespace, batch: dict[str, torch.Tensor], rng: random.Random):
-    """PEFT's LoRA mixed-adapter batch on its own copy of the encoder."""
-    from peft import LoraConfig, get_peft_model
-
-    encoder = load_classifier(path, num_labels=2).base_model
-    config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["query", "value"])
-    model = get_peft_model(encoder, config, adapter_name="a0")
-    for i in range(1, args.adapters):
-        model.add_adapter(f"a{i}", config)
-    with torch.no_grad():  # lora_B starts at zero; make every adapter do real work
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    model.to(device=args.device, dtype=common_dtype(args.dtype)).eval()
-    names = [f"a{rng.randrange(args.adapters)}" for _ in range(args.batch)]
-
-    def run():
-        with torch.inference_mode():
-            return model(**batch, adapter_names=names)
-
-    return run
-
-
-def common_dtype(name: str) -> torch.dtype:
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    common.setup(args.threads, args.out)
-    baselines = {b for b in args.baselines.split(",") if b and b != "none"}
-    if baselines - {"naive", "peft"}:
-        raise SystemExit(f"unknown baselines {sorted(baselines - {'naive', 'peft'})}: choose from naive, peft, none")
-    rng = random.Random(args.seed)
+def prepare(args: argparse.Namespace, rng: random.Random) -> MixedBatch:
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="bench-mixed-"))
     path = common.backbone_dir(args.model, tmp)
     backbone = load_backbone(path, device=args.device, dtype=args.dtype)
@@ -193,16 +120,19 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = common.synthetic_rows(backbone.tokenizer.vocab_size, args.batch, args.length, seed=args.seed)
     items = [(engine.get(names[c]), row) for c, row in zip(chosen, rows)]
-    pad = backbone.tokenizer.pad_token_id or 0
-    batch = collate(rows, pad, backbone.device)  # each [batch, length]
+    batch = collate(rows, backbone.tokenizer.pad_token_id or 0, backbone.device)  # each [batch, length]
     slots = torch.tensor([h.slot for h, _ in items], dtype=torch.long)  # [batch]
-    one_head = items[0][0].head
 
     # The same tasks without the shortcuts: every site adds per row (only the batch's tasks).
     general = Engine(backbone, capacity=len(keep), shortcuts=False)
     general_slots = {c: general.register(random_bias_set(backbone.spec, names[c], seed=args.seed + c)).slot for c in keep}
     slots_general = torch.tensor([general_slots[c] for c in chosen], dtype=torch.long)  # [batch]
+    return MixedBatch(path, backbone, engine, general, rows, items, batch, slots, slots_general, tasks)
 
+
+def encoder_variants(args: argparse.Namespace, m: MixedBatch) -> dict[str, Callable]:
+    """The encoder alone, plain and mixed (and, uncompiled, the other ways to add the rows)."""
+    backbone, engine, batch = m.backbone, m.engine, m.batch
     engine.encoder.linear_form = args.linear_form
     if args.compile:  # both compiled alike: plain as torch.compile(encoder), mixed as the engine does it
         inductor = args.compile_backend == "inductor"  # modes are inductor's
@@ -214,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         with torch.inference_mode():
             return (compiled_plain if args.compile else backbone.encoder)(**batch).last_hidden_state
 
-    def encoder_mixed(form: str | None = None, table_engine: Engine = engine, table_slots: torch.Tensor = slots):
+    def encoder_mixed(form: str | None = None, table_engine: Engine = engine, table_slots: torch.Tensor = m.slots):
         with torch.inference_mode():
             rows = table_engine.table.gather(table_slots)  # [batch, width]
             if args.compile:
@@ -225,9 +155,29 @@ def main(argv: list[str] | None = None) -> None:
     other_forms = ["add"] if backbone.device.type == "cpu" else ["accumulate"] + (["fused"] if row_bias_gemm.available() else [])
     other_forms = [f for f in other_forms if f != args.linear_form]
 
+    variants = {"encoder_plain": encoder_plain, "encoder_mixed": encoder_mixed}
+    if not args.compile:
+        variants["encoder_mixed_general"] = lambda: encoder_mixed(None, m.general, m.slots_general)
+        check_same(variants["encoder_mixed_general"], encoder_mixed, backbone.dtype)
+    if not args.compile and not args.encoder_only:
+        for form in other_forms:
+            variants[f"encoder_mixed_{form}"] = lambda form=form: encoder_mixed(form)
+        hooks = hooks_runner(m.general, batch, m.slots_general)  # the first design: every site, a hook
+        variants["encoder_mixed_hooks"] = lambda: hooks().last_hidden_state
+        for name in variants:
+            if name.startswith("encoder_mixed_"):
+                check_same(variants[name], encoder_mixed, backbone.dtype)
+    return variants
+
+
+def logits_variants(m: MixedBatch) -> dict[str, Callable]:
+    """Encoder and heads: a single-task server, and the engine's two ways to run the batch's heads."""
+    backbone, engine, items = m.backbone, m.engine, m.items
+    one_head = items[0][0].head
+
     def logits_plain():  # a single-task server: same collate, one head, logits back on the CPU
         with torch.inference_mode():
-            b = collate(rows, pad, backbone.device)
+            b = collate(m.rows, backbone.tokenizer.pad_token_id or 0, backbone.device)
             out = backbone.encoder(**b)
             return one_head(cls_features(backbone.spec.model_type, out.last_hidden_state, out.pooler_output)).cpu()
 
@@ -242,30 +192,36 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             head_batch.STACKED_MAX_LABELS = stacked_max
 
-    variants = {"encoder_plain": encoder_plain, "encoder_mixed": encoder_mixed}
-    if not args.compile:
-        variants["encoder_mixed_general"] = lambda: encoder_mixed(None, general, slots_general)
-        check_same(variants["encoder_mixed_general"], encoder_mixed, backbone.dtype)
+    return {"logits_plain": logits_plain, "logits_mixed": logits_mixed, "logits_mixed_per_group": logits_mixed_per_group}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    common.setup(args.threads, args.out)
+    baselines = {b for b in args.baselines.split(",") if b and b != "none"}
+    if baselines - {"naive", "peft"}:
+        raise SystemExit(f"unknown baselines {sorted(baselines - {'naive', 'peft'})}: choose from naive, peft, none")
+    rng = random.Random(args.seed)
+    m = prepare(args, rng)
+    variants = encoder_variants(args, m)
     if not args.compile and not args.encoder_only:
-        for form in other_forms:
-            variants[f"encoder_mixed_{form}"] = lambda form=form: encoder_mixed(form)
-        hooks = hooks_runner(general, batch, slots_general)  # the first design: every site, a hook
-        variants["encoder_mixed_hooks"] = lambda: hooks().last_hidden_state
-        for name in variants:
-            if name.startswith("encoder_mixed_"):
-                check_same(variants[name], encoder_mixed, backbone.dtype)
-        variants.update(logits_plain=logits_plain, logits_mixed=logits_mixed, logits_mixed_per_group=logits_mixed_per_group)
+        variants.update(logits_variants(m))
     else:
         baselines = set()
     if "naive" in baselines:
-        variants["naive_inplace"] = naive_inplace_runner(engine, items, tasks)
-        check_naive(variants["naive_inplace"], logits_mixed, backbone.dtype)
+        variants["naive_inplace"] = naive_inplace_runner(m.engine, m.items, m.tasks)
+        check_naive(variants["naive_inplace"], variants["logits_mixed"], m.backbone.dtype)
     if "peft" in baselines:
-        variants["peft_lora_mixed"] = peft_runner(path, args, batch, rng)
+        variants["peft_lora_mixed"] = peft_runner(m.path, args, m.batch, rng)
+    report(args, m, variants)
 
+
+def report(args: argparse.Namespace, m: MixedBatch, variants: dict[str, Callable]) -> None:
+    """Time the variants interleaved; one JSON line per variant and per ratio, for each clock."""
+    backbone = m.backbone
     shape = dict(
         model=args.model, device=str(backbone.device), dtype=args.dtype, batch=args.batch, length=args.length,
-        tasks=args.tasks, distinct_tasks_in_batch=len(keep), compiled=args.compile and args.compile_mode,
+        tasks=args.tasks, distinct_tasks_in_batch=len(m.tasks), compiled=args.compile and args.compile_mode,
         linear_form=args.linear_form or "device default",
     )
     common.emit("env", **common.environment(), script="engine_mixed_vs_plain")
@@ -287,22 +243,6 @@ def main(argv: list[str] | None = None) -> None:
         for num, den in pairs:
             common.emit("mixed_vs_plain_ratio", ratio=f"{num}/{den}", clock=clock, **shape,
                         threads=torch.get_num_threads(), **common.ratio(times, num, den))
-
-
-def check_same(a, b, dtype: torch.dtype) -> None:
-    """Two encoder variants must compute the same hidden states, or the comparison is void."""
-    got, want = a().float(), b().float()  # last hidden states
-    tol = 1e-4 if dtype == torch.float32 else 5e-2
-    if not torch.allclose(got, want, atol=tol, rtol=tol):
-        raise AssertionError(f"encoder variants disagree: max |diff| {(got - want).abs().max():.3g}")
-
-
-def check_naive(naive, mixed, dtype: torch.dtype) -> None:
-    """The baseline must compute the same logits as the engine, or it measures nothing."""
-    got, want = torch.stack(naive()), torch.stack(mixed())
-    tol = 1e-4 if dtype == torch.float32 else 5e-2
-    if not torch.allclose(got, want, atol=tol, rtol=tol):
-        raise AssertionError(f"naive in-place baseline disagrees with the engine: max |diff| {(got - want).abs().max():.3g}")
 
 
 if __name__ == "__main__":

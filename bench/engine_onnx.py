@@ -131,60 +131,76 @@ def without_layer_norm_rows(backbone, cache: Path, threads: int) -> Engine:
     return engine
 
 
+def mixed_runners(args: argparse.Namespace, backbone, cache: Path) -> dict:
+    """The engines under test (PyTorch, ONNX Runtime, and the optional int8 and no-LayerNorm-rows ones)."""
+    engines = {"torch_mixed": Engine(backbone, split_overhead_tokens="off"),
+               "ort_mixed": Engine(backbone, split_overhead_tokens="off", onnx=OnnxOptions(cache, threads=args.threads))}
+    if args.int8:
+        engines["ort_int8_mixed"] = Engine(backbone, split_overhead_tokens="off", onnx=OnnxOptions(cache, "int8", threads=args.threads))
+    if args.ln_bound:
+        engines["ort_mixed_no_ln_rows"] = without_layer_norm_rows(backbone, cache, args.threads)
+    return {name: mixed_runner(engine, common.register_random_tasks(engine, args.tasks, seed=args.seed))
+            for name, engine in engines.items()}
+
+
+def plain_runners(args: argparse.Namespace, backbone, tmp: Path) -> dict:
+    """The single-model ceilings: the stock encoder's graph (and its fused form) with one head."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    export_plain(backbone, tmp / "plain.onnx")
+    head = torch.nn.Linear(backbone.spec.hidden_size, 2)
+    plain = {"ort_plain": tmp / "plain.onnx"}
+    if args.fused:
+        fuse(tmp / "plain.onnx", tmp / "fused.onnx", backbone)
+        plain["ort_plain_fused"] = tmp / "fused.onnx"
+    return {name: plain_runner(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]), backbone, head)
+            for name, path in plain.items()}
+
+
+def time_rounds(args: argparse.Namespace, runners: dict, backbone, pool: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Clock -> variant -> seconds per round; every round draws new texts and tasks, the same for every variant."""
+    import onnxruntime as ort
+
+    rng = random.Random(args.seed)
+    draw = {}
+
+    def variant(name):
+        def call():
+            texts, tasks = draw["texts"], draw["tasks"]
+            return runners[name](texts) if name.startswith("ort_plain") else runners[name](texts, tasks)
+        return call
+
+    def redraw():
+        draw["texts"] = [rng.choice(pool) for _ in range(args.batch)]
+        draw["tasks"] = [rng.randrange(args.tasks) for _ in range(args.batch)]
+
+    redraw()
+    lengths = [len(backbone.tokenizer(t)["input_ids"]) for t in pool[:2000]]
+    common.emit("engine_onnx_setup", **common.environment(), **vars(args), mean_tokens=round(statistics.mean(lengths), 1),
+                onnxruntime=ort.__version__, shared_box=True)
+    times = {"wall": {n: [] for n in runners}, "cpu": {n: [] for n in runners}}
+    for _ in range(args.repeats):
+        redraw()
+        got = common.interleaved({n: variant(n) for n in runners}, repeats=1, warmup=0 if times["wall"]["ort_mixed"] else args.warmup)
+        for kind in times:
+            for n in runners:
+                times[kind][n].extend(got[kind][n])
+    return times
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     common.setup(args.threads, args.out)
-    import onnxruntime as ort
-
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cache = Path(args.cache) if args.cache else tmp / "cache"
         backbone = load_backbone(common.backbone_dir(args.model, tmp), device="cpu")
-        engines = {"torch_mixed": Engine(backbone, split_overhead_tokens="off"),
-                   "ort_mixed": Engine(backbone, split_overhead_tokens="off", onnx=OnnxOptions(cache, threads=args.threads))}
-        if args.int8:
-            engines["ort_int8_mixed"] = Engine(backbone, split_overhead_tokens="off", onnx=OnnxOptions(cache, "int8", threads=args.threads))
-        if args.ln_bound:
-            engines["ort_mixed_no_ln_rows"] = without_layer_norm_rows(backbone, cache, args.threads)
-        runners = {}
-        for name, engine in engines.items():
-            runners[name] = mixed_runner(engine, common.register_random_tasks(engine, args.tasks, seed=args.seed))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        export_plain(backbone, tmp / "plain.onnx")
-        head = torch.nn.Linear(backbone.spec.hidden_size, 2)
-        plain = {"ort_plain": tmp / "plain.onnx"}
-        if args.fused:
-            fuse(tmp / "plain.onnx", tmp / "fused.onnx", backbone)
-            plain["ort_plain_fused"] = tmp / "fused.onnx"
-        for name, path in plain.items():
-            runners[name] = plain_runner(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]), backbone, head)
-
-        pool, rng = load_texts(args.texts), random.Random(args.seed)
-        draw = {}
-
-        def variant(name):
-            def call():
-                texts, tasks = draw["texts"], draw["tasks"]
-                return runners[name](texts) if name.startswith("ort_plain") else runners[name](texts, tasks)
-            return call
-
-        def redraw():
-            draw["texts"] = [rng.choice(pool) for _ in range(args.batch)]
-            draw["tasks"] = [rng.randrange(args.tasks) for _ in range(args.batch)]
-
-        redraw()
-        lengths = [len(backbone.tokenizer(t)["input_ids"]) for t in pool[:2000]]
-        common.emit("engine_onnx_setup", **common.environment(), **vars(args), mean_tokens=round(statistics.mean(lengths), 1),
-                    onnxruntime=ort.__version__, shared_box=True)
-        times = {"wall": {n: [] for n in runners}, "cpu": {n: [] for n in runners}}
-        for _ in range(args.repeats):  # new texts and tasks each round, same for every variant
-            redraw()
-            got = common.interleaved({n: variant(n) for n in runners}, repeats=1, warmup=0 if times["wall"]["ort_mixed"] else args.warmup)
-            for kind in times:
-                for n in runners:
-                    times[kind][n].extend(got[kind][n])
+        runners = mixed_runners(args, backbone, cache)
+        runners.update(plain_runners(args, backbone, tmp))
+        times = time_rounds(args, runners, backbone, load_texts(args.texts))
         for name in runners:
             wall = statistics.median(times["wall"][name])
             common.emit("engine_onnx", variant=name, rows_per_s=round(args.batch / wall, 1), **common.summary_ms(times["wall"][name]))

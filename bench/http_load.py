@@ -1,10 +1,11 @@
 """HTTP load generator shared by the ``bench/http_*`` benchmarks (servers: ``bench/http_servers.py``).
 
-The load generator is a closed-loop asyncio httpx client: ``concurrency`` workers share one
-connection pool, each sends its next request as soon as the previous one answers, and the
-run stops at ``max_requests`` or ``max_seconds``, whichever comes first. It reports
-throughput, p50/p90/p99 latency, failures by status, and its own CPU time, because on a
-2-core machine every CPU-second the client spends is one the server under test loses.
+The load generator is a closed-loop asyncio client: ``concurrency`` workers, each on its own
+keep-alive connection (``bench/bare_http.py``), each sending its next request as soon as the
+previous one answers; the run stops at ``max_requests`` or ``max_seconds``, whichever comes
+first. It reports throughput, p50/p90/p99 latency, failures by status, and its own CPU
+time, because on a 2-core machine every CPU-second the client spends is one the server
+under test loses.
 
 Run it alone to measure that overhead against a trivial server (one fixed JSON answer)::
 
@@ -23,7 +24,6 @@ import os
 import random
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +34,7 @@ import httpx  # for the few non-load calls (readiness polls, /metrics)
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bare_http import Connection, split_url  # noqa: E402
 from bench.http_servers import CACHE, HOST, PYTHON, ServerProcess, free_port, task_name  # noqa: E402
 
 # i -> (method, path, json body or None); the index lets a benchmark replay one sequence.
@@ -96,80 +97,6 @@ def _round(x: float | None) -> float | None:
 def _cpu() -> float:
     t = os.times()
     return t.user + t.system
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection, just enough protocol for these benchmarks.
-
-    httpx measured about 2.8 ms of client CPU per request here, which on 2 cores would
-    throttle the server under test; this bare client costs a small fraction of that
-    (``python -m bench.http_load`` measures it).
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(self, method: str, path: str, body: bytes = b"", content_type: str = "application/json") -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n")
-        try:
-            self.writer.write(head.encode() + body)
-            raw = await self.reader.readuntil(b"\r\n\r\n")
-            lines = raw.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
-            if "content-length" in headers:
-                data = await self.reader.readexactly(int(headers["content-length"]))
-            elif headers.get("transfer-encoding") == "chunked":
-                data = await self._chunked()
-            else:  # no framing: the body runs to the end of the connection
-                data = await self.reader.read()
-                headers["connection"] = "close"
-            if headers.get("connection") == "close":
-                await self.close()
-            return status, data
-        except BaseException:
-            await self.close()  # never reuse a connection left mid-response
-            raise
-
-    async def _chunked(self) -> bytes:
-        parts = []
-        for _ in range(1 << 20):  # bounded: a response of a million chunks is a bug
-            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                await self.reader.readuntil(b"\r\n")
-                break
-            parts.append(await self.reader.readexactly(size))
-            await self.reader.readexactly(2)
-        return b"".join(parts)
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.reader = self.writer = None
-
-
-def multipart(data: bytes, filename: str, fields: dict[str, str] | None = None) -> tuple[bytes, str]:
-    """A multipart/form-data body with ``file`` (and optional text fields): (body, content type)."""
-    boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in (fields or {}).items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
-def split_url(base_url: str) -> tuple[str, int]:
-    hostport = base_url.split("://", 1)[-1].rstrip("/")
-    host, port = hostport.rsplit(":", 1)
-    if host not in (HOST, "localhost"):
-        raise ValueError(f"benchmarks only talk to {HOST}, not {host}")
-    return host, int(port)
 
 
 async def run_load(

@@ -36,7 +36,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.http_load import Connection, LoadResult, emit, predict_factory, run, run_load, short_texts, split_url
+from bench.bare_http import Connection, split_url
+from bench.http_load import LoadResult, emit, predict_factory, run, run_load, short_texts
 from bench.http_servers import PYTHON, bitfit_server, build_store, minilm_spec, task_name
 
 

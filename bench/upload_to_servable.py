@@ -37,18 +37,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.http_load import (
-    Connection,
-    LoadResult,
-    emit,
-    multipart,
-    predict_factory,
-    run,
-    run_load,
-    short_texts,
-    split_url,
-    task_check,
-)
+from bench.bare_http import Connection, multipart, split_url
+from bench.http_load import LoadResult, emit, predict_factory, run, run_load, short_texts, task_check
 from bench.http_servers import (
     PYTHON,
     add_server_options,

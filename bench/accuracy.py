@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.stats import difference_interval  # noqa: E402 - needs ROOT on the path
+
 log = logging.getLogger("bench.accuracy")
 
 METHODS = ("full", "bitfit", "bitfit-qm", "head-only")
@@ -38,14 +40,17 @@ DEFAULT_LRS = {"full": [2e-5, 5e-5], "bitfit": [1e-3, 3e-3], "bitfit-qm": [1e-3,
 DATASET_SOURCES = {"rt": "rotten_tomatoes", "imdb": "imdb"}
 
 
-def parse_lrs(items: list[str] | None) -> dict[str, list[float]]:
-    """``bitfit=1e-3,3e-3 full=2e-5`` -> {method: [rates]}; methods not named keep the default grid."""
-    lrs = {m: list(v) for m, v in DEFAULT_LRS.items()}
+def parse_lrs(items: list[str] | None) -> dict[str, list]:
+    """``bitfit=1e-3,3e-3 full=2e-5 head-only=auto`` -> {method: [rates] or ["auto"]}; unnamed methods keep the default grid.
+
+    ``auto`` is ``bitfit train``'s own choice (``--lr auto``), made on validation inside every run.
+    """
+    lrs: dict[str, list] = {m: list(v) for m, v in DEFAULT_LRS.items()}
     for item in items or []:
         method, _, values = item.partition("=")
         if method not in METHODS or not values:
-            raise SystemExit(f"--lrs takes METHOD=LR[,LR...] with METHOD in {METHODS}, got {item!r}")
-        lrs[method] = [float(v) for v in values.split(",")]
+            raise SystemExit(f"--lrs takes METHOD=LR[,LR...] or METHOD=auto with METHOD in {METHODS}, got {item!r}")
+        lrs[method] = ["auto"] if values == "auto" else [float(v) for v in values.split(",")]
     return lrs
 
 
@@ -134,16 +139,21 @@ def one_run(job: dict, token_cache: dict | None = None) -> dict:
     spec = TaskSpec(
         task="bench", train=paths["train"], validation=paths["validation"], test=paths["test"], text_column="text",
         label_column="label", method=job["method"], lr=job["lr"], seed=job["seed"], epochs=job["epochs"],
+        patience=job["patience"], schedule=job["schedule"],
         batch_size=job["batch_size"], max_length=job["max_length"], pooling=job["pooling"], device=job["device"],
         backbone=job["backbone"],
     )
+    cpu_started = time.process_time()  # CPU seconds: on a shared box, what the run would take alone (per thread)
     report = run_task(spec, progress=False, eval_train=job["eval_train"], token_cache=token_cache).report
+    cpu_seconds = time.process_time() - cpu_started
     epoch_seconds = [h["train_seconds"] for h in report["history"]]
     # The first epoch includes warm-up (allocator, kernels); later ones are steadier on a GPU.
     steady = epoch_seconds[1:] or epoch_seconds
     out = {
-        "dataset": job["dataset"], "method": job["method"], "lr": job["lr"], "seed": job["seed"],
-        "phase": job["phase"], "epochs": job["epochs"], "best_epoch": report["best_epoch"],
+        "dataset": job["dataset"], "method": job["method"], "lr": report["recipe"]["lr"], "seed": job["seed"],
+        "head_lr": report["recipe"]["head_lr"], "lr_search": (report["recipe"]["lr_search"] or {}).get("scores"),
+        "schedule": job["schedule"], "phase": job["phase"], "epochs": job["epochs"], "epochs_run": len(report["history"]),
+        "best_epoch": report["best_epoch"],
         "validation_accuracy": report["validation"]["accuracy"], "test_accuracy": report["test"]["accuracy"],
         "test_macro_f1": report["test"]["macro_f1"], "test_mcc": report["test"]["mcc"],
         "train_accuracy": (report["train_metrics"] or {}).get("accuracy"),
@@ -154,6 +164,7 @@ def one_run(job: dict, token_cache: dict | None = None) -> dict:
         "training_memory_bytes": report["training_memory_bytes"],
         "train_rows": report["split"]["sizes"]["train"], "max_length": report["config"]["max_length"],
         "truncated_train_rows": report["truncated_train_rows"], "seconds": round(report["seconds"], 2),
+        "cpu_seconds": round(cpu_seconds, 1), "test_per_class": (report.get("per_class") or {}).get("test"),
     }
     if out["train_accuracy"] is not None:
         out["generalization_gap"] = out["train_accuracy"] - out["test_accuracy"]
@@ -191,11 +202,14 @@ def summarize(runs: list[dict]) -> dict:
             # Chosen on validation only, by the search runs (first seed), as the sweep chose it;
             # ties go to the first rate of the grid.
             search = [r for r in mine if r["phase"] == "search"] or mine
-            lr = max(search, key=lambda r: r["validation_accuracy"])["lr"]
-            chosen = by_lr[lr]
+            if all(r["phase"] == "auto" for r in mine):  # every run chose its own rate on validation
+                lr, chosen, lr_search = "auto", mine, {str(r["seed"]): r["lr"] for r in mine}
+            else:
+                lr = max(search, key=lambda r: r["validation_accuracy"])["lr"]
+                chosen, lr_search = by_lr[lr], {str(r["lr"]): r["validation_accuracy"] for r in search}
             entry = {
                 "lr": lr,
-                "lr_search": {str(r["lr"]): r["validation_accuracy"] for r in search},
+                "lr_search": lr_search,
                 "seeds": sorted(r["seed"] for r in chosen),
                 "test_accuracy": mean_std([r["test_accuracy"] for r in chosen]),
                 "validation_accuracy": mean_std([r["validation_accuracy"] for r in chosen]),
@@ -218,6 +232,8 @@ def summarize(runs: list[dict]) -> dict:
         if "bitfit" in per_method and "full" in per_method:
             b, f = per_method["bitfit"], per_method["full"]
             checks["bitfit_minus_full_test_points"] = 100 * (b["test_accuracy"]["mean"] - f["test_accuracy"]["mean"])
+            low, high = difference_interval(b["test_accuracy"], f["test_accuracy"])
+            checks["bitfit_minus_full_95ci_points"] = [100 * low, 100 * high]
             checks["bitfit_within_1_point_of_full"] = checks["bitfit_minus_full_test_points"] >= -1.0
             checks["epoch_time_ratio_bitfit_over_full"] = b["epoch_seconds"] / f["epoch_seconds"]
             if b["peak_memory_bytes"] and f["peak_memory_bytes"]:
@@ -247,7 +263,9 @@ def main() -> int:
     parser.add_argument("--imdb-methods", nargs="+", default=["bitfit", "full"], choices=METHODS)
     parser.add_argument("--lrs", nargs="*", help="METHOD=LR[,LR...] (default grids: %s)" % DEFAULT_LRS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="the first one also runs the lr search")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6, help="at most (early stopping: --patience)")
+    parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--schedule", default="linear", choices=("linear", "constant"))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128, help="RT; IMDB uses --imdb-max-length")
     parser.add_argument("--imdb-max-length", type=int, default=256)
@@ -309,15 +327,17 @@ def main() -> int:
                 "epochs": args.imdb_epochs if imdb else args.epochs, "batch_size": args.batch_size,
                 "max_length": args.imdb_max_length if imdb else args.max_length, "pooling": args.pooling,
                 "backbone": args.backbone, "eval_train": not args.no_eval_train,
+                "patience": args.patience, "schedule": args.schedule,
             }
             cache: dict = {}
             grids = parse_lrs(args.imdb_lrs) if imdb else lrs
             seeds = args.imdb_seeds if imdb else args.seeds
             for method in args.imdb_methods if imdb else args.methods:
                 grid = grids[method]
-                plan = [("search", lr, seeds[0]) for lr in grid]
+                auto = grid == ["auto"]
+                plan = [("auto", "auto", s) for s in seeds] if auto else [("search", lr, seeds[0]) for lr in grid]
                 done_for_method: list[dict] = []
-                for phase_index in range(2):
+                for phase_index in range(1 if auto else 2):
                     if phase_index == 1:  # the other seeds at the rate validation chose
                         best = max(done_for_method, key=lambda r: r["validation_accuracy"])["lr"] if done_for_method else grid[0]
                         plan = [("seeds", best, s) for s in seeds[1:]]

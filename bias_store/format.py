@@ -45,9 +45,12 @@ class BiasSetMeta:
     pooling: Pooling = Pooling.CLS
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     training: dict = field(default_factory=dict)  # free-form training summary
+    # Multi-label only: per-label decision thresholds on the sigmoid scores, in label order
+    # (chosen on validation by training); None: 0.5 for every label.
+    thresholds: list[float] | None = None
 
     def to_header(self) -> dict[str, str]:
-        return {
+        header = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "task": self.task,
@@ -62,6 +65,9 @@ class BiasSetMeta:
             "created_at": self.created_at,
             "training": json.dumps(self.training),
         }
+        if self.thresholds is not None:
+            header["thresholds"] = json.dumps(self.thresholds)
+        return header
 
     @classmethod
     def from_header(cls, header: object) -> "BiasSetMeta":
@@ -104,10 +110,13 @@ class BiasSetMeta:
             pooling=_choice(header, "pooling", Pooling, Pooling.CLS),
             created_at=header.get("created_at", ""),
             training=_json_field(header, "training", dict) if header.get("training") else {},
+            thresholds=_thresholds(header, len(labels)) if header.get("thresholds") else None,
         )
         if meta.problem_type == ProblemType.REGRESSION and len(meta.labels) != 1:
             raise InvalidBiasSet("bad_metadata", "a regression task has exactly one label (the output's name)")
         _check_answerable(meta)
+        if meta.thresholds is not None and meta.problem_type != "multi_label_classification":
+            raise InvalidBiasSet("bad_metadata", "__metadata__.thresholds applies to multi_label_classification tasks only")
         return meta
 
 
@@ -152,6 +161,14 @@ def _json_field(header: dict[str, str], name: str, kind: type):
     if not isinstance(value, kind):
         raise InvalidBiasSet("bad_metadata", f"__metadata__.{name} must be a JSON {kind.__name__}")
     return value
+
+
+def _thresholds(header: dict[str, str], num_labels: int) -> list[float]:
+    values = _json_field(header, "thresholds", list)
+    if len(values) != num_labels or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1 for v in values):
+        raise InvalidBiasSet("bad_metadata",
+                             f"__metadata__.thresholds must be a JSON list of {num_labels} numbers in (0, 1), one per label")
+    return [float(v) for v in values]
 
 
 def dumps(bias_set: BiasSet) -> bytes:

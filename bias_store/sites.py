@@ -10,6 +10,10 @@ Sites are named by module path relative to the bare encoder (``encoder.layer.0.
 attention.self.query``); in a bias-set file the tensor key is the name the bias has in
 ``AutoModelForSequenceClassification``'s state dict (``bert.encoder.layer.0.
 attention.self.query.bias``).
+
+A *gain site* is a LayerNorm site's per-channel scale (its ``weight``): ``bitfit-ln``
+trains those too (subset ``all_ln``), under their state-dict keys (``....LayerNorm.weight``),
+so a set that carries them still loads with ``load_state_dict(set, strict=False)``.
 """
 
 from __future__ import annotations
@@ -77,7 +81,8 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 # Named choices of which sites a bias set trains (the `bias_sites` metadata field).
-SITE_SUBSETS = ("all", "query_intermediate", "none")
+SITE_SUBSETS = ("all", "query_intermediate", "none", "all_ln")
+GAIN_SUBSETS = ("all_ln",)  # the subsets that also train every LayerNorm gain
 
 
 def architecture(model_type: str) -> Architecture:
@@ -101,7 +106,7 @@ def site_modules(encoder: nn.Module) -> dict[str, nn.Module]:
 
 def select_sites(site_names: list[str], model_type: str, subset: str) -> list[str]:
     """The sites a named subset trains, in the order given."""
-    if subset == "all":
+    if subset in ("all", "all_ln"):
         return list(site_names)
     if subset == "none":
         return []
@@ -114,6 +119,24 @@ def select_sites(site_names: list[str], model_type: str, subset: str) -> list[st
 def site_key(prefix: str, site: str) -> str:
     """State-dict key of a site's bias in the sequence-classification model."""
     return f"{prefix}.{site}.bias"
+
+
+def gain_modules(encoder: nn.Module) -> dict[str, nn.LayerNorm]:
+    """Every LayerNorm site with a gain (weight), in module order: ``{module path: module}``."""
+    return {
+        name: module for name, module in site_modules(encoder).items()
+        if isinstance(module, nn.LayerNorm) and getattr(module, "weight", None) is not None
+    }
+
+
+def select_gain_sites(gain_sites: list[str], subset: str) -> list[str]:
+    """The gain sites a named subset trains: all of them for ``all_ln``, none otherwise."""
+    return list(gain_sites) if subset in GAIN_SUBSETS else []
+
+
+def gain_key(prefix: str, site: str) -> str:
+    """State-dict key of a LayerNorm site's gain in the sequence-classification model."""
+    return f"{prefix}.{site}.weight"
 
 
 def head_keys(model_type: str) -> list[str]:

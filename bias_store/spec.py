@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ class BackboneSpec:
     hidden_size: int
     fingerprint: str  # sha256 over parameter names and fp32 values, see fingerprint()
     sites: dict[str, int]  # site module path -> bias dim, in module order
+    gain_sites: dict[str, int] = field(default_factory=dict)  # LayerNorm site -> gain dim, in module order
 
     def site_key(self, site: str) -> str:
         return site_table.site_key(self.prefix, site)
@@ -29,6 +30,18 @@ class BackboneSpec:
 
     def site_keys(self, subset: str = "all") -> list[str]:
         return [self.site_key(s) for s in self.site_names(subset)]
+
+    def gain_keys(self, subset: str = "all_ln") -> list[str]:
+        """State-dict keys of the LayerNorm gains a subset trains (none unless it is a gain subset)."""
+        return [site_table.gain_key(self.prefix, s) for s in site_table.select_gain_sites(list(self.gain_sites), subset)]
+
+    def trained_keys(self, subset: str) -> list[str]:
+        """Every encoder key a bias set of ``subset`` holds: its biases, then its gains."""
+        return self.site_keys(subset) + self.gain_keys(subset)
+
+    def site_gains(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{gain site: gain}`` for every LayerNorm gain in a state-dict-keyed mapping."""
+        return {site: tensors[key] for site in self.gain_sites if (key := site_table.gain_key(self.prefix, site)) in tensors}
 
     def site_biases(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{site: bias}`` for every site whose bias is in a state-dict-keyed mapping."""
@@ -74,4 +87,5 @@ def build_spec(encoder: nn.Module, model_type: str, prefix: str, base_model: str
         hidden_size=int(encoder.config.hidden_size if hasattr(encoder.config, "hidden_size") else encoder.config.dim),
         fingerprint=fingerprint(encoder),
         sites=sites,
+        gain_sites={name: int(m.weight.shape[0]) for name, m in site_table.gain_modules(encoder).items()},
     )

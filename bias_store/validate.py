@@ -68,8 +68,8 @@ def validate(bias_set: BiasSet, spec: BackboneSpec) -> None:
         raise FingerprintMismatch(meta.backbone_fingerprint, spec.fingerprint)
 
     head = spec.head_shapes(len(meta.labels))
-    trained = set(spec.site_keys(meta.bias_sites))
-    allowed_sites = set(spec.site_keys("all"))
+    trained = set(spec.trained_keys(meta.bias_sites))
+    allowed_sites = set(spec.site_keys("all")) | set(spec.gain_keys("all_ln"))
     keys = set(bias_set.tensors)
 
     unknown = sorted(keys - allowed_sites - set(head))
@@ -83,11 +83,12 @@ def validate(bias_set: BiasSet, spec: BackboneSpec) -> None:
         missing, extra = sorted(trained - site_keys), sorted(site_keys - trained)
         raise InvalidBiasSet(
             "bad_keys",
-            f"bias_sites={meta.bias_sites!r} needs exactly its sites' biases; "
+            f"bias_sites={meta.bias_sites!r} needs exactly its sites' biases (and for all_ln, LayerNorm gains); "
             f"missing: {missing[:5]}, not part of it: {extra[:5]}",
         )
 
     dims = {spec.site_key(s): (d,) for s, d in spec.sites.items()}
+    dims.update({key: (d,) for key, d in zip(spec.gain_keys("all_ln"), spec.gain_sites.values())})
     for key, tensor in bias_set.tensors.items():
         expected = head.get(key) or dims[key]
         if tuple(tensor.shape) != expected:

@@ -7,6 +7,7 @@ gather each row's biases, run the encoder once per group, each row through its h
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ from engine.ort_encoder import OnnxOptions, OrtEncoder
 from engine.per_row import RowBiasedEncoder
 from engine.registry import TaskHandle, TaskRegistry
 
+log = logging.getLogger(__name__)
+
 Row = tuple[TaskHandle, EncodedRow]
 Split = list[list[int]]  # row indices per forward pass
 
@@ -37,6 +40,7 @@ class Prediction:
     scores: dict[str, float]
     truncated: bool
     logits: tuple[float, ...]
+    labels: tuple[str, ...] | None = None  # multi-label: every label at or above its threshold
 
 
 class Engine(TaskRegistry):
@@ -54,9 +58,30 @@ class Engine(TaskRegistry):
         if onnx is not None and compile_mode != "off":
             raise ValueError("compile applies to the PyTorch backend; with ONNX Runtime leave it off")
         self.compiled = None if compile_mode == "off" else CompiledEncoder(self.encoder, compile_mode, backbone.max_length)
+        self.onnx = onnx
         self.runtime = OrtEncoder.for_backbone(backbone, self.table.layout, onnx) if onnx is not None else None
         self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size)
         self._forward_lock = threading.Lock()  # one forward at a time (the site forwards read shared rows)
+        self._gains_lock = threading.Lock()  # one widening at a time
+
+    def _enable_gains(self) -> None:
+        """The first ``bitfit-ln`` set: rows gain LayerNorm-gain columns, and the forward
+        switches to them. An ONNX graph for the wider rows is built (or read from the cache)
+        first, outside the forward lock, so requests keep running meanwhile; the switch
+        itself happens between two forwards."""
+        with self._gains_lock:
+            if self.table.has_gains:
+                return
+            layout = self.table.layout_with_gains()
+            runtime = OrtEncoder.for_backbone(self.backbone, layout, self.onnx) if self.onnx is not None else None
+            with self._forward_lock:
+                self.table.enable_gains(layout)
+                self.encoder.layout = layout
+                if runtime is not None:
+                    self.runtime = runtime
+                if self.compiled is not None:  # its graphs were traced for the narrower rows
+                    self.compiled = CompiledEncoder(self.encoder, self.compiled.mode, self.backbone.max_length)
+            log.info("a bias set with LayerNorm gains arrived: rows are now %d wide", layout.width)
 
     def encode(self, handle: TaskHandle, inputs: list) -> list[EncodedRow]:
         """Validate and tokenize inputs for a task (safe to call from many threads)."""
@@ -116,6 +141,10 @@ class Engine(TaskRegistry):
 def to_prediction(handle: TaskHandle, row: EncodedRow, logits: torch.Tensor) -> Prediction:
     scores = probabilities(handle.problem_type, logits)
     best = int(scores.argmax()) if handle.problem_type != ProblemType.REGRESSION else 0
+    active = None
+    if handle.problem_type == ProblemType.MULTI_LABEL:
+        cuts = handle.meta.thresholds or [0.5] * len(handle.labels)
+        active = tuple(label for label, s, cut in zip(handle.labels, scores.tolist(), cuts) if s >= cut)
     return Prediction(
         task=handle.name,
         version=handle.version,
@@ -124,4 +153,5 @@ def to_prediction(handle: TaskHandle, row: EncodedRow, logits: torch.Tensor) -> 
         scores={label: float(s) for label, s in zip(handle.labels, scores)},
         truncated=row.truncated,
         logits=tuple(float(x) for x in logits),
+        labels=active,
     )

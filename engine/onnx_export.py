@@ -63,8 +63,9 @@ def token_inputs(encoder: nn.Module) -> list[str]:
 
 def cache_key(backbone: Backbone, layout: SiteLayout, quantize: str) -> str:
     """Everything the graph depends on: the weights, which sites take per-row biases (the
-    shortcuts leave some out), the exporter, the quantization."""
-    parts = [backbone.spec.fingerprint, ",".join(layout.modules), EXPORTER_VERSION, torch.__version__, f"opset{OPSET}", quantize]
+    shortcuts leave some out) and which LayerNorms take per-row gains, the exporter, the
+    quantization."""
+    parts = [backbone.spec.fingerprint, ",".join(layout.modules), "gains:" + ",".join(layout.gain_modules), EXPORTER_VERSION, torch.__version__, f"opset{OPSET}", quantize]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
@@ -135,7 +136,8 @@ def cached_graph(backbone: Backbone, layout: SiteLayout, cache_dir: Path, quanti
 def _expected_meta(backbone: Backbone, layout: SiteLayout, quantize: str) -> dict:
     return {
         "fingerprint": backbone.spec.fingerprint, "exporter_version": EXPORTER_VERSION, "torch": torch.__version__,
-        "opset": OPSET, "quantize": quantize, "sites": list(layout.modules), "inputs": token_inputs(backbone.encoder),
+        "opset": OPSET, "quantize": quantize, "sites": list(layout.modules),
+        "gain_sites": list(layout.gain_modules), "inputs": token_inputs(backbone.encoder),
     }
 
 

@@ -37,8 +37,9 @@ class BiasTable:
         """``model_type``: apply the exact shortcuts where that architecture allows them
         (None: every site keeps its per-row add)."""
         sites = site_modules(encoder)
+        self.encoder = encoder
         self.shortcuts: Shortcuts | None = shortcuts_for(encoder, model_type, sites) if model_type else None
-        self.layout = SiteLayout(encoder, self.shortcuts.dropped_sites if self.shortcuts else frozenset())
+        self.layout = SiteLayout(encoder, self._dropped())
         first = next(iter(self.layout.modules.values())).bias
         self.device, self.dtype = first.device, first.dtype
         self.width = self.layout.width
@@ -47,10 +48,37 @@ class BiasTable:
         self._lock = threading.Lock()
         self._base = self.layout.base()  # [width]: a running forward turns deltas into absolute rows
 
+    def _dropped(self) -> frozenset[str]:
+        return self.shortcuts.dropped_sites if self.shortcuts else frozenset()
+
+    @property
+    def has_gains(self) -> bool:
+        return bool(self.layout.gain_modules)
+
+    def layout_with_gains(self) -> SiteLayout:
+        """This table's layout plus every LayerNorm's gain columns (after all the biases)."""
+        return SiteLayout(self.encoder, self._dropped(), gains=True)
+
+    def enable_gains(self, layout: SiteLayout) -> None:
+        """Switch to ``layout`` (from ``layout_with_gains``): every task gets zero gain deltas,
+        i.e. the backbone's own gains.
+
+        Done once, when the first ``bitfit-ln`` set arrives, so that a catalog of plain bias
+        sets never pays their width. The caller holds the forward lock: a running forward's
+        gathered rows must match the layout it runs with.
+        """
+        with self._lock:
+            if self.has_gains:
+                return
+            wider = torch.zeros(self.table.shape[0], layout.width, device=self.device, dtype=self.dtype)
+            wider[:, : self.width].copy_(self.table)  # bias columns first in both layouts
+            self.layout, self.table, self.width, self._base = layout, wider, layout.width, layout.base()
+
     # -- slots -----------------------------------------------------------------------
-    def task_row(self, biases: dict[str, torch.Tensor]) -> torch.Tensor:
-        """A task's ``site -> absolute bias`` as its absolute row, ``[width]`` fp32 on the CPU:
-        shortcuts applied, the base bias at every site the task leaves out."""
+    def task_row(self, biases: dict[str, torch.Tensor], gains: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """A task's ``site -> absolute bias`` (and ``LayerNorm site -> gain``) as its absolute
+        row, ``[width]`` fp32 on the CPU: shortcuts applied, the base value wherever the task
+        leaves a site out."""
         if self.shortcuts is not None:
             base = {site: module.bias for site, module in self.layout.modules.items()}
             biases = self.shortcuts.fold(biases, base)
@@ -58,12 +86,16 @@ class BiasTable:
         for site, value in biases.items():
             start, stop = self.layout.offsets[site]
             row[start:stop] = value.float().cpu()
+        for site, value in (gains or {}).items():
+            start, stop = self.layout.gain_offsets[site]
+            row[start:stop] = value.float().cpu()
         return row
 
-    def write(self, biases: dict[str, torch.Tensor]) -> int:
-        """Take a free slot and fill it with ``site -> absolute bias``; absent sites keep the base bias."""
+    def write(self, biases: dict[str, torch.Tensor], gains: dict[str, torch.Tensor] | None = None) -> int:
+        """Take a free slot and fill it with ``site -> absolute bias`` (and gains, after
+        ``enable_gains``); absent sites keep the base values."""
         # Delta in fp32, then cast: b_base + delta reproduces b_task to rounding.
-        delta = self.task_row(biases) - self._base.float().cpu()
+        delta = self.task_row(biases, gains) - self._base.float().cpu()
         with self._lock:
             if not self._free:
                 self._grow()

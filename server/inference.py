@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from fastapi.concurrency import run_in_threadpool
 
+from bias_store.kinds import ProblemType
 from engine import Engine, Prediction, TaskHandle
 from engine.errors import InvalidInput
 from server.admission import TokenBudget, row_cost
@@ -77,7 +78,9 @@ def check_answer_size(items: list[TaskInputs], handles: list[TaskHandle], limit:
     for item, handle in zip(items, handles):
         shown = len(handle.labels) if item.scores_shown is None else min(item.scores_shown, len(handle.labels))
         longest = max(len(label) for label in handle.labels)
-        size += len(item.inputs) * (64 + longest + shown * (longest + 32))  # JSON of one prediction, at most
+        # A multi-label answer also lists its labels that pass their thresholds: all, at most.
+        listed = len(handle.labels) if handle.problem_type == ProblemType.MULTI_LABEL else 0
+        size += len(item.inputs) * (64 + longest + shown * (longest + 32) + listed * (longest + 4))  # one prediction's JSON, at most
     if size > limit:
         raise LimitExceeded(
             f"the answer would be about {size} bytes; the limit is {limit} ({env_name('max_response_bytes')}): "

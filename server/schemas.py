@@ -104,6 +104,8 @@ class PredictionOut(BaseModel):
     score: float = Field(description="Its probability (softmax, or sigmoid for multi-label; the value for regression).")
     scores: dict[str, float] | None = Field(None, description="Label -> score, best first (see top_k, return_all_scores).")
     truncated: bool = Field(description="True when the input was cut to the backbone's maximum length.")
+    labels: list[str] | None = Field(None, description="Multi-label tasks: every label whose score reaches its threshold "
+                                     "(chosen on validation at training time; 0.5 when the task has none).")
 
 
 class LabelScore(BaseModel):

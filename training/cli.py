@@ -15,7 +15,7 @@ from bias_store.kinds import Pooling
 
 log = logging.getLogger(__name__)
 
-METHOD_CHOICES = ("bitfit", "bitfit-qm", "head-only", "full")
+METHOD_CHOICES = ("bitfit", "bitfit-ln", "bitfit-qm", "head-only", "full")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,15 +34,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train = parser.add_argument_group("training")
     train.add_argument("--task", required=True, metavar="NAME", help="task name: a-z, 0-9, '_' and '-'")
     train.add_argument("--method", default="bitfit", choices=METHOD_CHOICES,
-                       help="bitfit: all biases + head (default); bitfit-qm: query + intermediate biases + head; "
+                       help="bitfit: all biases + head (default); bitfit-ln: also every LayerNorm gain; bitfit-qm: query + intermediate biases + head; "
                        "head-only; full: full fine-tuning baseline (reports metrics, exports nothing)")
-    train.add_argument("--epochs", type=int, default=5, help="passes over the training data")
-    train.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for bias methods, 2e-5 for full)")
+    train.add_argument("--epochs", type=int, default=6, help="at most this many passes over the training data (see --patience)")
+    train.add_argument("--lr", type=_lr, default="auto", help="the biases' (or full fine-tuning's) learning rate, or 'auto' "
+                       "(default): one short run per candidate rate, the best on the validation split")
+    train.add_argument("--head-lr", type=float, help="the head's learning rate (default: 1e-2 for the bitfit methods, else --lr)")
+    train.add_argument("--schedule", default="linear", choices=("linear", "constant"),
+                       help="linear: 6%% warm-up then linear decay (default); constant: the paper's fixed rate")
     train.add_argument("--batch-size", type=int, default=32, help="rows per optimizer step")
     train.add_argument("--max-length", type=int, default=128, help="tokens per input, truncated beyond")
     train.add_argument("--pooling", choices=Pooling.values(), help="default: mean for the packaged MiniLM, cls otherwise")
     train.add_argument("--seed", type=int, default=42, help="seeds the split, the head's init and the shuffling")
-    train.add_argument("--patience", type=int, default=0, help="stop after N epochs without a better validation score (0: off)")
+    train.add_argument("--patience", type=int, default=2, help="stop after N epochs without a better validation score (0: off)")
     train.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (BitFit uses none)")
     train.add_argument("--clip", type=float, default=1.0, help="max gradient norm")
     train.add_argument("--backbone", metavar="PATH", help="backbone folder (default: the packaged all-MiniLM-L6-v2)")
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             task=args.task, train=args.train, validation=args.validation, test=args.test,
             text_column=args.text_column, text_pair_column=args.text_pair_column, label_column=args.label_column,
             problem_type=args.problem_type, method=args.method, backbone=args.backbone, pooling=args.pooling,
-            epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
+            epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, schedule=args.schedule, batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
             patience=args.patience, weight_decay=args.weight_decay, clip=args.clip, device=device,
         ).check()
         run_dir = args.run_dir or default_run_dir(args.task)
@@ -101,6 +105,15 @@ def run(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary))
     return 0
+
+
+def _lr(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {value!r}") from None
 
 
 def _usage(message: str) -> Exception:

@@ -1,5 +1,5 @@
-"""Validation and test metrics: accuracy, macro-F1 and MCC; micro/macro-F1 and exact match for
-multi-label; Pearson and Spearman for regression."""
+"""Validation and test metrics: accuracy, macro-F1 and MCC, per-class scores and the confusion
+matrix; micro/macro-F1 and exact match for multi-label; Pearson and Spearman for regression."""
 
 from __future__ import annotations
 
@@ -14,17 +14,32 @@ from bias_store.kinds import ProblemType
 SELECTION_METRIC = {ProblemType.SINGLE_LABEL: "accuracy", ProblemType.MULTI_LABEL: "micro_f1", ProblemType.REGRESSION: "pearson"}
 
 
-def classification_metrics(pred: list[int], gold: list[int], num_classes: int) -> dict[str, float]:
-    p = torch.tensor(pred)
-    g = torch.tensor(gold)
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)  # [gold, pred]
-    confusion.index_put_((g, p), torch.ones(len(g), dtype=torch.float64), accumulate=True)
+def confusion_matrix(pred: list[int], gold: list[int], num_classes: int) -> torch.Tensor:
+    """Counts [gold, pred] (rows: the true class), float64."""
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+    confusion.index_put_((torch.tensor(gold, dtype=torch.long), torch.tensor(pred, dtype=torch.long)),
+                         torch.ones(len(gold), dtype=torch.float64), accumulate=True)
+    return confusion
+
+
+def per_class_scores(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Precision, recall and F1 per class [classes]; 0 where undefined (scikit-learn's zero_division=0)."""
     tp = confusion.diag()
-    predicted, actual, n = confusion.sum(0), confusion.sum(1), confusion.sum()
+    predicted, actual = confusion.sum(0), confusion.sum(1)
     precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
     recall = torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
-    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), torch.zeros_like(tp))
-    present = actual > 0  # macro-F1 over the classes that occur in the gold labels
+    # F1 = 2TP / (2TP + FP + FN), the same as 2PR / (P + R) wherever that is defined.
+    f1 = torch.where(predicted + actual > 0, 2 * tp / (predicted + actual).clamp(min=1), torch.zeros_like(tp))
+    return precision, recall, f1
+
+
+def classification_metrics(pred: list[int], gold: list[int], num_classes: int) -> dict[str, float]:
+    confusion = confusion_matrix(pred, gold, num_classes)
+    tp = confusion.diag()
+    predicted, actual, n = confusion.sum(0), confusion.sum(1), confusion.sum()
+    _, _, f1 = per_class_scores(confusion)
+    # scikit-learn's macro average: over the classes that occur in the gold labels or the predictions.
+    present = (actual > 0) | (predicted > 0)
     # Multi-class MCC (Gorodkin's R_K); equals the usual phi coefficient for two classes.
     c = tp.sum()
     cov_xy = c * n - (predicted * actual).sum()
@@ -32,6 +47,19 @@ def classification_metrics(pred: list[int], gold: list[int], num_classes: int) -
     cov_yy = n * n - (actual * actual).sum()
     mcc = float(cov_xy / math.sqrt(cov_xx * cov_yy)) if cov_xx > 0 and cov_yy > 0 else 0.0
     return {"accuracy": float(c / n), "macro_f1": float(f1[present].mean()), "mcc": mcc}
+
+
+def classification_details(pred: list[int], gold: list[int], labels: list[str]) -> dict:
+    """Per-class precision, recall, F1 and support, and the confusion matrix (rows: true class)."""
+    confusion = confusion_matrix(pred, gold, len(labels))
+    precision, recall, f1 = per_class_scores(confusion)
+    support = confusion.sum(1)
+    per_class = [
+        {"label": name, "precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]), "support": int(support[k])}
+        for k, name in enumerate(labels)
+    ]
+    return {"per_class": per_class, "confusion_matrix": {"labels": list(labels), "rows": "true class", "columns": "predicted class",
+                                                         "counts": confusion.long().tolist()}}
 
 
 def _finite(x) -> float:
@@ -54,7 +82,7 @@ def multi_label_metrics(predicted: torch.Tensor, gold: torch.Tensor) -> dict[str
     fn = ((1 - predicted) * gold).sum(0)
     micro = 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()).clamp(min=1e-12)
     per_label = 2 * tp / (2 * tp + fp + fn).clamp(min=1e-12)
-    present = gold.sum(0) > 0
+    present = (tp + fp + fn) > 0  # scikit-learn: labels in the gold sets or the predictions
     macro = per_label[present].mean() if present.any() else torch.tensor(0.0)
     exact = (predicted == gold).all(-1).float().mean()
     return {"micro_f1": float(micro), "macro_f1": float(macro), "exact_match": float(exact)}

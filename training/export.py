@@ -33,6 +33,7 @@ def export_bias_set(
     inputs: InputKind,
     pooling: Pooling,
     training: dict,
+    thresholds: list[float] | None = None,
 ) -> BiasSet:
     """The bias set of ``tm.model`` as trained by ``method``; validated against the backbone's spec."""
     if not method.exports_bias_set:
@@ -40,12 +41,12 @@ def export_bias_set(
     # Keys come from the spec (bias sites) and sites.head_keys, the same lists validation checks.
     tensors = {key: tm.model.get_parameter(key).detach().to("cpu", torch.float32).clone() for key in trainable_keys(tm.spec, method)}
     return make_bias_set(tm, tensors, task=task, labels=labels, problem_type=problem_type, inputs=inputs,
-                         bias_sites=method.bias_sites, pooling=pooling, training=training)
+                         bias_sites=method.bias_sites, pooling=pooling, training=training, thresholds=thresholds)
 
 
 def make_bias_set(
     tm: TrainModel, tensors: dict[str, torch.Tensor], *, task: str, labels: list[str], problem_type: ProblemType,
-    inputs: InputKind, bias_sites: str, pooling: Pooling, training: dict,
+    inputs: InputKind, bias_sites: str, pooling: Pooling, training: dict, thresholds: list[float] | None = None,
 ) -> BiasSet:
     """Trained tensors (state-dict keys) plus their metadata, validated against the backbone's spec.
 
@@ -54,7 +55,7 @@ def make_bias_set(
     meta = BiasSetMeta(
         task=task, labels=list(labels), base_model=base_model_name(tm.base_model), backbone_fingerprint=tm.spec.fingerprint,
         model_type=tm.spec.model_type, problem_type=problem_type, inputs=inputs, bias_sites=bias_sites, pooling=pooling,
-        training=training,
+        training=training, thresholds=thresholds,
     )
     bias_set = BiasSet(meta, tensors)
     validate(bias_set, tm.spec)

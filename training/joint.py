@@ -27,8 +27,9 @@ from training.epochs import fit
 from training.errors import ConfigError
 from training.evaluate import metrics
 from training.export import make_bias_set
-from training.loop import batched_logits, bucketed_batches
+from training.loop import bucketed_batches
 from training.model import TrainModel, pooled_features, run_head
+from training.scoring import batched_logits
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,15 @@ from pathlib import Path
 from bias_store.kinds import Pooling
 from training.bitfit import Method
 from training.data import TaskData
-from training.loop import TrainResult
+from training.loop import TrainConfig, TrainResult
+from training.lr_search import LrChoice
+from training.plots import plot_confusion, plot_learning_curves, pyplot
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
 PLOT_FILE = "learning_curves.png"
+CONFUSION_FILE = "confusion_matrix.png"
 
 
 def run_config(spec_fields: dict, pooling: Pooling, result: TrainResult, backbone: str) -> dict:
@@ -23,10 +26,19 @@ def run_config(spec_fields: dict, pooling: Pooling, result: TrainResult, backbon
     return {**spec_fields, "pooling": pooling, "lr": result.lr, "max_length": result.extra["max_length"], "backbone": backbone}
 
 
-def training_summary(method: Method, config: dict, data: TaskData, result: TrainResult) -> dict:
+def recipe_of(cfg: TrainConfig, result: TrainResult, lr_choice: LrChoice | None) -> dict:
+    """How the run trained: rates (and the search that chose them), schedule, epochs, patience."""
+    return {"lr": result.lr, "head_lr": result.head_lr, "lr_search": lr_choice.as_dict() if lr_choice else None,
+            "schedule": cfg.schedule, "warmup_fraction": cfg.warmup_fraction if cfg.schedule == "linear" else 0.0,
+            "epochs": cfg.epochs, "patience": cfg.patience}
+
+
+def training_summary(method: Method, config: dict, data: TaskData, result: TrainResult, recipe: dict) -> dict:
     """What a bias set's ``training`` metadata records of its run."""
     return {
         "method": method.name, "epochs_run": len(result.history), "best_epoch": result.best_epoch, "lr": result.lr,
+        "head_lr": result.head_lr, "lr_search": recipe["lr_search"], "schedule": recipe["schedule"],
+        "stopped_early": result.stopped_early,
         "batch_size": config["batch_size"], "max_length": config["max_length"], "seed": config["seed"],
         "train_rows": len(data.train), "selection_metric": result.selection_metric,
         "validation": result.validation, "test": result.test, "trainable_params": result.trainable_params,
@@ -34,7 +46,7 @@ def training_summary(method: Method, config: dict, data: TaskData, result: Train
     }
 
 
-def build_report(task: str, config: dict, data: TaskData, result: TrainResult, fingerprint: str) -> dict:
+def build_report(task: str, config: dict, data: TaskData, result: TrainResult, fingerprint: str, recipe: dict) -> dict:
     """``report.json``: the config, the data's shape and split, and everything the training result holds."""
     return {
         "task": task,
@@ -44,11 +56,14 @@ def build_report(task: str, config: dict, data: TaskData, result: TrainResult, f
         "problem_type": data.problem_type,
         "inputs": data.inputs,
         "split": data.split,
+        "recipe": recipe,
         "history": result.history,
+        "steps": result.steps,
         "best_epoch": result.best_epoch,
         "selection_metric": result.selection_metric,
         "validation": result.validation,
         "test": result.test,
+        "per_class": result.details,
         "train_metrics": result.train_metrics,
         "stopped_early": result.stopped_early,
         "trainable_params": result.trainable_params,
@@ -63,37 +78,22 @@ def build_report(task: str, config: dict, data: TaskData, result: TrainResult, f
 
 
 def write_run(run_dir: str | Path, report: dict) -> Path:
-    """Write the report and its learning-curve plot into ``run_dir``; returns the folder."""
+    """Write the report and its plots into ``run_dir``; returns the folder."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
-    plot_learning_curves(report, run_dir / PLOT_FILE)
+    plt = pyplot()
+    plot_learning_curves(plt, report, run_dir / PLOT_FILE)
+    matrix = _confusion_source(report)
+    if matrix is not None:
+        plot_confusion(plt, matrix, f"{report['task']}: {matrix['split']} confusion matrix", run_dir / CONFUSION_FILE)
     return run_dir
 
 
-def plot_learning_curves(report: dict, path: Path) -> None:
-    """Training loss and every validation metric per epoch; the kept epoch is marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and CI
-    import matplotlib.pyplot as plt
-
-    history = report["history"]
-    epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    ax_loss.set(title="training loss", xlabel="epoch", ylabel="loss")
-    for name in history[0]["validation"]:
-        if name == "mse":
-            continue  # a different scale from the correlation and accuracy metrics
-        ax_val.plot(epochs, [h["validation"][name] for h in history], marker="o", label=name)
-    best = report["best_epoch"]
-    for ax in (ax_loss, ax_val):
-        ax.axvline(best, color="grey", linestyle="--", linewidth=1)
-        ax.set_xticks(epochs)
-    ax_val.set(title=f"validation (kept epoch {best})", xlabel="epoch")
-    ax_val.legend()
-    fig.suptitle(f"{report['task']}: {report['config']['method']}, lr {report['config']['lr']:g}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def _confusion_source(report: dict) -> dict | None:
+    """The test split's confusion matrix, else validation's (single-label classification only)."""
+    for split in ("test", "validation"):
+        details = (report.get("per_class") or {}).get(split)
+        if details and "confusion_matrix" in details:
+            return {**details["confusion_matrix"], "split": split}
+    return None

@@ -19,10 +19,17 @@ from training.data import load_task_data
 from training.errors import ConfigError
 from training.export import export_bias_set
 from training.loop import TrainConfig, train
+from training.lr_search import choose_lr
 from training.model import TrainModel, check_pooling, default_pooling, load_model
-from training.report import build_report, run_config, training_summary, write_run
+from training.report import build_report, recipe_of, run_config, training_summary, write_run
 
 log = logging.getLogger(__name__)
+
+AUTO = "auto"
+# Enough for the decayed schedule to settle on small tasks; early stopping ends larger ones
+# sooner (docs/benchmarks/accuracy.md has the epoch counts).
+DEFAULT_EPOCHS = 6
+DEFAULT_PATIENCE = 2
 
 
 @dataclass
@@ -40,12 +47,14 @@ class TaskSpec:
     method: str = "bitfit"
     backbone: str | None = None  # None: the packaged MiniLM
     pooling: str | None = None  # None: the backbone's default (see model.default_pooling)
-    epochs: int = 5
-    lr: float | None = None
+    epochs: int = DEFAULT_EPOCHS
+    lr: float | str | None = AUTO  # "auto": chosen on validation (lr_search.py); None: the method's default
+    head_lr: float | None = None  # None: the method's head rate (training/bitfit.py)
+    schedule: str = "linear"  # warm-up + linear decay, or "constant" (the paper's)
     batch_size: int = 32
     max_length: int = 128
     seed: int = 42
-    patience: int = 0
+    patience: int = DEFAULT_PATIENCE
     weight_decay: float = 0.0
     clip: float = 1.0
     device: str = "cpu"
@@ -58,12 +67,19 @@ class TaskSpec:
         get_method(self.method)
         if self.pooling is not None:
             check_pooling(self.pooling)
+        if isinstance(self.lr, str) and self.lr != AUTO:
+            raise ConfigError(f"lr must be a positive number or {AUTO!r}, got {self.lr!r}")
         self.train_config().check()
         return self
 
+    @property
+    def searches_lr(self) -> bool:
+        return self.lr == AUTO
+
     def train_config(self, progress: bool = True) -> TrainConfig:
         return TrainConfig(
-            epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, max_length=self.max_length,
+            epochs=self.epochs, lr=None if self.searches_lr else self.lr, head_lr=self.head_lr, schedule=self.schedule,
+            batch_size=self.batch_size, max_length=self.max_length,
             pooling=check_pooling(self.pooling or Pooling.CLS), seed=self.seed, weight_decay=self.weight_decay, clip=self.clip,
             patience=self.patience, device=self.device, progress=progress,
         )
@@ -87,9 +103,9 @@ class TaskSpec:
             if raw.get(key) and base_dir is not None and not Path(raw[key]).is_absolute():
                 raw[key] = str(base_dir / raw[key])
         types = {"epochs": int, "batch_size": int, "max_length": int, "seed": int, "patience": int,
-                 "lr": float, "weight_decay": float, "clip": float}
+                 "lr": float, "head_lr": float, "weight_decay": float, "clip": float}
         for key, kind in types.items():
-            if raw.get(key) is not None:
+            if raw.get(key) is not None and raw[key] != AUTO:
                 try:
                     raw[key] = kind(raw[key])
                 except (TypeError, ValueError):
@@ -127,16 +143,21 @@ def run_task(
     cfg = dataclasses.replace(spec.train_config(progress), pooling=pooling, eval_train=eval_train)
     log.info("task %s: %d train / %d validation / %d test rows, labels %s, pooling %s", spec.task,
              len(data.train), len(data.validation), len(data.test) if data.test else 0, data.labels, pooling)
+    lr_choice = None
+    if spec.searches_lr:
+        lr_choice = choose_lr(tm, data, m, cfg, token_cache)
+        cfg = dataclasses.replace(cfg, lr=lr_choice.lr)
     result = train(tm, data, m, cfg, token_cache)
 
     config = run_config(dataclasses.asdict(spec), pooling, result, spec.backbone or tm.base_model)
-    summary = training_summary(m, config, data, result)
-    report = build_report(spec.task, config, data, result, tm.spec.fingerprint)
+    recipe = recipe_of(cfg, result, lr_choice)
+    summary = training_summary(m, config, data, result, recipe)
+    report = build_report(spec.task, config, data, result, tm.spec.fingerprint, recipe)
     bias_set = None
     if m.exports_bias_set:
         bias_set = export_bias_set(
             tm, m, task=spec.task, labels=data.labels, problem_type=data.problem_type, inputs=data.inputs,
-            pooling=pooling, training=summary,
+            pooling=pooling, training=summary, thresholds=result.details.get("thresholds"),
         )
         report["bias_set"] = {"params": bias_set.num_params, "bytes": bias_set.num_bytes, "bias_sites": m.bias_sites}
     if run_dir:

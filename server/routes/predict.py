@@ -101,7 +101,10 @@ def _prediction(prediction: Prediction, options: PredictOptions) -> dict:
     top = None
     if options.k is not None or options.return_all_scores:
         top = dict(ranked(scores, options.k))
-    return {"label": prediction.label, "score": best, "scores": top, "truncated": prediction.truncated}
+    out = {"label": prediction.label, "score": best, "scores": top, "truncated": prediction.truncated}
+    if prediction.labels is not None:
+        out["labels"] = list(prediction.labels)
+    return out
 
 
 def _check_truncation(result: TaskResult, options: PredictOptions) -> None:

@@ -33,3 +33,21 @@ def test_a_bias_set_written_by_hand_validates(tmp_path, tiny_bert_dir, tiny_back
     exec(SNIPPETS[2], {"base": str(tiny_bert_dir), "out_path": str(out)})
     bs = validate_bytes(out.read_bytes(), tiny_backbone.spec)
     assert bs.meta.task == "my-task" and bs.meta.labels == ["negative", "positive"]
+
+
+def test_an_all_ln_set_written_by_hand_validates_and_serves_as_the_task_model(tmp_path, tiny_bert_dir, tiny_backbone):
+    from tests.helpers import reference_logits
+
+    out = tmp_path / "my-task.safetensors"
+    scope = {"base": str(tiny_bert_dir), "out_path": str(out)}
+    exec(SNIPPETS[2], scope)
+    exec(SNIPPETS[3], scope)  # adds the LayerNorm gains
+    bs = validate_bytes(out.read_bytes(), tiny_backbone.spec)
+    assert bs.meta.bias_sites == "all_ln" and set(tiny_backbone.spec.gain_keys("all_ln")) <= set(bs.tensors)
+    for key in tiny_backbone.spec.gain_keys("all_ln"):  # move them, so the engine must apply them to match
+        bs.tensors[key] = bs.tensors[key] * 1.5
+    engine = Engine(tiny_backbone)
+    engine.register(bs)
+    [p] = engine.predict("my-task", ["a gorgeous, witty film"])
+    torch.testing.assert_close(torch.tensor(p.logits), reference_logits(tiny_bert_dir, bs, ["a gorgeous, witty film"])[0],
+                               atol=1e-5, rtol=0)

@@ -46,3 +46,16 @@ def test_lr_grid_parsing():
     assert lrs["bitfit"] == [1e-4, 1e-3] and lrs["full"] == accuracy.DEFAULT_LRS["full"]
     with pytest.raises(SystemExit, match="METHOD=LR"):
         accuracy.parse_lrs(["lora=1"])
+
+
+def test_auto_rate_runs_are_all_kept_and_the_difference_has_welchs_interval():
+    runs = [run("bitfit", lr, s, val=0.8, test=t, phase="auto") for s, (lr, t) in enumerate([(3e-3, 0.80), (1e-2, 0.82), (3e-3, 0.81)], 1)]
+    runs += [run("full", 5e-5, s, val=0.8, test=t, phase="seeds") for s, t in enumerate([0.83, 0.84, 0.85], 1)]
+    summary = accuracy.summarize(runs)["rt"]
+    bitfit = summary["methods"]["bitfit"]
+    assert bitfit["lr"] == "auto" and bitfit["lr_search"] == {"1": 3e-3, "2": 1e-2, "3": 3e-3} and bitfit["seeds"] == [1, 2, 3]
+    low, high = summary["checks"]["bitfit_minus_full_95ci_points"]
+    # Both stds are 0.01 with 3 seeds: se = sqrt(2 * 0.01**2 / 3), Welch df = 4, t(0.975, 4) = 2.7764.
+    half = 100 * 2.7764 * (2 * 0.01**2 / 3) ** 0.5
+    assert (low, high) == (pytest.approx(-3.0 - half, abs=1e-3), pytest.approx(-3.0 + half, abs=1e-3))
+    assert accuracy.parse_lrs(["bitfit=auto"])["bitfit"] == ["auto"]

@@ -13,7 +13,7 @@ from engine.inputs import encode
 from training.bitfit import METHODS, trainable_keys
 from training.errors import ConfigError
 from training.export import export_bias_set
-from training.loop import predict_logits
+from training.scoring import predict_logits
 from training.task import TaskSpec, run_task
 
 WORDS_POS = ["great", "lovely", "fun", "moving", "sharp"]
@@ -39,7 +39,7 @@ def tiny_spec(tmp_path, tiny_bert_dir, **kw):
                     backbone=str(tiny_bert_dir), epochs=kw.pop("epochs", 2), batch_size=8, **kw)
 
 
-@pytest.mark.parametrize("method", ["bitfit", "bitfit-qm", "head-only", "full"])
+@pytest.mark.parametrize("method", ["bitfit", "bitfit-ln", "bitfit-qm", "head-only", "full"])
 def test_only_the_methods_parameters_change(tmp_path, tiny_bert_dir, method):
     from engine.backbone import load_classifier
 
@@ -56,6 +56,9 @@ def test_only_the_methods_parameters_change(tmp_path, tiny_bert_dir, method):
     if method == "bitfit":
         # Every site that the forward uses moved (the CLS head reads the pooler, so all of them do).
         assert changed == {k for k in allowed if not k.startswith("classifier")}
+    if method == "bitfit-ln":  # the biases and every LayerNorm gain moved
+        assert changed == {k for k in allowed if not k.startswith("classifier")}
+        assert {k for k in changed if k.endswith("LayerNorm.weight")} == set(outcome.model.spec.gain_keys("all_ln"))
     if method == "bitfit-qm":
         assert changed and all(k.endswith(("query.bias", "intermediate.dense.bias")) for k in changed)
     if method == "head-only":
@@ -140,3 +143,19 @@ def test_a_few_real_minilm_steps_export_a_set_the_engine_accepts(tmp_path, minil
     tm = outcome.model
     want = predict_logits(tm, encode(tm.tokenizer, TEXTS, 128), "mean", torch.device("cpu"), batch_size=4)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_a_bitfit_ln_set_is_the_task_model_in_the_engine_and_in_plain_transformers(tmp_path, tiny_bert_dir, tiny_backbone):
+    from tests.helpers import reference_logits
+
+    outcome = run_task(tiny_spec(tmp_path, tiny_bert_dir, method="bitfit-ln", pooling="cls", epochs=1, lr=1e-2), progress=False)
+    bias_set = validate_upload(dumps(outcome.bias_set), tiny_backbone.spec).bias_set
+    assert bias_set.meta.bias_sites == "all_ln" and set(tiny_backbone.spec.gain_keys("all_ln")) <= set(bias_set.tensors)
+    tm = outcome.model
+    want = predict_logits(tm, encode(tm.tokenizer, TEXTS, 128), "cls", torch.device("cpu"), batch_size=2)
+    engine = Engine(tiny_backbone)
+    engine.register(bias_set)
+    got = torch.tensor([p.logits for p in engine.predict("tiny", TEXTS)])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    # load_state_dict(set, strict=False) on the base model IS the task model.
+    torch.testing.assert_close(reference_logits(tiny_bert_dir, bias_set, TEXTS), want, atol=1e-5, rtol=0)

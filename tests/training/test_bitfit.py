@@ -36,7 +36,8 @@ def sentiment_csv(path, n=48, pair=False):
 def tiny_spec(tmp_path, tiny_bert_dir, **kw):
     train = kw.pop("train", None) or sentiment_csv(tmp_path / "train.csv")
     return TaskSpec(task=kw.pop("task", "tiny"), train=str(train), text_column="text", label_column="label",
-                    backbone=str(tiny_bert_dir), epochs=kw.pop("epochs", 2), batch_size=8, **kw)
+                    backbone=str(tiny_bert_dir), epochs=kw.pop("epochs", 2), batch_size=8,
+                    lr=kw.pop("lr", 1e-3), **kw)  # a fixed rate keeps these tests fast; test_recipe.py covers "auto"
 
 
 @pytest.mark.parametrize("method", ["bitfit", "bitfit-ln", "bitfit-qm", "head-only", "full"])

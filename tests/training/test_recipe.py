@@ -32,7 +32,7 @@ def test_head_and_body_get_their_own_rates():
 
 
 def test_lr_auto_is_chosen_on_validation_and_recorded(tmp_path, tiny_bert_dir):
-    outcome = run_task(tiny_spec(tmp_path, tiny_bert_dir, epochs=2), tmp_path / "run", progress=False)
+    outcome = run_task(tiny_spec(tmp_path, tiny_bert_dir, epochs=2, lr="auto"), tmp_path / "run", progress=False)
     recipe = outcome.report["recipe"]
     search = recipe["lr_search"]
     candidates = sorted(METHODS["bitfit"].auto_lrs)

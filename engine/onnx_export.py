@@ -65,7 +65,8 @@ def cache_key(backbone: Backbone, layout: SiteLayout, quantize: str) -> str:
     """Everything the graph depends on: the weights, which sites take per-row biases (the
     shortcuts leave some out) and which LayerNorms take per-row gains, the exporter, the
     quantization."""
-    parts = [backbone.spec.fingerprint, ",".join(layout.modules), "gains:" + ",".join(layout.gain_modules), EXPORTER_VERSION, torch.__version__, f"opset{OPSET}", quantize]
+    parts = [backbone.spec.fingerprint, ",".join(layout.modules), "gains:" + ",".join(layout.gain_modules), EXPORTER_VERSION,
+             torch.__version__, f"opset{OPSET}", quantize]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 

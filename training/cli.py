@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train = parser.add_argument_group("training")
     train.add_argument("--task", required=True, metavar="NAME", help="task name: a-z, 0-9, '_' and '-'")
     train.add_argument("--method", default="bitfit", choices=METHOD_CHOICES,
-                       help="bitfit: all biases + head (default); bitfit-ln: also every LayerNorm gain; bitfit-qm: query + intermediate biases + head; "
+                       help="bitfit: all biases + head (default); bitfit-ln: also every LayerNorm gain; "
+                       "bitfit-qm: query + intermediate biases + head; "
                        "head-only; full: full fine-tuning baseline (reports metrics, exports nothing)")
     train.add_argument("--epochs", type=int, default=6, help="at most this many passes over the training data (see --patience)")
     train.add_argument("--lr", type=_lr, default="auto", help="the biases' (or full fine-tuning's) learning rate, or 'auto' "
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
             task=args.task, train=args.train, validation=args.validation, test=args.test,
             text_column=args.text_column, text_pair_column=args.text_pair_column, label_column=args.label_column,
             problem_type=args.problem_type, method=args.method, backbone=args.backbone, pooling=args.pooling,
-            epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, schedule=args.schedule, batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
+            epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, schedule=args.schedule, batch_size=args.batch_size,
+            max_length=args.max_length, seed=args.seed,
             patience=args.patience, weight_decay=args.weight_decay, clip=args.clip, device=device,
         ).check()
         run_dir = args.run_dir or default_run_dir(args.task)

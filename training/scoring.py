@@ -26,7 +26,7 @@ def batches_of(size: int, order: list[int]) -> list[list[int]]:
 
 def loss_of(logits: torch.Tensor, targets: torch.Tensor, problem_type: str) -> torch.Tensor:
     if problem_type == ProblemType.REGRESSION:
-        return F.mseloss_of(logits[:, 0], targets.float())
+        return F.mse_loss(logits[:, 0], targets.float())
     if problem_type == ProblemType.MULTI_LABEL:  # a sigmoid per label, as the engine serves it
         return F.binary_cross_entropy_with_logits(logits, targets)
     return F.cross_entropy(logits, targets)

@@ -87,6 +87,27 @@ def test_equals_the_torch_engine_after_a_replace(backbones, onnx_cache):
                                atol=1e-4, rtol=0)
 
 
+def test_a_bitfit_ln_set_switches_the_graph_to_gain_rows(backbones, onnx_cache):
+    """The first set with LayerNorm gains makes the engine build the wider graph, then switch:
+    plain and gain sets then share each ONNX forward, each equal to its own model."""
+    from tests.engine.test_gains import gain_set
+
+    base, backbone = backbones("bert")
+    engine = ort_engine(backbone, onnx_cache)
+    plain = random_bias_set(backbone.spec, "plain", seed=1, scale=0.2)
+    engine.register(plain)
+    before = engine.runtime
+    ln = gain_set(backbone.spec, "ln", seed=5, pooling="mean")
+    validate(ln, backbone.spec)
+    engine.register(ln)
+    assert engine.table.has_gains and engine.runtime is not before and engine.backend == "onnxruntime"
+    rows = [(engine.get(n), engine.encode(engine.get(n), [t])[0]) for n, t in zip(["plain", "ln", "ln", "plain"], TEXTS)]
+    got = torch.stack(engine.logits(rows, split=[list(range(len(rows)))]))
+    want = torch.stack([reference_logits(base, {"plain": plain, "ln": ln}[n], [t])[0]
+                        for n, t in zip(["plain", "ln", "ln", "plain"], TEXTS)])
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+
 def test_cache_hit_is_reused_and_a_corrupt_graph_is_rebuilt(backbones, onnx_cache, tmp_path):
     base, backbone = backbones("bert")
     layout = Engine(backbone).table.layout  # the layout the engine exports (shortcuts applied)

@@ -12,8 +12,8 @@ from bias_store.format import loads
 from engine import Engine
 from tests.helpers import random_bias_set
 from tests.server_support import serving, upload
-from training.thresholds import choose_thresholds, scores_at
 from training.task import TaskSpec, run_task
+from training.thresholds import choose_thresholds, scores_at
 
 TOPICS = {"sport": ["match", "goal", "team"], "money": ["stocks", "bank", "price"], "food": ["pasta", "soup", "bread"]}
 

@@ -26,7 +26,7 @@ ROOT = HERE.parent
 PROJECT = "bitfit-serve"
 LOCAL = {"bitfit-serve": ROOT / "pyproject.toml", "bitfit-client": ROOT / "clients" / "python" / "pyproject.toml"}
 NOT_LOCKED = {"torch"}  # installed from its own index first (see the Dockerfiles)
-LOCKS = {"server": (), "train": ("train",)}
+LOCKS = {"server": ("onnx",), "train": ("train", "onnx")}  # ONNX Runtime: the CPU default backend
 
 
 def _norm(name: str) -> str:

@@ -4,6 +4,7 @@ packages in it, every Python dependency pinned by a lock, and shutdown given eno
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import tomllib
@@ -39,7 +40,7 @@ def test_the_server_image_has_no_training_only_packages():
     assert not TRAIN_ONLY & set(_lock("server")) and TRAIN_ONLY <= set(_lock("train"))
 
 
-@pytest.mark.parametrize("kind, extras", [("server", ()), ("train", ("train",))])
+@pytest.mark.parametrize("kind, extras", [("server", ("onnx",)), ("train", ("train", "onnx"))])
 def test_every_declared_dependency_is_pinned_within_its_range(kind, extras):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     lines = [*project["dependencies"], *(x for e in extras for x in project["optional-dependencies"][e])]
@@ -61,3 +62,29 @@ def test_servers_get_longer_than_the_graceful_timeout_to_stop():
         assert grace is not None, f"{name}: no stop_grace_period (Docker's default 10 s cuts in-flight requests)"
         seconds = sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in re.findall(r"(\d+)([hms])", grace))
         assert seconds > graceful, f"{name}: stop_grace_period {grace} <= BITFIT_GRACEFUL_TIMEOUT_S {graceful}"
+
+
+def test_the_server_image_serves_on_onnx_runtime_from_a_graph_made_at_build_time(tmp_path, tiny_bert_dir, tiny_backbone):
+    """The server image has ONNX Runtime (the CPU default) and copies the build stage's graph to
+    where the server looks; the build step's script fills a cache the engine then reads as is."""
+    pytest.importorskip("onnxruntime")
+    import subprocess
+    import sys
+
+    from engine import Engine
+    from engine.ort_encoder import OnnxOptions
+
+    assert {"onnxruntime", "onnx"} <= set(_lock("server"))
+    stages = parse_dockerfile(DOCKERFILES[0])
+    (cache_copy,) = [c for c in stages["server"].copies if c[2] == "build" and c[1] != "/opt/venv"]
+    # The runtime stage's user `bitfit` has its home at /home/bitfit.
+    assert cache_copy[0] == ["/opt/onnx-cache"] and cache_copy[1] == "/home/bitfit/.cache/bitfit/onnx"
+    assert Settings(onnx_cache=None).resolved_onnx_cache() == Path.home() / ".cache" / "bitfit" / "onnx"
+    cache = tmp_path / "cache"
+    done = subprocess.run([sys.executable, str(ROOT / "docker" / "onnx_cache.py"), str(cache), "--backbone", str(tiny_bert_dir)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    (graph,) = cache.glob("*/encoder.onnx")
+    stamp = graph.stat().st_mtime_ns
+    engine = Engine(tiny_backbone, onnx=OnnxOptions(cache))  # the server's engine: a cache hit, nothing rebuilt
+    assert engine.backend == "onnxruntime" and graph.stat().st_mtime_ns == stamp and len(list(cache.glob("*/encoder.onnx"))) == 1

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import ORJSONResponse
 
 from bias_store.open_store import open_store
 from engine import Backbone, Engine, load_backbone
@@ -24,6 +23,7 @@ from server.admission import TokenBudget
 from server.batcher import Batcher
 from server.deps import Services
 from server.errors import install_error_handlers
+from server.json_bytes import OrjsonResponse
 from server.metrics import Metrics
 from server.middleware import ReplicaHeader, RequestGuard
 from server.mutations import TaskMutations
@@ -118,7 +118,7 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     # orjson encodes the answers (predict answers are most of the bytes the server writes).
     app = FastAPI(
         title="BitFit multi-task inference server", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=OrjsonResponse,
     )
     app.state.settings = settings
     app.state.metrics = Metrics(settings.metrics_max_tasks)

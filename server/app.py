@@ -24,6 +24,7 @@ from server.batcher import Batcher
 from server.deps import Services
 from server.errors import install_error_handlers
 from server.json_bytes import OrjsonResponse
+from server.loading import TaskLoader
 from server.metrics import Metrics
 from server.middleware import ReplicaHeader, RequestGuard
 from server.mutations import TaskMutations
@@ -68,21 +69,26 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
         backend, backbone.device, settings.resolved_onnx_cache(), settings.quantize,
         threads=settings.resolved_torch_threads(available_cores()),
     )
+    catalog = store.catalog()  # names, versions, sha256: no bias set is read for it
+    lazy = settings.lazy(len(catalog[1]))
     engine = Engine(
-        backbone, capacity=len(store.state()), split_overhead_tokens=settings.split_overhead_tokens,
-        compile_mode=settings.compile, onnx=onnx,
+        backbone, capacity=min(len(catalog[1]), settings.warm_up_tasks) if lazy else len(catalog[1]),
+        split_overhead_tokens=settings.split_overhead_tokens, compile_mode=settings.compile, onnx=onnx,
     )
     engine.warm_up(settings.max_batch_rows)  # compiles now (when compiling), not on a request
-    sync = StoreSync(store, engine, validator, settings.sync_interval_s)
+    sync = StoreSync(store, engine, validator, settings.sync_interval_s, lazy=lazy)
     sync.on_drop = metrics.forget_task  # a deleted task's metric label slot is freed
-    sync.start()
+    sync.start(catalog)
+    loader = TaskLoader(sync, engine)
+    if lazy and settings.warm_up_tasks:
+        loader.start_warm_up(settings.warm_up_tasks)
     metrics.track_tasks(lambda: len(engine.tasks()))
     if settings.predict_api_keys and not settings.api_keys:
         log.warning("BITFIT_PREDICT_API_KEYS is set without BITFIT_API_KEYS: task changes over HTTP are refused")
     # Stored files passed validation on put; this parses them again for the kept-version slots.
-    versions = KeptVersions(store, engine, lambda data, name: validator(data, name).bias_set, settings.max_pinned_versions)
+    versions = KeptVersions(loader, store, lambda data, name: validator(data, name).bias_set, settings.max_pinned_versions)
     return Services(
-        settings, metrics, engine, store, sync, TaskMutations(store, sync, validator),
+        settings, metrics, engine, store, sync, loader, TaskMutations(store, sync, validator),
         Tokenizers(engine, settings), Batcher(engine, metrics, settings),
         TokenBudget(settings.max_inflight_tokens, settings.retry_after_s, metrics.rejected.labels("budget").inc), versions,
     )
@@ -93,6 +99,7 @@ def stop_services(services: Services) -> None:
     services.batcher.close(timeout=services.settings.graceful_timeout_s)
     services.versions.clear()
     services.tokenizers.close()
+    services.loader.close()
     services.sync.stop()
 
 
@@ -108,7 +115,8 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
             raise StartupError(f"start-up failed: {type(exc).__name__}: {exc}") from None
         app.state.services = services
         engine = services.engine
-        log.info("ready: %d tasks on %s (%s)", len(engine.tasks()), engine.backbone.device, engine.backend)
+        log.info("ready: %d of %d tasks loaded (%s) on %s (%s)", len(engine.tasks()), len(services.sync.catalog),
+                 "lazy" if services.sync.lazy else "eager", engine.backbone.device, engine.backend)
         try:
             yield
         finally:

@@ -12,6 +12,7 @@ from engine import Engine
 from server.admission import TokenBudget
 from server.batcher import Batcher
 from server.errors import GenerationNotReached, NotReady
+from server.loading import TaskLoader
 from server.metrics import Metrics
 from server.mutations import TaskMutations
 from server.settings import Settings
@@ -29,6 +30,7 @@ class Services:
     engine: Engine
     store: BiasStore
     sync: StoreSync
+    loader: TaskLoader  # a task's handle for a request, loaded on first use when lazy
     mutations: TaskMutations
     tokenizers: Tokenizers
     batcher: Batcher

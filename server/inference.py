@@ -17,6 +17,7 @@ from engine.errors import InvalidInput
 from server.admission import TokenBudget, row_cost
 from server.batcher import Batcher
 from server.errors import LimitExceeded
+from server.loading import TaskLoader
 from server.settings import env_name
 from server.tokenize import Tokenizers
 from server.versions import KeptVersions
@@ -91,14 +92,17 @@ def check_answer_size(items: list[TaskInputs], handles: list[TaskHandle], limit:
 async def predict(
     engine: Engine, tokenizers: Tokenizers, batcher: Batcher, budget: TokenBudget, items: list[TaskInputs],
     max_response_bytes: int, disconnected: Callable[[], Awaitable] | None = None, versions: KeptVersions | None = None,
+    loader: TaskLoader | None = None,
 ) -> list[TaskResult]:
     """Pin each task's version (current or asked), admit the work, tokenize the items concurrently, batch all their rows."""
     handles: list[TaskHandle] = []
     cost = 0
     try:
         for item in items:
-            if item.version is None:
-                handles.append(engine.acquire(item.task))  # pinned until release, whatever swaps meanwhile
+            if item.version is None and loader is not None:  # loads the task first if it is not loaded (lazy)
+                handles.append(await loader.acquire(item.task))  # pinned until release, whatever swaps meanwhile
+            elif item.version is None:
+                handles.append(engine.acquire(item.task))
             elif versions is None:
                 raise InvalidInput(f"version {item.version} of {item.task!r} was asked, but this server serves only current versions")
             else:  # may read the store: off the event loop

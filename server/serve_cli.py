@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quantize", choices=["none", "int8"], help="int8: ONNX Runtime dynamic quantization (BITFIT_QUANTIZE)")
     parser.add_argument(
+        "--load", choices=["auto", "eager", "lazy"],
+        help="read and register every stored task at start-up (eager) or on first use (lazy); auto: lazy above "
+        "BITFIT_LAZY_ABOVE_TASKS (1000) tasks (BITFIT_LOAD, default auto)",
+    )
+    parser.add_argument(
         "--preload", nargs="+", type=Path, metavar="FILE",
         help="bias-set files to put into the store at start-up (BITFIT_PRELOAD, comma-separated)",
     )
@@ -50,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     from server.settings import Settings, available_cores, describe_error
 
-    names = ("host", "port", "store", "backbone", "device", "dtype", "backend", "quantize", "preload", "preload_policy")
+    names = ("host", "port", "store", "backbone", "device", "dtype", "backend", "quantize", "load", "preload", "preload_policy")
     flags = {k: getattr(args, k, None) for k in names}
     try:
         settings = Settings(**{k: v for k, v in flags.items() if v is not None})

@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     # file as a new version whenever its bytes differ from the current one.
     preload_policy: Literal["if_absent", "replace"] = "if_absent"
     keep_versions: int = Field(5, ge=1)
+    # When a stored task is read, validated and registered: "eager" = all at start-up (start-up
+    # time grows with the store: ~4 ms a task), "lazy" = on first use (ready once the catalog
+    # is read; the first request for a task waits for its load, ~4 ms), "auto" = eager when
+    # the store holds at most lazy_above_tasks tasks at start-up, lazy above. docs/SCALING.md.
+    load: Literal["auto", "eager", "lazy"] = "auto"
+    lazy_above_tasks: int = Field(1000, ge=0)
+    # When lazy: tasks loaded in the background after start-up, most recently changed first,
+    # without holding up requests (the bias table starts with room for them); 0 = none.
+    warm_up_tasks: int = Field(1000, ge=0)
     # Kept versions other than the current ones that version-pinned requests
     # (?version=N) keep loaded at a time; each costs one bias-table row and its head.
     max_pinned_versions: int = Field(8, ge=0)
@@ -170,6 +179,10 @@ class Settings(BaseSettings):
     @classmethod
     def _store(cls, value: object) -> object:
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    def lazy(self, tasks: int) -> bool:
+        """Whether a store of ``tasks`` tasks is loaded lazily (``load``)."""
+        return self.load == "lazy" or (self.load == "auto" and tasks > self.lazy_above_tasks)
 
     def resolved_torch_threads(self, cpu_count: int | None) -> int:
         return self.torch_threads or max(1, (cpu_count or 1) - 1)

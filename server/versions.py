@@ -17,14 +17,16 @@ from collections.abc import Callable
 
 from bias_store.format import BiasSet
 from bias_store.store import BiasStore
-from engine import Engine, TaskHandle
+from engine import TaskHandle
+from server.loading import TaskLoader
 
 log = logging.getLogger(__name__)
 
 
 class KeptVersions:
-    def __init__(self, store: BiasStore, engine: Engine, validate: Callable[[bytes, str], BiasSet], capacity: int) -> None:
-        self.store, self.engine, self.validate, self.capacity = store, engine, validate, capacity
+    def __init__(self, loader: TaskLoader, store: BiasStore, validate: Callable[[bytes, str], BiasSet], capacity: int) -> None:
+        self.loader, self.engine = loader, loader.engine
+        self.store, self.validate, self.capacity = store, validate, capacity
         # (task, version) -> (sha256 of the task's current file when loaded, detached handle)
         self._entries: OrderedDict[tuple[str, int], tuple[str, TaskHandle]] = OrderedDict()
         self._lock = threading.Lock()
@@ -32,7 +34,7 @@ class KeptVersions:
 
     def acquire(self, task: str, version: int) -> TaskHandle:
         """The handle serving ``task`` at ``version``, held until ``engine.release`` (blocking: may read the store)."""
-        current = self.engine.acquire(task)  # UnknownTask (404) for a task not served
+        current = self.loader.acquire_blocking(task)  # UnknownTask (404) for a task not stored
         if current.version == version:
             return current
         self.engine.release(current)

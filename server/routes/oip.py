@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from bias_store.errors import TaskNotFound, VersionNotFound
+from bias_store.errors import CorruptTask, StoreUnavailable, TaskNotFound, VersionNotFound
 from engine import InvalidInput, UnknownTask
 from server.auth import require_reader
 from server.deps import Services, get_services
@@ -32,9 +32,12 @@ router = APIRouter(
 )
 
 
-_MODEL_ERRORS = errors(Unauthorized, Forbidden, UnknownTask, TaskNotFound, VersionNotFound, RequestValidationError)
+_MODEL_ERRORS = errors(
+    Unauthorized, Forbidden, UnknownTask, TaskNotFound, VersionNotFound, CorruptTask, StoreUnavailable, RequestValidationError
+)
 _INFER_ERRORS = errors(
-    Unauthorized, Forbidden, UnknownTask, VersionNotFound, LimitExceeded, InvalidInput, RequestValidationError, Overloaded, NotReady
+    Unauthorized, Forbidden, UnknownTask, VersionNotFound, CorruptTask, StoreUnavailable, LimitExceeded, InvalidInput,
+    RequestValidationError, Overloaded, NotReady,
 )
 
 
@@ -77,7 +80,8 @@ async def version_metadata(task: str, version: int, services: Services = Depends
 
 
 async def _ready(services: Services, task: str, version: int | None) -> dict:
-    handle = services.engine.get(task)  # 404 when not served
+    handle = await services.loader.acquire(task)  # 404 when not stored; loads it when lazy (ready = loaded)
+    services.engine.release(handle)
     if version is not None and version != handle.version:
         await run_in_threadpool(services.store.get, task, version)  # 404 unless kept (served on demand)
     return {"name": task, "ready": True}

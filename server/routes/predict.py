@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from bias_store.errors import VersionNotFound
+from bias_store.errors import CorruptTask, StoreUnavailable, VersionNotFound
 from engine import InvalidInput, Prediction, UnknownTask
 from server import inference
 from server.auth import GuardedRoute, require_reader
@@ -58,8 +58,8 @@ class PredictRoute(GuardedRoute, ShedRoute, LimitedBodyRoute):
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=PredictRoute)
 
 ERRORS = errors(
-    Unauthorized, Forbidden, UnknownTask, VersionNotFound, LimitExceeded, InvalidInput, RequestValidationError, Overloaded,
-    NotReady, GenerationNotReached,
+    Unauthorized, Forbidden, UnknownTask, VersionNotFound, CorruptTask, StoreUnavailable, LimitExceeded, InvalidInput,
+    RequestValidationError, Overloaded, NotReady, GenerationNotReached,
 )
 
 _VERSION_DOC = "Serve this kept version instead of the current one (404 names the kept versions)."
@@ -140,7 +140,7 @@ async def run_predict(services: Services, request: Request, items: list[TaskInpu
         inference.check_limits(items, settings.max_inputs_per_request, settings.max_input_chars)
         results = await inference.predict(
             services.engine, services.tokenizers, services.batcher, services.budget, items, settings.max_response_bytes,
-            until_disconnected, services.versions,
+            until_disconnected, services.versions, services.loader,
         )
         for result, option in zip(results, options):
             _check_truncation(result, option)

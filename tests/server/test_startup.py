@@ -34,7 +34,9 @@ def test_start_up_serves_the_store_and_skips_what_this_backbone_rejects(tmp_path
     with serving(tmp_path / "s", tiny_backbone) as c:
         assert c.get("/readyz").json()["tasks"] == 1
         assert c.post("/predict/good", json={"inputs": "x"}).status_code == 200
-        assert c.post("/predict/foreign", json={"inputs": "x"}).status_code == 404
+        refused = c.post("/predict/foreign", json={"inputs": "x"})  # stored but unservable: why, not a bare 404
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "task_unhealthy"
+        assert "fingerprint" in refused.json()["error"]["reason"]
         listed = {t["name"]: t["loaded"] for t in c.get("/tasks").json()["tasks"]}
         assert listed == {"good": True, "foreign": False}
         assert [u["name"] for u in c.get("/tasks").json()["unhealthy"]] == ["foreign"]

@@ -7,6 +7,7 @@ Layout under ``root``::
     tasks/<name>/CURRENT          "<version> <sha256>", replaced atomically
     log/000000000042.json         the change log: one entry per mutation (changelog.py)
     snapshots/000000001000.json   the catalog at a round generation
+    pending/<name>                a mutation of the task under way (crash checks: fs_recovery.py)
 
 Every write is temp file + fsync + rename + fsync(dir), so a crash at any moment leaves a
 task at its old or its new version. A version file is written before CURRENT points at
@@ -17,8 +18,8 @@ The log entry is appended under the same lock right after CURRENT changes.
 One bad task never stops the store: a task whose files cannot be read back is reported
 (``CorruptTask``, ``problems()``) and skipped, and every other task lists and loads.
 Files are 0640 and folders 0750 whatever the umask; symlinks inside the store are
-refused; leftovers of a crash (temp files, ``.trash``) are removed when a store opens
-(fs_recovery.py). The task folders are read by fs_tasks.py.
+refused; leftovers of a crash (temp files, ``.trash``) are removed when a store opens,
+checking only the tasks a crashed writer was changing (fs_recovery.py). The task folders are read by fs_tasks.py.
 A store that cannot be written raises ``StoreUnavailable`` with the OS's reason.
 """
 
@@ -68,10 +69,7 @@ class FilesystemStore(BiasStore):
         self._meta_cache: OrderedDict[tuple[str, str], BiasSetMeta] = OrderedDict()
         self._problems: dict[str, str] = {}  # task -> why it cannot be read (from the last list())
         self.log = ChangeLog(FolderObjects(self.root), compact_every)
-        self.recover()
-        if not (self.root / "log").is_dir():
-            fs_recovery.start_log(self.root, self.tasks_dir, self.log, self._locked)
-        fs_recovery.repair_log(self.root, self.tasks_dir, self.log, self._locked)
+        fs_recovery.check_on_open(self.root, self.tasks_dir, self.log, self._locked)
 
     def __repr__(self) -> str:
         return f"FilesystemStore({str(self.root)!r})"
@@ -189,16 +187,17 @@ class FilesystemStore(BiasStore):
         with writing(f"storing task {name}"), self._locked():
             if task_dir.is_symlink():
                 raise CorruptTask(name, "its folder is a symlink (refused)")
-            make_dir(task_dir)
-            try:
-                current = fs_tasks.read_current(self.tasks_dir, name)
-            except CorruptTask:
-                current = None  # a damaged CURRENT: this upload repairs the task
-            version = max(fs_tasks.versions(task_dir) + [current[0] if current else 0]) + 1
-            atomic_write(fs_tasks.version_file(task_dir, version), payload)
-            atomic_write(task_dir / "CURRENT", f"{version} {sha}".encode())
-            generation = self.log.append(name, version, sha)
-            self._prune(task_dir, keep_also=version)
+            with fs_recovery.pending(self.root, name):
+                make_dir(task_dir)
+                try:
+                    current = fs_tasks.read_current(self.tasks_dir, name)
+                except CorruptTask:
+                    current = None  # a damaged CURRENT: this upload repairs the task
+                version = max(fs_tasks.versions(task_dir) + [current[0] if current else 0]) + 1
+                atomic_write(fs_tasks.version_file(task_dir, version), payload)
+                atomic_write(task_dir / "CURRENT", f"{version} {sha}".encode())
+                generation = self.log.append(name, version, sha)
+                self._prune(task_dir, keep_also=version)
         log.info("stored task %s version %d (%d bytes, generation %d)", name, version, len(payload), generation)
         self._remember((name, sha), upload.bias_set.meta)  # already parsed: no second header read
         return dataclasses.replace(self._record(name, version, sha, payload), generation=generation)
@@ -212,9 +211,10 @@ class FilesystemStore(BiasStore):
             trash = self.root / ".trash"
             make_dir(trash)
             graveyard = trash / f"{name}-{uuid.uuid4().hex}"
-            os.replace(task_dir, graveyard)  # atomic: the task is gone in one step (a symlink: the link only)
-            fsync_dir(self.tasks_dir)
-            generation = self.log.append(name, None, None)
+            with fs_recovery.pending(self.root, name):
+                os.replace(task_dir, graveyard)  # atomic: the task is gone in one step (a symlink: the link only)
+                fsync_dir(self.tasks_dir)
+                generation = self.log.append(name, None, None)
         for key in [k for k in self._meta_cache if k[0] == name]:
             del self._meta_cache[key]
         if graveyard.is_symlink():
@@ -236,8 +236,9 @@ class FilesystemStore(BiasStore):
             if check is not None:
                 check(data)
             sha = hashlib.sha256(data).hexdigest()
-            atomic_write(task_dir / "CURRENT", f"{version} {sha}".encode())
-            generation = self.log.append(name, version, sha)
+            with fs_recovery.pending(self.root, name):
+                atomic_write(task_dir / "CURRENT", f"{version} {sha}".encode())
+                generation = self.log.append(name, version, sha)
         log.info("rolled task %s back to version %d (generation %d)", name, version, generation)
         return dataclasses.replace(self._record(name, version, sha, data), generation=generation)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -93,14 +94,21 @@ def test_stray_files_and_a_damaged_change_log_are_survived(tmp_path, tiny_backbo
         assert c.get("/readyz").json()["status"] == "ready"
 
 
-def test_crash_leftovers_are_removed_when_a_store_opens(tmp_path, tiny_backbone):
+@pytest.mark.parametrize("marked", [True, False], ids=["writer's markers", "store made before markers"])
+def test_crash_leftovers_are_removed_when_a_store_opens(marked, tmp_path, tiny_backbone):
     store = _store(tmp_path, tiny_backbone.spec)
     leftovers = [store.tasks_dir / "good" / ".tmp-dead-v000002.safetensors", store.root / ".tmp-dead-GENERATION",
                  store.root / ".trash" / "old-123" / "v000001.safetensors", store.tasks_dir / "never" / ".tmp-x-CURRENT"]
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")
+    if marked:  # what the killed writers left: only the tasks they were changing are checked
+        for name in ("good", "never"):
+            (store.root / "pending" / name).write_bytes(b"")
+    else:  # a store of a version without markers: checked whole, once
+        shutil.rmtree(store.root / "pending")
     FilesystemStore(store.root)
+    assert list((store.root / "pending").iterdir()) == []
     assert not any(p.exists() for p in leftovers) and not (store.root / ".trash").exists()
     assert not (store.tasks_dir / "never").exists() and [r.name for r in store.list()] == ["bad", "good"]
 

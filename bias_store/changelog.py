@@ -18,8 +18,9 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+import orjson
 
 from bias_store.errors import BiasStoreError
 
@@ -28,8 +29,9 @@ log = logging.getLogger(__name__)
 COMPACT_EVERY = 1000  # generations between snapshots; one compaction interval is kept as slack
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
+    # A named tuple, not a dataclass: start-up builds one per task of the catalog
+    # (100,000 at a time), and a tuple is made ~3x faster than a frozen dataclass.
     generation: int
     task: str
     version: int | None  # the task's current version from now on; None: the task was deleted
@@ -89,7 +91,7 @@ def dump_snapshot(generation: int, catalog: Catalog) -> bytes:
 
 
 def load_snapshot(data: bytes) -> tuple[int, Catalog]:
-    raw = json.loads(data)
+    raw = orjson.loads(data)  # ~5x json's speed: a 100,000-task snapshot is ~10 MB, read at every start-up
     catalog = {name: Change(gen, name, version, sha) for name, (gen, version, sha) in raw["tasks"].items()}
     return int(raw["generation"]), catalog
 

@@ -217,7 +217,9 @@ class Ready(BaseModel):
     fingerprint: str
     device: str
     dtype: str
-    tasks: int
+    tasks: int = Field(description="Tasks loaded in the engine (with lazy loading, those used or warmed up so far).")
+    catalog_tasks: int = Field(0, description="Tasks in the store's catalog, loaded or not.")
+    load: str = Field("eager", description='"eager": every task loaded at start-up; "lazy": on first use (BITFIT_LOAD).')
     queue_rows: int
     store_writable: bool = Field(True, description="False while the store cannot be written: mutations answer 503.")
     unhealthy_tasks: dict[str, str] = Field(

@@ -37,6 +37,8 @@ async def readyz(request: Request) -> dict:
         "device": str(backbone.device),
         "dtype": str(backbone.dtype).removeprefix("torch."),
         "tasks": len(services.engine.tasks()),
+        "catalog_tasks": len(sync.catalog),
+        "load": "lazy" if sync.lazy else "eager",
         "queue_rows": services.batcher.queued_rows,
         "store_writable": services.store.writable(),
         "unhealthy_tasks": dict(sorted(services.sync.unhealthy.items())[:20]),

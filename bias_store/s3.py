@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 
 from bias_store.changelog import COMPACT_EVERY, Catalog, Change, ChangeLog
-from bias_store.errors import ConcurrentUpdate, TaskNotFound, VersionNotFound
+from bias_store.errors import BiasStoreError, ConcurrentUpdate, CorruptTask, TaskNotFound, VersionNotFound
 from bias_store.format import BiasSetMeta, read_header
 from bias_store.s3_objects import S3Objects
 from bias_store.store import BiasStore, TaskRecord
@@ -40,6 +40,7 @@ class S3Store(BiasStore):
         self.objects, self.keep_versions = objects, keep_versions
         self.log = ChangeLog(objects, compact_every)
         self._meta_cache: dict[tuple[str, str], BiasSetMeta] = {}  # (name, sha256) -> metadata
+        self._problems: dict[str, str] = {}  # task -> why it cannot be read (from the last list())
 
     @classmethod
     def from_url(cls, url: str, keep_versions: int = 5, endpoint_url: str | None = None) -> S3Store:
@@ -74,24 +75,46 @@ class S3Store(BiasStore):
     def _record(self, name: str, version: int, sha: str, data: bytes) -> TaskRecord:
         meta = self._meta_cache.get((name, sha))
         if meta is None:
-            meta = self._meta_cache[(name, sha)] = BiasSetMeta.from_header(read_header(data).get("__metadata__"))
+            try:
+                meta = BiasSetMeta.from_header(read_header(data).get("__metadata__"))
+            except BiasStoreError as exc:
+                raise CorruptTask(name, f"version {version}'s object is damaged ({exc})") from None
+            self._meta_cache[(name, sha)] = meta
         return TaskRecord(name, version, sha, len(data), meta, tuple(self._versions(name)))
 
     # -- reads ---------------------------------------------------------------------------
     def list(self) -> list[TaskRecord]:
-        records = []
+        """Every readable task at its current version; the others are in ``problems()``."""
+        records, problems = [], {}
         for name in sorted(self.catalog()[1]):
             try:
                 records.append(self.get(name)[0])
             except TaskNotFound:
                 continue  # deleted while we listed
+            except CorruptTask as exc:
+                problems[name] = str(exc)
+        self._problems = problems
         return records
 
+    def problems(self) -> dict[str, str]:
+        """Tasks the last ``list()`` could not read, with the reason."""
+        return dict(self._problems)
+
     def get(self, name: str, version: int | None = None) -> tuple[TaskRecord, bytes]:
-        if version is None:
-            version = self._current(name)["version"]
-        data = self.read(name, version)
-        return self._record(name, version, hashlib.sha256(data).hexdigest(), data), data
+        """One version's record and bytes; CorruptTask when the current one cannot be read back."""
+        if version is not None:
+            data = self.read(name, version)
+            return self._record(name, version, hashlib.sha256(data).hexdigest(), data), data
+        pointer = self._current(name)
+        version = pointer["version"]
+        try:
+            data = self.read(name, version)
+        except VersionNotFound:
+            raise CorruptTask(name, f"its pointer names version {version}, whose object is missing") from None
+        sha = hashlib.sha256(data).hexdigest()
+        if sha != pointer["sha256"]:
+            raise CorruptTask(name, f"version {version}'s object does not hold the bytes its pointer names")
+        return self._record(name, version, sha, data), data
 
     def read(self, name: str, version: int) -> bytes:
         found = self.objects.get(self._version_key(name, version)) if TASK_NAME.fullmatch(name) else None

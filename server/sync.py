@@ -146,6 +146,7 @@ class StoreSync:
             bias_set = self._fetch(change)
         except _Unreadable as exc:
             # Deleted or pruned since, or stored again (a later entry clears this), or the file is gone.
+            log.error("task %s: skipped, v%d cannot be loaded: %s", change.task, change.version, exc.reason)
             self.unhealthy[change.task] = exc.reason
             return 0
         except InvalidBiasSet as exc:

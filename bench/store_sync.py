@@ -1,20 +1,24 @@
-"""Keeping up with the store, by catalog size: the change log against the old full scan.
+"""Keeping up with the store, and starting a replica, by catalog size.
 
-Filesystem stores of N tasks (tiny random backbone bias sets; files written directly,
-then opened by FilesystemStore, which turns them into its change log's first snapshot,
-as it does for any store made before the log). For each size:
+Filesystem stores of N tasks at version 1 (files written directly, with the change log's
+snapshot, as a store the server made would hold them). For each size:
 
 - ``catalog_s``: reading the catalog (newest snapshot + the log's tail), as a replica's
   start-up does, against ``scan_s``, the per-task scan every change used to cost;
-- ``startup_s`` (sizes in ``--startup-sizes``): a whole replica start: the catalog, then
-  every task read, validated and registered in the engine (``StoreSync.start``);
-- ``apply_one_ms``: another writer stores a new version of one task, then a replica's
-  ``poll()`` applies it (list the log after its generation, read the entry, read, validate
-  and register the version). The replica starts at the store's generation with an empty
-  engine: what varies is the store's catalog, not the engine. Measured interleaved across
-  the sizes, median of ``--changes``.
+- ``startup`` (sizes in ``--startup-sizes``): a whole replica start, ``start_services``
+  with the real packaged MiniLM (the backbone load, the store, the catalog, the engine,
+  the sync; PyTorch backend), until it would answer /readyz, for ``--load`` modes
+  (eager: every task read, validated and registered; lazy: on first use). Stores hold
+  MiniLM bias sets (113 KB each: 11 GB at 100,000 tasks), measured interleaved, median of
+  ``--rounds``; eager runs only for sizes up to ``--eager-max``. For lazy starts it also
+  times ``first_use_ms``: loading a few unloaded tasks as their first request does;
+- ``apply_one_ms`` (``--sizes``, tiny backbone): another writer stores a new version of one
+  task, then a replica's ``poll()`` applies it (list the log after its generation, read the
+  entry, read, validate and register the version). The replica starts at the store's
+  generation with an empty engine: what varies is the store's catalog, not the engine.
+  Measured interleaved across the sizes, median of ``--changes``.
 
-    .venv/bin/python -m bench.store_sync --sizes 100 100000 --startup-sizes 1000 10000
+    .venv/bin/python -m bench.store_sync --sizes 100 100000 --startup-sizes 1000 10000 100000
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -35,19 +40,27 @@ from bench.http_load import emit
 
 
 def build(root: Path, spec, n: int) -> Path:
-    """A store folder of ``n`` tasks at version 1, written without the store (fast, no fsync)."""
+    """A store folder of ``n`` tasks at version 1 with its change log's snapshot, written
+    without the store (no fsync, no per-task open check): ~minutes at 100,000 MiniLM tasks."""
+    from bias_store.changelog import Change, dump_snapshot
     from bias_store.format import dumps
     from tests.helpers import random_bias_set
 
     template = dumps(random_bias_set(spec, "task-xxxxxx", seed=0))
+    catalog = {}
     for i in range(n):
         name = f"task-{i:06d}"
         # Same tensors; the header carries the task's own name (same length: offsets hold).
         data = template.replace(b"task-xxxxxx", name.encode())
+        sha = hashlib.sha256(data).hexdigest()
         folder = root / "tasks" / name
         folder.mkdir(parents=True)
         (folder / "v000001.safetensors").write_bytes(data)
-        (folder / "CURRENT").write_text(f"1 {hashlib.sha256(data).hexdigest()}")
+        (folder / "CURRENT").write_text(f"1 {sha}")
+        catalog[name] = Change(0, name, 1, sha)
+    for sub in ("snapshots", "log", "pending"):
+        (root / sub).mkdir()
+    (root / "snapshots" / "000000000000.json").write_bytes(dump_snapshot(0, catalog))
     return root
 
 
@@ -63,33 +76,81 @@ def replica(root: Path, backbone):
     return StoreSync(store, Engine(backbone, capacity=len(store.catalog()[1])), validator, interval=3600)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 100_000])
-    parser.add_argument("--startup-sizes", type=int, nargs="*", default=[1000, 10_000])
-    parser.add_argument("--changes", type=int, default=30)
-    return parser.parse_args(argv)
+def start_replica(root: Path, load: str, backbone_path: str | None, first_uses: int) -> dict:
+    """One whole replica start (``start_services``) on ``root``; seconds until ready."""
+    from server.app import start_services, stop_services
+    from server.metrics import Metrics
+    from server.settings import Settings
+
+    settings = Settings(store=str(root), backbone=backbone_path, backend="torch", load=load, sync_interval_s=3600)
+    started = time.perf_counter()
+    services = start_services(settings, Metrics(settings.metrics_max_tasks))
+    out = {"startup_s": time.perf_counter() - started, "loaded": len(services.engine.tasks())}
+    try:
+        if services.sync.lazy and first_uses:
+            names = sorted(services.sync.catalog)
+            times = []
+            for name in names[:: max(1, len(names) // first_uses)][:first_uses]:  # spread over the catalog
+                if name in services.engine.tasks():
+                    continue  # warmed up meanwhile
+                started = time.perf_counter()
+                services.engine.release(services.loader.acquire_blocking(name))
+                times.append(time.perf_counter() - started)
+            out["first_use_ms"] = statistics.median(times) * 1000 if times else None
+    finally:
+        stop_services(services)
+    return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def startup(work: Path, sizes: list[int], rounds: int, eager_max: int, backbone_name: str) -> None:
+    """Replica start-up by catalog size and load mode, interleaved over ``rounds``."""
+    from engine import load_backbone
 
+    backbone_path = None if backbone_name == "minilm" else backbone_name
+    spec = load_backbone(backbone_path, device="cpu").spec
+    runs = [(n, mode) for n in sizes for mode in ("eager", "lazy") if mode == "lazy" or n <= eager_max]
+    for n in sizes:
+        started = time.perf_counter()
+        build(work / f"startup-{n}", spec, n)
+        emit({"bench": "store_sync_build", "tasks": n, "build_s": round(time.perf_counter() - started, 1)})
+    results: dict[tuple[int, str], list[dict]] = {run: [] for run in runs}
+    for _ in range(rounds):
+        for n, mode in runs:
+            results[(n, mode)].append(start_replica(work / f"startup-{n}", mode, backbone_path, first_uses=20))
+    for (n, mode), outs in results.items():
+        record = {"bench": "store_sync_startup", "tasks": n, "load": mode, "backbone": backbone_name, "rounds": rounds,
+                  "startup_s_median": round(statistics.median(o["startup_s"] for o in outs), 2),
+                  "startup_s_all": [round(o["startup_s"], 2) for o in outs], "loaded_at_ready": outs[0]["loaded"]}
+        firsts = [o["first_use_ms"] for o in outs if o.get("first_use_ms") is not None]
+        if firsts:
+            record["first_use_ms_median"] = round(statistics.median(firsts), 1)
+        emit(record)
+    lazy = {n: statistics.median(o["startup_s"] for o in results[(n, "lazy")]) for n in sizes}
+    small, large = min(sizes), max(sizes)
+    emit({"bench": "store_sync_startup_ratio", f"lazy_{large}_vs_{small}": round(lazy[large] / lazy[small], 2),
+          **({f"lazy_{large}_vs_eager_{small}": round(lazy[large] / statistics.median(
+              o["startup_s"] for o in results[(small, "eager")]), 2)} if (small, "eager") in results else {})})
+    for n in sizes:
+        shutil.rmtree(work / f"startup-{n}", ignore_errors=True)
+
+
+def apply_one(work: Path, sizes: list[int], changes: int) -> None:
+    """One change applied by a replica, by catalog size (tiny backbone), interleaved."""
     import torch
 
     from bias_store.filesystem import FilesystemStore
+    from bias_store.format import dumps
+    from bias_store.validate import validate_upload
     from engine import load_backbone
-    from tests.helpers import save_tiny_backbone
+    from tests.helpers import random_bias_set, save_tiny_backbone
 
     torch.set_num_threads(1)
-    work = Path(tempfile.mkdtemp(prefix="bitfit-store-sync-"))
     backbone = load_backbone(str(save_tiny_backbone(work / "backbone")), device="cpu")
     replicas = {}
-    for n in sorted(set(args.sizes) | set(args.startup_sizes)):
+    for n in sizes:
         started = time.perf_counter()
         root = build(work / f"store-{n}", backbone.spec, n)
-        FilesystemStore(root)  # starts the change log: the scanned tasks become snapshot 0
         built_s = time.perf_counter() - started
-
         started = time.perf_counter()
         generation, catalog = FilesystemStore(root).catalog()
         catalog_s = time.perf_counter() - started
@@ -97,45 +158,18 @@ def main(argv: list[str] | None = None) -> int:
         scanned = {name: (root / "tasks" / name / "CURRENT").read_text() for name in os.listdir(root / "tasks")}
         scan_s = time.perf_counter() - started
         assert len(catalog) == len(scanned) == n
-
-        record = {"bench": "store_sync", "tasks": n, "build_s": round(built_s, 1), "catalog_s": round(catalog_s, 4),
-                  "scan_s": round(scan_s, 4)}
-        if n in args.startup_sizes:
-            record["startup_s"] = replica_startup_s(root, backbone, n)
-        if n in args.sizes:
-            sync = replica(root, backbone)
-            sync.generation = generation  # caught up, engine empty: see the docstring
-            replicas[n] = sync
-        emit(record)
-    apply_one(replicas, backbone.spec, args.changes)
-    return 0
-
-
-def replica_startup_s(root: Path, backbone, n: int) -> float:
-    """A whole replica start on a store of ``n`` tasks: catalog, then every task read, validated, registered."""
-    sync = replica(root, backbone)
-    started = time.perf_counter()
-    sync.start()
-    seconds = round(time.perf_counter() - started, 2)
-    sync.stop()
-    assert len(sync.engine.tasks()) == n
-    return seconds
-
-
-def apply_one(replicas: dict, spec, changes: int) -> None:
-    """Another writer stores one new version; each replica's poll() applies it. Interleaved
-    across the sizes, so every size sees the same box conditions."""
-    from bias_store.filesystem import FilesystemStore
-    from bias_store.format import dumps
-    from bias_store.validate import validate_upload
-    from tests.helpers import random_bias_set
+        emit({"bench": "store_sync", "tasks": n, "build_s": round(built_s, 1), "catalog_s": round(catalog_s, 4),
+              "scan_s": round(scan_s, 4)})
+        sync = replica(root, backbone)
+        sync.generation = generation  # caught up, engine empty: see the docstring
+        replicas[n] = sync
 
     writers = {n: FilesystemStore(sync.store.root) for n, sync in replicas.items()}
     times: dict[int, list[float]] = {n: [] for n in replicas}
-    for i in range(changes):
+    for i in range(changes):  # interleaved: every size sees the same box conditions
         for n, sync in replicas.items():
-            data = dumps(random_bias_set(spec, "task-000000", seed=i + 1))
-            writers[n].put(validate_upload(data, spec))
+            data = dumps(random_bias_set(backbone.spec, "task-000000", seed=i + 1))
+            writers[n].put(validate_upload(data, backbone.spec))
             started = time.perf_counter()
             assert sync.poll() == 1
             times[n].append(time.perf_counter() - started)
@@ -144,6 +178,31 @@ def apply_one(replicas: dict, spec, changes: int) -> None:
     emit({"bench": "store_sync_apply_one", "apply_one_ms_median": {n: round(m, 2) for n, m in medians.items()},
           "apply_one_ms_max": {n: round(max(t) * 1000, 2) for n, t in times.items()},
           f"ratio_{large}_vs_{small}": round(medians[large] / medians[small], 2), "changes": changes})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100, 100_000])
+    parser.add_argument("--startup-sizes", type=int, nargs="*", default=[1000, 10_000, 100_000])
+    parser.add_argument("--rounds", type=int, default=3, help="start-ups per size and mode (interleaved)")
+    parser.add_argument("--eager-max", type=int, default=10_000, help="largest store also started eagerly")
+    parser.add_argument("--backbone", default="minilm", help="start-up backbone: minilm (packaged) or a path")
+    parser.add_argument("--changes", type=int, default=30)
+    parser.add_argument("--work", type=Path, default=None, help="where the stores are built (default: a temp folder)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="bitfit-store-sync-", dir=args.work))
+    try:
+        if args.startup_sizes:
+            startup(work, sorted(args.startup_sizes), args.rounds, args.eager_max, args.backbone)
+        if args.sizes:
+            apply_one(work, sorted(args.sizes), args.changes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

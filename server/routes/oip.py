@@ -135,7 +135,8 @@ async def repository_index(body: RepositoryIndexRequest | None = Body(None), ser
         try:
             served = services.engine.get(record.name).sha256 == record.sha256
         except UnknownTask:
-            served = False
+            # Lazy loading: a stored task not used yet is loaded by its first request.
+            served = services.sync.lazy and record.name not in services.sync.unhealthy
         if body is not None and body.ready and not served:
             continue
         entry = {"name": record.name, "version": str(record.version), "state": "READY" if served else "UNAVAILABLE"}

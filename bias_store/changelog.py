@@ -14,6 +14,7 @@ generation; the loser takes the next one and nothing is overwritten.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -91,8 +92,18 @@ def dump_snapshot(generation: int, catalog: Catalog) -> bytes:
 
 
 def load_snapshot(data: bytes) -> tuple[int, Catalog]:
-    raw = orjson.loads(data)  # ~5x json's speed: a 100,000-task snapshot is ~10 MB, read at every start-up
-    catalog = {name: Change(gen, name, version, sha) for name, (gen, version, sha) in raw["tasks"].items()}
+    # A 100,000-task snapshot is ~9 MB, read at every start-up: orjson parses it ~5x faster
+    # than json, and the cyclic GC is paused meanwhile: the ~400,000 lists and tuples made
+    # here hold no cycles, yet their allocation set off collection after collection over
+    # the growing heap (3x the time of the parse itself).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        raw = orjson.loads(data)
+        catalog = {name: Change(gen, name, version, sha) for name, (gen, version, sha) in raw["tasks"].items()}
+    finally:
+        if enabled:
+            gc.enable()
     return int(raw["generation"]), catalog
 
 

@@ -95,7 +95,12 @@ class StoreSync:
             self.drop(name)
         for name in [n for n in self.unhealthy if n not in catalog]:
             del self.unhealthy[name]
-        return len(gone) + sum(self._apply_one(c) for c in catalog.values())
+        if self.lazy:  # only loaded or known-bad tasks need a look: the others are catalog entries
+            looked = self._served.keys() | self._unservable.keys() | self.unhealthy.keys()
+            changes = sorted((catalog[n] for n in looked if n in catalog), key=lambda c: c.generation)
+        else:
+            changes = list(catalog.values())
+        return len(gone) + sum(self._apply_one(c) for c in changes)
 
     def poll(self) -> int:
         """Apply the log entries after our generation; returns tasks changed."""

@@ -11,7 +11,9 @@ snapshot, as a store the server made would hold them). For each size:
   (eager: every task read, validated and registered; lazy: on first use). Stores hold
   MiniLM bias sets (113 KB each: 11 GB at 100,000 tasks), measured interleaved, median of
   ``--rounds``; eager runs only for sizes up to ``--eager-max``. For lazy starts it also
-  times ``first_use_ms``: loading a few unloaded tasks as their first request does;
+  times ``first_use_ms``: loading a few unloaded tasks as their first request does; and
+  ``process_to_ready_s``: ``bitfit serve`` as a new process until /readyz answers 200
+  (interpreter and imports included: what an operator waits for);
 - ``apply_one_ms`` (``--sizes``, tiny backbone): another writer stores a new version of one
   task, then a replica's ``poll()`` applies it (list the log after its generation, read the
   entry, read, validate and register the version). The replica starts at the store's
@@ -102,6 +104,34 @@ def start_replica(root: Path, load: str, backbone_path: str | None, first_uses: 
     return out
 
 
+def start_process(root: Path, load: str, backbone_path: str | None) -> float:
+    """``bitfit serve`` as a new process, until /readyz answers 200 (imports included); seconds."""
+    import subprocess
+
+    import httpx
+
+    from tests.helpers import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "server.cli", "--log-level", "WARNING", "serve", "--store", str(root), "--port", str(port),
+               "--backend", "torch", "--load", load, *(["--backbone", backbone_path] if backbone_path else [])]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "BITFIT_SYNC_INTERVAL_S": "3600"}
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while proc.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"bitfit serve exited with {proc.returncode}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def startup(work: Path, sizes: list[int], rounds: int, eager_max: int, backbone_name: str) -> None:
     """Replica start-up by catalog size and load mode, interleaved over ``rounds``."""
     from engine import load_backbone
@@ -116,20 +146,30 @@ def startup(work: Path, sizes: list[int], rounds: int, eager_max: int, backbone_
     results: dict[tuple[int, str], list[dict]] = {run: [] for run in runs}
     for _ in range(rounds):
         for n, mode in runs:
-            results[(n, mode)].append(start_replica(work / f"startup-{n}", mode, backbone_path, first_uses=20))
+            out = start_replica(work / f"startup-{n}", mode, backbone_path, first_uses=20)
+            if mode == "lazy" or n <= 1000:  # a whole process start too (an eager 10,000 adds nothing new)
+                out["process_s"] = start_process(work / f"startup-{n}", mode, backbone_path)
+            results[(n, mode)].append(out)
     for (n, mode), outs in results.items():
         record = {"bench": "store_sync_startup", "tasks": n, "load": mode, "backbone": backbone_name, "rounds": rounds,
                   "startup_s_median": round(statistics.median(o["startup_s"] for o in outs), 2),
                   "startup_s_all": [round(o["startup_s"], 2) for o in outs], "loaded_at_ready": outs[0]["loaded"]}
+        if "process_s" in outs[0]:
+            record["process_to_ready_s_median"] = round(statistics.median(o["process_s"] for o in outs), 2)
+            record["process_to_ready_s_all"] = [round(o["process_s"], 2) for o in outs]
         firsts = [o["first_use_ms"] for o in outs if o.get("first_use_ms") is not None]
         if firsts:
             record["first_use_ms_median"] = round(statistics.median(firsts), 1)
         emit(record)
-    lazy = {n: statistics.median(o["startup_s"] for o in results[(n, "lazy")]) for n in sizes}
     small, large = min(sizes), max(sizes)
-    emit({"bench": "store_sync_startup_ratio", f"lazy_{large}_vs_{small}": round(lazy[large] / lazy[small], 2),
-          **({f"lazy_{large}_vs_eager_{small}": round(lazy[large] / statistics.median(
-              o["startup_s"] for o in results[(small, "eager")]), 2)} if (small, "eager") in results else {})})
+    ratios = {}
+    for key in ("startup_s", "process_s"):
+        lazy = {n: statistics.median(o[key] for o in results[(n, "lazy")]) for n in (small, large)}
+        ratios[f"{key}_lazy_{large}_vs_lazy_{small}"] = round(lazy[large] / lazy[small], 2)
+        if (small, "eager") in results:
+            eager = statistics.median(o[key] for o in results[(small, "eager")])
+            ratios[f"{key}_lazy_{large}_vs_eager_{small}"] = round(lazy[large] / eager, 2)
+    emit({"bench": "store_sync_startup_ratio", **ratios})
     for n in sizes:
         shutil.rmtree(work / f"startup-{n}", ignore_errors=True)
 

@@ -216,7 +216,7 @@ class StoreSync:
                 self.engine.register(bias_set, change.version, change.sha256)
                 self._served[name] = change.sha256
                 self.unhealthy.pop(name, None)
-                log.info("task %s v%d loaded on first use", name, change.version)
+                log.info("task %s v%d loaded", name, change.version)
                 return
         raise CorruptTask(name, "it kept changing while it was loaded; retry")
 

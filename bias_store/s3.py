@@ -3,14 +3,27 @@
 Layout under ``s3://bucket/prefix/``::
 
     tasks/<name>/v000007.safetensors   immutable: created with If-None-Match: *, never overwritten
-    tasks/<name>/CURRENT               {"version", "sha256", "last_version"}; replaced with If-Match: <etag>
+    tasks/<name>/CURRENT               {"version", "sha256", "last_version", "generation"}; replaced with If-Match: <etag>
     log/000000000042.json              one Change per mutation, created with If-None-Match: *
     snapshots/000000001000.json        the catalog at a round generation (see changelog.py)
 
 Writers serialise on conditional writes: a version number, a log generation and a pointer
 replacement each succeed for exactly one writer; the loser re-reads and tries again, so
-no change is dropped. A deleted task keeps a tombstone pointer (version null) that
-remembers its last version number, so a re-upload never reuses a version object's key.
+no change is dropped. A mutation goes in this order:
+
+1. a put *reserves* its version number by raising the pointer's ``last_version`` (a
+   conditional replace), so a number is never handed out twice, even after keep-N pruning
+   or a delete removed the object that once had it;
+2. it creates the version object (immutable);
+3. it appends its change to the log, which gives it a generation;
+4. it *settles* the pointer: the pointer moves to this change only if the generation it
+   already names is older. Two writers may settle in either order; the pointer always
+   ends on the change the log holds last for the task, which is what every replica
+   applies.
+
+A deleted task keeps a tombstone pointer (version null) that remembers its last version
+number. A writer that dies between 3 and 4 leaves the pointer one change behind the log;
+the next mutation of the task settles past it.
 """
 
 from __future__ import annotations
@@ -138,24 +151,26 @@ class S3Store(BiasStore):
         name, data = upload.name, upload.data
         sha = hashlib.sha256(data).hexdigest()
         self._meta_cache[(name, sha)] = upload.bias_set.meta
-        pointer, _ = self._pointer(name)
-        version = (pointer["last_version"] if pointer else 0) + 1
-        # A version number is taken by whoever creates its object first; a loser (or a key
-        # left by a writer that died before its pointer) just takes the next number.
+        version = self._reserve(name)
+        # The number is ours alone; a key already there can only be a leftover of a writer
+        # that died in an older protocol: take another number.
         while not self.objects.create(self._version_key(name, version), data, {"sha256": sha}):
-            version += 1
-        self._swap_pointer(name, lambda p: {"version": version, "sha256": sha, "last_version": max(version, _last(p))})
+            version = self._reserve(name)
         generation = self.log.append(name, version, sha)
+        self._settle(name, generation, {"version": version, "sha256": sha})
         self._prune(name, keep_also=version)
         log.info("stored task %s version %d (%d bytes, generation %d)", name, version, len(data), generation)
         return TaskRecord(name, version, sha, len(data), upload.bias_set.meta, tuple(self._versions(name)), generation)
 
     def delete(self, name: str) -> int:
-        self._current(name)
-        self._swap_pointer(name, lambda p: _require_live(name, p) and {"version": None, "sha256": None, "last_version": _last(p)})
+        live = self._current(name)["version"]
         generation = self.log.append(name, None, None)
-        for version in self._versions(name):  # the tombstone already hides them; free the space
-            self.objects.delete(self._version_key(name, version))
+        self._settle(name, generation, {"version": None, "sha256": None})
+        # The tombstone hides them; free the space. Only up to the version that was live: a
+        # put under way holds a higher number, and its object must survive.
+        for version in self._versions(name):
+            if version <= live:
+                self.objects.delete(self._version_key(name, version))
         log.info("deleted task %s (generation %d)", name, generation)
         return generation
 
@@ -169,17 +184,37 @@ class S3Store(BiasStore):
         sha = hashlib.sha256(data).hexdigest()
         if check is not None:
             check(data)
-        self._swap_pointer(name, lambda p: _require_live(name, p) and {"version": version, "sha256": sha, "last_version": _last(p)})
+        self._current(name)  # still live after the check
         generation = self.log.append(name, version, sha)
+        self._settle(name, generation, {"version": version, "sha256": sha})
         log.info("rolled task %s back to version %d (generation %d)", name, version, generation)
         return dataclasses.replace(self._record(name, version, sha, data), generation=generation)
 
+    def _reserve(self, name: str) -> int:
+        """A version number no other writer gets: the pointer's ``last_version`` plus one."""
+        taken: list[int] = []
+
+        def bump(pointer: dict | None) -> dict:
+            taken[:] = [_last(pointer) + 1]
+            return {"version": None, "sha256": None, "generation": 0, **(pointer or {}), "last_version": taken[0]}
+
+        self._swap_pointer(name, bump)
+        return taken[0]
+
+    def _settle(self, name: str, generation: int, fields: dict) -> None:
+        """Point the task at the change logged at ``generation`` unless a later one already is."""
+        self._swap_pointer(name, lambda p: None if _generation(p) >= generation else {
+            "last_version": _last(p), **fields, "generation": generation})
+
     def _swap_pointer(self, name: str, new) -> None:
-        """Replace the pointer with ``new(old)`` if nobody replaced it meanwhile; else re-read and redo."""
+        """Replace the pointer with ``new(old)`` if nobody replaced it meanwhile; else re-read
+        and redo. ``new`` returning None means nothing to write."""
         for _ in range(MAX_ATTEMPTS):
             pointer, etag = self._pointer(name)
-            body = json.dumps(new(pointer)).encode()
-            if self.objects.replace(f"tasks/{name}/CURRENT", body, etag):
+            replacement = new(pointer)
+            if replacement is None:
+                return
+            if self.objects.replace(f"tasks/{name}/CURRENT", json.dumps(replacement).encode(), etag):
                 return
         raise ConcurrentUpdate(name, MAX_ATTEMPTS)
 
@@ -194,8 +229,5 @@ def _last(pointer: dict | None) -> int:
     return pointer["last_version"] if pointer else 0
 
 
-def _require_live(name: str, pointer: dict | None) -> bool:
-    """Inside a pointer swap: the task was deleted by someone else meanwhile."""
-    if pointer is None or pointer["version"] is None:
-        raise TaskNotFound(name)
-    return True
+def _generation(pointer: dict | None) -> int:
+    return (pointer or {}).get("generation") or 0

@@ -138,3 +138,30 @@ def test_concurrent_writers_lose_nothing(make_store, upload):
     assert shared == list(range(1, 13))  # every writer got its own version number
     last = [c for c in changes if c.task == "shared"][-1]
     assert stores[1].get("shared")[0].sha256 == last.sha256  # the current pointer agrees with the log
+
+
+def test_concurrent_writers_with_keep_one_never_share_a_number(make_store, upload):
+    """Keep-N pruning removes version objects while other writers are mid-put: a number once
+    handed out is never handed out again, and the pointer ends on the log's last change."""
+    stores = [make_store(keep_versions=1) for _ in range(2)]
+    uploads = {(w, i): upload("hot", seed=100 * w + i) for w in range(4) for i in range(5)}
+    records, errors = [], []
+
+    def writer(w: int) -> None:
+        try:
+            for i in range(5):
+                records.append(stores[w % 2].put(uploads[(w, i)]))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(r.version for r in records) == list(range(1, 21))
+    last = stores[0].changes(0)[-1]
+    current, data = stores[1].get("hot")
+    assert (current.version, current.sha256) == (last.version, last.sha256)
+    assert hashlib.sha256(data).hexdigest() == last.sha256

@@ -25,9 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     from engine import Engine, load_backbone
     from engine.ort_encoder import OnnxOptions
 
-    # The server's own engine settings (shortcuts on, no quantization): the same cache key.
+    # The server's own engine settings (shortcuts on, no quantization): the same cache keys.
+    # Both graphs: bias rows only, and with LayerNorm gains (the first bitfit-ln set, such as
+    # the bundled demo task, switches the server to that one).
     engine = Engine(load_backbone(args.backbone, device="cpu"), onnx=OnnxOptions(args.cache_dir))
-    print(f"ONNX graph for {engine.spec.fingerprint[:12]} in {args.cache_dir}")
+    engine.enable_gains()
+    print(f"ONNX graphs for {engine.spec.fingerprint[:12]} in {args.cache_dir}")
     return 0
 
 

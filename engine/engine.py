@@ -64,7 +64,7 @@ class Engine(TaskRegistry):
         self._forward_lock = threading.Lock()  # one forward at a time (the site forwards read shared rows)
         self._gains_lock = threading.Lock()  # one widening at a time
 
-    def _enable_gains(self) -> None:
+    def enable_gains(self) -> None:
         """The first ``bitfit-ln`` set: rows gain LayerNorm-gain columns, and the forward
         switches to them. An ONNX graph for the wider rows is built (or read from the cache)
         first, outside the forward lock, so requests keep running meanwhile; the switch

@@ -73,12 +73,12 @@ class TaskRegistry:
         biases = self.spec.site_biases(bias_set.tensors)
         gains = self.spec.site_gains(bias_set.tensors)  # bitfit-ln sets: LayerNorm site -> gain
         if gains and not self.table.has_gains:
-            self._enable_gains()
+            self.enable_gains()
         head = Head.from_tensors(self.spec.model_type, bias_set.tensors, self.backbone.device)
         slot = self.table.write(biases, gains)
         return TaskHandle(bias_set.meta, version, sha256, slot, head, bias_set.num_bytes)
 
-    def _enable_gains(self) -> None:
+    def enable_gains(self) -> None:
         """Widen the table with LayerNorm-gain columns (the first ``bitfit-ln`` set). The
         engine overrides this to switch its forward to the wider rows at the same moment."""
         self.table.enable_gains(self.table.layout_with_gains())

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     train = parser.add_argument_group("training")
     train.add_argument("--task", required=True, metavar="NAME", help="task name: a-z, 0-9, '_' and '-'")
-    train.add_argument("--method", default="bitfit", choices=METHOD_CHOICES,
-                       help="bitfit: all biases + head (default); bitfit-ln: also every LayerNorm gain; "
+    train.add_argument("--method", default="bitfit-ln", choices=METHOD_CHOICES,
+                       help="bitfit-ln: all biases + every LayerNorm gain + head (default); bitfit: the biases + head; "
                        "bitfit-qm: query + intermediate biases + head; "
                        "head-only; full: full fine-tuning baseline (reports metrics, exports nothing)")
     train.add_argument("--epochs", type=int, default=6, help="at most this many passes over the training data (see --patience)")

@@ -84,7 +84,10 @@ def test_the_server_image_serves_on_onnx_runtime_from_a_graph_made_at_build_time
     done = subprocess.run([sys.executable, str(ROOT / "docker" / "onnx_cache.py"), str(cache), "--backbone", str(tiny_bert_dir)],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    (graph,) = cache.glob("*/encoder.onnx")
-    stamp = graph.stat().st_mtime_ns
-    engine = Engine(tiny_backbone, onnx=OnnxOptions(cache))  # the server's engine: a cache hit, nothing rebuilt
-    assert engine.backend == "onnxruntime" and graph.stat().st_mtime_ns == stamp and len(list(cache.glob("*/encoder.onnx"))) == 1
+    graphs = sorted(cache.glob("*/encoder.onnx"))  # bias rows only, and with LayerNorm gains
+    stamps = [g.stat().st_mtime_ns for g in graphs]
+    assert len(graphs) == 2
+    engine = Engine(tiny_backbone, onnx=OnnxOptions(cache))  # the server's engine: cache hits, nothing rebuilt
+    engine.enable_gains()  # what the first bitfit-ln set (the demo task) does
+    assert engine.backend == "onnxruntime" and engine.table.has_gains
+    assert sorted(cache.glob("*/encoder.onnx")) == graphs and [g.stat().st_mtime_ns for g in graphs] == stamps

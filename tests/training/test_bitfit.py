@@ -136,7 +136,10 @@ def test_a_few_real_minilm_steps_export_a_set_the_engine_accepts(tmp_path, minil
     outcome = run_task(spec, progress=False)
     assert outcome.bias_set.meta.pooling == "mean"  # the packaged MiniLM's default
     assert outcome.model.spec.fingerprint == minilm_backbone.spec.fingerprint
-    assert outcome.bias_set.num_params == minilm_backbone.spec.bias_params_per_task + 2 * 384 + 2
+    # The default method, bitfit-ln: every bias, every LayerNorm gain, and the head.
+    gains = sum(minilm_backbone.spec.gain_sites.values())
+    assert outcome.bias_set.meta.bias_sites == "all_ln" and gains == 13 * 384
+    assert outcome.bias_set.num_params == minilm_backbone.spec.bias_params_per_task + gains + 2 * 384 + 2
     validate(outcome.bias_set, minilm_backbone.spec)
     engine = Engine(minilm_backbone)
     engine.register(outcome.bias_set)

@@ -77,7 +77,7 @@ def test_exported_file_loads_through_the_store_and_serves_the_training_logits(tm
     bias_set = outcome.bias_set
     assert bias_set.meta.inputs == ("text_pair" if pair else "text") and bias_set.meta.pooling == pooling
     assert bias_set.meta.backbone_fingerprint == tiny_backbone.spec.fingerprint  # training never moved the backbone
-    assert bias_set.meta.training["method"] == "bitfit" and "validation" in bias_set.meta.training
+    assert bias_set.meta.training["method"] == "bitfit-ln" and "validation" in bias_set.meta.training  # the default
 
     store = FilesystemStore(tmp_path / "store")
     store.put(validate_upload(dumps(bias_set), tiny_backbone.spec))

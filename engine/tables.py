@@ -94,9 +94,11 @@ class BiasTable:
     def write(self, biases: dict[str, torch.Tensor], gains: dict[str, torch.Tensor] | None = None) -> int:
         """Take a free slot and fill it with ``site -> absolute bias`` (and gains, after
         ``enable_gains``); absent sites keep the base values."""
-        # Delta in fp32, then cast: b_base + delta reproduces b_task to rounding.
-        delta = self.task_row(biases, gains) - self._base.float().cpu()
         with self._lock:
+            # Under the lock: ``enable_gains`` may widen the layout meanwhile, and the row must
+            # be built for the layout it is written into. Delta in fp32, then cast:
+            # b_base + delta reproduces b_task to rounding.
+            delta = self.task_row(biases, gains) - self._base.float().cpu()
             if not self._free:
                 self._grow()
             slot = self._free.pop()

@@ -69,3 +69,30 @@ def test_validation_wants_exactly_the_subsets_keys(tiny_backbone):
     with pytest.raises(InvalidBiasSet, match="shape"):
         validate_bytes(dumps(wrong), spec)
     assert validate_bytes(dumps(full), spec).meta.bias_sites == "all_ln"
+
+
+def test_plain_sets_registered_while_the_table_widens_keep_their_rows(tiny_bert_dir, tiny_backbone):
+    """The first gain set widens every row while another thread registers plain sets: each
+    row is built for the layout it is written into, so every task still answers as its model."""
+    import threading
+
+    spec = tiny_backbone.spec
+    engine = Engine(tiny_backbone)
+    sets = {f"p{i}": random_bias_set(spec, f"p{i}", seed=i, scale=0.2) for i in range(30)}
+    errors: list[Exception] = []
+
+    def register_plain() -> None:
+        try:
+            for bias_set in sets.values():
+                engine.register(bias_set)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=register_plain)
+    thread.start()
+    engine.register(gain_set(spec, "ln", seed=5))
+    thread.join()
+    assert not errors and engine.table.has_gains and len(engine.tasks()) == 31
+    for name in ("p0", "p15", "p29"):
+        got = torch.tensor([p.logits for p in engine.predict(name, TEXTS[:2])])
+        torch.testing.assert_close(got, reference_logits(tiny_bert_dir, sets[name], TEXTS[:2]), atol=1e-4, rtol=0)

@@ -64,26 +64,29 @@ class TaskLoader:
         with self._lock:
             self._loading.pop(name, None)
 
-    async def acquire(self, name: str) -> TaskHandle:
-        """The task's current handle, pinned until ``engine.release``; loads it first if needed."""
+    def _pinned(self, name: str) -> TaskHandle | None:
+        """The task's handle, pinned, if it is loaded; None if it must be loaded first; the
+        reason it cannot be served otherwise."""
         try:
             return self.engine.acquire(name)
         except UnknownTask as exc:
             problem = self._unavailable(name, exc)
             if problem is not None:
                 raise problem from None
+        return None
+
+    async def acquire(self, name: str) -> TaskHandle:
+        """The task's current handle, pinned until ``engine.release``; loads it first if needed."""
+        if (handle := self._pinned(name)) is not None:
+            return handle
         # Shielded: a client that goes away must not cancel the load others wait for.
         await asyncio.shield(asyncio.wrap_future(self.submit(name)))
         return self.engine.acquire(name)  # UnknownTask if deleted since
 
     def acquire_blocking(self, name: str) -> TaskHandle:
         """``acquire`` for a worker thread (never on the event loop)."""
-        try:
-            return self.engine.acquire(name)
-        except UnknownTask as exc:
-            problem = self._unavailable(name, exc)
-            if problem is not None:
-                raise problem from None
+        if (handle := self._pinned(name)) is not None:
+            return handle
         self.submit(name).result()
         return self.engine.acquire(name)
 

@@ -75,17 +75,24 @@ def regression_metrics(pred: list[float], gold: list[float]) -> dict[str, float]
     return {"pearson": _finite(pearson), "spearman": _finite(spearman), "mse": mse}
 
 
+def label_counts(predicted: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """TP, FP, FN per label [labels] from 0/1 matrices [rows, labels]."""
+    return (predicted * gold).sum(0), (predicted * (1 - gold)).sum(0), ((1 - predicted) * gold).sum(0)
+
+
+def f1_of(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+    """F1 = 2TP / (2TP + FP + FN); 0 where nothing was predicted or true."""
+    denominator = 2 * tp + fp + fn
+    return torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.zeros_like(tp))
+
+
 def multi_label_metrics(predicted: torch.Tensor, gold: torch.Tensor) -> dict[str, float]:
     """[rows, labels] 0/1 predictions vs gold: micro- and macro-F1, exact-match accuracy."""
-    tp = (predicted * gold).sum(0)
-    fp = (predicted * (1 - gold)).sum(0)
-    fn = ((1 - predicted) * gold).sum(0)
-    micro = 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()).clamp(min=1e-12)
-    per_label = 2 * tp / (2 * tp + fp + fn).clamp(min=1e-12)
+    tp, fp, fn = label_counts(predicted, gold)
     present = (tp + fp + fn) > 0  # scikit-learn: labels in the gold sets or the predictions
-    macro = per_label[present].mean() if present.any() else torch.tensor(0.0)
+    macro = f1_of(tp, fp, fn)[present].mean() if present.any() else torch.tensor(0.0)
     exact = (predicted == gold).all(-1).float().mean()
-    return {"micro_f1": float(micro), "macro_f1": float(macro), "exact_match": float(exact)}
+    return {"micro_f1": float(f1_of(tp.sum(), fp.sum(), fn.sum())), "macro_f1": float(macro), "exact_match": float(exact)}
 
 
 def metrics(problem_type: str, logits: torch.Tensor, gold: list, num_labels: int) -> dict[str, float]:

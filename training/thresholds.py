@@ -10,20 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from training.evaluate import multi_label_metrics
+from training.evaluate import f1_of, label_counts, multi_label_metrics
 
 DEFAULT_THRESHOLD = 0.5
 THRESHOLD_GRID = [round(0.05 * k, 2) for k in range(1, 20)]  # 0.05 ... 0.95
-
-
-def _counts(pred: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """TP, FP, FN per label [labels] from 0/1 matrices [rows, labels]."""
-    return (pred * gold).sum(0), (pred * (1 - gold)).sum(0), ((1 - pred) * gold).sum(0)
-
-
-def _f1(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
-    denominator = 2 * tp + fp + fn
-    return torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.zeros_like(tp))
 
 
 def choose_thresholds(probs: torch.Tensor, gold: torch.Tensor) -> list[float]:
@@ -33,7 +23,7 @@ def choose_thresholds(probs: torch.Tensor, gold: torch.Tensor) -> list[float]:
     for k in range(probs.shape[1]):
         best, best_f1 = DEFAULT_THRESHOLD, -1.0
         for cut in sorted(THRESHOLD_GRID, key=lambda t: abs(t - DEFAULT_THRESHOLD)):
-            f1 = float(_f1(*_counts((probs[:, k] >= cut).float(), gold[:, k])))
+            f1 = float(f1_of(*label_counts((probs[:, k] >= cut).float(), gold[:, k])))
             if f1 > best_f1:
                 best, best_f1 = cut, f1
         chosen.append(best)
@@ -52,10 +42,10 @@ def scores_at(probs: torch.Tensor, gold: torch.Tensor, thresholds: list[float]) 
 
 def per_label_details(probs: torch.Tensor, gold: torch.Tensor, labels: list[str], thresholds: list[float]) -> dict:
     """Per label: its threshold, precision, recall, F1 and support at that threshold."""
-    tp, fp, fn = _counts(predicted(probs, thresholds), gold)
+    tp, fp, fn = label_counts(predicted(probs, thresholds), gold)
     precision = torch.where(tp + fp > 0, tp / (tp + fp).clamp(min=1), torch.zeros_like(tp))
     recall = torch.where(tp + fn > 0, tp / (tp + fn).clamp(min=1), torch.zeros_like(tp))
-    f1 = _f1(tp, fp, fn)
+    f1 = f1_of(tp, fp, fn)
     return {"per_class": [
         {"label": name, "threshold": thresholds[k], "precision": float(precision[k]), "recall": float(recall[k]),
          "f1": float(f1[k]), "support": int(gold[:, k].sum())}

@@ -111,25 +111,33 @@ def test_version_objects_are_never_overwritten(make_store, upload):
         assert store.read("t", again.version) == second.data
 
 
-def test_concurrent_writers_lose_nothing(make_store, upload):
-    """Two replicas' stores, 3 threads each, all writing the same task and their own ones."""
-    stores = [make_store(), make_store()]
-    uploads = {(w, i): upload("shared" if i % 2 else f"own{w}", seed=10 * w + i) for w in range(6) for i in range(4)}
+def put_concurrently(stores: list, uploads: dict) -> dict:
+    """Writer ``w`` puts its uploads ``(w, 0), (w, 1), ...`` in order through ``stores[w % len]``,
+    all writers at once; returns ``(w, i) -> record``, and fails on any writer's error."""
+    writers = sorted({w for w, _ in uploads})
     records, errors = {}, []
 
     def writer(w: int) -> None:
         try:
-            for i in range(4):
-                records[(w, i)] = stores[w % 2].put(uploads[(w, i)])
+            for key in sorted(k for k in uploads if k[0] == w):
+                records[key] = stores[w % len(stores)].put(uploads[key])
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)]
+    threads = [threading.Thread(target=writer, args=(w,)) for w in writers]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors
+    return records
+
+
+def test_concurrent_writers_lose_nothing(make_store, upload):
+    """Two replicas' stores, 3 threads each, all writing the same task and their own ones."""
+    stores = [make_store(), make_store()]
+    uploads = {(w, i): upload("shared" if i % 2 else f"own{w}", seed=10 * w + i) for w in range(6) for i in range(4)}
+    records = put_concurrently(stores, uploads)
     changes = stores[0].changes(0)
     assert [c.generation for c in changes] == list(range(1, 25))  # one entry each, no gaps
     logged = {(c.task, c.version, c.sha256) for c in changes}
@@ -145,22 +153,8 @@ def test_concurrent_writers_with_keep_one_never_share_a_number(make_store, uploa
     handed out is never handed out again, and the pointer ends on the log's last change."""
     stores = [make_store(keep_versions=1) for _ in range(2)]
     uploads = {(w, i): upload("hot", seed=100 * w + i) for w in range(4) for i in range(5)}
-    records, errors = [], []
-
-    def writer(w: int) -> None:
-        try:
-            for i in range(5):
-                records.append(stores[w % 2].put(uploads[(w, i)]))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    assert sorted(r.version for r in records) == list(range(1, 21))
+    records = put_concurrently(stores, uploads)
+    assert sorted(r.version for r in records.values()) == list(range(1, 21))
     last = stores[0].changes(0)[-1]
     current, data = stores[1].get("hot")
     assert (current.version, current.sha256) == (last.version, last.sha256)

@@ -59,7 +59,10 @@ def servers(args: argparse.Namespace, store: Path) -> dict:
     env = {"BITFIT_ONNX_CACHE": args.cache} if args.cache else {}
     out = {}
     if args.before_src:
-        launcher = [PYTHON, "-c", f"import sys; sys.path.insert(0, {args.before_src!r}); from server.cli import main; sys.exit(main())"]
+        # The CLI's module moved with server/ in rooms (server.cli -> server.process.cli): run whichever the tree has.
+        code = (f"import sys, importlib, importlib.util as u; sys.path.insert(0, {args.before_src!r}); "
+                "m = 'server.process.cli' if u.find_spec('server.process') else 'server.cli'; sys.exit(importlib.import_module(m).main())")
+        launcher = [PYTHON, "-c", code]
         out["before"] = bitfit_server(store, env={"PYTHONPATH": args.before_src}, launcher=launcher)
     out["torch"] = bitfit_server(store, extra=["--backend", "torch"], env=env)
     out["onnxruntime"] = bitfit_server(store, extra=["--backend", "onnxruntime"], env=env)

@@ -176,7 +176,7 @@ def bitfit_server(store: Path, port: int | None = None, extra: list[str] | None 
     port = port or free_port()
     exe = Path(PYTHON).with_name("bitfit")
     base = launcher or os.environ.get("BITFIT_BENCH_SERVE_CMD", "").split() or (
-        [str(exe)] if exe.exists() else [PYTHON, "-m", "server.cli"])
+        [str(exe)] if exe.exists() else [PYTHON, "-m", "server.process.cli"])
     cmd = base + ["--log-level", "WARNING", "serve", "--host", HOST, "--port", str(port), "--store", str(store),
                   "--device", "cpu"] + (extra or [])
     return ServerProcess("bitfit", cmd, port, env)

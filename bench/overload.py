@@ -127,7 +127,7 @@ def main() -> None:
 
     store = Path(tempfile.mkdtemp(prefix="bitfit-overload-"))
     preload = REPO / "examples" / "sentiment" / "sentiment.safetensors"
-    server = bitfit_server(store, extra=["--preload", str(preload)], launcher=[PYTHON, "-m", "server.cli"],
+    server = bitfit_server(store, extra=["--preload", str(preload)], launcher=[PYTHON, "-m", "server.process.cli"],
                            env={"PYTHONPATH": str(REPO)})
     body = max_body(args.inputs, args.chars)
     with server:

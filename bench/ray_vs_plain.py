@@ -31,7 +31,7 @@ def start_ray(store: Path) -> str:
     import ray
     from ray import serve
 
-    from server.ray_app import BitfitReplica
+    from server.process.ray_app import BitfitReplica
 
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -69,9 +69,9 @@ def build(root: Path, spec, n: int) -> Path:
 def replica(root: Path, backbone):
     from bias_store.filesystem import FilesystemStore
     from engine import Engine
-    from server.metrics import Metrics
-    from server.sync import StoreSync
-    from server.validation import UploadValidator
+    from server.catalog.sync import StoreSync
+    from server.catalog.validation import UploadValidator
+    from server.process.metrics import Metrics
 
     store = FilesystemStore(root)
     validator = UploadValidator(backbone.spec, 1 << 24, Metrics())
@@ -80,9 +80,9 @@ def replica(root: Path, backbone):
 
 def start_replica(root: Path, load: str, backbone_path: str | None, first_uses: int) -> dict:
     """One whole replica start (``start_services``) on ``root``; seconds until ready."""
-    from server.app import start_services, stop_services
-    from server.metrics import Metrics
-    from server.settings import Settings
+    from server.process.metrics import Metrics
+    from server.process.services import start_services, stop_services
+    from server.process.settings import Settings
 
     settings = Settings(store=str(root), backbone=backbone_path, backend="torch", load=load, sync_interval_s=3600)
     started = time.perf_counter()
@@ -113,7 +113,7 @@ def start_process(root: Path, load: str, backbone_path: str | None) -> float:
     from tests.helpers import free_port
 
     port = free_port()
-    command = [sys.executable, "-m", "server.cli", "--log-level", "WARNING", "serve", "--store", str(root), "--port", str(port),
+    command = [sys.executable, "-m", "server.process.cli", "--log-level", "WARNING", "serve", "--store", str(root), "--port", str(port),
                "--backend", "torch", "--load", load, *(["--backbone", backbone_path] if backbone_path else [])]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "BITFIT_SYNC_INTERVAL_S": "3600"}
     started = time.perf_counter()

@@ -166,7 +166,7 @@ async def upload_interleaved(urls: dict[str, str], jobs, text: str) -> dict[str,
 def serve_without_fsync(argv: list[str]) -> int:
     """``bitfit`` with os.fsync a no-op: the what-if server (durability off) for comparison."""
     os.fsync = lambda fd: None
-    from server.cli import main as bitfit_main
+    from server.process.cli import main as bitfit_main
 
     return bitfit_main(argv)
 

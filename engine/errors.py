@@ -1,4 +1,4 @@
-"""Errors the engine raises for bad requests. server/errors.py maps them to HTTP."""
+"""Errors the engine raises for bad requests. server/http/errors.py maps them to HTTP."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from bias_store.format import BiasSet, dumps
-from server.app import create_app
-from server.settings import Settings
+from server.http.app import create_app
+from server.process.settings import Settings
 
 TEXTS = ["a gorgeous, witty film", "dull and far too long", "meh", "the plot twists kept me guessing until the end"]
 
@@ -39,7 +39,7 @@ def live_server(store: Path, backbone, **settings) -> Iterator[str]:
 
     import uvicorn
 
-    from server.serve_cli import uvicorn_config
+    from server.process.serve_cli import uvicorn_config
     from tests.helpers import free_port, wait_until
 
     config = Settings(store=store, port=free_port(), **settings)

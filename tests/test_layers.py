@@ -1,5 +1,5 @@
 """The layer rule of docs/ARCHITECTURE.md, checked on the source: each package imports
-only the packages below it.
+only the packages below it, and inside ``server/`` each room only the rooms it may.
 
     bench/                        (anything)
     server/      training/        the two edges; neither imports the other
@@ -62,7 +62,7 @@ def test_package_imports_only_the_layers_below(package):
 def test_the_checker_sees_a_crossing(tmp_path, monkeypatch):
     """The rule must be able to fail: a training file importing server is reported."""
     (tmp_path / "training").mkdir()
-    (tmp_path / "training" / "bad.py").write_text("from server.app import create_app\nimport fastapi\n")
+    (tmp_path / "training" / "bad.py").write_text("from server.http.app import create_app\nimport fastapi\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert _violations("training") == ["training/bad.py imports server", "training/bad.py imports fastapi"]
 
@@ -89,3 +89,51 @@ def test_the_python_client_needs_only_httpx_and_pydantic():
         imported |= _imports(path)
     outside = {name for name in imported if name not in sys.stdlib_module_names} - {"bitfit_client"}
     assert outside == {"httpx", "pydantic"}
+
+
+# server/ in rooms (docs/ARCHITECTURE.md): the HTTP edge sits on the serving path and the
+# catalog; neither of those knows HTTP exists, and only the edge turns errors into answers.
+ROOM_FORBIDDEN = {
+    "catalog": {"server.http", "server.serving"},
+    "serving": {"server.http"},
+    "process": set(),
+    "http": set(),
+}
+
+
+def _full_imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _room_violations(root: Path) -> list[str]:
+    found = []
+    for path in sorted((root / "server").rglob("*.py")):
+        rel = path.relative_to(root)
+        room = rel.parts[1] if len(rel.parts) > 2 else None
+        for name in sorted(_full_imports(path)):
+            if room != "http" and (name == "server.http.errors" or name.startswith("server.http.errors.")):
+                found.append(f"{rel} imports the HTTP error table ({name})")
+            for banned in ROOM_FORBIDDEN.get(room, set()):
+                if name == banned or name.startswith(banned + "."):
+                    found.append(f"{rel} ({room}) imports {name}")
+    return found
+
+
+def test_server_rooms_import_only_what_they_may():
+    assert sorted(p.name for p in (ROOT / "server").iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(ROOM_FORBIDDEN)
+    assert _room_violations(ROOT) == []
+
+
+def test_the_room_checker_sees_a_crossing(tmp_path):
+    (tmp_path / "server" / "catalog").mkdir(parents=True)
+    (tmp_path / "server" / "catalog" / "bad.py").write_text("from server.http.errors import status_of\nimport server.serving.batcher\n")
+    found = _room_violations(tmp_path)
+    assert "server/catalog/bad.py imports the HTTP error table (server.http.errors)" in found
+    assert "server/catalog/bad.py (catalog) imports server.serving.batcher" in found

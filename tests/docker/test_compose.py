@@ -136,7 +136,7 @@ def _parse_with_the_real_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -
     """Run ``bitfit argv`` through its real parser with the subcommand's ``run`` stubbed out."""
     import importlib
 
-    from server import cli
+    from server.process import cli
 
     seen = {}
     for name, (module_name, _) in cli.SUBCOMMANDS.items():
@@ -171,7 +171,7 @@ def test_every_command_run_is_a_console_script_of_this_project(compose_gpu: dict
     subcommands = set()
     for where, argv in commands:
         assert argv[0] in scripts, f"{where}: {argv[0]!r} is not a console script of bitfit-serve ([project.scripts])"
-        assert scripts[argv[0]] == "server.cli:main"
+        assert scripts[argv[0]] == "server.process.cli:main"
         subcommands.add(_parse_with_the_real_cli(argv[1:], monkeypatch))
     assert subcommands == {"serve", "worker"}
 
@@ -182,7 +182,7 @@ def test_parsing_with_the_real_cli_can_fail(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_every_bitfit_variable_set_is_one_the_server_reads(compose_gpu: dict) -> None:
-    from server.settings import Settings
+    from server.process.settings import Settings
 
     known = {f"BITFIT_{name.upper()}" for name in Settings.model_fields}
     set_somewhere = {}
@@ -192,13 +192,13 @@ def test_every_bitfit_variable_set_is_one_the_server_reads(compose_gpu: dict) ->
     for name, service in compose_gpu["services"].items():
         set_somewhere.update({k: f"compose:{name}" for k in service.get("environment", {}) if k.startswith("BITFIT_")})
     unknown = {k: where for k, where in set_somewhere.items() if k not in known}
-    assert not unknown, f"server.settings.Settings has no such field (a typo is silently ignored): {unknown}"
+    assert not unknown, f"server.process.settings.Settings has no such field (a typo is silently ignored): {unknown}"
     assert len(set_somewhere) >= 8
 
 
 def test_compose_limit_defaults_are_the_server_defaults(compose_default: dict) -> None:
     """Compose restates the limits so they are visible; they must not drift from Settings."""
-    from server.settings import Settings
+    from server.process.settings import Settings
 
     env = compose_default["services"]["server"]["environment"]
     image_specific = {"BITFIT_STORE", "BITFIT_PRELOAD", "BITFIT_DEVICE", "BITFIT_HOST", "BITFIT_PORT"}

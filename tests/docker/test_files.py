@@ -237,7 +237,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
                  "tests/engine/test_equivalence.py", ".git/HEAD", "server/__pycache__/cli.cpython-311.pyc",
                  "bench/results.json"]:
         assert dockerignore_excludes(path), path
-    assert not dockerignore_excludes("server/cli.py")
+    assert not dockerignore_excludes("server/process/cli.py")
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -272,7 +272,7 @@ def test_the_build_stage_makes_the_project_wheel_from_what_it_copies(dockerfile:
         entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     modules = {rel for rel in _tracked_files(ROOT) if rel.endswith(".py") and rel.split("/")[0] in ("server", "bias_store", "training")}
     assert modules and modules <= names, sorted(modules - names)
-    assert "bitfit = server.cli:main" in entry_points
+    assert "bitfit = server.process.cli:main" in entry_points
 
 
 @pytest.mark.parametrize("env, url", [

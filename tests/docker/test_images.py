@@ -10,7 +10,7 @@ import pytest
 import tomllib
 from packaging.requirements import Requirement
 
-from server.settings import Settings
+from server.process.settings import Settings
 from tests.docker.test_compose import compose_config
 from tests.docker.test_files import DOCKERFILES, ROOT, parse_dockerfile
 

@@ -59,7 +59,7 @@ def test_a_split_batch_answers_as_one_forward_does(tiny_backbone):
 def test_the_setting_reads_auto_off_or_a_positive_count(monkeypatch):
     from pydantic import ValidationError
 
-    from server.settings import Settings
+    from server.process.settings import Settings
 
     assert Settings().split_overhead_tokens == "auto"
     for raw, want in (("off", "off"), ("48", 48)):

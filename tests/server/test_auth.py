@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import ValidationError
 
-from server import cli
-from server.auth import key_matches
-from server.settings import Settings
+from server.http.auth import key_matches
+from server.process import cli
+from server.process.settings import Settings
 from tests.helpers import random_bias_set
 from tests.server_support import live_server, replace, serving, upload
 

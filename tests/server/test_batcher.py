@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from engine.inputs import EncodedRow
-from server.batcher import Batcher
-from server.errors import ClientGone, NotReady, Overloaded
-from server.metrics import Metrics
-from server.settings import Settings
+from server.exceptions import ClientGone, NotReady, Overloaded
+from server.process.metrics import Metrics
+from server.process.settings import Settings
+from server.serving.batcher import Batcher
 
 
 class FakeEngine:

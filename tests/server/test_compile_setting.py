@@ -6,10 +6,10 @@ import pytest
 from pydantic import ValidationError
 
 from engine.compiled import CompiledEncoder
-from server import serve_cli
-from server.app import start_services, stop_services
-from server.metrics import Metrics
-from server.settings import Settings
+from server.process import serve_cli
+from server.process.metrics import Metrics
+from server.process.services import start_services, stop_services
+from server.process.settings import Settings
 
 
 def test_the_flag_and_variable_read_the_three_modes(monkeypatch):

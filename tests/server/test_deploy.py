@@ -55,7 +55,7 @@ def test_the_rayservice_passes_its_crd_schema_and_its_pods_the_kubernetes_schema
     for template in [cluster["headGroupSpec"]["template"], *[g["template"] for g in cluster["workerGroupSpecs"]]]:
         validate_pod_template(template)
     serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
-    assert serve_config["applications"][0]["import_path"] == "server.ray_app:build"
+    assert serve_config["applications"][0]["import_path"] == "server.process.ray_app:build"
 
 
 def test_a_broken_manifest_is_caught():
@@ -75,11 +75,11 @@ def test_serve_configs_are_valid_serve_schemas(path):
     pytest.importorskip("ray", reason="the ray extra is not installed")
     from ray.serve.schema import ServeDeploySchema
 
-    from server.settings import Settings
+    from server.process.settings import Settings
 
     config = ServeDeploySchema.model_validate(yaml.safe_load(path.read_text()))
     for app in config.applications:
-        assert app.import_path == "server.ray_app:build"
+        assert app.import_path == "server.process.ray_app:build"
         Settings.model_validate(app.args)  # every arg is a real setting with a valid value
 
 
@@ -87,9 +87,9 @@ def test_plain_serve_never_imports_ray(tmp_path, tiny_bert_dir):
     script = f"""
 import sys
 from fastapi.testclient import TestClient
-from server.app import create_app
-from server.settings import Settings
-import server.serve_cli, server.cli
+from server.http.app import create_app
+from server.process.settings import Settings
+import server.process.serve_cli, server.process.cli
 with TestClient(create_app(Settings(store={str(tmp_path / 'store')!r}, backbone={str(tiny_bert_dir)!r}, device="cpu"))) as c:
     assert c.get("/readyz").status_code == 200
 leaked = sorted(m for m in sys.modules if m == "ray" or m.startswith("ray."))

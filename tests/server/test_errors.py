@@ -1,4 +1,4 @@
-"""server/errors.py: one table maps each error to (status, code, description); a failure logs once."""
+"""server/http/errors.py: one table maps each error to (status, code, description); a failure logs once."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from fastapi.exceptions import RequestValidationError
 
 from bias_store.errors import BiasSetTooLarge, FingerprintMismatch, InvalidBiasSet, TaskNotFound, VersionNotFound
 from engine.errors import EmptyInput, UnknownTask
-from server.errors import HTTP_ERRORS, INTERNAL, ClientGone, LimitExceeded, NotReady, Unauthorized, error_response, status_of
-from server.routes.responses import errors
+from server.exceptions import ClientGone, LimitExceeded, NotReady, Unauthorized
+from server.http.errors import HTTP_ERRORS, INTERNAL, error_response, status_of
+from server.http.routes.responses import errors
 from tests.helpers import random_bias_set
 from tests.server_support import serving, upload
 

@@ -19,9 +19,9 @@ import uvicorn
 
 from bias_store import FilesystemStore, ValidatedUpload
 from bias_store.format import dumps
-from server.app import create_app
-from server.serve_cli import uvicorn_config
-from server.settings import Settings
+from server.http.app import create_app
+from server.process.serve_cli import uvicorn_config
+from server.process.settings import Settings
 from tests.helpers import free_port, random_bias_set, wait_until
 from tests.server_support import TEXTS
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.metrics import OTHER, UNKNOWN, Metrics, TaskLabels
+from server.process.metrics import OTHER, UNKNOWN, Metrics, TaskLabels
 
 
 def test_task_labels_are_bounded_and_reserved_names_cannot_be_claimed():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from server.middleware import EXCHANGE, RequestGuard
-from server.settings import Settings
+from server.http.middleware import EXCHANGE, RequestGuard
+from server.process.settings import Settings
 
 
 def call(limit, chunks):

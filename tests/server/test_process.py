@@ -33,7 +33,7 @@ def server(tmp_path, tiny_bert_dir, tiny_backbone):
     preload_file = tmp_path / "demo.safetensors"
     preload_file.write_bytes(dumps(random_bias_set(tiny_backbone.spec, "demo", seed=1)))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "BITFIT_MAX_WAIT_MS": "300", "BITFIT_DEVICE": "cpu"}
-    cmd = [sys.executable, "-m", "server.cli", "--log-level", "WARNING", "serve", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "server.process.cli", "--log-level", "WARNING", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--store", str(store), "--backbone", str(tiny_bert_dir), "--preload", str(preload_file)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -164,9 +164,9 @@ def sigterm_while_a_predict_waits(http: httpx.Client, url: str, proc: subprocess
 
 def test_preload_never_goes_backwards(tmp_path, tiny_backbone):
     from bias_store.filesystem import FilesystemStore
-    from server.metrics import Metrics
-    from server.preload import PreloadError, preload
-    from server.validation import UploadValidator
+    from server.catalog.preload import PreloadError, preload
+    from server.catalog.validation import UploadValidator
+    from server.process.metrics import Metrics
 
     store, validator = FilesystemStore(tmp_path / "s"), UploadValidator(tiny_backbone.spec, 1 << 20, Metrics())
     file = tmp_path / "t.safetensors"
@@ -195,7 +195,7 @@ def test_preload_never_goes_backwards(tmp_path, tiny_backbone):
 def test_serve_refuses_a_missing_preload_file_naming_it(tmp_path, capsys):
     import argparse
 
-    from server import serve_cli
+    from server.process import serve_cli
 
     parser = argparse.ArgumentParser()
     serve_cli.add_arguments(parser)

@@ -32,7 +32,7 @@ def cluster(seaweedfs, tiny_bert_dir):
     from ray import serve
     from ray.cluster_utils import Cluster
 
-    from server.ray_app import BitfitReplica
+    from server.process.ray_app import BitfitReplica
 
     # The proxy prefers a replica on its own node; here both must take requests, so that
     # answers from each can be compared. The nodes inherit this process's environment.

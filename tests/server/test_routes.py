@@ -7,7 +7,7 @@ import torch
 
 from bias_store.format import dumps
 from engine import Engine
-from server.schemas import MultiPredictResponse, PredictResponse
+from server.http.schemas import MultiPredictResponse, PredictResponse
 from tests.helpers import random_bias_set
 from tests.server_support import TEXTS, replace, serving, upload
 
@@ -228,7 +228,7 @@ def test_openapi_is_complete_with_examples(client):
 def test_operations_doc_lists_every_setting():
     from pathlib import Path
 
-    from server.settings import Settings
+    from server.process.settings import Settings
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md").read_text()
     missing = [f"BITFIT_{name.upper()}" for name in Settings.model_fields if f"`BITFIT_{name.upper()}`" not in doc]
@@ -236,7 +236,7 @@ def test_operations_doc_lists_every_setting():
 
 
 def test_a_full_queue_is_503_with_retry_after(client, tiny_backbone):
-    from server.errors import Overloaded
+    from server.exceptions import Overloaded
 
     upload(client, random_bias_set(tiny_backbone.spec, "t", seed=40))
 

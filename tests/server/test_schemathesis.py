@@ -1,6 +1,6 @@
 """Schemathesis against /openapi.json of a real uvicorn: every operation, a few hundred cases, no 5xx.
 
-The document declares the input limits (server/openapi.py), so generated requests stay
+The document declares the input limits (server/http/openapi.py), so generated requests stay
 mostly within them; those that do not must still be a 4xx with a JSON reason.
 """
 

@@ -12,8 +12,8 @@ from tests.server_support import serving
 def test_before_start_up_only_liveness_answers(tmp_path, tiny_backbone):
     from fastapi.testclient import TestClient
 
-    from server.app import create_app
-    from server.settings import Settings
+    from server.http.app import create_app
+    from server.process.settings import Settings
 
     client = TestClient(create_app(Settings(store=tmp_path / "s"), backbone=tiny_backbone))  # lifespan not run
     assert client.get("/healthz").status_code == 200
@@ -44,7 +44,7 @@ def test_start_up_serves_the_store_and_skips_what_this_backbone_rejects(tmp_path
 
 
 def test_a_failed_start_up_says_why_in_one_line(tmp_path, tiny_backbone):
-    from server.app import StartupError
+    from server.process.services import StartupError
 
     bad = tmp_path / "preload.safetensors"
     bad.write_bytes(b"not a bias set")

@@ -6,9 +6,9 @@ import logging
 
 from bias_store import FilesystemStore, ValidatedUpload, dumps, validate_upload
 from engine import Engine
-from server.metrics import Metrics
-from server.sync import StoreSync
-from server.validation import UploadValidator
+from server.catalog.sync import StoreSync
+from server.catalog.validation import UploadValidator
+from server.process.metrics import Metrics
 from tests.helpers import random_bias_set
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from server.settings import Settings
-from server.tokenize import Tokenizers
+from server.process.settings import Settings
+from server.serving.tokenize import Tokenizers
 from tests.server.test_batcher import FakeEngine, handle, make, rows
 
 

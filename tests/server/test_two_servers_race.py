@@ -33,7 +33,7 @@ def _serve(store: Path, backbone_dir: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "BITFIT_SYNC_INTERVAL_S": "0.05",
            "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "server.cli", "--log-level", "WARNING", "serve", "--port", str(port), "--store", str(store),
+    cmd = [sys.executable, "-m", "server.process.cli", "--log-level", "WARNING", "serve", "--port", str(port), "--store", str(store),
            "--backbone", str(backbone_dir), "--device", "cpu"]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), f"http://127.0.0.1:{port}"
 

@@ -11,7 +11,7 @@ from bitfit_client import Retry
 
 from bias_store import FilesystemStore, validate_bytes
 from bias_store.format import loads
-from server.cli import main
+from server.process.cli import main
 from tests.helpers import free_port, save_tiny_backbone, wait_until
 from tests.server_support import live_server as serve_live
 from tests.training.test_bitfit import TEXTS, sentiment_csv
@@ -65,11 +65,11 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path, tiny_bert_dir, capsys,
 
 @pytest.fixture
 def live_server(tmp_path, tiny_bert_dir, tiny_backbone):
-    """The real app (server.app.create_app) on a free port, admin key required."""
+    """The real app (server.http.app.create_app) on a free port, admin key required."""
     import uvicorn
 
-    from server.app import create_app
-    from server.settings import Settings
+    from server.http.app import create_app
+    from server.process.settings import Settings
 
     port = free_port()
     settings = Settings(port=port, store=tmp_path / "served", backbone=str(tiny_bert_dir), device="cpu", api_keys=[API_KEY])
@@ -135,7 +135,7 @@ def test_training_is_deterministic_per_seed(tmp_path, tiny_bert_dir, tiny_backbo
 def _all_parsers():
     import argparse
 
-    from server import cli
+    from server.process import cli
 
     parsers = []
     original = argparse.ArgumentParser.parse_args
@@ -171,7 +171,7 @@ def test_every_flag_has_help_and_shows_its_default(capsys):
 
 
 def test_version_options_on_the_subcommand_and_unknown_variables(capsys, monkeypatch):
-    from server import cli
+    from server.process import cli
 
     with pytest.raises(SystemExit):
         main(["--version"])

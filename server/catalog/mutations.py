@@ -1,0 +1,53 @@
+"""Uploads, deletes and rollbacks made through this server: store first, engine second.
+
+Both steps happen under the sync's lock, so the watcher never sees a half-done mutation
+and the very next request is served by the new version.
+"""
+
+from __future__ import annotations
+
+from bias_store.errors import CorruptTask, FingerprintMismatch, InvalidBiasSet
+from bias_store.store import BiasStore, TaskRecord
+from bias_store.validate import ValidatedUpload
+from engine import TaskHandle
+from server.catalog.sync import StoreSync
+from server.catalog.validation import UploadValidator
+
+
+class TaskMutations:
+    def __init__(self, store: BiasStore, sync: StoreSync, validator: UploadValidator) -> None:
+        self.store, self.sync, self.validator = store, sync, validator
+
+    def put(self, data: bytes, name: str | None = None) -> tuple[TaskRecord, TaskHandle]:
+        """Validate once, store as the next version and serve it."""
+        upload = self.validator(data, name)  # raises before anything is written
+        with self.sync.lock:
+            record = self.store.put(upload)
+            handle = self.sync.serve(upload.bias_set, record)
+        return record, handle
+
+    def delete(self, name: str) -> int:
+        """Returns the generation of the deletion's log entry."""
+        with self.sync.lock:
+            generation = self.store.delete(name)
+            self.sync.drop(name)
+        return generation
+
+    def rollback(self, name: str, version: int) -> TaskRecord:
+        checked: list[ValidatedUpload] = []
+
+        def check(data: bytes) -> None:
+            # Validated before the switch and on the very bytes switched to (under the
+            # store's lock), so a version this backbone cannot serve is refused, and a
+            # delete + re-upload by another process cannot slip in between.
+            try:
+                checked.append(self.validator(data, name))
+            except FingerprintMismatch:
+                raise
+            except InvalidBiasSet as exc:  # the stored file, not the request, is at fault
+                raise CorruptTask(name, f"version {version} is damaged ({exc})") from None
+
+        with self.sync.lock:
+            record = self.store.rollback(name, version, check=check)
+            self.sync.serve(checked[0].bias_set, record)
+        return record

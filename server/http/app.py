@@ -1,0 +1,77 @@
+"""The app factory: ``create_app(settings)`` wires routers; its lifespan builds the services.
+
+Nothing lives at module level: the backbone, engine, store, sync watcher, batcher and
+metrics registry belong to one app (``app.state``), so tests can run several apps in one
+process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from engine import Backbone
+from server.http.errors import install_error_handlers
+from server.http.json_bytes import OrjsonResponse
+from server.http.middleware import ReplicaHeader, RequestGuard
+from server.http.openapi import declare_limits
+from server.http.request_id import RequestIds
+from server.http.routes import access, health, metrics, oip, predict, tasks
+from server.process.metrics import Metrics
+from server.process.services import StartupError, start_services, stop_services
+from server.process.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Serve many BitFit text-classification tasks on one frozen encoder.
+
+Each task is a small *bias set* (the encoder's bias terms plus a classifier head). Requests
+for any mix of tasks share every forward pass. Tasks are uploaded, replaced, rolled back
+and deleted at run time; a request always finishes with the version it started with.
+
+Every error answer is `{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastAPI:
+    """Build the app. ``backbone`` lets tests share one already-loaded backbone."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            services = await run_in_threadpool(start_services, settings, app.state.metrics, backbone)
+        except Exception as exc:
+            # One clear line for the operator instead of a deep transformers traceback.
+            raise StartupError(f"start-up failed: {type(exc).__name__}: {exc}") from None
+        app.state.services = services
+        engine = services.engine
+        log.info("ready: %d of %d tasks loaded (%s) on %s (%s)", len(engine.tasks()), len(services.sync.catalog),
+                 "lazy" if services.sync.lazy else "eager", engine.backbone.device, engine.backend)
+        try:
+            yield
+        finally:
+            app.state.services = None
+            await run_in_threadpool(stop_services, services)
+
+    # orjson encodes the answers (predict answers are most of the bytes the server writes).
+    app = FastAPI(
+        title="BitFit multi-task inference server", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+        default_response_class=OrjsonResponse,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics(settings.metrics_max_tasks)
+    app.state.services = None
+    for router in (predict.router, tasks.router, health.router, metrics.router, access.router, oip.open_router, oip.router):
+        app.include_router(router)
+    declare_limits(app, settings)
+    app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")
+    install_error_handlers(app)  # its catch-all wraps every middleware above
+    app.add_middleware(RequestIds)  # outermost: every answer and log line has the id
+    return app

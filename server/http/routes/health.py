@@ -1,0 +1,45 @@
+"""Liveness and readiness probes (always open: no auth)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+
+from server.exceptions import NotReady
+from server.http.routes.responses import errors
+from server.http.schemas import Health, Ready
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Ready, responses=errors(NotReady), summary="Readiness: backbone loaded, store followed")
+async def readyz(request: Request) -> dict:
+    """503 while starting or stopping. While the store cannot be reached the server still
+    serves every loaded task, so it stays ready: ``status`` is then "degraded" and ``store``
+    says why (uploads and other mutations answer 503 meanwhile)."""
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        raise NotReady("the server is starting or stopping", {"Retry-After": "1"})
+    sync, backbone = services.sync, services.engine.backbone
+    return {
+        "status": "ready" if sync.healthy else "degraded",
+        "store": "ok" if sync.healthy else f"unreachable: {sync.error}",
+        "generation": sync.generation,
+        "backbone": Path(str(backbone.spec.base_model)).name,  # a name, never a filesystem path
+        "model_type": backbone.spec.model_type,
+        "fingerprint": backbone.spec.fingerprint,
+        "device": str(backbone.device),
+        "dtype": str(backbone.dtype).removeprefix("torch."),
+        "tasks": len(services.engine.tasks()),
+        "catalog_tasks": len(sync.catalog),
+        "load": "lazy" if sync.lazy else "eager",
+        "queue_rows": services.batcher.queued_rows,
+        "store_writable": services.store.writable(),
+        "unhealthy_tasks": dict(sorted(services.sync.unhealthy.items())[:20]),
+    }

@@ -1,0 +1,147 @@
+"""The Open Inference Protocol v2 routes (KServe / Triton REST); shapes in server/http/oip.py.
+
+Inference goes through the same path as /predict (limits, version pins, the shared
+cross-task batcher, metrics). Health and server metadata are open like /healthz; the
+model routes need a predict key when predict keys are set.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+from bias_store.errors import CorruptTask, StoreUnavailable, TaskNotFound, VersionNotFound
+from engine import InvalidInput, UnknownTask
+from server.exceptions import Forbidden, LimitExceeded, NotReady, Overloaded, Unauthorized
+from server.http.auth import require_reader
+from server.http.deps import get_services
+from server.http.oip import check_outputs, infer_answer, model_metadata, parse_infer
+from server.http.routes.body import CheckedRoute, limit_json_body
+from server.http.routes.predict import known_query, run_predict
+from server.http.routes.responses import errors
+from server.process.services import Services
+from server.serving.inference import TaskInputs
+
+open_router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+router = APIRouter(
+    prefix="/v2", tags=["open inference protocol"], dependencies=[Depends(require_reader), Depends(known_query())],
+    route_class=CheckedRoute,
+)
+
+
+_MODEL_ERRORS = errors(
+    Unauthorized, Forbidden, UnknownTask, TaskNotFound, VersionNotFound, CorruptTask, StoreUnavailable, RequestValidationError
+)
+_INFER_ERRORS = errors(
+    Unauthorized, Forbidden, UnknownTask, VersionNotFound, CorruptTask, StoreUnavailable, LimitExceeded, InvalidInput,
+    RequestValidationError, Overloaded, NotReady,
+)
+
+
+class RepositoryIndexRequest(BaseModel):
+    ready: bool = False  # only the models that are ready
+
+
+@open_router.get("/health/live", summary="OIP server liveness")
+async def live() -> dict:
+    return {"live": True}
+
+
+@open_router.get("/health/ready", responses=errors(NotReady), summary="OIP server readiness (as /readyz)")
+async def ready(request: Request) -> dict:
+    services = getattr(request.app.state, "services", None)
+    if services is None or not services.sync.healthy:
+        raise NotReady("the server is starting, stopping or its last store sync failed", {"Retry-After": "1"})
+    return {"ready": True}
+
+
+@open_router.get("", summary="OIP server metadata")
+async def server_metadata(request: Request) -> dict:
+    return {"name": "bitfit-serve", "version": request.app.version, "extensions": ["binary_tensor_data", "model_repository"]}
+
+
+async def _metadata(services: Services, task: str, version: int | None) -> dict:
+    record, _ = await run_in_threadpool(services.store.get, task, version)  # 404 task or version
+    meta = record.meta
+    return model_metadata(task, list(record.versions), list(meta.labels), meta.problem_type, meta.inputs)
+
+
+@router.get("/models/{task}", responses=_MODEL_ERRORS, summary="OIP model metadata")
+async def metadata(task: str, services: Services = Depends(get_services)) -> dict:
+    return await _metadata(services, task, None)
+
+
+@router.get("/models/{task}/versions/{version}", responses=_MODEL_ERRORS, summary="OIP model metadata of a kept version")
+async def version_metadata(task: str, version: int, services: Services = Depends(get_services)) -> dict:
+    return await _metadata(services, task, version)
+
+
+async def _ready(services: Services, task: str, version: int | None) -> dict:
+    handle = await services.loader.acquire(task)  # 404 when not stored; loads it when lazy (ready = loaded)
+    services.engine.release(handle)
+    if version is not None and version != handle.version:
+        await run_in_threadpool(services.store.get, task, version)  # 404 unless kept (served on demand)
+    return {"name": task, "ready": True}
+
+
+@router.get("/models/{task}/ready", responses=_MODEL_ERRORS, summary="OIP model readiness")
+async def model_ready(task: str, services: Services = Depends(get_services)) -> dict:
+    return await _ready(services, task, None)
+
+
+@router.get("/models/{task}/versions/{version}/ready", responses=_MODEL_ERRORS, summary="OIP readiness of a kept version")
+async def version_ready(task: str, version: int, services: Services = Depends(get_services)) -> dict:
+    return await _ready(services, task, version)
+
+
+async def _infer(services: Services, request: Request, task: str, version: int | None) -> Response:
+    limit_json_body(request)  # read by hand (binary tensors), so the route declares no body field
+    body = await request.body()
+    try:
+        infer, inputs = parse_infer(body, request.headers.get("inference-header-content-length"))
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+    check_outputs(infer)
+    (result,) = await run_predict(services, request, [TaskInputs(task, inputs, version=version)], [])
+    labels = list(result.predictions[0].scores) if result.predictions else []
+    answer, binary = infer_answer(infer, result.task, result.version, labels, result.predictions)
+    head = json.dumps(answer, separators=(",", ":")).encode()
+    if not binary:
+        return Response(head, media_type="application/json")
+    headers = {"Inference-Header-Content-Length": str(len(head))}
+    return Response(head + binary, media_type="application/octet-stream", headers=headers)
+
+
+@router.post("/models/{task}/infer", responses=_INFER_ERRORS, summary="OIP inference")
+async def infer(task: str, request: Request, services: Services = Depends(get_services)) -> Response:
+    return await _infer(services, request, task, None)
+
+
+@router.post(
+    "/models/{task}/versions/{version}/infer", responses=_INFER_ERRORS, summary="OIP inference with a kept version"
+)
+async def version_infer(task: str, version: int, request: Request, services: Services = Depends(get_services)) -> Response:
+    return await _infer(services, request, task, version)
+
+
+@router.post("/repository/index", responses=errors(Unauthorized, Forbidden), summary="OIP model repository index")
+async def repository_index(body: RepositoryIndexRequest | None = Body(None), services: Services = Depends(get_services)) -> list:
+    records = await run_in_threadpool(services.store.list)
+    out = []
+    for record in records:
+        try:
+            served = services.engine.get(record.name).sha256 == record.sha256
+        except UnknownTask:
+            # Lazy loading: a stored task not used yet is loaded by its first request.
+            served = services.sync.lazy and record.name not in services.sync.unhealthy
+        if body is not None and body.ready and not served:
+            continue
+        entry = {"name": record.name, "version": str(record.version), "state": "READY" if served else "UNAVAILABLE"}
+        if not served:
+            entry["reason"] = "this backbone cannot serve the stored file, or the store changed and the sync has not caught up"
+        out.append(entry)
+    return out

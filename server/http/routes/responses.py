@@ -1,0 +1,17 @@
+"""Error answers for the routers' OpenAPI descriptions, read from server/http/errors.py's table."""
+
+from __future__ import annotations
+
+from server.http.errors import HTTP_ERRORS
+from server.http.schemas import ErrorBody
+
+
+def errors(*kinds: type[BaseException]) -> dict[int, dict]:
+    """The OpenAPI ``responses`` of a route that can raise ``kinds``, grouped by status."""
+    by_status: dict[int, list[str]] = {}
+    for kind in kinds:
+        entry = HTTP_ERRORS[kind]
+        descriptions = by_status.setdefault(entry.status, [])
+        if entry.description not in descriptions:
+            descriptions.append(entry.description)
+    return {status: {"model": ErrorBody, "description": " ".join(d)} for status, d in sorted(by_status.items())}

@@ -1,0 +1,152 @@
+"""/tasks: upload, replace, list, show, delete and roll back bias sets.
+
+Mutations go through TaskMutations (store first, engine second) on a worker thread, so the
+event loop never waits on validation or fsync, and the very next request sees the result.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Body, Depends, File, Form, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from bias_store.errors import (
+    BiasSetTooLarge,
+    ConcurrentUpdate,
+    CorruptTask,
+    FingerprintMismatch,
+    InvalidBiasSet,
+    StoreUnavailable,
+    TaskNotFound,
+    VersionNotFound,
+)
+from bias_store.store import TaskRecord
+from engine import UnknownTask
+from server.exceptions import Forbidden, GenerationNotReached, InvalidRequest, Unauthorized
+from server.http.auth import require_admin, require_reader
+from server.http.deps import get_services, min_generation
+from server.http.routes.body import CheckedRoute
+from server.http.routes.responses import errors
+from server.http.schemas import RollbackRequest, TaskInfo, TaskList, UploadResponse
+from server.process.services import Services
+
+router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=CheckedRoute)
+
+_FILE_DOC = "A bias-set file (safetensors with bitfit metadata; see docs/FORMAT.md)."
+_NAME_DOC = "Task name overriding the one in the file's metadata."
+_AUTH = (Unauthorized, Forbidden)
+_STORE = (StoreUnavailable, ConcurrentUpdate, CorruptTask)  # what a mutation of a shared store can meet
+_UPLOAD_ERRORS = errors(*_AUTH, FingerprintMismatch, BiasSetTooLarge, InvalidBiasSet, InvalidRequest, *_STORE)
+_ROLLBACK_ERRORS = errors(*_AUTH, TaskNotFound, VersionNotFound, InvalidBiasSet, *_STORE)
+GENERATION_HEADER = "X-Bitfit-Generation"  # the store change log entry a mutation made
+
+
+def _info(record: TaskRecord, services: Services) -> dict:
+    meta = record.meta
+    try:
+        loaded = services.engine.get(record.name).sha256 == record.sha256
+    except UnknownTask:
+        loaded = False
+    return {
+        "name": record.name, "version": record.version, "labels": list(meta.labels), "problem_type": meta.problem_type,
+        "inputs": meta.inputs, "pooling": meta.pooling, "bias_sites": meta.bias_sites, "base_model": meta.base_model,
+        "created_at": meta.created_at, "size_bytes": record.size, "sha256": record.sha256,
+        "versions": list(record.versions), "loaded": loaded, "training": meta.training,
+    }
+
+
+async def _upload(services: Services, request: Request, file: UploadFile, name: str | None, response: Response) -> dict:
+    started = time.perf_counter()
+    form = await request.form()  # already parsed by FastAPI (cached): only counted here
+    for field in ("file", "name"):
+        if len(form.getlist(field)) > 1:
+            raise InvalidRequest(f"the upload has {len(form.getlist(field))} '{field}' parts; send exactly one")
+    data = await file.read()
+    record, handle = await run_in_threadpool(services.mutations.put, data, name)
+    services.metrics.upload_seconds.observe(time.perf_counter() - started)
+    response.headers[GENERATION_HEADER] = str(record.generation)
+    # Bias sets are fp32 by format (the validator enforces it): 4 bytes per parameter.
+    return {
+        **_info(record, services), "num_params": handle.num_bytes // 4, "tensor_bytes": handle.num_bytes,
+        "generation": record.generation,
+    }
+
+
+@router.post(
+    "", status_code=201, response_model=UploadResponse, dependencies=[Depends(require_admin)],
+    responses=_UPLOAD_ERRORS, summary="Upload a bias set (a new task or a new version)",
+)
+async def upload_task(
+    request: Request,
+    response: Response,
+    file: UploadFile = File(description=_FILE_DOC),
+    name: str | None = Form(None, description=_NAME_DOC, max_length=200),
+    services: Services = Depends(get_services),
+) -> dict:
+    """Validated, stored, then servable here by the very next request, and on every other
+    replica once it has applied the answer's `generation` (X-Bitfit-Min-Generation waits for it)."""
+    return await _upload(services, request, file, name or None, response)
+
+
+@router.put(
+    "/{task}", status_code=201, response_model=UploadResponse, dependencies=[Depends(require_admin)],
+    responses=_UPLOAD_ERRORS, summary="Replace a task with a new version",
+)
+async def replace_task(
+    task: str, request: Request, response: Response, file: UploadFile = File(description=_FILE_DOC),
+    services: Services = Depends(get_services),
+) -> dict:
+    """Stores the file as `task`'s next version (whatever name its metadata holds)."""
+    return await _upload(services, request, file, task, response)
+
+
+@router.get(
+    "", response_model=TaskList, dependencies=[Depends(require_reader), Depends(min_generation)],
+    responses=errors(*_AUTH, GenerationNotReached), summary="List tasks",
+)
+async def list_tasks(services: Services = Depends(get_services)) -> dict:
+    records = await run_in_threadpool(services.store.list)
+    unhealthy = {**services.store.problems(), **services.sync.unhealthy}
+    return {
+        "tasks": [_info(r, services) for r in records],  # a readable but unservable task shows loaded=false
+        "unhealthy": [{"name": name, "reason": reason} for name, reason in sorted(unhealthy.items())],
+    }
+
+
+@router.get(
+    "/{task}", response_model=TaskInfo, dependencies=[Depends(require_reader), Depends(min_generation)],
+    responses=errors(*_AUTH, TaskNotFound, CorruptTask, GenerationNotReached), summary="One task and its versions",
+)
+async def get_task(task: str, services: Services = Depends(get_services)) -> dict:
+    record, _ = await run_in_threadpool(services.store.get, task)
+    return _info(record, services)
+
+
+@router.delete(
+    "/{task}", status_code=204, dependencies=[Depends(require_admin)], responses=errors(*_AUTH, TaskNotFound, *_STORE),
+    summary="Delete a task and all its versions",
+)
+async def delete_task(task: str, services: Services = Depends(get_services)) -> Response:
+    """Requests already accepted for the task still finish with the version they pinned."""
+    generation = await run_in_threadpool(services.mutations.delete, task)
+    return Response(status_code=204, headers={GENERATION_HEADER: str(generation)})
+
+
+@router.post(
+    "/{task}/rollback", response_model=TaskInfo, dependencies=[Depends(require_admin)], responses=_ROLLBACK_ERRORS,
+    summary="Serve an earlier version again",
+)
+async def rollback_task(
+    task: str, response: Response, body: RollbackRequest | None = Body(None), services: Services = Depends(get_services)
+) -> dict:
+    record, _ = await run_in_threadpool(services.store.get, task)
+    version = body.version if body is not None else None
+    if version is None:
+        earlier = [v for v in record.versions if v < record.version]
+        if not earlier:
+            raise VersionNotFound(task, record.version - 1, list(record.versions))
+        version = earlier[-1]
+    record = await run_in_threadpool(services.mutations.rollback, task, version)
+    response.headers[GENERATION_HEADER] = str(record.generation)
+    return _info(record, services)

@@ -1,0 +1,109 @@
+"""The ``bitfit`` console command: ``bitfit serve | train | worker``.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; this file only wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import logging
+import os
+import sys
+from importlib import metadata
+
+from server.process import logs
+from server.process.logs import FORMATS
+
+log = logging.getLogger("bitfit")
+
+SUBCOMMANDS = {
+    "serve": ("server.process.serve_cli", "run the inference server"),
+    "train": ("training.cli", "train a task's bias set with BitFit"),
+    "worker": ("training.worker_cli", "train and publish tasks dropped into an inbox folder"),
+}
+
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# BITFIT_* names read outside Settings: by client tools (the one client key) and by
+# docker-compose.yml on the host side.
+OTHER_VARIABLES = {"BITFIT_API_KEY", "BITFIT_HTTP_PORT", "BITFIT_GPU_HTTP_PORT", "BITFIT_BIND"}
+BENCH_PREFIX = "BITFIT_BENCH_"  # the bench/ scripts' own knobs
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default, unless it already says it or has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" not in text and action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def known_variables() -> set[str]:
+    from server.process.settings import Settings
+
+    return {f"BITFIT_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
+
+
+def unknown_variables(environ: dict[str, str]) -> list[str]:
+    """A warning per BITFIT_* variable nothing reads (a typo is otherwise silently ignored)."""
+    known = known_variables()
+    warnings = []
+    for name in sorted(n for n in environ if n.startswith("BITFIT_") and n not in known and not n.startswith(BENCH_PREFIX)):
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else "; docs/OPERATIONS.md lists them"
+        warnings.append(f"{name} is not a bitfit setting and is ignored{hint}")
+    return warnings
+
+
+def _version() -> str:
+    try:
+        return metadata.version("bitfit-serve")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _logging_options(parser: argparse.ArgumentParser, default_format: str, top: bool) -> None:
+    # On the subcommand too (`bitfit serve --log-level DEBUG`); there the default is
+    # SUPPRESS so that a value given before the subcommand is not overwritten.
+    parser.add_argument("--log-level", type=str.upper, choices=LEVELS, default="INFO" if top else argparse.SUPPRESS,
+                        help="logging level")
+    parser.add_argument("--log-format", choices=FORMATS, default=default_format if top else argparse.SUPPRESS,
+                        help="text, or one JSON object per line (BITFIT_LOG_FORMAT)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The one place the CLI reads a logging variable: logging starts before any settings object.
+    default_format = os.environ.get("BITFIT_LOG_FORMAT", "text")
+    if default_format not in FORMATS:
+        print(f"bitfit: BITFIT_LOG_FORMAT must be one of {', '.join(FORMATS)}, got {default_format!r}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="bitfit", description="BitFit multi-task inference server", formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"bitfit {_version()}")
+    _logging_options(parser, default_format, top=True)
+    sub = parser.add_subparsers(dest="command", required=True)
+    modules = {}
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise  # a real import error inside the module: do not hide it
+            continue  # that subcommand is not part of this install (yet)
+        modules[name] = module
+        subparser = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
+        module.add_arguments(subparser)
+        _logging_options(subparser, default_format, top=False)
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level, args.log_format)
+    for warning in unknown_variables(dict(os.environ)):
+        log.warning(warning)
+    return int(modules[args.command].run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

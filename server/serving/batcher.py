@@ -1,0 +1,234 @@
+"""Dynamic micro-batching across tasks, with one inference worker thread.
+
+Requests of any mix of tasks are queued as rows ``(TaskHandle, EncodedRow)``. The worker
+takes rows first-in first-out until the batch holds ``max_rows`` rows or ``max_tokens``
+padded tokens, waiting at most ``max_wait`` after the oldest row arrived, and runs them as
+ONE forward pass (the engine only groups rows by task at the heads). A request larger
+than a batch is split over consecutive batches.
+
+The event loop never runs torch: the forward runs on the single worker thread (one
+forward at a time is also a correctness need of the engine). Rows arrive tokenized
+(server/serving/tokenize.py), so the worker only pads and runs the forward.
+
+Back-pressure: when ``max_queue_rows`` rows are waiting, ``submit`` raises Overloaded
+(HTTP 503 + Retry-After) instead of letting the queue grow without bound. Rows of a
+request whose client went away are dropped before they reach a forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from engine import Engine, Prediction, TaskHandle
+from engine.inputs import EncodedRow
+from server.exceptions import ClientGone, NotReady, Overloaded
+from server.process.metrics import Metrics
+from server.process.settings import Settings, env_name
+
+Item = tuple[TaskHandle, EncodedRow]
+
+
+@dataclass(eq=False)
+class _Pending:
+    """One request's rows on their way through the queue."""
+
+    items: list[Item]
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    enqueued: float  # time.perf_counter() when queued
+    results: list[Prediction | None] = field(default_factory=list)
+    taken: int = 0  # rows already handed to a batch (a prefix of items)
+    finished: int = 0  # rows with a result
+    dropped: bool = False  # client gone, or an earlier batch failed: skip the rest
+    started: bool = False  # its first row entered a batch (queue wait observed)
+
+    def settle(self, error: BaseException | None = None) -> None:
+        """Complete the future (on its event loop's thread)."""
+        if self.future.done():  # cancelled: the client went away
+            return
+        if error is not None:
+            self.future.set_exception(error)
+        else:
+            self.future.set_result(self.results)
+
+
+def _settle_all(done: list[_Pending], error: BaseException | None = None) -> None:
+    """Hand finished requests back to their event loops: one wake-up per loop, not per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for pending in done:
+        by_loop.setdefault(pending.loop, []).append(pending)
+    for loop, group in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(lambda g=group: [p.settle(error) for p in g])
+        except RuntimeError:  # the loop is closed: nobody waits for these any more
+            pass
+
+
+class Batcher:
+    def __init__(self, engine: Engine, metrics: Metrics, settings: Settings) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.max_rows = settings.max_batch_rows
+        self.max_tokens = settings.max_batch_tokens
+        self.max_wait = settings.max_wait_ms / 1000
+        self.max_queue_rows = settings.max_queue_rows
+        self.retry_after_s = settings.retry_after_s
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._queued_tokens = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self._worker = threading.Thread(target=self._work, name="bitfit-inference", daemon=True)
+        self._worker.start()
+
+    # -- request side (event loop) ---------------------------------------------------------
+    async def submit(self, items: list[Item], disconnected: Callable[[], Awaitable] | None = None) -> list[Prediction]:
+        """Queue rows and wait for their predictions, in order.
+
+        ``disconnected()`` makes an awaitable that completes when the client goes away; the
+        request's rows not yet in a batch are then dropped and ClientGone is raised.
+        """
+        loop = asyncio.get_running_loop()
+        pending = _Pending(items, loop.create_future(), loop, time.perf_counter(), [None] * len(items))
+        tokens = sum(len(row) for _, row in items)
+        with self._cond:
+            if self._closing:
+                raise NotReady("the server is shutting down", {"Retry-After": str(self.retry_after_s)})
+            if self._queued_rows + len(items) > self.max_queue_rows:
+                self.metrics.rejected.labels("queue_full").inc()
+                raise Overloaded(
+                    f"the batch queue is full ({self._queued_rows} rows waiting, {env_name('max_queue_rows')}="
+                    f"{self.max_queue_rows}); retry later",
+                    {"Retry-After": str(self.retry_after_s)},
+                )
+            was_empty = not self._queue
+            self._queue.append(pending)
+            self._queued_rows += len(items)
+            self._queued_tokens += tokens
+            self.metrics.queue_depth.set(self._queued_rows)
+            # Wake the worker only when that changes what it does: the first row arrived, or
+            # a batch is full. Otherwise it is busy, or waits for a deadline this row does
+            # not move, and every needless wake-up costs the event loop the GIL.
+            if was_empty or self._queued_rows >= self.max_rows or self._queued_tokens >= self.max_tokens:
+                self._cond.notify()
+        try:
+            return await self._wait(pending, disconnected)
+        except (asyncio.CancelledError, ClientGone):
+            pending.dropped = True  # the worker skips whatever it has not started yet
+            raise
+
+    async def _wait(self, pending: _Pending, disconnected: Callable[[], Awaitable] | None) -> list[Prediction]:
+        if disconnected is None:
+            return await pending.future
+        watcher = asyncio.ensure_future(disconnected())
+        try:
+            done, _ = await asyncio.wait({pending.future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not watcher.done():
+                watcher.cancel()
+        if pending.future in done:
+            return pending.future.result()
+        self.metrics.rejected.labels("client_gone").inc()
+        raise ClientGone("the client disconnected before the prediction was ready")
+
+    # -- worker side -----------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if batch:
+                self._run(batch)
+
+    def _next_batch(self) -> list[tuple[_Pending, int]] | None:
+        """Wait for rows and take one batch's worth; None once closed and drained."""
+        with self._cond:
+            while not self._queue:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            deadline = self._queue[0].enqueued + self.max_wait
+            while not self._closing and self._queued_rows < self.max_rows and self._queued_tokens < self.max_tokens:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            taken: list[tuple[_Pending, int]] = []
+            longest = 0
+            while self._queue and len(taken) < self.max_rows:
+                pending = self._queue[0]
+                if pending.dropped:
+                    self._pop_rest(pending)
+                    continue
+                row = pending.items[pending.taken][1]
+                grown = max(longest, len(row))
+                if taken and grown * (len(taken) + 1) > self.max_tokens:
+                    break  # padding is to the longest row, so this is the batch's real cost
+                taken.append((pending, pending.taken))
+                longest = grown
+                pending.taken += 1
+                self._queued_rows -= 1
+                self._queued_tokens -= len(row)
+                if pending.taken == len(pending.items):
+                    self._queue.popleft()
+            self.metrics.queue_depth.set(self._queued_rows)
+            return taken
+
+    def _pop_rest(self, pending: _Pending) -> None:  # caller holds self._cond
+        rest = pending.items[pending.taken :]
+        self._queued_rows -= len(rest)
+        self._queued_tokens -= sum(len(row) for _, row in rest)
+        pending.taken = len(pending.items)
+        self._queue.popleft()
+
+    def _run(self, taken: list[tuple[_Pending, int]]) -> None:
+        start = time.perf_counter()
+        requests = list(dict.fromkeys(p for p, _ in taken))  # distinct, in order
+        for pending in requests:
+            if not pending.started:
+                pending.started = True
+                self.metrics.queue_wait.observe(start - pending.enqueued)
+        items = [p.items[i] for p, i in taken]
+        split = self.engine.split(items)  # computed once: run by the engine, reported in the metrics
+        try:
+            predictions = self.engine.run(items, split)
+        except Exception as exc:  # a bug or a device error: fail these requests, keep serving
+            # Not logged here: each request's answer logs it once, at the HTTP edge.
+            for pending in requests:
+                pending.dropped = True
+            _settle_all(requests, exc)
+            return
+        self.metrics.inference.observe(time.perf_counter() - start)
+        self.metrics.batch_rows.observe(len(items))
+        self.metrics.batch_tasks.observe(len({h.slot for h, _ in items}))
+        self._observe_padding(items, split)
+        done = []
+        for (pending, i), prediction in zip(taken, predictions):
+            pending.results[i] = prediction
+            pending.finished += 1
+            if pending.finished == len(pending.items):
+                done.append(pending)
+        _settle_all(done)
+
+    def _observe_padding(self, items: list[Item], split: list[list[int]]) -> None:
+        lengths = [len(row) for _, row in items]
+        computed = sum(len(group) * max(lengths[i] for i in group) for group in split)
+        self.metrics.batch_forwards.observe(len(split))
+        self.metrics.batch_padding.observe(1 - sum(lengths) / computed)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new work, finish every queued row, then stop the worker."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._worker.join(timeout)

@@ -1,0 +1,132 @@
+"""The predict path between the routes and the batcher: limits, version pins, tokenizing.
+
+Plain dataclasses in and out; the routes convert from and to JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi.concurrency import run_in_threadpool
+
+from bias_store.kinds import ProblemType
+from engine import Engine, Prediction, TaskHandle
+from engine.errors import InvalidInput
+from server.catalog.loading import TaskLoader
+from server.catalog.versions import KeptVersions
+from server.exceptions import LimitExceeded
+from server.process.settings import env_name
+from server.serving.admission import TokenBudget, row_cost
+from server.serving.batcher import Batcher
+from server.serving.tokenize import Tokenizers
+
+
+@dataclass(frozen=True)
+class TaskInputs:
+    """One task's inputs of a request (a schemas.PredictItem, past the HTTP edge)."""
+
+    task: str
+    inputs: list  # texts, or (text, text_pair) tuples
+    scores_shown: int | None = None  # label scores in each answer: None = all, 0 = only the best
+    version: int | None = None  # None: the current version; else a kept one (server/catalog/versions.py)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: str
+    version: int  # the one version that computed every prediction below
+    predictions: list[Prediction]  # one per input, in order
+
+
+def check_limits(items: list[TaskInputs], max_inputs: int, max_chars: int) -> None:
+    """Refuse oversized or untokenizable requests before any work, naming the input and setting.
+
+    Text is checked once, here: JSON allows lone surrogates ("\\ud800"), which no
+    tokenizer (and no JSON answer) can take, so they are a 422 naming the input.
+    """
+    total = sum(len(item.inputs) for item in items)
+    if total > max_inputs:
+        raise LimitExceeded(f"request has {total} inputs; the limit is {max_inputs} per request ({env_name('max_inputs_per_request')})")
+    for n, item in enumerate(items):
+        if not _is_text(item.task):
+            raise InvalidInput(f"items[{n}].task is not valid Unicode (it holds a lone surrogate)")
+        for i, value in enumerate(item.inputs):
+            where = f"items[{n}].inputs[{i}]" if len(items) > 1 else f"inputs[{i}]"
+            for text in value if isinstance(value, tuple) else (value,):
+                if len(text) > max_chars:
+                    raise LimitExceeded(
+                        f"{where} has {len(text)} characters; the limit is {max_chars} per text ({env_name('max_input_chars')})"
+                    )
+                if not _is_text(text):
+                    raise InvalidInput(f"{where} is not valid Unicode (it holds a lone surrogate); send UTF-8 text")
+
+
+def _is_text(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def check_answer_size(items: list[TaskInputs], handles: list[TaskHandle], limit: int) -> None:
+    """Refuse, before any work, a request whose answer would be over ``limit`` bytes."""
+    size = 0
+    for item, handle in zip(items, handles):
+        shown = len(handle.labels) if item.scores_shown is None else min(item.scores_shown, len(handle.labels))
+        longest = max(len(label) for label in handle.labels)
+        # A multi-label answer also lists its labels that pass their thresholds: all, at most.
+        listed = len(handle.labels) if handle.problem_type == ProblemType.MULTI_LABEL else 0
+        size += len(item.inputs) * (64 + longest + shown * (longest + 32) + listed * (longest + 4))  # one prediction's JSON, at most
+    if size > limit:
+        raise LimitExceeded(
+            f"the answer would be about {size} bytes; the limit is {limit} ({env_name('max_response_bytes')}): "
+            "ask for fewer scores with top_k, or send fewer inputs"
+        )
+
+
+async def predict(
+    engine: Engine, tokenizers: Tokenizers, batcher: Batcher, budget: TokenBudget, items: list[TaskInputs],
+    max_response_bytes: int, disconnected: Callable[[], Awaitable] | None = None, versions: KeptVersions | None = None,
+    loader: TaskLoader | None = None,
+) -> list[TaskResult]:
+    """Pin each task's version (current or asked), admit the work, tokenize the items concurrently, batch all their rows."""
+    handles: list[TaskHandle] = []
+    cost = 0
+    try:
+        for item in items:
+            if item.version is None and loader is not None:  # loads the task first if it is not loaded (lazy)
+                handles.append(await loader.acquire(item.task))  # pinned until release, whatever swaps meanwhile
+            elif item.version is None:
+                handles.append(engine.acquire(item.task))
+            elif versions is None:
+                raise InvalidInput(f"version {item.version} of {item.task!r} was asked, but this server serves only current versions")
+            else:  # may read the store: off the event loop
+                handles.append(await run_in_threadpool(versions.acquire, item.task, item.version))
+        check_answer_size(items, handles, max_response_bytes)
+        tokens = sum(row_cost(value, engine.backbone.max_length) for item in items for value in item.inputs)
+        budget.admit(tokens)  # Overloaded (503) before any tokenizing when the budget is spent
+        cost = tokens
+        encoded = await asyncio.gather(
+            *(tokenizers.encode(handle, item.inputs) for handle, item in zip(handles, items)), return_exceptions=True
+        )
+        for n, rows in enumerate(encoded):
+            if isinstance(rows, InvalidInput) and len(items) > 1:
+                raise InvalidInput(f"items[{n}].{rows}") from None
+            if isinstance(rows, BaseException):
+                raise rows
+        flat = [(handle, row) for handle, rows in zip(handles, encoded) for row in rows]
+        predictions = await batcher.submit(flat, disconnected=disconnected)
+    finally:
+        budget.release(cost)
+        for handle in handles:
+            engine.release(handle)
+    results, start = [], 0
+    for handle, rows in zip(handles, encoded):
+        results.append(TaskResult(handle.name, handle.version, predictions[start : start + len(rows)]))
+        start += len(rows)
+    return results

@@ -80,6 +80,7 @@ def replica(root: Path, backbone):
 
 def start_replica(root: Path, load: str, backbone_path: str | None, first_uses: int) -> dict:
     """One whole replica start (``start_services``) on ``root``; seconds until ready."""
+    from server.catalog.views import view
     from server.process.metrics import Metrics
     from server.process.services import start_services, stop_services
     from server.process.settings import Settings
@@ -87,16 +88,17 @@ def start_replica(root: Path, load: str, backbone_path: str | None, first_uses: 
     settings = Settings(store=str(root), backbone=backbone_path, backend="torch", load=load, sync_interval_s=3600)
     started = time.perf_counter()
     services = start_services(settings, Metrics(settings.metrics_max_tasks))
-    out = {"startup_s": time.perf_counter() - started, "loaded": len(services.engine.tasks())}
+    out = {"startup_s": time.perf_counter() - started, "loaded": services.catalog.resident}
+    catalog = services.catalog
     try:
-        if services.sync.lazy and first_uses:
-            names = sorted(services.sync.catalog)
+        if not services.sync.eager and first_uses:
+            names = list(catalog.names.page(len(catalog.stored)))
             times = []
             for name in names[:: max(1, len(names) // first_uses)][:first_uses]:  # spread over the catalog
-                if name in services.engine.tasks():
+                if view(catalog, name).loaded:
                     continue  # warmed up meanwhile
                 started = time.perf_counter()
-                services.engine.release(services.loader.acquire_blocking(name))
+                catalog.release(catalog.acquire_blocking(name))
                 times.append(time.perf_counter() - started)
             out["first_use_ms"] = statistics.median(times) * 1000 if times else None
     finally:

@@ -1,7 +1,9 @@
-"""Uploads, deletes and rollbacks made through this server: store first, engine second.
+"""Uploads, deletes and rollbacks made through this server: store first, catalog second.
 
 Both steps happen under the sync's lock, so the watcher never sees a half-done mutation
-and the very next request is served by the new version.
+and the very next request is served by the new version. An upload does not force a slot:
+a resident task's slot is replaced in place, a task that is not resident takes a slot
+only if one is free, and otherwise its next request loads it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 from bias_store.errors import CorruptTask, FingerprintMismatch, InvalidBiasSet
 from bias_store.store import BiasStore, TaskRecord
 from bias_store.validate import ValidatedUpload
-from engine import TaskHandle
 from server.catalog.sync import StoreSync
 from server.catalog.validation import UploadValidator
 
@@ -18,19 +19,19 @@ class TaskMutations:
     def __init__(self, store: BiasStore, sync: StoreSync, validator: UploadValidator) -> None:
         self.store, self.sync, self.validator = store, sync, validator
 
-    def put(self, data: bytes, name: str | None = None) -> tuple[TaskRecord, TaskHandle]:
+    def put(self, data: bytes, name: str | None = None) -> tuple[TaskRecord, ValidatedUpload]:
         """Validate once, store as the next version and serve it."""
         upload = self.validator(data, name)  # raises before anything is written
         with self.sync.lock:
             record = self.store.put(upload)
-            handle = self.sync.serve(upload.bias_set, record)
-        return record, handle
+            self.sync.stored(record, upload.bias_set)
+        return record, upload
 
     def delete(self, name: str) -> int:
         """Returns the generation of the deletion's log entry."""
         with self.sync.lock:
             generation = self.store.delete(name)
-            self.sync.drop(name)
+            self.sync.dropped(name)
         return generation
 
     def rollback(self, name: str, version: int) -> TaskRecord:
@@ -49,5 +50,5 @@ class TaskMutations:
 
         with self.sync.lock:
             record = self.store.rollback(name, version, check=check)
-            self.sync.serve(checked[0].bias_set, record)
+            self.sync.stored(record, checked[0].bias_set)
         return record

@@ -51,8 +51,8 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
             raise StartupError(f"start-up failed: {type(exc).__name__}: {exc}") from None
         app.state.services = services
         engine = services.engine
-        log.info("ready: %d of %d tasks loaded (%s) on %s (%s)", len(engine.tasks()), len(services.sync.catalog),
-                 "lazy" if services.sync.lazy else "eager", engine.backbone.device, engine.backend)
+        log.info("ready: %d of %d tasks resident (%s, %d slots) on %s (%s)", services.catalog.resident,
+                 len(services.catalog.stored), services.sync.load_mode, engine.capacity, engine.backbone.device, engine.backend)
         try:
             yield
         finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import Depends, Header, Query, Request
-from fastapi.concurrency import run_in_threadpool
 
 from server.exceptions import GenerationNotReached, NotReady
 from server.process.services import Services
@@ -30,12 +29,13 @@ async def min_generation(
     min_generation: int | None = Query(None, ge=0, description=_MIN_GENERATION_DOC + " Same as the header."),
 ) -> None:
     wanted = max(x_bitfit_min_generation or 0, min_generation or 0)
-    if wanted <= services.sync.generation:
+    if wanted <= services.sync.generation.value:
         return
     timeout = services.settings.min_generation_timeout_s
-    if not await run_in_threadpool(services.sync.wait_for, wanted, timeout):
+    generation = services.sync.generation
+    if not await generation.wait(wanted, timeout):  # holds no thread; Overloaded (503) past the waiters' bound
         raise GenerationNotReached(
-            f"this server has applied the store's changes up to generation {services.sync.generation}, "
+            f"this server has applied the store's changes up to generation {generation.value}, "
             f"not {wanted}, after waiting {timeout:g}s (BITFIT_MIN_GENERATION_TIMEOUT_S); "
             "the store may be unreachable, see /readyz",
             {"Retry-After": "1"},

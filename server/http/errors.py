@@ -33,7 +33,7 @@ from bias_store.errors import (
     TaskNotFound,
     VersionNotFound,
 )
-from engine.errors import EngineError, InvalidInput, UnknownTask
+from engine.errors import EngineError, InvalidInput, NoFreeSlot, UnknownTask
 from server.exceptions import (
     ClientGone,
     Forbidden,
@@ -98,6 +98,8 @@ HTTP_ERRORS: dict[type[BaseException], HttpError] = {
     CorruptTask: HttpError(409, "task_unhealthy", "The task's stored files are damaged; replace (PUT) or delete it.",
                            lambda exc: {"reason": exc.reason}),
     ClientGone: HttpError(499, "client_closed_request", "The client went away before its answer (never seen by it)."),
+    NoFreeSlot: HttpError(503, "capacity", "Every task slot is held by requests in flight (BITFIT_MAX_RESIDENT_TASKS); see Retry-After.",
+                          headers={"Retry-After": "1"}),
 }
 INTERNAL = HttpError(500, "internal_error", "A bug or a device error; the server log has the details.")
 

@@ -173,10 +173,31 @@ class UnhealthyTask(BaseModel):
     reason: str = Field(description="Why the store's current version cannot be read or served (the log has more).")
 
 
+class TaskSummary(BaseModel):
+    name: str
+    version: int = Field(description="The task's current stored version.")
+    sha256: str
+    state: str = Field(description="stored, loading, resident, evicted or unservable (docs/ARCHITECTURE.md, the task life cycle).")
+    loaded: bool = Field(description="Whether a bias-table slot serves the current version now.")
+    reason: str | None = Field(None, description="Why the task (or its newest version) cannot be served.")
+
+
 class TaskList(BaseModel):
-    tasks: list[TaskInfo]
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tasks": [{"name": "sentiment", "version": 2, "sha256": "9f2c...", "state": "resident", "loaded": True}],
+                    "next_cursor": "c2VudGltZW50", "catalog_tasks": 1, "unhealthy": [],
+                }
+            ]
+        }
+    )
+    tasks: list[TaskSummary] = Field(description="One page, in name order; GET /tasks/{task} has a task's details.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+    catalog_tasks: int = Field(description="Tasks in the whole catalog (every prefix).")
     unhealthy: list[UnhealthyTask] = Field(
-        default_factory=list, description="Tasks the store holds but this server cannot read or serve; every other task serves."
+        default_factory=list, description="Up to 20 tasks this server cannot serve as stored, with why; every other task serves."
     )
 
 
@@ -219,6 +240,8 @@ class Ready(BaseModel):
     dtype: str
     tasks: int = Field(description="Tasks loaded in the engine (with lazy loading, those used or warmed up so far).")
     catalog_tasks: int = Field(0, description="Tasks in the store's catalog, loaded or not.")
+    task_slots: int = Field(0, description="Bias-table slots: the resident budget (BITFIT_MAX_RESIDENT_TASKS).")
+    free_slots: int = Field(0, description="Slots free now; when none is, a load evicts the least recently used task.")
     load: str = Field("eager", description='"eager": every task loaded at start-up; "lazy": on first use (BITFIT_LOAD).')
     queue_rows: int
     store_writable: bool = Field(True, description="False while the store cannot be written: mutations answer 503.")

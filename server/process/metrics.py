@@ -12,6 +12,7 @@ import platform
 import threading
 from collections.abc import Callable
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,7 +24,10 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+if TYPE_CHECKING:  # the catalog's own modules import this one (validation timings)
+    from server.catalog.catalog import TaskCatalog
 OTHER = "other"
 UNKNOWN = "unknown"
 
@@ -108,7 +112,10 @@ class Metrics:
             buckets=_SHARE, registry=r,
         )
         self.queue_depth = Gauge("bitfit_queue_depth_rows", "Rows waiting for the inference worker.", registry=r)
-        self.tasks_loaded = Gauge("bitfit_tasks_loaded", "Tasks registered in the engine.", registry=r)
+        self.cold_load = Histogram(
+            "bitfit_cold_load_seconds", "Loading a task that was not resident: store read, validation, slot write.",
+            buckets=_LATENCY, registry=r,
+        )
         self.errors = Counter("bitfit_errors", "Error answers of every route, by their JSON error code.", ["code"], registry=r)
         self.rejected = Counter("bitfit_rejected_requests", "Requests refused before inference, by reason.", ["reason"], registry=r)
         self.upload_seconds = Histogram(
@@ -139,9 +146,45 @@ class Metrics:
                 if labels[0] == task:
                     metric.remove(*labels)
 
-    def track_tasks(self, count: Callable[[], int]) -> None:
-        """Read the loaded-task count at scrape time (always current, no bookkeeping)."""
-        self.tasks_loaded.set_function(count)
+    def track_catalog(self, catalog: TaskCatalog) -> None:
+        """Residency and catalog figures, read from the catalog at scrape time (no bookkeeping here)."""
+        catalog.stats.on_load = self.cold_load.observe
+        self.registry.register(_CatalogCollector(catalog))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CatalogCollector:
+    """The catalog's counts and counters as metrics (one lock-free read per scrape)."""
+
+    def __init__(self, catalog: TaskCatalog) -> None:
+        self.catalog = catalog
+
+    def describe(self) -> list:
+        return []  # unchecked: its families are yielded at collect time
+
+    def collect(self):
+        from server.catalog.views import counts
+
+        c, stats = counts(self.catalog), self.catalog.stats
+        row = self.catalog.engine.row_bytes
+        gauges = {
+            "bitfit_tasks_loaded": ("Tasks a bias-table slot serves (resident).", c["resident_tasks"]),
+            "bitfit_catalog_tasks": ("Tasks in the store's catalog, resident or not.", c["catalog_tasks"]),
+            "bitfit_task_slots": ("Bias-table slots (the resident budget).", c["slots"]),
+            "bitfit_task_slots_free": ("Bias-table slots free now.", c["free_slots"]),
+            "bitfit_pinned_versions": ("Kept versions resident for ?version=N requests.", c["pinned_versions"]),
+            "bitfit_resident_bytes": ("Bytes of bias-table rows in use (heads not included).", row * (c["slots"] - c["free_slots"])),
+        }
+        for name, (doc, value) in gauges.items():
+            yield GaugeMetricFamily(name, doc, value=value)
+        counters = {
+            "bitfit_task_hits": ("Requests for a task that was resident.", stats.hits),
+            "bitfit_task_misses": ("Requests for a task that had to be loaded (cold loads, shared ones counted once).", stats.misses),
+            "bitfit_evictions": ("Resident slots given to another task.", stats.evictions),
+            "bitfit_cold_loads": ("Tasks loaded into a slot.", stats.loads),
+            "bitfit_load_failures": ("Loads that found the stored version unservable.", stats.load_failures),
+        }
+        for name, (doc, value) in counters.items():
+            yield CounterMetricFamily(name, doc, value=value)

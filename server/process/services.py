@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
+from bias_store.format import BiasSet
 from bias_store.open_store import open_store
 from bias_store.store import BiasStore
 from engine import Backbone, Engine, load_backbone
 from engine.ort_encoder import onnx_options
-from server.catalog.loading import TaskLoader
+from server.catalog.catalog import TaskCatalog
+from server.catalog.fetch import fetch
 from server.catalog.mutations import TaskMutations
 from server.catalog.preload import preload
 from server.catalog.sync import StoreSync
 from server.catalog.validation import UploadValidator
-from server.catalog.versions import KeptVersions
+from server.catalog.warm_up import WarmUp
+from server.process.budget import resident_slots
 from server.process.metrics import Metrics
 from server.process.settings import Settings, available_cores
 from server.serving.admission import TokenBudget
 from server.serving.batcher import Batcher
+from server.serving.predictor import Predictor
 from server.serving.tokenize import Tokenizers
 
 log = logging.getLogger(__name__)
@@ -37,13 +42,11 @@ class Services:
     metrics: Metrics
     engine: Engine
     store: BiasStore
-    sync: StoreSync
-    loader: TaskLoader  # a task's handle for a request, loaded on first use when lazy
+    catalog: TaskCatalog  # every stored task and the life cycle of the touched ones: the one acquire
+    sync: StoreSync  # follows the store's change log into the catalog
     mutations: TaskMutations
-    tokenizers: Tokenizers
-    batcher: Batcher
-    budget: TokenBudget  # admission: tokens of work in flight
-    versions: KeptVersions  # kept versions other than the current ones, served on request
+    predictor: Predictor  # the predict path: admission, tokenizers, batcher
+    warm_up: WarmUp | None = None
 
 
 class StartupError(RuntimeError):
@@ -51,14 +54,12 @@ class StartupError(RuntimeError):
 
 
 def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | None = None) -> Services:
-    """Load the backbone (unless given), put preloads, load the store, start the workers."""
+    """Load the backbone (unless given), put preloads, read the store's catalog, start the workers."""
     if backbone is None:
         backbone = load_backbone(settings.backbone, settings.device, settings.dtype)
     validator = UploadValidator(backbone.spec, settings.max_upload_bytes, metrics)
     store = open_store(settings.store, settings.keep_versions, settings.s3_endpoint_url)
     preload(store, validator, settings.preload, settings.preload_policy)
-    # Room for every stored task up front, so start-up does not regrow the table many times;
-    # later uploads grow it by 6.25% steps.
     # compile is a PyTorch feature: with it, "auto" stays on PyTorch.
     backend = "torch" if settings.compile != "off" and settings.backend == "auto" else settings.backend
     onnx = onnx_options(
@@ -66,36 +67,40 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
         threads=settings.resolved_torch_threads(available_cores()),
     )
     catalog = store.catalog()  # names, versions, sha256: no bias set is read for it
-    lazy = settings.lazy(len(catalog[1]))
+    slots = resident_slots(settings, backbone)
     engine = Engine(
-        backbone, capacity=min(len(catalog[1]), settings.warm_up_tasks) if lazy else len(catalog[1]),
-        split_overhead_tokens=settings.split_overhead_tokens, compile_mode=settings.compile, onnx=onnx,
+        backbone, capacity=slots, grow=False, split_overhead_tokens=settings.split_overhead_tokens,
+        compile_mode=settings.compile, onnx=onnx,
     )
     engine.warm_up(settings.max_batch_rows)  # compiles now (when compiling), not on a request
-    sync = StoreSync(store, engine, validator, settings.sync_interval_s, lazy=lazy)
-    sync.on_drop = metrics.forget_task  # a deleted task's metric label slot is freed
+    tasks = TaskCatalog(engine, partial(fetch, store, validator), partial(_read_kept, store, validator), settings.max_pinned_versions)
+    tasks.on_drop = metrics.forget_task  # a deleted task's metric label slot is freed
+    metrics.track_catalog(tasks)
+    sync = StoreSync(store, tasks, settings.sync_interval_s, eager=not settings.lazy(len(catalog[1])),
+                     max_waiters=settings.max_generation_waiters)
     sync.start(catalog)
-    loader = TaskLoader(sync, engine)
-    if lazy and settings.warm_up_tasks:
-        loader.start_warm_up(settings.warm_up_tasks)
-    metrics.track_tasks(lambda: len(engine.tasks()))
+    warm_up = None
+    if not sync.eager and settings.warm_up_tasks:
+        warm_up = WarmUp(tasks, settings.warm_up_tasks)
+        warm_up.start()
     if settings.predict_api_keys and not settings.api_keys:
         log.warning("BITFIT_PREDICT_API_KEYS is set without BITFIT_API_KEYS: task changes over HTTP are refused")
-    # Stored files passed validation on put; this parses them again for the kept-version slots.
-    versions = KeptVersions(loader, store, lambda data, name: validator(data, name).bias_set, settings.max_pinned_versions)
-    return Services(
-        settings, metrics, engine, store, sync, loader, TaskMutations(store, sync, validator),
-        Tokenizers(engine, settings), Batcher(engine, metrics, settings),
-        TokenBudget(settings.max_inflight_tokens, settings.retry_after_s, metrics.rejected.labels("budget").inc), versions,
-    )
+    log.info("resident budget: %d task slots of %d bytes each", slots, engine.row_bytes)
+    budget = TokenBudget(settings.max_inflight_tokens, settings.retry_after_s, metrics.rejected.labels("budget").inc)
+    predictor = Predictor(engine, tasks, Tokenizers(engine, settings), Batcher(engine, metrics, settings), budget, settings)
+    return Services(settings, metrics, engine, store, tasks, sync, TaskMutations(store, sync, validator), predictor, warm_up)
+
+
+def _read_kept(store: BiasStore, validator: UploadValidator, name: str, version: int) -> tuple[BiasSet, str]:
+    """A kept version's bias set and sha256 (stored files passed validation on put; parsed once here)."""
+    record, data = store.get(name, version)  # VersionNotFound (404) names the kept versions
+    return validator(data, name).bias_set, record.sha256
 
 
 def stop_services(services: Services) -> None:
-    """Finish queued work, then stop watching the store."""
-    services.batcher.close(timeout=services.settings.graceful_timeout_s)
-    services.versions.clear()
-    services.tokenizers.close()
-    services.loader.close()
+    """Finish queued work, then stop loading and watching the store."""
+    services.predictor.close(timeout=services.settings.graceful_timeout_s)
+    if services.warm_up is not None:
+        services.warm_up.close()
     services.sync.stop()
-
-
+    services.catalog.close()

@@ -96,6 +96,15 @@ class Settings(BaseSettings):
     # Kept versions other than the current ones that version-pinned requests
     # (?version=N) keep loaded at a time; each costs one bias-table row and its head.
     max_pinned_versions: int = Field(8, ge=0)
+    # The resident budget: task slots in the bias table (current and kept versions alike).
+    # A load that finds none free evicts the least recently used task no request holds; it
+    # loads again on its next use. 0 = sized from resident_bytes; both 0 = a quarter of the
+    # memory available at start-up (docs/SCALING.md "Many tasks").
+    max_resident_tasks: int = Field(0, ge=0)
+    resident_bytes: int = Field(0, ge=0)
+    # Requests waiting at once for a store generation (X-Bitfit-Min-Generation); the next
+    # is refused at once (503 + Retry-After). A wait holds no thread.
+    max_generation_waiters: int = Field(1000, ge=1)
 
     # -- batching -------------------------------------------------------------------------
     max_batch_rows: int = Field(32, ge=1)

@@ -90,24 +90,21 @@ def test_concurrent_first_requests_load_the_task_once(tmp_path, tiny_backbone):
     store = FilesystemStore(tmp_path / "s")
     _put(store, tiny_backbone.spec, "hot", seed=1)
     with running(tmp_path / "s", tiny_backbone, load="lazy", warm_up_tasks=0) as (c, app):
-        services = app.state.services
-        validator, validated = services.sync.validator, []
+        catalog = app.state.services.catalog
+        read, reads = catalog._read, []
 
-        def slow_validator(data: bytes, name: str | None = None):
-            validated.append(name)
-            time.sleep(0.3)  # the real validator, slowed: a wide window for a second load to start
-            return validator(data, name)
+        def slow_read(change):
+            reads.append(change.task)
+            time.sleep(0.5)  # the real read, slowed: a wide window for a second load to start
+            return read(change)
 
-        services.sync.validator = slow_validator
+        catalog._read = slow_read
         before = _validations(c)
         with ThreadPoolExecutor(8) as pool:
-            with services.sync.lock:  # no load gets past its first step until every request is in
-                answers = [pool.submit(c.post, "/predict/hot", json={"inputs": [text]}) for text in TEXTS * 2]
-                assert wait_until(lambda: "hot" in services.loader._loading, timeout=10)
-                time.sleep(0.3)  # the other requests arrive meanwhile and join the load
+            answers = [pool.submit(c.post, "/predict/hot", json={"inputs": [text]}) for text in TEXTS * 2]
             statuses = [a.result().status_code for a in answers]
         assert statuses == [200] * 8
-        assert validated == ["hot"] and _validations(c) - before == 1  # one read + validation for eight requests
+        assert reads == ["hot"] and _validations(c) - before == 1  # one read + validation for eight requests
         assert c.get("/readyz").json()["tasks"] == 1
 
 

@@ -249,11 +249,11 @@ def test_a_full_queue_is_503_with_retry_after(client, tiny_backbone):
         async def submit(self, items, disconnected=None):
             raise Overloaded("the batch queue is full", {"Retry-After": "7"})
 
-    services = client.app.state.services
-    real, services.batcher = services.batcher, FullBatcher()
+    predictor = client.app.state.services.predictor
+    real, predictor.batcher = predictor.batcher, FullBatcher()
     try:
         r = client.post("/predict/t", json={"inputs": "x"})
     finally:
-        services.batcher = real
+        predictor.batcher = real
     assert r.status_code == 503 and r.headers["retry-after"] == "7" and r.json()["error"]["code"] == "overloaded"
     assert 'bitfit_requests_total{status="503",task="t"} 1.0' in client.get("/metrics").text

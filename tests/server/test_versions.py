@@ -41,7 +41,7 @@ def test_each_kept_version_is_served_as_asked(three_versions, tiny_backbone):
     assert [r["version"] for r in multi.json()["results"]] == [1, 3]
     # Pinned slots are given back: only the current version and one cached one stay.
     engine = client.app.state.services.engine
-    assert engine.table.capacity - len(engine.table._free) == 2
+    assert engine.slots_in_use == 2
 
 
 def test_unknown_version_is_a_404_naming_the_kept_ones(three_versions):

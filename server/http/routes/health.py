@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 
+from server.catalog.views import counts, unhealthy
 from server.exceptions import NotReady
 from server.http.routes.responses import errors
 from server.http.schemas import Health, Ready
@@ -27,19 +28,22 @@ async def readyz(request: Request) -> dict:
     if services is None:
         raise NotReady("the server is starting or stopping", {"Retry-After": "1"})
     sync, backbone = services.sync, services.engine.backbone
+    figures = counts(services.catalog)
     return {
         "status": "ready" if sync.healthy else "degraded",
         "store": "ok" if sync.healthy else f"unreachable: {sync.error}",
-        "generation": sync.generation,
+        "generation": sync.generation.value,
         "backbone": Path(str(backbone.spec.base_model)).name,  # a name, never a filesystem path
         "model_type": backbone.spec.model_type,
         "fingerprint": backbone.spec.fingerprint,
         "device": str(backbone.device),
         "dtype": str(backbone.dtype).removeprefix("torch."),
-        "tasks": len(services.engine.tasks()),
-        "catalog_tasks": len(sync.catalog),
-        "load": "lazy" if sync.lazy else "eager",
-        "queue_rows": services.batcher.queued_rows,
+        "tasks": figures["resident_tasks"],
+        "catalog_tasks": figures["catalog_tasks"],
+        "task_slots": figures["slots"],
+        "free_slots": figures["free_slots"],
+        "load": sync.load_mode,
+        "queue_rows": services.predictor.batcher.queued_rows,
         "store_writable": services.store.writable(),
-        "unhealthy_tasks": dict(sorted(services.sync.unhealthy.items())[:20]),
+        "unhealthy_tasks": unhealthy(services.catalog),
     }

@@ -12,23 +12,28 @@ import json
 from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from bias_store.errors import CorruptTask, StoreUnavailable, TaskNotFound, VersionNotFound
 from engine import InvalidInput, UnknownTask
+from server.catalog.state import Residency
+from server.catalog.views import page
 from server.exceptions import Forbidden, LimitExceeded, NotReady, Overloaded, Unauthorized
 from server.http.auth import require_reader
-from server.http.deps import get_services
+from server.http.deps import get_services, min_generation
 from server.http.oip import check_outputs, infer_answer, model_metadata, parse_infer
+from server.http.paging import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from server.http.routes.body import CheckedRoute, limit_json_body
 from server.http.routes.predict import known_query, run_predict
 from server.http.routes.responses import errors
 from server.process.services import Services
-from server.serving.inference import TaskInputs
+from server.serving.predictor import TaskInputs
 
 open_router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+NEXT_CURSOR_HEADER = "X-Bitfit-Next-Cursor"
 router = APIRouter(
-    prefix="/v2", tags=["open inference protocol"], dependencies=[Depends(require_reader), Depends(known_query())],
+    prefix="/v2", tags=["open inference protocol"],
+    dependencies=[Depends(require_reader), Depends(min_generation), Depends(known_query("min_generation"))],
     route_class=CheckedRoute,
 )
 
@@ -44,6 +49,10 @@ _INFER_ERRORS = errors(
 
 class RepositoryIndexRequest(BaseModel):
     ready: bool = False  # only the models that are ready
+    # Extensions: a page of the index (the protocol lists every model; a million do not fit one answer).
+    limit: int = Field(DEFAULT_PAGE * 10, ge=1, le=MAX_PAGE * 10)
+    cursor: str | None = Field(None, max_length=1000)
+    prefix: str = Field("", max_length=200)
 
 
 @open_router.get("/health/live", summary="OIP server liveness")
@@ -81,8 +90,8 @@ async def version_metadata(task: str, version: int, services: Services = Depends
 
 
 async def _ready(services: Services, task: str, version: int | None) -> dict:
-    handle = await services.loader.acquire(task)  # 404 when not stored; loads it when lazy (ready = loaded)
-    services.engine.release(handle)
+    handle = await services.catalog.acquire(task)  # 404 when not stored; loads it when not resident (ready = loaded)
+    services.catalog.release(handle)
     if version is not None and version != handle.version:
         await run_in_threadpool(services.store.get, task, version)  # 404 unless kept (served on demand)
     return {"name": task, "ready": True}
@@ -128,20 +137,28 @@ async def version_infer(task: str, version: int, request: Request, services: Ser
     return await _infer(services, request, task, version)
 
 
-@router.post("/repository/index", responses=errors(Unauthorized, Forbidden), summary="OIP model repository index")
-async def repository_index(body: RepositoryIndexRequest | None = Body(None), services: Services = Depends(get_services)) -> list:
-    records = await run_in_threadpool(services.store.list)
-    out = []
-    for record in records:
-        try:
-            served = services.engine.get(record.name).sha256 == record.sha256
-        except UnknownTask:
-            # Lazy loading: a stored task not used yet is loaded by its first request.
-            served = services.sync.lazy and record.name not in services.sync.unhealthy
-        if body is not None and body.ready and not served:
-            continue
-        entry = {"name": record.name, "version": str(record.version), "state": "READY" if served else "UNAVAILABLE"}
-        if not served:
-            entry["reason"] = "this backbone cannot serve the stored file, or the store changed and the sync has not caught up"
-        out.append(entry)
+@router.post("/repository/index", responses=errors(Unauthorized, Forbidden), summary="OIP model repository index, a page at a time")
+async def repository_index(
+    response: Response, body: RepositoryIndexRequest | None = Body(None), services: Services = Depends(get_services),
+) -> list:
+    """Tasks in name order from the server's catalog (no stored file is read). A stored task
+    that is not resident is READY: its first request loads it. ``limit``/``cursor``/``prefix``
+    page it (an extension of the protocol); the next page's cursor is in ``X-Bitfit-Next-Cursor``."""
+    body = body or RepositoryIndexRequest()
+    out, after = [], decode_cursor(body.cursor)
+    while len(out) < body.limit:
+        tasks = page(services.catalog, body.limit - len(out), after, body.prefix)
+        if not tasks:
+            break
+        after = tasks[-1].name
+        for task in tasks:
+            served = task.state != Residency.UNSERVABLE.value
+            if body.ready and not served:
+                continue
+            entry = {"name": task.name, "version": str(task.version), "state": "READY" if served else "UNAVAILABLE"}
+            if not served:
+                entry["reason"] = task.reason or "this backbone cannot serve the stored file"
+            out.append(entry)
+    if len(out) == body.limit and page(services.catalog, 1, after, body.prefix):
+        response.headers[NEXT_CURSOR_HEADER] = encode_cursor(after)
     return out

@@ -33,8 +33,7 @@ from server.http.schemas import (
     TextPair,
 )
 from server.process.services import Services
-from server.serving import inference
-from server.serving.inference import TaskInputs, TaskResult
+from server.serving.predictor import TaskInputs, TaskResult
 
 
 class ShedRoute(APIRoute):
@@ -45,9 +44,10 @@ class ShedRoute(APIRoute):
 
         async def shed(request: Request) -> Response:
             services = getattr(request.app.state, "services", None)
-            if services is not None and services.budget.spent:
+            budget = services.predictor.budget if services is not None else None
+            if budget is not None and budget.spent:
                 # Closing the connection stops the client's upload of a body nobody reads.
-                raise services.budget.overloaded(close=True)
+                raise budget.overloaded(close=True)
             return await handler(request)
 
         return shed
@@ -123,7 +123,7 @@ def _result(result: TaskResult, options: PredictOptions) -> dict:
 
 async def run_predict(services: Services, request: Request, items: list[TaskInputs], options: list[PredictOptions]) -> list[TaskResult]:
     """Run the items, counting the request in the metrics whatever happens (``options``: per item, or none)."""
-    settings, started, status = services.settings, time.perf_counter(), 200
+    started, status = time.perf_counter(), 200
 
     async def until_disconnected() -> None:
         # The body has been read, so receive() now only returns once the client is gone
@@ -131,19 +131,8 @@ async def run_predict(services: Services, request: Request, items: list[TaskInpu
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
-    def loaded(task: str) -> bool:
-        try:
-            services.engine.get(task)
-            return True
-        except UnknownTask:
-            return False
-
     try:
-        inference.check_limits(items, settings.max_inputs_per_request, settings.max_input_chars)
-        results = await inference.predict(
-            services.engine, services.tokenizers, services.batcher, services.budget, items, settings.max_response_bytes,
-            until_disconnected, services.versions, services.loader,
-        )
+        results = await services.predictor.predict(items, until_disconnected)
         for result, option in zip(results, options):
             _check_truncation(result, option)
         return results
@@ -151,7 +140,8 @@ async def run_predict(services: Services, request: Request, items: list[TaskInpu
         status = status_of(exc)
         raise
     finally:
-        services.metrics.observe_request([i.task for i in items], status, time.perf_counter() - started, loaded)
+        stored = services.catalog.stored  # a task the store does not hold is counted as "unknown"
+        services.metrics.observe_request([i.task for i in items], status, time.perf_counter() - started, stored.__contains__)
 
 
 @router.post(

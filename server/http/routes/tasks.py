@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Body, Depends, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 
 from bias_store.errors import (
     BiasSetTooLarge,
@@ -23,9 +24,12 @@ from bias_store.errors import (
 )
 from bias_store.store import TaskRecord
 from engine import UnknownTask
+from server.catalog.catalog import HINTS
+from server.catalog.views import TaskView, page, unhealthy, view
 from server.exceptions import Forbidden, GenerationNotReached, InvalidRequest, Unauthorized
 from server.http.auth import require_admin, require_reader
 from server.http.deps import get_services, min_generation
+from server.http.paging import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from server.http.routes.body import CheckedRoute
 from server.http.routes.responses import errors
 from server.http.schemas import RollbackRequest, TaskInfo, TaskList, UploadResponse
@@ -44,15 +48,13 @@ GENERATION_HEADER = "X-Bitfit-Generation"  # the store change log entry a mutati
 
 def _info(record: TaskRecord, services: Services) -> dict:
     meta = record.meta
-    try:
-        loaded = services.engine.get(record.name).sha256 == record.sha256
-    except UnknownTask:
-        loaded = False
+    state = view(services.catalog, record.name)
     return {
         "name": record.name, "version": record.version, "labels": list(meta.labels), "problem_type": meta.problem_type,
         "inputs": meta.inputs, "pooling": meta.pooling, "bias_sites": meta.bias_sites, "base_model": meta.base_model,
         "created_at": meta.created_at, "size_bytes": record.size, "sha256": record.sha256,
-        "versions": list(record.versions), "loaded": loaded, "training": meta.training,
+        "versions": list(record.versions), "loaded": state is not None and state.loaded and state.sha256 == record.sha256,
+        "training": meta.training,
     }
 
 
@@ -63,12 +65,12 @@ async def _upload(services: Services, request: Request, file: UploadFile, name: 
         if len(form.getlist(field)) > 1:
             raise InvalidRequest(f"the upload has {len(form.getlist(field))} '{field}' parts; send exactly one")
     data = await file.read()
-    record, handle = await run_in_threadpool(services.mutations.put, data, name)
+    record, upload = await run_in_threadpool(services.mutations.put, data, name)
     services.metrics.upload_seconds.observe(time.perf_counter() - started)
     response.headers[GENERATION_HEADER] = str(record.generation)
-    # Bias sets are fp32 by format (the validator enforces it): 4 bytes per parameter.
+    bias_set = upload.bias_set
     return {
-        **_info(record, services), "num_params": handle.num_bytes // 4, "tensor_bytes": handle.num_bytes,
+        **_info(record, services), "num_params": bias_set.num_params, "tensor_bytes": bias_set.num_bytes,
         "generation": record.generation,
     }
 
@@ -103,15 +105,32 @@ async def replace_task(
 
 @router.get(
     "", response_model=TaskList, dependencies=[Depends(require_reader), Depends(min_generation)],
-    responses=errors(*_AUTH, GenerationNotReached), summary="List tasks",
+    responses=errors(*_AUTH, GenerationNotReached, RequestValidationError), summary="List tasks, a page at a time",
 )
-async def list_tasks(services: Services = Depends(get_services)) -> dict:
-    records = await run_in_threadpool(services.store.list)
-    unhealthy = {**services.store.problems(), **services.sync.unhealthy}
+async def list_tasks(
+    limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE, description="Tasks per page."),
+    cursor: str | None = Query(None, max_length=1000, description="`next_cursor` of the previous page."),
+    prefix: str = Query("", max_length=200, description="Only tasks whose names start with this."),
+    services: Services = Depends(get_services),
+) -> dict:
+    """Tasks in name order from the server's catalog (no stored file is read): a page costs
+    the same at any cursor, however many tasks the store holds."""
+    tasks = page(services.catalog, limit + 1, decode_cursor(cursor), prefix)
+    more = len(tasks) > limit
+    tasks = tasks[:limit]
     return {
-        "tasks": [_info(r, services) for r in records],  # a readable but unservable task shows loaded=false
-        "unhealthy": [{"name": name, "reason": reason} for name, reason in sorted(unhealthy.items())],
+        "tasks": [_summary(v) for v in tasks],
+        "next_cursor": encode_cursor(tasks[-1].name) if more else None,
+        "catalog_tasks": len(services.catalog.stored),
+        "unhealthy": [{"name": name, "reason": reason} for name, reason in unhealthy(services.catalog).items()],
     }
+
+
+def _summary(task: TaskView) -> dict:
+    out = {"name": task.name, "version": task.version, "sha256": task.sha256, "state": task.state, "loaded": task.loaded}
+    if task.reason is not None:
+        out["reason"] = task.reason
+    return out
 
 
 @router.get(
@@ -119,6 +138,8 @@ async def list_tasks(services: Services = Depends(get_services)) -> dict:
     responses=errors(*_AUTH, TaskNotFound, CorruptTask, GenerationNotReached), summary="One task and its versions",
 )
 async def get_task(task: str, services: Services = Depends(get_services)) -> dict:
+    if view(services.catalog, task) is None:  # not in the catalog: answered without reading the store
+        raise UnknownTask(task, services.catalog.names.near(task, HINTS))
     record, _ = await run_in_threadpool(services.store.get, task)
     return _info(record, services)
 

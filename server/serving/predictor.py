@@ -1,6 +1,8 @@
 """The predict path between the routes and the batcher: limits, version pins, tokenizing.
 
-Plain dataclasses in and out; the routes convert from and to JSON.
+``Predictor`` is the serving room's one entry: the routes of every protocol (native, HF,
+OIP) call ``predictor.predict(items)``. Plain dataclasses in and out; the routes convert
+from and to JSON.
 """
 
 from __future__ import annotations
@@ -9,15 +11,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from fastapi.concurrency import run_in_threadpool
-
 from bias_store.kinds import ProblemType
 from engine import Engine, Prediction, TaskHandle
 from engine.errors import InvalidInput
-from server.catalog.loading import TaskLoader
-from server.catalog.versions import KeptVersions
+from server.catalog.catalog import TaskCatalog
 from server.exceptions import LimitExceeded
-from server.process.settings import env_name
+from server.process.settings import Settings, env_name
 from server.serving.admission import TokenBudget, row_cost
 from server.serving.batcher import Batcher
 from server.serving.tokenize import Tokenizers
@@ -30,7 +29,7 @@ class TaskInputs:
     task: str
     inputs: list  # texts, or (text, text_pair) tuples
     scores_shown: int | None = None  # label scores in each answer: None = all, 0 = only the best
-    version: int | None = None  # None: the current version; else a kept one (server/catalog/versions.py)
+    version: int | None = None  # None: the current version; else a kept one (server/catalog/pinned.py)
 
 
 @dataclass(frozen=True)
@@ -89,44 +88,55 @@ def check_answer_size(items: list[TaskInputs], handles: list[TaskHandle], limit:
         )
 
 
-async def predict(
-    engine: Engine, tokenizers: Tokenizers, batcher: Batcher, budget: TokenBudget, items: list[TaskInputs],
-    max_response_bytes: int, disconnected: Callable[[], Awaitable] | None = None, versions: KeptVersions | None = None,
-    loader: TaskLoader | None = None,
-) -> list[TaskResult]:
-    """Pin each task's version (current or asked), admit the work, tokenize the items concurrently, batch all their rows."""
-    handles: list[TaskHandle] = []
-    cost = 0
-    try:
-        for item in items:
-            if item.version is None and loader is not None:  # loads the task first if it is not loaded (lazy)
-                handles.append(await loader.acquire(item.task))  # pinned until release, whatever swaps meanwhile
-            elif item.version is None:
-                handles.append(engine.acquire(item.task))
-            elif versions is None:
-                raise InvalidInput(f"version {item.version} of {item.task!r} was asked, but this server serves only current versions")
-            else:  # may read the store: off the event loop
-                handles.append(await run_in_threadpool(versions.acquire, item.task, item.version))
-        check_answer_size(items, handles, max_response_bytes)
-        tokens = sum(row_cost(value, engine.backbone.max_length) for item in items for value in item.inputs)
-        budget.admit(tokens)  # Overloaded (503) before any tokenizing when the budget is spent
-        cost = tokens
+class Predictor:
+    """The predict path as one object: what the routes call (``predict``), nothing else."""
+
+    def __init__(
+        self, engine: Engine, catalog: TaskCatalog, tokenizers: Tokenizers, batcher: Batcher, budget: TokenBudget,
+        settings: Settings,
+    ) -> None:
+        self.engine, self.catalog, self.tokenizers, self.batcher, self.budget = engine, catalog, tokenizers, batcher, budget
+        self.max_inputs, self.max_chars = settings.max_inputs_per_request, settings.max_input_chars
+        self.max_response_bytes = settings.max_response_bytes
+
+    async def predict(self, items: list[TaskInputs], disconnected: Callable[[], Awaitable] | None = None) -> list[TaskResult]:
+        """Check the limits, pin each task's version (current or asked), admit the work,
+        tokenize the items concurrently, batch all their rows."""
+        check_limits(items, self.max_inputs, self.max_chars)
+        handles: list[TaskHandle] = []
+        cost = 0
+        try:
+            for item in items:  # pinned until released, whatever swaps or evictions happen meanwhile
+                handles.append(await self.catalog.acquire(item.task, item.version))
+            check_answer_size(items, handles, self.max_response_bytes)
+            tokens = sum(row_cost(value, self.engine.backbone.max_length) for item in items for value in item.inputs)
+            self.budget.admit(tokens)  # Overloaded (503) before any tokenizing when the budget is spent
+            cost = tokens
+            encoded = await self._encode(items, handles)
+            flat = [(handle, row) for handle, rows in zip(handles, encoded) for row in rows]
+            predictions = await self.batcher.submit(flat, disconnected=disconnected)
+        finally:
+            self.budget.release(cost)
+            for handle in handles:
+                self.catalog.release(handle)
+        results, start = [], 0
+        for handle, rows in zip(handles, encoded):
+            results.append(TaskResult(handle.name, handle.version, predictions[start : start + len(rows)]))
+            start += len(rows)
+        return results
+
+    async def _encode(self, items: list[TaskInputs], handles: list[TaskHandle]) -> list[list]:
         encoded = await asyncio.gather(
-            *(tokenizers.encode(handle, item.inputs) for handle, item in zip(handles, items)), return_exceptions=True
+            *(self.tokenizers.encode(handle, item.inputs) for handle, item in zip(handles, items)), return_exceptions=True
         )
         for n, rows in enumerate(encoded):
             if isinstance(rows, InvalidInput) and len(items) > 1:
                 raise InvalidInput(f"items[{n}].{rows}") from None
             if isinstance(rows, BaseException):
                 raise rows
-        flat = [(handle, row) for handle, rows in zip(handles, encoded) for row in rows]
-        predictions = await batcher.submit(flat, disconnected=disconnected)
-    finally:
-        budget.release(cost)
-        for handle in handles:
-            engine.release(handle)
-    results, start = [], 0
-    for handle, rows in zip(handles, encoded):
-        results.append(TaskResult(handle.name, handle.version, predictions[start : start + len(rows)]))
-        start += len(rows)
-    return results
+        return encoded
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish queued work, then stop the tokenizer threads."""
+        self.batcher.close(timeout=timeout)
+        self.tokenizers.close()

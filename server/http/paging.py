@@ -1,0 +1,30 @@
+"""Cursors of paged listings (GET /tasks, the OIP repository index): opaque, stable, URL-safe.
+
+A cursor names the last task of the previous page, so a page after it is the same whatever
+was added or deleted meanwhile elsewhere in the catalog, and costs a bisect to find.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastapi.exceptions import RequestValidationError
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def encode_cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "cursor"), "msg": "not a cursor this server made (use next_cursor)"}]
+        ) from None

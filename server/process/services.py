@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from bias_store.open_store import open_store
 from bias_store.store import BiasStore
 from engine import Backbone, Engine, load_backbone
-from engine.ort_encoder import onnx_options
+from engine.runners import onnx_options
 from server.catalog.loading import TaskLoader
 from server.catalog.mutations import TaskMutations
 from server.catalog.preload import preload

@@ -10,9 +10,9 @@ random task out of ``--tasks`` registered ones, timed interleaved in one process
 - ``encoder_mixed_general``: the same without the shortcuts (every site adds per row).
 - ``encoder_mixed_add`` (CPU) / ``encoder_mixed_accumulate`` and ``encoder_mixed_fused``
   (GPU): the same with the Linear forms the engine does not pick by default on this device
-  (``per_row.LINEAR_FORMS``; "fused" is the Triton per-row-bias GEMM).
+  (``runners.pytorch.LINEAR_FORMS``; "fused" is the Triton per-row-bias GEMM).
 - with ``--compile``: ``encoder_plain`` is ``torch.compile(encoder)`` and ``encoder_mixed``
-  the engine's compiled forward (``engine.compiled``, rows as an input), same mode; on
+  the engine's compiled forward (``engine.runners.compiled``, rows as an input), same mode; on
   CUDA both replay CUDA graphs.
 - ``encoder_mixed_hooks``: the engine's first design, for comparison: every site (Linear
   ones included) adds its rows to the module's output in a forward hook, one extra pass
@@ -43,12 +43,13 @@ import common
 import torch
 from mixed_baselines import check_naive, check_same, hooks_runner, naive_inplace_runner, peft_runner
 
-from engine import Engine, head_batch, load_backbone, row_bias_gemm
+from engine import Engine, head_batch, load_backbone
 from engine.backbone import Backbone
-from engine.compiled import CompiledEncoder, torch_mode
 from engine.heads import cls_features
 from engine.inputs import EncodedRow, collate
-from engine.per_row import RowBiasedEncoder
+from engine.runners import row_bias_gemm
+from engine.runners.compiled import CompiledEncoder, torch_mode
+from engine.runners.pytorch import RowBiasedEncoder
 from tests.helpers import random_bias_set
 
 log = logging.getLogger(__name__)
@@ -133,12 +134,12 @@ def prepare(args: argparse.Namespace, rng: random.Random) -> MixedBatch:
 def encoder_variants(args: argparse.Namespace, m: MixedBatch) -> dict[str, Callable]:
     """The encoder alone, plain and mixed (and, uncompiled, the other ways to add the rows)."""
     backbone, engine, batch = m.backbone, m.engine, m.batch
-    engine.encoder.linear_form = args.linear_form
+    engine.runner.linear_form = args.linear_form
     if args.compile:  # both compiled alike: plain as torch.compile(encoder), mixed as the engine does it
         inductor = args.compile_backend == "inductor"  # modes are inductor's
         compiled_plain = torch.compile(backbone.encoder, fullgraph=True, dynamic=False, backend=args.compile_backend,
                                        mode=torch_mode(args.compile_mode, backbone.device) if inductor else None)
-        compiled_mixed = CompiledEncoder(engine.encoder, args.compile_mode, backbone.max_length, backend=args.compile_backend)
+        compiled_mixed = CompiledEncoder(engine.runner, args.compile_mode, backbone.max_length, backend=args.compile_backend)
 
     def encoder_plain():
         with torch.inference_mode():
@@ -152,7 +153,7 @@ def encoder_variants(args: argparse.Namespace, m: MixedBatch) -> dict[str, Calla
             return RowBiasedEncoder(backbone.encoder, table_engine.table.layout, form or args.linear_form)(rows=rows, **batch)[0]
 
     # The Linear forms the engine does not pick by default on this device, timed beside it.
-    other_forms = ["add"] if backbone.device.type == "cpu" else ["accumulate"] + (["fused"] if row_bias_gemm.available() else [])
+    other_forms = ["add"] if backbone.device.type == "cpu" else ["accumulate"] + (["fused"] if row_bias_gemm.is_triton_available() else [])
     other_forms = [f for f in other_forms if f != args.linear_form]
 
     variants = {"encoder_plain": encoder_plain, "encoder_mixed": encoder_mixed}

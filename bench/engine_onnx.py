@@ -38,9 +38,9 @@ import torch
 
 from engine import Engine, load_backbone
 from engine.heads import mean_pool
-from engine.onnx_export import cached_graph
-from engine.ort_encoder import OnnxOptions, OrtEncoder
-from engine.per_row import SiteLayout
+from engine.layout import SiteLayout
+from engine.runners.onnx_export import cached_graph
+from engine.runners.ort import OnnxOptions, OrtEncoder
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -125,7 +125,7 @@ def without_layer_norm_rows(backbone, cache: Path, threads: int) -> Engine:
     sub = SiteLayout(backbone.encoder, frozenset(dropped | norms))
     columns = torch.cat([torch.arange(*layout.offsets[site]) for site in sub.modules])  # [sub width]
     options = OnnxOptions(cache, threads=threads)
-    engine.runtime = OrtEncoder(cached_graph(backbone, sub, cache), options)
+    engine.runner = OrtEncoder(cached_graph(backbone, sub, cache), options)
     gather = engine.table.gather
     engine.table.gather = lambda slots: gather(slots)[:, columns]
     return engine

@@ -21,7 +21,7 @@ from bench.http_load import short_texts
 from engine import Engine, load_backbone
 from engine.head_batch import batch_logits
 from engine.inputs import collate
-from engine.ort_encoder import OnnxOptions
+from engine.runners import OnnxOptions
 
 
 def main() -> None:
@@ -39,9 +39,9 @@ def main() -> None:
         rows = [engine.encode(h, [t])[0] for h, t in zip(handles, short_texts(args.batch))]
         batch = collate(rows, backbone.tokenizer.pad_token_id or 0, backbone.device)
         slots = torch.tensor([h.slot for h in handles])
-        hidden, pooler = engine.runtime(rows=engine.table.gather(slots), **batch)
+        hidden, pooler = engine.runner(rows=engine.table.gather(slots), **batch)
         variants = {
-            "encoder": lambda: engine.runtime(rows=engine.table.gather(slots), **batch),
+            "encoder": lambda: engine.runner(rows=engine.table.gather(slots), **batch),
             "heads": lambda: batch_logits(backbone.spec.model_type, handles, hidden, pooler, batch["attention_mask"]),
             "whole_logits": lambda: engine.logits(list(zip(handles, rows))),
         }

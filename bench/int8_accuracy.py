@@ -28,7 +28,7 @@ import common
 
 from bias_store.format import loads
 from engine import Engine, load_backbone
-from engine.ort_encoder import OnnxOptions
+from engine.runners import OnnxOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "sentiment"))

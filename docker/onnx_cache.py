@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", help="backbone folder (default: the packaged all-MiniLM-L6-v2, as the server)")
     args = parser.parse_args(argv)
     from engine import Engine, load_backbone
-    from engine.ort_encoder import OnnxOptions
+    from engine.runners import OnnxOptions
 
     # The server's own engine settings (shortcuts on, no quantization): the same cache keys.
     # Both graphs: bias rows only, and with LayerNorm gains (the first bitfit-ln set, such as

@@ -15,15 +15,12 @@ import torch
 
 from bias_store.kinds import ProblemType
 from engine.backbone import Backbone
-from engine.compiled import CompiledEncoder
-from engine.form_choice import pick_linear_form
 from engine.head_batch import batch_logits
 from engine.heads import probabilities
 from engine.inputs import EncodedRow, check_inputs, collate, encode
 from engine.length_split import resolve_overhead, split_by_length
-from engine.ort_encoder import OnnxOptions, OrtEncoder
-from engine.per_row import RowBiasedEncoder
 from engine.registry import TaskHandle, TaskRegistry
+from engine.runners import OnnxOptions, Runner, build_runner
 
 log = logging.getLogger(__name__)
 
@@ -51,36 +48,28 @@ class Engine(TaskRegistry):
         """``split_overhead_tokens``: when a batch runs as several forwards by length
         (``engine.length_split``); "auto" splits on the CPU only. ``shortcuts``: see
         ``TaskRegistry``. ``compile_mode``: "off", or a ``torch.compile`` mode for the
-        forward (``engine.compiled``; call ``warm_up``). ``onnx``: run the encoder under ONNX
-        Runtime (``engine.ort_encoder``); None runs it in PyTorch."""
+        forward (``engine.runners.compiled``; call ``warm_up``). ``onnx``: run the encoder
+        under ONNX Runtime (``engine.runners.ort``); None runs it in PyTorch."""
         super().__init__(backbone, capacity, shortcuts)
-        self.encoder = RowBiasedEncoder(backbone.encoder, self.table.layout)
-        if onnx is not None and compile_mode != "off":
-            raise ValueError("compile applies to the PyTorch backend; with ONNX Runtime leave it off")
-        self.compiled = None if compile_mode == "off" else CompiledEncoder(self.encoder, compile_mode, backbone.max_length)
-        self.onnx = onnx
-        self.runtime = OrtEncoder.for_backbone(backbone, self.table.layout, onnx) if onnx is not None else None
+        # Chosen once; only ``enable_gains`` replaces it (with a sibling for wider rows).
+        self.runner: Runner = build_runner(backbone, self.table.layout, compile_mode, onnx)
         self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size)
         self._forward_lock = threading.Lock()  # one forward at a time (the site forwards read shared rows)
         self._gains_lock = threading.Lock()  # one widening at a time
 
     def enable_gains(self) -> None:
         """The first ``bitfit-ln`` set: rows gain LayerNorm-gain columns, and the forward
-        switches to them. An ONNX graph for the wider rows is built (or read from the cache)
-        first, outside the forward lock, so requests keep running meanwhile; the switch
-        itself happens between two forwards."""
+        switches to them. The runner for the wider rows (for ONNX Runtime, a graph exported or
+        read from the cache) is built first, outside the forward lock, so requests keep
+        running meanwhile; the switch itself happens between two forwards."""
         with self._gains_lock:
             if self.table.has_gains:
                 return
             layout = self.table.layout_with_gains()
-            runtime = OrtEncoder.for_backbone(self.backbone, layout, self.onnx) if self.onnx is not None else None
-            with self._forward_lock:
+            runner = self.runner.for_layout(layout)
+            with self._forward_lock:  # a forward's gathered rows must match the runner it runs with
                 self.table.enable_gains(layout)
-                self.encoder.layout = layout
-                if runtime is not None:
-                    self.runtime = runtime
-                if self.compiled is not None:  # its graphs were traced for the narrower rows
-                    self.compiled = CompiledEncoder(self.encoder, self.compiled.mode, self.backbone.max_length)
+                self.runner = runner
             log.info("a bias set with LayerNorm gains arrived: rows are now %d wide", layout.width)
 
     def encode(self, handle: TaskHandle, inputs: list) -> list[EncodedRow]:
@@ -111,22 +100,18 @@ class Engine(TaskRegistry):
         batch = collate([r for _, r in items], self.backbone.tokenizer.pad_token_id or 0, self.backbone.device)
         slots = torch.tensor([h.slot for h in handles], dtype=torch.long)  # [batch]
         # hidden: [batch, seq, hidden]; pooler: [batch, hidden] or None
-        runner = self.runtime or self.compiled or self.encoder
-        hidden, pooler = runner(rows=self.table.gather(slots), **batch)
+        hidden, pooler = self.runner(rows=self.table.gather(slots), **batch)
         return batch_logits(self.spec.model_type, handles, hidden, pooler, batch["attention_mask"])
 
     @property
     def backend(self) -> str:
-        return "torch" if self.runtime is None else self.runtime.name
+        return self.runner.backend
 
     def warm_up(self, max_batch: int) -> None:
         """Start-up work, so no request pays for it: on CUDA, measure whether the fused
-        per-row GEMM beats F.linear + add (``form_choice``); compile every shape."""
+        per-row GEMM beats F.linear + add (``runners.form_choice``); compile every shape."""
         with self._forward_lock:
-            if self.backbone.device.type == "cuda" and self.encoder.linear_form is None:
-                pick_linear_form(self.encoder, max_batch, min(128, self.backbone.max_length))
-            if self.compiled is not None:
-                self.compiled.warm_up(self.table.width, max_batch)
+            self.runner.warm_up(max_batch, self.backbone.max_length)
 
     def run(self, items: list[Row], split: Split | None = None) -> list[Prediction]:
         return [to_prediction(handle, row, logits) for (handle, row), logits in zip(items, self.logits(items, split))]

@@ -3,8 +3,8 @@
 Every site's output is ``W x + b_base``. For a task we store ``b_task - b_base`` (its
 *delta*), so the encoder's own tensors are never written and rows of different tasks
 share every matmul. All sites' deltas sit in one ``[capacity, width]`` table, laid out
-by ``per_row.SiteLayout``. A batch gathers its rows once and adds the base biases once
-(``gather``), giving each row's absolute ``b_task`` for every site; ``per_row`` then adds
+by ``engine.layout.SiteLayout``. A batch gathers its rows once and adds the base biases once
+(``gather``), giving each row's absolute ``b_task`` for every site; the runner (``engine.runners``) then adds
 them inside the forward.
 
 Where the exact shortcuts apply (``engine.shortcuts``), the key and value sites are not
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from bias_store.sites import site_modules
-from engine.per_row import SiteLayout
+from engine.layout import SiteLayout
 from engine.shortcuts import Shortcuts, shortcuts_for
 
 GROWTH = 1.0625  # small growth step: the table's slack stays within ~6% of the task bytes
@@ -130,7 +130,7 @@ class BiasTable:
     # -- forward -----------------------------------------------------------------------
     def gather(self, slots: torch.Tensor) -> torch.Tensor:
         """The absolute bias rows of task slots ``slots`` ([batch]): ``[batch, width]`` on the
-        table's device, the explicit input of a per-row forward (``per_row.RowBiasedEncoder``)."""
+        table's device, the explicit input of a per-row forward (``runners.pytorch.RowBiasedEncoder``)."""
         with self._lock:
             table = self.table
         return table.index_select(0, slots.to(self.device)).add_(self._base)  # one gather, one add

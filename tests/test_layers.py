@@ -70,7 +70,7 @@ def test_the_checker_sees_a_crossing(tmp_path, monkeypatch):
 def test_engine_and_its_test_helpers_load_without_fastapi():
     """`pytest tests/engine` needs no HTTP stack: importing every engine module and the
     shared test fixtures leaves FastAPI unloaded."""
-    modules = sorted(f"engine.{p.stem}" for p in (ROOT / "engine").glob("*.py") if p.stem != "__init__")
+    modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for p in (ROOT / "engine").rglob("*.py"))
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r} + ['engine', 'tests.conftest', 'tests.helpers']:\n"

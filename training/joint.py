@@ -21,7 +21,8 @@ from bias_store.format import BiasSet
 from bias_store.kinds import Pooling, ProblemType
 from bias_store.sites import architecture
 from engine.inputs import EncodedRow, collate, encode
-from engine.per_row import SiteLayout, per_row_biases
+from engine.layout import SiteLayout
+from engine.runners.pytorch import per_row_biases
 from training.data import TaskData
 from training.epochs import fit
 from training.errors import ConfigError

@@ -15,7 +15,7 @@ from bias_store.format import BiasSet
 from bias_store.open_store import open_store
 from bias_store.store import BiasStore
 from engine import Backbone, Engine, load_backbone
-from engine.ort_encoder import onnx_options
+from engine.runners import onnx_options
 from server.catalog.catalog import TaskCatalog
 from server.catalog.fetch import fetch
 from server.catalog.mutations import TaskMutations

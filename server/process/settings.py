@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     # torch.compile the forward ("default"; on CUDA with CUDA graphs) and warm it up at
-    # start-up, one graph per length bucket: minutes of start-up on a CPU. See engine.compiled.
+    # start-up, one graph per length bucket: minutes of start-up on a CPU. See engine.runners.compiled.
     compile: Literal["off", "default", "max-autotune"] = "off"
     # Who runs the encoder: "auto" = ONNX Runtime on the CPU when it is installed (the
     # `onnx` extra), PyTorch otherwise and on a GPU. docs/BENCHMARKS.md has the figures.

@@ -72,7 +72,7 @@ def test_the_server_image_serves_on_onnx_runtime_from_a_graph_made_at_build_time
     import sys
 
     from engine import Engine
-    from engine.ort_encoder import OnnxOptions
+    from engine.runners import OnnxOptions
 
     assert {"onnxruntime", "onnx"} <= set(_lock("server"))
     stages = parse_dockerfile(DOCKERFILES[0])

@@ -5,7 +5,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from engine import Engine
-from engine.compiled import CompiledEncoder, length_buckets
+from engine.runners.compiled import CompiledEncoder, length_buckets
 from tests.helpers import random_bias_set
 
 TEXTS = ["meh", "a gorgeous, witty film", "dull and far too long", "I would not watch it again, even for free"]
@@ -41,7 +41,7 @@ def test_one_graph_per_bucket_across_task_mixes_and_batches(tiny_backbone, fresh
     """The graph capture itself (aot_eager: no code generation, so it stays cheap)."""
     eager = engine_with_tasks(tiny_backbone)
     engine = engine_with_tasks(tiny_backbone)
-    engine.compiled = CompiledEncoder(engine.encoder, "default", tiny_backbone.max_length, backend="aot_eager")
+    engine.runner = CompiledEncoder(engine.runner, "default", tiny_backbone.max_length, backend="aot_eager")
     mixes = [
         [(0, TEXTS[0]), (1, TEXTS[1])],
         [(2, TEXTS[2]), (2, TEXTS[3]), (3, TEXTS[0]), (0, TEXTS[1]), (1, TEXTS[2])],
@@ -62,10 +62,10 @@ def test_inductor_logits_equal_eager(tiny_backbone, fresh_dynamo):
     """Generated code (inductor), one bucket only: compiling is the slow part of this suite."""
     eager = engine_with_tasks(tiny_backbone)
     engine = engine_with_tasks(tiny_backbone, "default")
-    engine.compiled = CompiledEncoder(engine.encoder, "default", max_length=16)
+    engine.runner = CompiledEncoder(engine.runner.encoder, "default", max_length=16)
     engine.warm_up(max_batch=8)
     compiled_graphs = counters["stats"]["unique_graphs"]
-    assert compiled_graphs == len(engine.compiled.buckets) == 1
+    assert compiled_graphs == len(engine.runner.buckets) == 1
     picks = [(0, TEXTS[0]), (1, TEXTS[1]), (2, TEXTS[2]), (3, TEXTS[3]), (1, TEXTS[3])]
     for got, want in zip(engine.logits(mixed_rows(engine, picks)), eager.logits(mixed_rows(eager, picks)), strict=True):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=0)

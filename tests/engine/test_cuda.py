@@ -51,7 +51,8 @@ def mixed_setup(base_dir, device: str, dtype: str, tasks: int = 12, rows: int = 
     """An engine with ``tasks`` random tasks and a mixed batch of ``rows`` (task, text) items."""
     backbone = load_backbone(str(base_dir), device=device, dtype=dtype)
     engine = Engine(backbone, compile_mode=compile_mode)
-    engine.encoder.linear_form = linear_form
+    eager = engine.runner.encoder if compile_mode != "off" else engine.runner  # the RowBiasedEncoder
+    eager.linear_form = linear_form
     sets = {}
     for i in range(tasks):
         labels = [f"l{j}" for j in range(2 + i % 3)]

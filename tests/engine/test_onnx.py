@@ -11,8 +11,8 @@ pytest.importorskip("onnxruntime")
 
 from bias_store import validate  # noqa: E402
 from engine import Engine, load_backbone  # noqa: E402
-from engine.onnx_export import _verified, cached_graph  # noqa: E402
-from engine.ort_encoder import OnnxOptions, resolve_backend  # noqa: E402
+from engine.runners.onnx_export import _verified, cached_graph  # noqa: E402
+from engine.runners.ort import OnnxOptions, resolve_backend  # noqa: E402
 from tests.helpers import random_bias_set, reference_logits, save_tiny_backbone  # noqa: E402
 
 TEXTS = [
@@ -96,11 +96,11 @@ def test_a_bitfit_ln_set_switches_the_graph_to_gain_rows(backbones, onnx_cache):
     engine = ort_engine(backbone, onnx_cache)
     plain = random_bias_set(backbone.spec, "plain", seed=1, scale=0.2)
     engine.register(plain)
-    before = engine.runtime
+    before = engine.runner
     ln = gain_set(backbone.spec, "ln", seed=5, pooling="mean")
     validate(ln, backbone.spec)
     engine.register(ln)
-    assert engine.table.has_gains and engine.runtime is not before and engine.backend == "onnxruntime"
+    assert engine.table.has_gains and engine.runner is not before and engine.backend == "onnxruntime"
     rows = [(engine.get(n), engine.encode(engine.get(n), [t])[0]) for n, t in zip(["plain", "ln", "ln", "plain"], TEXTS)]
     got = torch.stack(engine.logits(rows, split=[list(range(len(rows)))]))
     want = torch.stack([reference_logits(base, {"plain": plain, "ln": ln}[n], [t])[0]

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from engine.per_row import LINEAR_FORMS, SiteLayout, per_row_biases
+from engine.layout import SiteLayout
+from engine.runners.pytorch import LINEAR_FORMS, per_row_biases
 
 BATCH, LENGTH = 3, 7
 

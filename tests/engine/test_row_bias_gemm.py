@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from engine import row_bias_gemm
-from engine.row_bias_gemm import reference, row_bias_linear
+from engine.runners import row_bias_gemm
+from engine.runners.row_bias_gemm import reference, row_bias_linear
 
-pytestmark = pytest.mark.skipif(not row_bias_gemm.available(), reason="needs triton (the test extra installs it)")
+pytestmark = pytest.mark.skipif(not row_bias_gemm.is_triton_available(), reason="needs triton (the test extra installs it)")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # Tile edges on purpose: M, N and K are not multiples of the 32-wide tiles.
 SHAPES = [(3, 5, 40, 72), (2, 17, 33, 31), (1, 1, 8, 16)]  # batch, tokens per batch row, K, N

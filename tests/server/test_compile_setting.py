@@ -5,7 +5,7 @@ import argparse
 import pytest
 from pydantic import ValidationError
 
-from engine.compiled import CompiledEncoder
+from engine.runners.compiled import CompiledEncoder
 from server.process import serve_cli
 from server.process.metrics import Metrics
 from server.process.services import start_services, stop_services
@@ -30,11 +30,11 @@ def test_start_up_compiles_and_warms_up_the_forward(tmp_path, tiny_backbone, mon
     warmed = []
     # Compiling every length bucket of even a tiny model takes minutes on 2 cores; the
     # compiled forward itself is tested in tests/engine/test_compiled.py.
-    monkeypatch.setattr(CompiledEncoder, "warm_up", lambda self, width, max_batch: warmed.append((self.mode, max_batch)))
+    monkeypatch.setattr(CompiledEncoder, "warm_up", lambda self, max_batch, max_length: warmed.append((self.mode, max_batch)))
     settings = Settings(store=tmp_path / "s", compile="max-autotune", max_batch_rows=24)
     services = start_services(settings, Metrics(), tiny_backbone)
     try:
-        assert services.engine.compiled.mode == "max-autotune"
+        assert services.engine.runner.mode == "max-autotune"
         assert warmed == [("max-autotune", 24)]
     finally:
         stop_services(services)

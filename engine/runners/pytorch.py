@@ -1,7 +1,7 @@
-"""Each batch row with its own bias at every site of an encoder, in one shared forward.
+"""The PyTorch runner: each batch row with its own bias at every site, in one shared forward.
 
-``SiteLayout`` lays an encoder's bias sites (``bias_store.sites``) side by side as the
-columns of one ``width``-wide row. ``per_row_biases(layout, rows)`` runs the encoder
+``engine.layout.SiteLayout`` lays an encoder's bias sites side by side as the columns of
+one ``width``-wide row. ``per_row_biases(layout, rows)`` runs the encoder
 with row ``i`` of ``rows`` ([batch, width], absolute biases) as batch row ``i``'s bias at
 every site. For the length of the block each site computes its output without its own
 bias and adds the row's:
@@ -37,46 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bias_store.sites import gain_modules, site_modules
-from engine.row_bias_gemm import row_bias_linear
-
-
-class SiteLayout:
-    """An encoder's bias sites as the columns of one row: ``site -> (start, stop)``.
-
-    ``exclude``: sites that keep the encoder's own bias for every row (``engine.shortcuts``).
-    ``gains``: every LayerNorm's gain gets columns too, after all the biases.
-    """
-
-    def __init__(self, encoder: nn.Module, exclude: frozenset[str] = frozenset(), gains: bool = False) -> None:
-        self.modules = {s: m for s, m in site_modules(encoder).items() if s not in exclude}  # site -> module, in module order
-        self.gain_modules = gain_modules(encoder) if gains else {}  # LayerNorm site -> module
-        self.offsets: dict[str, tuple[int, int]] = {}
-        self.gain_offsets: dict[str, tuple[int, int]] = {}
-        start = 0
-        for name, module in self.modules.items():
-            self.offsets[name] = (start, start + module.bias.shape[0])
-            start += module.bias.shape[0]
-        self.bias_width = start
-        for name, module in self.gain_modules.items():
-            self.gain_offsets[name] = (start, start + module.weight.shape[0])
-            start += module.weight.shape[0]
-        self.width = start
-        self.sizes = [stop - start for start, stop in self.offsets.values()]
-        self.gain_sizes = [stop - start for start, stop in self.gain_offsets.values()]
-
-    def base(self) -> torch.Tensor:
-        """The encoder's own biases (then gains) as one row, ``[width]`` (a copy)."""
-        own = [m.bias for m in self.modules.values()] + [m.weight for m in self.gain_modules.values()]
-        return torch.cat([p.detach().reshape(-1) for p in own]).clone()
-
-    def split(self, row: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One ``[..., width]`` row's bias columns back into ``site -> [..., dim]`` views."""
-        return dict(zip(self.modules, row[..., : self.bias_width].split(self.sizes, dim=-1)))
-
-    def split_gains(self, row: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One ``[..., width]`` row's gain columns as ``LayerNorm site -> [..., dim]`` views (empty without gains)."""
-        return dict(zip(self.gain_modules, row[..., self.bias_width :].split(self.gain_sizes, dim=-1))) if self.gain_modules else {}
+from engine.layout import SiteLayout
+from engine.runners.row_bias_gemm import row_bias_linear
 
 
 @contextlib.contextmanager
@@ -120,15 +82,30 @@ class RowBiasedEncoder(nn.Module):
     ``forward(input_ids, attention_mask, rows, token_type_ids=None)`` returns
     ``(last_hidden_state [batch, seq, hidden], pooler_output [batch, hidden] or None)``.
     ``rows`` ([batch, width], absolute, ``BiasTable.gather``) is an argument, not state, so
-    one traced or compiled graph serves every task mix (``engine.compiled``; an exporter
+    one traced or compiled graph serves every task mix (``engine.runners.compiled``; an exporter
     sees it as a graph input). It shares the encoder's parameters, nothing is copied.
+    As the engine's runner (``engine.runners``) it is the eager PyTorch one.
     """
+
+    backend = "torch"
 
     def __init__(self, encoder: nn.Module, layout: SiteLayout, linear_form: str | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.layout = layout
         self.linear_form = linear_form
+
+    def for_layout(self, layout: SiteLayout) -> "RowBiasedEncoder":
+        """The same encoder and Linear form for rows laid out as ``layout`` (a new runner;
+        this one keeps serving until the engine swaps them)."""
+        return RowBiasedEncoder(self.encoder, layout, self.linear_form)
+
+    def warm_up(self, max_batch: int, max_length: int) -> None:
+        """On CUDA, measure whether the fused per-row GEMM beats F.linear + add (``form_choice``)."""
+        from engine.runners.form_choice import pick_linear_form  # it times this class's forward
+
+        if next(self.parameters()).device.type == "cuda" and self.linear_form is None:
+            pick_linear_form(self, max_batch, min(128, max_length))
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
@@ -176,7 +153,7 @@ def _linear_then_add(module: nn.Linear, bias: torch.Tensor):
 
 def _linear_fused(module: nn.Linear, bias: torch.Tensor):
     """GPU, where it measures faster: one Triton GEMM that adds each row's bias in its
-    epilogue (``engine.row_bias_gemm``), so the add costs neither a pass nor an op."""
+    epilogue (``engine.runners.row_bias_gemm``), so the add costs neither a pass nor an op."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         tokens = x.shape[-2] if x.dim() == 3 else 1  # GEMM rows per batch row

@@ -12,7 +12,7 @@ It is a ``torch.library`` custom op (``bitfit::row_bias_linear``) with a fake
 implementation, so ``torch.compile`` keeps it as one opaque call inside its graph. On CUDA
 it runs the compiled kernel; CPU tensors run only in Triton's interpreter
 (``TRITON_INTERPRET=1``), which is slow and there so the CPU test suite checks the kernel.
-Triton is optional (the ``gpu`` extra): ``available()`` says whether it is importable.
+Triton is optional (the ``gpu`` extra): ``is_triton_available()`` says whether it is importable.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import torch
 try:
     import triton
     import triton.language as tl
-except ImportError:  # the engine runs without it; per_row then never picks the fused form
+except ImportError:  # the engine runs without it; the PyTorch runner then never picks the fused form
     triton = None
 
 
-def available() -> bool:
+def is_triton_available() -> bool:
     return triton is not None
 
 

@@ -1,6 +1,6 @@
 """The encoder as an ONNX graph whose per-row bias rows are an input, exported once and cached.
 
-``per_row.RowBiasedEncoder`` takes the gathered rows ``[batch, width]`` as a forward
+``runners.pytorch.RowBiasedEncoder`` takes the gathered rows ``[batch, width]`` as a forward
 argument, so the exporter traces the per-row adds as ops
 on a graph input: one graph serves every task, and registering a task never touches it.
 Batch and length are dynamic.
@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from engine.backbone import Backbone
-from engine.per_row import RowBiasedEncoder, SiteLayout
+from engine.layout import SiteLayout
+from engine.runners.pytorch import RowBiasedEncoder
 
 log = logging.getLogger(__name__)
 

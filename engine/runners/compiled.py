@@ -26,7 +26,8 @@ import time
 
 import torch
 
-from engine.per_row import RowBiasedEncoder
+from engine.layout import SiteLayout
+from engine.runners.pytorch import RowBiasedEncoder
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,15 @@ def torch_mode(mode: str, device: torch.device) -> str | None:
 
 
 class CompiledEncoder:
-    """``RowBiasedEncoder`` compiled; called like it, on inputs of any batch and length."""
+    """``RowBiasedEncoder`` compiled; called like it, on inputs of any batch and length.
+    As the engine's runner (``engine.runners``) it reports the "torch" backend."""
+
+    backend = "torch"
 
     def __init__(self, encoder: RowBiasedEncoder, mode: str, max_length: int, backend: str = "inductor") -> None:
         """``backend``: "inductor" to serve; tests use "aot_eager" to count graphs cheaply."""
         self.encoder = encoder
+        self.max_length, self.compile_backend = max_length, backend
         self.device = next(encoder.parameters()).device
         self.cuda_graphs = self.device.type == "cuda" and backend == "inductor"
         self.buckets = length_buckets(max_length)
@@ -86,6 +91,15 @@ class CompiledEncoder:
             hidden = hidden.clone()
             pooler = pooler.clone() if pooler is not None else None
         return hidden, pooler
+
+    @property
+    def layout(self) -> SiteLayout:
+        return self.encoder.layout
+
+    def for_layout(self, layout: SiteLayout) -> "CompiledEncoder":
+        """A compiled forward for rows laid out as ``layout``: this one's graphs were traced for
+        its own width (compiled on first use or at the next ``warm_up``)."""
+        return CompiledEncoder(self.encoder.for_layout(layout), self.mode, self.max_length, self.compile_backend)
 
     def bucket(self, length: int) -> int:
         return next(b for b in self.buckets if b >= length)
@@ -115,9 +129,11 @@ class CompiledEncoder:
             torch._dynamo.mark_dynamic(t, 0)
         return tuple(out)
 
-    def warm_up(self, width: int, max_batch: int) -> None:
-        """Compile every length bucket (and on CUDA record each batch bucket's graph) now,
-        so no request waits for a compilation."""
+    def warm_up(self, max_batch: int, max_length: int | None = None) -> None:
+        """Pick the Linear form (CUDA), then compile every length bucket (and on CUDA record
+        each batch bucket's graph) now, so no request waits for a compilation."""
+        self.encoder.warm_up(max_batch, max_length or self.max_length)
+        width = self.layout.width
         sizes = {self.padded_batch(1)}
         if self.cuda_graphs:
             sizes |= {self.padded_batch(b) for b in range(1, max_batch + 1)}

@@ -1,4 +1,4 @@
-"""Running the exported encoder under ONNX Runtime, and choosing the backend.
+"""The ONNX Runtime runner: the exported encoder under ONNX Runtime, and choosing the backend.
 
 ``OrtEncoder`` takes the engine's padded batch and each row's absolute biases and returns
 what the PyTorch encoder would: the last hidden state and, for BERT, the pooler output, as
@@ -17,15 +17,16 @@ import numpy as np
 import torch
 
 from engine.backbone import Backbone
-from engine.onnx_export import cached_graph
-from engine.per_row import SiteLayout
+from engine.layout import SiteLayout
+from engine.runners.onnx_export import cached_graph
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime", "auto")
 
 
-def onnxruntime_installed() -> bool:
+def is_onnxruntime_available() -> bool:
+    """Whether the optional ONNX Runtime backend (the ``onnx`` extra) is installed; nothing is imported."""
     return importlib.util.find_spec("onnxruntime") is not None
 
 
@@ -34,11 +35,11 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     if backend == "auto":
-        return "onnxruntime" if device.type == "cpu" and onnxruntime_installed() else "torch"
+        return "onnxruntime" if device.type == "cpu" and is_onnxruntime_available() else "torch"
     if backend == "onnxruntime":
         if device.type != "cpu":
             raise ValueError("the onnxruntime backend runs on the CPU; use --backend torch on a GPU")
-        if not onnxruntime_installed():
+        if not is_onnxruntime_available():
             raise ValueError('the onnxruntime backend needs onnxruntime: pip install "bitfit-serve[onnx]"')
     return backend
 
@@ -65,14 +66,17 @@ def onnx_options(backend: str, device: torch.device, cache_dir: Path, quantize: 
 class OrtEncoder:
     """One ONNX Runtime session over the cached graph; call it from one thread at a time.
 
-    Called like ``per_row.RowBiasedEncoder``: ``(rows=, input_ids=, attention_mask=, [token_type_ids=])``
+    Called like ``runners.pytorch.RowBiasedEncoder``: ``(rows=, input_ids=, attention_mask=, [token_type_ids=])``
     -> (hidden [batch, seq, hidden], pooler [batch, hidden] or None).
     """
 
-    def __init__(self, path: Path, options: OnnxOptions) -> None:
+    def __init__(self, path: Path, options: OnnxOptions, layout: SiteLayout | None = None, backbone: Backbone | None = None) -> None:
+        """``layout`` and ``backbone``: what the graph was exported from (``for_backbone``
+        sets them), so that ``for_layout`` can export its wider sibling."""
         import onnxruntime as ort
 
-        self.name = "onnxruntime" if options.quantize == "none" else f"onnxruntime-{options.quantize}"
+        self.backend = "onnxruntime" if options.quantize == "none" else f"onnxruntime-{options.quantize}"
+        self.options, self.layout, self._backbone = options, layout, backbone
         session = ort.SessionOptions()
         session.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session.intra_op_num_threads = options.threads
@@ -85,7 +89,17 @@ class OrtEncoder:
 
     @classmethod
     def for_backbone(cls, backbone: Backbone, layout: SiteLayout, options: OnnxOptions) -> "OrtEncoder":
-        return cls(cached_graph(backbone, layout, options.cache_dir, options.quantize), options)
+        return cls(cached_graph(backbone, layout, options.cache_dir, options.quantize), options, layout, backbone)
+
+    def for_layout(self, layout: SiteLayout) -> "OrtEncoder":
+        """A session over the graph for rows laid out as ``layout`` (exported, or read from the
+        cache, now: the caller does this outside the forward lock)."""
+        if self._backbone is None:
+            raise RuntimeError("this OrtEncoder was built from a file; build it with for_backbone to change its layout")
+        return OrtEncoder.for_backbone(self._backbone, layout, self.options)
+
+    def warm_up(self, max_batch: int, max_length: int) -> None:
+        """Nothing to do: the session was built (and its graph exported) at construction."""
 
     def __call__(self, rows: torch.Tensor, **batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         ids = batch["input_ids"]

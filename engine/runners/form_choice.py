@@ -11,19 +11,22 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from typing import TYPE_CHECKING
 
 import torch
 
-from engine import row_bias_gemm
-from engine.per_row import RowBiasedEncoder
+from engine.runners import row_bias_gemm
+
+if TYPE_CHECKING:
+    from engine.runners.pytorch import RowBiasedEncoder
 
 log = logging.getLogger(__name__)
 
 
-def pick_linear_form(encoder: RowBiasedEncoder, batch: int, length: int = 128, reps: int = 10) -> str:
+def pick_linear_form(encoder: "RowBiasedEncoder", batch: int, length: int = 128, reps: int = 10) -> str:
     """"fused" when Triton is present and its forward's median time beats "add"'s; else "add"."""
     device = next(encoder.parameters()).device
-    if device.type != "cuda" or not row_bias_gemm.available():
+    if device.type != "cuda" or not row_bias_gemm.is_triton_available():
         return "add"
     dtype = next(encoder.parameters()).dtype
     with torch.inference_mode():

@@ -1,4 +1,8 @@
-"""Bias sets: the file format, validation, bias sites per architecture, and the store."""
+"""Bias sets: the file format, validation, bias sites per architecture, and the store.
+
+Importing the package is light: no module of it imports torch (or boto3) at import time,
+only the functions that need it, so `bitfit --help` and store-only callers never load it.
+"""
 
 from bias_store.backends.folder import FilesystemStore
 from bias_store.changelog import Change, LogTruncated

@@ -84,6 +84,7 @@ def test_compaction_snapshots_and_drops_old_entries(make_store, upload):
     store = make_store(compact_every=4)
     for i in range(9):  # snapshots at generations 4 and 8; entries <= 4 are gone after the second
         store.put(upload(f"t{i % 3}", seed=i))
+    assert store.log.wait_compacted(timeout=30)  # snapshots are written aside, by a background thread
     generation, catalog = make_store(compact_every=4).catalog()
     assert generation == 9 and sorted(catalog) == ["t0", "t1", "t2"]
     assert {n: c.sha256 for n, c in catalog.items()} == store.state()

@@ -50,7 +50,7 @@ def build_store(spec, n_tasks: int, *, fresh: bool = False) -> Path:
     """
     import shutil
 
-    from bias_store.filesystem import FilesystemStore
+    from bias_store.backends.folder import FilesystemStore
 
     root = CACHE / f"store-{spec.fingerprint[:12]}-{n_tasks}"
     marker = root / "BENCH_COMPLETE"

@@ -33,7 +33,7 @@ class PredictRequest(BaseModel):
 
 def load_tasks(store_dir: str, spec) -> dict[str, tuple[list[str], dict[str, torch.Tensor]]]:
     """Every task's current bias set from a FilesystemStore folder: name -> (labels, tensors)."""
-    from bias_store.filesystem import FilesystemStore
+    from bias_store.backends.folder import FilesystemStore
     from bias_store.validate import validate_bytes
 
     store = FilesystemStore(store_dir)

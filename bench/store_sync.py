@@ -67,7 +67,7 @@ def build(root: Path, spec, n: int) -> Path:
 
 
 def replica(root: Path, backbone):
-    from bias_store.filesystem import FilesystemStore
+    from bias_store.backends.folder import FilesystemStore
     from engine import Engine
     from server.catalog.sync import StoreSync
     from server.catalog.validation import UploadValidator
@@ -180,7 +180,7 @@ def apply_one(work: Path, sizes: list[int], changes: int) -> None:
     """One change applied by a replica, by catalog size (tiny backbone), interleaved."""
     import torch
 
-    from bias_store.filesystem import FilesystemStore
+    from bias_store.backends.folder import FilesystemStore
     from bias_store.format import dumps
     from bias_store.validate import validate_upload
     from engine import load_backbone

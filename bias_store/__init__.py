@@ -1,5 +1,10 @@
-"""Bias sets: the file format, validation, bias sites per architecture, and the store."""
+"""Bias sets: the file format, validation, bias sites per architecture, and the store.
 
+Importing the package is light: no module of it imports torch (or boto3) at import time,
+only the functions that need it, so `bitfit --help` and store-only callers never load it.
+"""
+
+from bias_store.backends.folder import FilesystemStore
 from bias_store.changelog import Change, LogTruncated
 from bias_store.errors import (
     BiasSetTooLarge,
@@ -12,7 +17,6 @@ from bias_store.errors import (
     UnsupportedArchitecture,
     VersionNotFound,
 )
-from bias_store.filesystem import FilesystemStore
 from bias_store.format import BiasSet, BiasSetMeta, dumps, loads
 from bias_store.open_store import open_store
 from bias_store.spec import BackboneSpec, build_spec, fingerprint

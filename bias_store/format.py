@@ -17,13 +17,14 @@ import json
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-
-import safetensors.torch
-import torch
+from typing import TYPE_CHECKING
 
 from bias_store.errors import InvalidBiasSet
 from bias_store.kinds import InputKind, Pooling, ProblemType
 from bias_store.sites import SITE_SUBSETS
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT_NAME = "bitfit-bias-set"
 FORMAT_VERSION = "1"
@@ -173,6 +174,9 @@ def _thresholds(header: dict[str, str], num_labels: int) -> list[float]:
 
 def dumps(bias_set: BiasSet) -> bytes:
     """Serialize to safetensors bytes."""
+    import safetensors.torch  # here, not at import: the package imports without torch
+    import torch
+
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in bias_set.tensors.items()}
     return safetensors.torch.save(tensors, metadata=bias_set.meta.to_header())
 
@@ -202,6 +206,8 @@ def loads(data: bytes) -> BiasSet:
             dtype = info.get("dtype") if isinstance(info, dict) else None
             raise InvalidBiasSet("bad_dtype", f"tensor {key!r} has dtype {dtype}; bias sets store float32 (F32)")
     try:
+        import safetensors.torch
+
         tensors = safetensors.torch.load(data)
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise InvalidBiasSet("not_safetensors", f"corrupt safetensors file: {exc}") from None

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-from bias_store.store import BiasStore
+if TYPE_CHECKING:
+    from bias_store.store import BiasStore
+
+S3_ENDPOINT_ENV = "BITFIT_S3_ENDPOINT_URL"  # the variable the CLIs read an S3 endpoint from (off AWS)
 
 
 def open_store(url: str | os.PathLike, keep_versions: int = 5, s3_endpoint_url: str | None = None) -> BiasStore:
@@ -13,10 +17,10 @@ def open_store(url: str | os.PathLike, keep_versions: int = 5, s3_endpoint_url: 
     text = os.fspath(url)
     scheme = urlparse(text).scheme
     if scheme == "s3":
-        from bias_store.s3 import S3Store  # boto3 is imported only for an S3 store
+        from bias_store.backends.s3 import S3Store  # boto3 is imported only for an S3 store
 
         return S3Store.from_url(text, keep_versions, endpoint_url=s3_endpoint_url)
-    from bias_store.filesystem import FilesystemStore
+    from bias_store.backends.folder import FilesystemStore
 
     if scheme == "file":
         return FilesystemStore(unquote(urlparse(text).path), keep_versions)

@@ -19,10 +19,12 @@ so a set that carries them still loads with ``load_state_dict(set, strict=False)
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from bias_store.errors import UnsupportedArchitecture
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def architecture(model_type: str) -> Architecture:
 
 def site_modules(encoder: nn.Module) -> dict[str, nn.Module]:
     """Every bias site of a bare encoder, in module order: ``{module path: module}``."""
+    from torch import nn
+
     return {
         name: module
         for name, module in encoder.named_modules()
@@ -123,6 +127,8 @@ def site_key(prefix: str, site: str) -> str:
 
 def gain_modules(encoder: nn.Module) -> dict[str, nn.LayerNorm]:
     """Every LayerNorm site with a gain (weight), in module order: ``{module path: module}``."""
+    from torch import nn
+
     return {
         name: module for name, module in site_modules(encoder).items()
         if isinstance(module, nn.LayerNorm) and getattr(module, "weight", None) is not None

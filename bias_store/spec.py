@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from bias_store import sites as site_table
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ def fingerprint(encoder: nn.Module) -> str:
     Computed on float32 values so that the same checkpoint served in fp16 or bf16 keeps its
     fingerprint, and bias sets trained in fp32 still match.
     """
+    import torch
+
     h = hashlib.sha256()
     for name, p in sorted(encoder.named_parameters(), key=lambda kv: kv[0]):
         h.update(name.encode())

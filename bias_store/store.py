@@ -4,7 +4,8 @@ A backend keeps every task's bias sets with integer versions; a reader always ge
 whole version. ``put`` stores a set the caller has already validated (``validate_upload``),
 so the bytes are parsed once per upload. Every mutation appends one entry to the store's
 change log (changelog.py), which replicas tail instead of scanning the catalog.
-Backends: filesystem.py (a folder) and s3.py (an S3 prefix); ``open_store`` picks one by URL.
+Backends: ``backends/folder/`` (a folder) and ``backends/s3/`` (an S3 prefix), over the shared
+``backends/base.py``; ``open_store`` picks one by URL.
 """
 
 from __future__ import annotations

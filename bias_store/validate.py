@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import torch
-
 from bias_store.errors import BiasSetTooLarge, FingerprintMismatch, InvalidBiasSet, InvalidTaskName
 from bias_store.format import BiasSet, dumps, loads
 from bias_store.spec import BackboneSpec
@@ -58,6 +56,8 @@ def validate_bytes(
 
 def validate(bias_set: BiasSet, spec: BackboneSpec) -> None:
     """Raise a specific InvalidBiasSet subclass for the first thing that is wrong."""
+    import torch  # here, not at import: the package imports without torch
+
     meta = bias_set.meta
     check_task_name(meta.task)
     if meta.model_type != spec.model_type:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from bias_store.kinds import Pooling
+from bias_store.open_store import S3_ENDPOINT_ENV
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     out = parser.add_argument_group("output (exactly one, except for --method full)")
     out.add_argument("--out", metavar="FILE", help="write the bias set to this .safetensors file")
-    out.add_argument("--store", metavar="DIR", help="put it into this bias store folder")
+    out.add_argument("--store", metavar="URL", help="put it into this bias store: a folder, file://... or s3://bucket/prefix")
     out.add_argument("--push", metavar="URL", help="upload it to a running server (POST URL/tasks)")
     out.add_argument("--api-key", help="an admin key of the server for --push (default: $BITFIT_API_KEY)")
+    out.add_argument("--s3-endpoint-url", default=os.environ.get(S3_ENDPOINT_ENV),
+                     help=f"S3 endpoint for an s3:// --store off AWS (default: ${S3_ENDPOINT_ENV})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from training.publish import Target, publish
     from training.task import TaskSpec, default_run_dir, run_task
 
-    target = Target(out=args.out, store=args.store, push=args.push, api_key=args.api_key)
+    target = Target(out=args.out, store=args.store, push=args.push, api_key=args.api_key, s3_endpoint_url=args.s3_endpoint_url)
     try:
         if args.method == "full":
             if args.out or args.store or args.push:

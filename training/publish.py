@@ -1,4 +1,5 @@
-"""Where a bias set goes: a file, a bias store folder, or a running server (through bitfit_client)."""
+"""Where a bias set goes: a file, a bias store (a folder or ``s3://bucket/prefix``, through
+``open_store``), or a running server (through bitfit_client)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from pathlib import Path
 
 from bitfit_client import API_KEY_ENV, BitfitError, Client, Forbidden, Retry, TransportError, Unauthorized
 
+from bias_store.backends.folder.files import atomic_write
 from bias_store.errors import BiasStoreError
-from bias_store.filesystem import FilesystemStore, atomic_write
 from bias_store.format import BiasSet, dumps
+from bias_store.open_store import open_store
 from bias_store.spec import BackboneSpec
+from bias_store.store import BiasStore
 from bias_store.validate import validate_upload
 from training.errors import ConfigError, PublishError
 
@@ -25,8 +28,9 @@ class Target:
     """Exactly one of ``out``, ``store`` and ``push``."""
 
     out: str | None = None
-    store: str | None = None
+    store: str | None = None  # a folder, file://... or s3://bucket/prefix
     push: str | None = None
+    s3_endpoint_url: str | None = None  # for an s3:// store off AWS (SeaweedFS, MinIO, ...)
     api_key: str | None = None  # for push; None: $BITFIT_API_KEY (read by bitfit_client)
     # Pushes ride out a restarting or overloaded server (503 + Retry-After, connection
     # refused) for about a minute; an upload that may have landed is never sent twice.
@@ -53,8 +57,8 @@ class Target:
             if self.out:
                 Path(self.out).parent.mkdir(parents=True, exist_ok=True)
             elif self.store:
-                Path(self.store).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+                self.open_store().generation()  # a folder is created; S3 must answer
+        except (OSError, ValueError, BiasStoreError) as exc:
             raise PublishError(f"cannot write to {self.describe()}: {exc}") from None
         if self.push:
             with self.client(patient=False) as client:
@@ -66,6 +70,10 @@ class Target:
                     raise PublishError(f"the server {self.push} refuses this key for uploads ({exc}); {KEY_HINT}") from None
                 except BitfitError as exc:
                     raise PublishError(f"the server {self.push} cannot take uploads: {exc}") from None
+
+    def open_store(self) -> BiasStore:
+        """The ``--store`` target, whatever its kind (the same door the server opens it by)."""
+        return open_store(self.store, s3_endpoint_url=self.s3_endpoint_url)
 
     def check_backbone(self, spec: BackboneSpec) -> None:
         """Before training: the server must serve the backbone this run trains on (else 409 after training)."""
@@ -104,10 +112,9 @@ def publish(bias_set: BiasSet, spec: BackboneSpec, target: Target, keep_dir: str
         log.info("wrote %s (%d bytes)", path, len(data))
         return {"target": "file", "path": str(path), "bytes": len(data)}
     if target.store:
-        store = FilesystemStore(target.store)
         try:
-            record = store.put(validate_upload(data, spec))
-        except (BiasStoreError, OSError) as exc:
+            record = target.open_store().put(validate_upload(data, spec))
+        except (BiasStoreError, OSError, ValueError) as exc:
             raise PublishError(f"the store {target.store} refused the bias set: {exc}") from None
         log.info("stored %s v%d in %s", record.name, record.version, target.store)
         return {"target": "store", "store": str(target.store), "task": record.name, "version": record.version, "sha256": record.sha256}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+
+from bias_store.open_store import S3_ENDPOINT_ENV
 
 log = logging.getLogger(__name__)
 
@@ -12,9 +15,11 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inbox", required=True, metavar="DIR", help="folder to watch for task specs (YAML or JSON)")
     out = parser.add_mutually_exclusive_group(required=True)
-    out.add_argument("--store", metavar="DIR", help="put trained bias sets into this bias store folder")
+    out.add_argument("--store", metavar="URL", help="put trained bias sets into this bias store: a folder or s3://bucket/prefix")
     out.add_argument("--push", metavar="URL", help="upload trained bias sets to a running server (POST URL/tasks)")
     parser.add_argument("--api-key", help="the server's API key for --push (default: $BITFIT_API_KEY)")
+    parser.add_argument("--s3-endpoint-url", default=os.environ.get(S3_ENDPOINT_ENV),
+                        help=f"S3 endpoint for an s3:// --store off AWS (default: ${S3_ENDPOINT_ENV})")
     parser.add_argument("--backbone", metavar="PATH", help="default backbone for specs that name none (default: packaged MiniLM)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default); a spec may override it")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between inbox scans when idle")
@@ -35,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         device = str(resolve_device(args.device))
         defaults = {"device": device, **({"backbone": args.backbone} if args.backbone else {})}
-        worker = Worker(args.inbox, Target(store=args.store, push=args.push, api_key=args.api_key), defaults=defaults)
+        target = Target(store=args.store, push=args.push, api_key=args.api_key, s3_endpoint_url=args.s3_endpoint_url)
+        worker = Worker(args.inbox, target, defaults=defaults)
     except (TrainingError, RuntimeError, OSError) as exc:
         print(f"bitfit worker: error: {exc}", file=sys.stderr)
         return 2

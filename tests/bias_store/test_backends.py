@@ -21,11 +21,11 @@ from tests.helpers import random_bias_set
 def make_store(request, tmp_path):
     """A factory of store objects that all see one fresh store (a folder, or an S3 prefix)."""
     if request.param == "filesystem":
-        from bias_store.filesystem import FilesystemStore
+        from bias_store.backends.folder import FilesystemStore
 
         return lambda **kw: FilesystemStore(tmp_path / "store", **kw)
-    from bias_store.s3 import S3Store
-    from bias_store.s3_objects import S3Objects
+    from bias_store.backends.s3 import S3Store
+    from bias_store.backends.s3.objects import S3Objects
     from tests.seaweedfs import BUCKET
 
     server, prefix = request.getfixturevalue("seaweedfs"), f"t-{uuid.uuid4().hex[:8]}"
@@ -84,6 +84,7 @@ def test_compaction_snapshots_and_drops_old_entries(make_store, upload):
     store = make_store(compact_every=4)
     for i in range(9):  # snapshots at generations 4 and 8; entries <= 4 are gone after the second
         store.put(upload(f"t{i % 3}", seed=i))
+    assert store.log.wait_compacted(timeout=30)  # snapshots are written aside, by a background thread
     generation, catalog = make_store(compact_every=4).catalog()
     assert generation == 9 and sorted(catalog) == ["t0", "t1", "t2"]
     assert {n: c.sha256 for n, c in catalog.items()} == store.state()
@@ -109,6 +110,31 @@ def test_version_objects_are_never_overwritten(make_store, upload):
         assert store.objects.replace("tasks/t/CURRENT", body, etag) is False  # stale ETag: refused
         assert store.objects.replace("tasks/t/CURRENT", body, None) is False  # exists: If-None-Match refuses
         assert store.read("t", again.version) == second.data
+
+
+def test_the_metadata_cache_is_bounded_and_freed_on_delete(make_store, upload):
+    """One bounded LRU for both backends (the S3 one was an unbounded dict: issue 22, bug 6)."""
+    store = make_store(keep_versions=2, meta_cache_size=4)
+    for seed in range(10):
+        store.put(upload(f"t{seed % 3}", seed=seed))
+    store.list()
+    assert len(store.meta) <= 4
+    store.delete("t0")
+    assert all(name != "t0" for name, _ in store.meta._entries)
+
+
+def test_read_returns_the_bytes_without_parsing_or_hashing(make_store, upload, monkeypatch):
+    """A replica applying a log entry checks the sha256 once itself (issue 19): ``read`` neither
+    builds a record (a header parse) nor hashes."""
+    import bias_store.backends.base as base
+
+    stored = upload("t", 1)
+    make_store().put(stored)
+    calls = []
+    monkeypatch.setattr(base, "read_header", lambda data: calls.append("header"))
+    monkeypatch.setattr(base, "sha256", lambda data=b"": calls.append("sha256"))
+    assert make_store().read("t", 1) == stored.data  # a fresh store: nothing cached
+    assert calls == []
 
 
 def put_concurrently(stores: list, uploads: dict) -> dict:

@@ -150,20 +150,6 @@ def test_rollback_checks_the_bytes_it_switches_to_under_the_store_lock(tmp_path,
     assert record.version == 1 and seen == [store.get("good", 1)[1]]
 
 
-def test_the_metadata_cache_is_bounded_and_freed_on_delete(tmp_path, tiny_backbone, monkeypatch):
-    import bias_store.filesystem as filesystem
-
-    monkeypatch.setattr(filesystem, "META_CACHE_SIZE", 4)
-    store = _store(tmp_path, tiny_backbone.spec)
-    for seed in range(10):
-        bias_set = random_bias_set(tiny_backbone.spec, "good", seed=100 + seed)
-        store.put(ValidatedUpload(bias_set, dumps(bias_set)))
-    store.list()
-    assert len(store._meta_cache) <= 4
-    store.delete("good")
-    assert all(name != "good" for name, _ in store._meta_cache)
-
-
 def test_a_read_only_store_answers_503_and_readyz_says_so(tmp_path, tiny_backbone):
     mount = tmp_path / "ro"
     mount.mkdir()

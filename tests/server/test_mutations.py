@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import bias_store.filesystem
+import bias_store.backends.base
 import bias_store.format
 from tests.helpers import random_bias_set
 from tests.server_support import serving, upload
@@ -18,7 +18,7 @@ def test_an_upload_parses_the_file_header_once(tmp_path, tiny_backbone, monkeypa
 
     # Every reader of the header in the upload path: the format's loads and the store.
     monkeypatch.setattr(bias_store.format, "read_header", counting)
-    monkeypatch.setattr(bias_store.filesystem, "read_header", counting)
+    monkeypatch.setattr(bias_store.backends.base, "read_header", counting)
     with serving(tmp_path / "s", tiny_backbone) as client:
         calls.clear()  # the start-up load of an empty store reads nothing anyway
         r = upload(client, random_bias_set(tiny_backbone.spec, "once", seed=1))

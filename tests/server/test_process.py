@@ -163,7 +163,7 @@ def sigterm_while_a_predict_waits(http: httpx.Client, url: str, proc: subprocess
 
 
 def test_preload_never_goes_backwards(tmp_path, tiny_backbone):
-    from bias_store.filesystem import FilesystemStore
+    from bias_store.backends.folder import FilesystemStore
     from server.catalog.preload import PreloadError, preload
     from server.catalog.validation import UploadValidator
     from server.process.metrics import Metrics

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from bias_store import ValidatedUpload
+from bias_store.backends.s3 import S3Store
+from bias_store.backends.s3.objects import S3Objects
 from bias_store.format import dumps
-from bias_store.s3 import S3Store
-from bias_store.s3_objects import S3Objects
 from tests.helpers import random_bias_set
 from tests.seaweedfs import BUCKET, CREDENTIALS
 from tests.server_support import TEXTS, live_server

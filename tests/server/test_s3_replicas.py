@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from bias_store.s3 import S3Store
-from bias_store.s3_objects import S3Objects
+from bias_store.backends.s3 import S3Store
+from bias_store.backends.s3.objects import S3Objects
 from tests.helpers import random_bias_set, wait_until
 from tests.seaweedfs import BUCKET, CREDENTIALS, SeaweedFS
 from tests.server_support import TEXTS, serving, upload

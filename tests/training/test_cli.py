@@ -44,6 +44,21 @@ def test_train_out_and_store(tmp_path, tiny_bert_dir, tiny_backbone, capsys):
     assert record.meta.bias_sites == "query_intermediate" and record.version == 1
 
 
+def test_train_store_s3_publishes_to_a_real_s3(tmp_path, tiny_bert_dir, seaweedfs, monkeypatch, capsys):
+    """`bitfit train --store s3://...` publishes through open_store, as the server reads it."""
+    from bias_store import open_store
+    from tests.seaweedfs import BUCKET, CREDENTIALS
+
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    url = f"s3://{BUCKET}/train-{tmp_path.name}"
+    assert main(train_args(tmp_path, tiny_bert_dir, "--store", url, "--s3-endpoint-url", seaweedfs.endpoint)) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["published"]["store"] == url and summary["published"]["version"] == 1
+    record, _ = open_store(url, s3_endpoint_url=seaweedfs.endpoint).get("cli-task")
+    assert record.version == 1 and record.sha256 == summary["published"]["sha256"]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from bias_store.fs_io import fsync_dir, make_dir, staged
+from bias_store.backends.folder.files import fsync_dir, make_dir, staged
 
 
 class FolderObjects:

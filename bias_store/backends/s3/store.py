@@ -28,32 +28,29 @@ the next mutation of the task settles past it.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 from collections.abc import Callable
 
+from bias_store.backends.base import META_CACHE_SIZE, StoreBase
+from bias_store.backends.s3.objects import S3Objects
 from bias_store.changelog import COMPACT_EVERY, Catalog, Change, ChangeLog
-from bias_store.errors import BiasStoreError, ConcurrentUpdate, CorruptTask, TaskNotFound, VersionNotFound
-from bias_store.format import BiasSetMeta, read_header
-from bias_store.s3_objects import S3Objects
-from bias_store.store import BiasStore, TaskRecord
-from bias_store.validate import TASK_NAME, ValidatedUpload
+from bias_store.errors import ConcurrentUpdate, TaskNotFound, VersionNotFound
+from bias_store.store import TaskRecord
+from bias_store.validate import ValidatedUpload
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 50  # pointer races lost in a row before a writer gives up with 409
 
 
-class S3Store(BiasStore):
-    def __init__(self, objects: S3Objects, keep_versions: int = 5, compact_every: int = COMPACT_EVERY) -> None:
-        if keep_versions < 1:
-            raise ValueError("keep_versions must be >= 1 (the current version is always kept)")
-        self.objects, self.keep_versions = objects, keep_versions
+class S3Store(StoreBase):
+    def __init__(self, objects: S3Objects, keep_versions: int = 5, compact_every: int = COMPACT_EVERY,
+                 meta_cache_size: int = META_CACHE_SIZE) -> None:
+        super().__init__(keep_versions, meta_cache_size)
+        self.objects = objects
         self.log = ChangeLog(objects, compact_every)
-        self._meta_cache: dict[tuple[str, str], BiasSetMeta] = {}  # (name, sha256) -> metadata
-        self._problems: dict[str, str] = {}  # task -> why it cannot be read (from the last list())
 
     @classmethod
     def from_url(cls, url: str, keep_versions: int = 5, endpoint_url: str | None = None) -> S3Store:
@@ -67,7 +64,7 @@ class S3Store(BiasStore):
     def _version_key(name: str, version: int) -> str:
         return f"tasks/{name}/v{version:06d}.safetensors"
 
-    def _pointer(self, name: str) -> tuple[dict | None, str | None]:
+    def _raw_pointer(self, name: str) -> tuple[dict | None, str | None]:
         """The task's pointer and its ETag; (None, None) if it never existed."""
         found = self.objects.get(f"tasks/{name}/CURRENT")
         if found is None:
@@ -75,67 +72,30 @@ class S3Store(BiasStore):
         body, etag = found
         return json.loads(body), etag
 
-    def _current(self, name: str) -> dict:
-        pointer = self._pointer(name)[0] if TASK_NAME.fullmatch(name) else None
+    # -- what the base reads through -------------------------------------------------------
+    def _task_names(self) -> list[str]:
+        return sorted(self.catalog()[1])
+
+    def _current(self, name: str) -> tuple[int, str] | None:
+        pointer = self._raw_pointer(name)[0]
         if pointer is None or pointer["version"] is None:
-            raise TaskNotFound(name, sorted(self.catalog()[1])[:20])
-        return pointer
+            return None
+        return pointer["version"], pointer["sha256"]
 
     def _versions(self, name: str) -> list[int]:
         keys = self.objects.list(f"tasks/{name}/v")
         return sorted(int(k.rsplit("/v", 1)[1].split(".")[0]) for k in keys)
 
-    def _record(self, name: str, version: int, sha: str, data: bytes) -> TaskRecord:
-        meta = self._meta_cache.get((name, sha))
-        if meta is None:
-            try:
-                meta = BiasSetMeta.from_header(read_header(data).get("__metadata__"))
-            except BiasStoreError as exc:
-                raise CorruptTask(name, f"version {version}'s object is damaged ({exc})") from None
-            self._meta_cache[(name, sha)] = meta
-        return TaskRecord(name, version, sha, len(data), meta, tuple(self._versions(name)))
+    def _load(self, name: str, version: int) -> bytes | None:
+        found = self.objects.get(self._version_key(name, version))
+        return None if found is None else found[0]
 
-    # -- reads ---------------------------------------------------------------------------
-    def list(self) -> list[TaskRecord]:
-        """Every readable task at its current version; the others are in ``problems()``."""
-        records, problems = [], {}
-        for name in sorted(self.catalog()[1]):
-            try:
-                records.append(self.get(name)[0])
-            except TaskNotFound:
-                continue  # deleted while we listed
-            except CorruptTask as exc:
-                problems[name] = str(exc)
-        self._problems = problems
-        return records
-
-    def problems(self) -> dict[str, str]:
-        """Tasks the last ``list()`` could not read, with the reason."""
-        return dict(self._problems)
-
-    def get(self, name: str, version: int | None = None) -> tuple[TaskRecord, bytes]:
-        """One version's record and bytes; CorruptTask when the current one cannot be read back."""
-        if version is not None:
-            data = self.read(name, version)
-            return self._record(name, version, hashlib.sha256(data).hexdigest(), data), data
-        pointer = self._current(name)
-        version = pointer["version"]
-        try:
-            data = self.read(name, version)
-        except VersionNotFound:
-            raise CorruptTask(name, f"its pointer names version {version}, whose object is missing") from None
-        sha = hashlib.sha256(data).hexdigest()
-        if sha != pointer["sha256"]:
-            raise CorruptTask(name, f"version {version}'s object does not hold the bytes its pointer names")
-        return self._record(name, version, sha, data), data
-
-    def read(self, name: str, version: int) -> bytes:
-        found = self.objects.get(self._version_key(name, version)) if TASK_NAME.fullmatch(name) else None
-        if found is None:
-            if self._pointer(name)[0] is None:
-                raise TaskNotFound(name)
-            raise VersionNotFound(name, version, self._versions(name))
-        return found[0]
+    def _live_version(self, name: str) -> int:
+        """The version a live task serves; TaskNotFound otherwise."""
+        current = self._pointer(name)
+        if current is None:
+            raise TaskNotFound(name, self._hint())
+        return current[0]
 
     def generation(self) -> int:
         return self.log.head()
@@ -150,7 +110,6 @@ class S3Store(BiasStore):
     def put(self, upload: ValidatedUpload) -> TaskRecord:
         name, data = upload.name, upload.data
         sha = hashlib.sha256(data).hexdigest()
-        self._meta_cache[(name, sha)] = upload.bias_set.meta
         version = self._reserve(name)
         # The number is ours alone; a key already there can only be a leftover of a writer
         # that died in an older protocol: take another number.
@@ -160,10 +119,10 @@ class S3Store(BiasStore):
         self._settle(name, generation, {"version": version, "sha256": sha})
         self._prune(name, keep_also=version)
         log.info("stored task %s version %d (%d bytes, generation %d)", name, version, len(data), generation)
-        return TaskRecord(name, version, sha, len(data), upload.bias_set.meta, tuple(self._versions(name)), generation)
+        return self._stored(upload, version, sha, generation)
 
     def delete(self, name: str) -> int:
-        live = self._current(name)["version"]
+        live = self._live_version(name)
         generation = self.log.append(name, None, None)
         self._settle(name, generation, {"version": None, "sha256": None})
         # The tombstone hides them; free the space. Only up to the version that was live: a
@@ -171,11 +130,12 @@ class S3Store(BiasStore):
         for version in self._versions(name):
             if version <= live:
                 self.objects.delete(self._version_key(name, version))
+        self.meta.forget(name)
         log.info("deleted task %s (generation %d)", name, generation)
         return generation
 
     def rollback(self, name: str, version: int, check: Callable[[bytes], object] | None = None) -> TaskRecord:
-        self._current(name)
+        self._live_version(name)
         if self.objects.metadata(self._version_key(name, version)).get("sha256") is None:
             raise VersionNotFound(name, version, self._versions(name))
         # The pointer names the sha256 of the very bytes ``check`` validated: a version
@@ -184,11 +144,11 @@ class S3Store(BiasStore):
         sha = hashlib.sha256(data).hexdigest()
         if check is not None:
             check(data)
-        self._current(name)  # still live after the check
+        self._live_version(name)  # still live after the check
         generation = self.log.append(name, version, sha)
         self._settle(name, generation, {"version": version, "sha256": sha})
         log.info("rolled task %s back to version %d (generation %d)", name, version, generation)
-        return dataclasses.replace(self._record(name, version, sha, data), generation=generation)
+        return self._record(name, version, sha, data, generation)
 
     def _reserve(self, name: str) -> int:
         """A version number no other writer gets: the pointer's ``last_version`` plus one."""
@@ -210,7 +170,7 @@ class S3Store(BiasStore):
         """Replace the pointer with ``new(old)`` if nobody replaced it meanwhile; else re-read
         and redo. ``new`` returning None means nothing to write."""
         for _ in range(MAX_ATTEMPTS):
-            pointer, etag = self._pointer(name)
+            pointer, etag = self._raw_pointer(name)
             replacement = new(pointer)
             if replacement is None:
                 return

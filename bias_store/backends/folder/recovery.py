@@ -27,10 +27,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from bias_store import fs_tasks
+from bias_store.backends.folder import tasks as fs_tasks
+from bias_store.backends.folder.files import atomic_write, make_dir, writing
 from bias_store.changelog import ChangeLog
 from bias_store.errors import BiasStoreError, CorruptTask
-from bias_store.fs_io import atomic_write, make_dir, writing
 
 log = logging.getLogger(__name__)
 

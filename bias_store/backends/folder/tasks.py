@@ -14,9 +14,9 @@ import os
 import re
 from pathlib import Path
 
+from bias_store.backends.folder.files import read_file
 from bias_store.changelog import Catalog, Change
 from bias_store.errors import CorruptTask
-from bias_store.fs_io import read_file
 
 VERSION_FILE = re.compile(r"v(\d{6})\.safetensors")  # anything else (vbackup.safetensors) is not a version
 

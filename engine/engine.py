@@ -43,14 +43,16 @@ class Prediction:
 class Engine(TaskRegistry):
     def __init__(
         self, backbone: Backbone, capacity: int = 0, split_overhead_tokens: int | str | None = "auto",
-        shortcuts: bool = True, compile_mode: str = "off", onnx: OnnxOptions | None = None,
+        shortcuts: bool = True, compile_mode: str = "off", onnx: OnnxOptions | None = None, grow: bool = True,
     ) -> None:
         """``split_overhead_tokens``: when a batch runs as several forwards by length
         (``engine.length_split``); "auto" splits on the CPU only. ``shortcuts``: see
         ``TaskRegistry``. ``compile_mode``: "off", or a ``torch.compile`` mode for the
         forward (``engine.runners.compiled``; call ``warm_up``). ``onnx``: run the encoder
-        under ONNX Runtime (``engine.runners.ort``); None runs it in PyTorch."""
-        super().__init__(backbone, capacity, shortcuts)
+        under ONNX Runtime (``engine.runners.ort``); None runs it in PyTorch. ``capacity``
+        and ``grow``: the bias table's slots (``TaskRegistry``; ``grow=False`` to serve
+        within a fixed budget)."""
+        super().__init__(backbone, capacity, shortcuts, grow)
         # Chosen once; only ``enable_gains`` replaces it (with a sibling for wider rows).
         self.runner: Runner = build_runner(backbone, self.table.layout, compile_mode, onnx)
         self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size)

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
+
 
 class EngineError(Exception):
     """Base class of engine errors."""
 
 
 class UnknownTask(EngineError):
-    """The task is not registered (HTTP 404); ``known`` hints at what is."""
+    """The task is not registered (HTTP 404); ``known`` hints at what is: at most
+    ``HINTS`` names, the first ones ``known`` yields (never a copy or a sort of them all)."""
 
-    def __init__(self, name: str, known: list[str]) -> None:
-        hint = f"; known tasks: {', '.join(sorted(known)[:20])}" if known else "; no tasks are loaded"
+    HINTS = 20
+
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+        known = sorted(itertools.islice(known, self.HINTS))
+        hint = f"; known tasks: {', '.join(known)}" if known else "; no tasks are loaded"
         super().__init__(f"task {name!r} is not loaded{hint}")
         self.name, self.known = name, known
+
+
+class NoFreeSlot(EngineError):
+    """Every slot of a fixed-capacity bias table is held (``Engine(grow=False)``)."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(
+            f"all {capacity} slots of the bias table are in use: release a task (or evict one) first, "
+            "or build the engine with a larger capacity"
+        )
+        self.capacity = capacity
 
 
 class InvalidInput(EngineError):

@@ -71,8 +71,8 @@ class TaskCatalog:
     async def acquire(self, name: str, version: int | None = None) -> TaskHandle:
         """The handle computing a request for ``name`` (its current version, or a kept
         ``version``), held until ``release``; loads it first when it is not resident."""
-        if version is not None:  # may read the store for a kept version: off the event loop
-            return await asyncio.get_running_loop().run_in_executor(None, self.acquire_blocking, name, version)
+        if version is not None:  # may read the store for a kept version: off the event loop (the request's context kept)
+            return await asyncio.to_thread(self.acquire_blocking, name, version)
         for _ in range(5):
             got = self._pin_or_load(name)
             if isinstance(got, TaskHandle):

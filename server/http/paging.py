@@ -23,8 +23,11 @@ def decode_cursor(cursor: str | None) -> str | None:
     if not cursor:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        name = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if encode_cursor(name) == cursor:  # the decoder skips stray characters: only our own encoding passes
+            return name
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("query", "cursor"), "msg": "not a cursor this server made (use next_cursor)"}]
-        ) from None
+        pass
+    raise RequestValidationError(
+        [{"type": "value_error", "loc": ("query", "cursor"), "msg": "not a cursor this server made (use next_cursor)"}]
+    )

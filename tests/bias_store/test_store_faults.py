@@ -57,7 +57,8 @@ def test_one_bad_task_is_skipped_and_reported_and_a_put_repairs_it(fault, tmp_pa
         ready = c.get("/readyz").json()
         assert ready["tasks"] == 1 and "bad" in ready["unhealthy_tasks"]
         listing = c.get("/tasks").json()
-        assert [t["name"] for t in listing["tasks"]] == ["good"] and listing["unhealthy"][0]["name"] == "bad"
+        states = [(t["name"], t["state"]) for t in listing["tasks"]]  # the catalog lists it, as unservable
+        assert states == [("bad", "unservable"), ("good", "resident")] and listing["unhealthy"][0]["name"] == "bad"
         r = c.get("/tasks/bad")
         assert r.status_code == 409 and r.json()["error"]["code"] == "task_unhealthy"
         assert replace(c, "bad", random_bias_set(tiny_backbone.spec, "bad", seed=3)).status_code == 201

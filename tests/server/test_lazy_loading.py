@@ -69,18 +69,21 @@ def test_first_use_loads_the_task_and_answers_like_an_eager_server(tmp_path, tin
         ready = c.get("/readyz").json()
         # Ready without reading a bias set: nothing loaded, the corrupt file not even seen yet.
         assert (ready["load"], ready["tasks"], ready["catalog_tasks"], ready["unhealthy_tasks"]) == ("lazy", 0, 3, {})
-        listed = c.get("/tasks").json()["tasks"]
-        assert [(t["name"], t["loaded"]) for t in listed] == [("alpha", False), ("beta", False)]
+        listed = c.get("/tasks").json()["tasks"]  # from the catalog: no file read, so "bad" is not known bad yet
+        assert [(t["name"], t["state"], t["loaded"]) for t in listed] == [
+            ("alpha", "stored", False), ("bad", "stored", False), ("beta", "stored", False)]
         answer = c.post("/predict", json={"items": [{"task": "alpha", "inputs": TEXTS}, {"task": "beta", "inputs": TEXTS}]})
         assert answer.status_code == 200 and answer.json() == expected.json()
-        assert [t["loaded"] for t in c.get("/tasks").json()["tasks"]] == [True, True]
+        assert [t["loaded"] for t in c.get("/tasks").json()["tasks"]] == [True, False, True]
 
         refused = c.post("/predict/bad", json={"inputs": TEXTS})  # fails alone, saying why
         assert refused.status_code == 409, refused.text
-        assert refused.json()["error"]["code"] == "task_unhealthy" and "bad" in refused.json()["error"]["reason"]
+        error = refused.json()["error"]
+        assert error["code"] == "task_unhealthy" and "bad" in error["message"] and "bytes" in error["reason"]
         assert c.post("/predict/bad", json={"inputs": "x"}).status_code == 409  # remembered: no second read
         assert "bad" in c.get("/readyz").json()["unhealthy_tasks"]
         assert [u["name"] for u in c.get("/tasks").json()["unhealthy"]] == ["bad"]
+        assert [t["state"] for t in c.get("/tasks").json()["tasks"]] == ["resident", "unservable", "resident"]
         assert c.post("/predict/alpha", json={"inputs": TEXTS}).status_code == 200  # the others serve on
         missing = c.post("/predict/nope", json={"inputs": "x"})
         assert missing.status_code == 404 and "alpha" in missing.json()["error"]["known_tasks"]  # hints stored tasks

@@ -23,10 +23,17 @@ def test_requests_count_each_named_task_once_unknown_ones_under_unknown():
     assert value("bitfit_request_latency_seconds_count", {"task": "a"}) == 1  # latency of answered requests only
 
 
-def test_two_apps_metrics_do_not_collide_and_the_task_gauge_reads_live():
+def test_two_apps_metrics_do_not_collide_and_the_catalog_gauges_read_live(tiny_backbone):
+    from functools import partial
+
+    from engine import Engine
+    from server.catalog.catalog import TaskCatalog
+
     first, second = Metrics(), Metrics()
-    tasks = ["x"]
-    first.track_tasks(lambda: len(tasks))
-    tasks.append("y")
+    engine = Engine(tiny_backbone, capacity=8, grow=False)
+    catalog = TaskCatalog(engine, partial(lambda change: None), None)
+    first.track_catalog(catalog)
+    assert b"bitfit_tasks_loaded 0.0" in first.render() and b"bitfit_task_slots 8.0" in first.render()
+    catalog.resident = 2  # what two loads leave
     assert b"bitfit_tasks_loaded 2.0" in first.render()
-    assert b"bitfit_tasks_loaded 0.0" in second.render()
+    assert b"bitfit_tasks_loaded" not in second.render()  # another app's registry knows nothing of it

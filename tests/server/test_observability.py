@@ -43,7 +43,7 @@ def test_request_id_is_echoed_made_and_in_the_log_lines(tmp_path, tiny_backbone,
     lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
     # Logged on a pool thread while loading version 1 for that request: the id followed it there.
     (loaded,) = [line for line in lines if "beside the current" in line["message"]]
-    assert loaded["request_id"] == "job-42.a" and loaded["level"] == "INFO" and loaded["logger"] == "server.catalog.versions"
+    assert loaded["request_id"] == "job-42.a" and loaded["level"] == "INFO" and loaded["logger"] == "server.catalog.pinned"
     assert {"ts", "level", "logger", "message", "request_id"} <= set(lines[0])
 
 

@@ -58,8 +58,10 @@ def test_a_damaged_task_is_skipped_and_reported_and_the_others_serve_and_sync(lo
         assert ready["status"] == "ready" and ready["tasks"] == 1 and sorted(ready["unhealthy_tasks"]) == ["corrupt", "dangling"]
         assert "does not hold the bytes" in ready["unhealthy_tasks"]["corrupt"]
         assert "version 1" in ready["unhealthy_tasks"]["dangling"]
-        listing = c.get("/tasks").json()
-        assert [t["name"] for t in listing["tasks"]] == ["good"]
+        listing = c.get("/tasks").json()  # the catalog: the damaged tasks are listed, with their state and why
+        assert [(t["name"], t["state"], t["loaded"]) for t in listing["tasks"]] == [
+            ("corrupt", "unservable", False), ("dangling", "unservable", False), ("good", "resident", True)]
+        assert "does not hold the bytes" in listing["tasks"][0]["reason"]
         assert sorted(u["name"] for u in listing["unhealthy"]) == ["corrupt", "dangling"]
         assert c.get("/tasks/dangling").json()["error"]["code"] == "task_unhealthy"
 

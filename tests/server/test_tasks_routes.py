@@ -25,10 +25,10 @@ def test_upload_replace_list_show_rollback_delete(client, tiny_backbone):
     assert_scores_close([p["scores"] for p in got["predictions"]], engine_scores(tiny_backbone, v2, TEXTS))
 
     listed = client.get("/tasks").json()["tasks"]
-    assert [(t["name"], t["version"], t["loaded"]) for t in listed] == [("t", 2, True)]
-    assert listed[0]["training"] == {"method": "random", "seed": 21}
-    shown = client.get("/tasks/t").json()
+    assert [(t["name"], t["version"], t["state"], t["loaded"]) for t in listed] == [("t", 2, "resident", True)]
+    shown = client.get("/tasks/t").json()  # a task's details
     assert shown["versions"] == [1, 2] and shown["problem_type"] == "single_label_classification"
+    assert shown["training"] == {"method": "random", "seed": 21} and shown["sha256"] == listed[0]["sha256"]
 
     r = client.post("/tasks/t/rollback")  # default: the version before the current one
     assert r.status_code == 200 and r.json()["version"] == 1
@@ -42,7 +42,7 @@ def test_upload_replace_list_show_rollback_delete(client, tiny_backbone):
     assert client.delete("/tasks/t").status_code == 204
     assert client.post("/predict/t", json={"inputs": "x"}).status_code == 404
     assert client.delete("/tasks/t").status_code == 404
-    assert client.get("/tasks").json() == {"tasks": [], "unhealthy": []}
+    assert client.get("/tasks").json() == {"tasks": [], "next_cursor": None, "catalog_tasks": 0, "unhealthy": []}
 
 
 def test_upload_name_override_and_bad_name(client, tiny_backbone):
@@ -73,7 +73,7 @@ def test_invalid_bias_sets_are_rejected_with_the_validators_reason(client, tiny_
 
     r = client.post("/tasks", data={"name": "t"})  # no file field
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
-    assert client.get("/tasks").json() == {"tasks": [], "unhealthy": []}  # nothing was stored
+    assert client.get("/tasks").json() == {"tasks": [], "next_cursor": None, "catalog_tasks": 0, "unhealthy": []}  # nothing was stored
     assert upload(client, bs).status_code == 201
 
     metrics = client.get("/metrics").text

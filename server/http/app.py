@@ -22,7 +22,7 @@ from server.http.json_bytes import OrjsonResponse
 from server.http.middleware import ReplicaHeader, RequestGuard
 from server.http.openapi import declare_limits
 from server.http.request_id import RequestIds
-from server.http.routes import access, health, metrics, oip, predict, tasks
+from server.http.routes import access, health, hf_models, metrics, oip, oip_extra, predict, tasks
 from server.process.metrics import Metrics
 from server.process.services import StartupError, start_services, stop_services
 from server.process.settings import Settings
@@ -67,7 +67,10 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     app.state.settings = settings
     app.state.metrics = Metrics(settings.metrics_max_tasks)
     app.state.services = None
-    for router in (predict.router, tasks.router, health.router, metrics.router, access.router, oip.open_router, oip.router):
+    # oip_extra before oip: its /v2/models/stats must not be read as the task "stats".
+    routers = (predict.router, hf_models.router, tasks.router, health.router, metrics.router, access.router, oip.open_router,
+               oip_extra.router, oip_extra.control, oip.router)
+    for router in routers:
         app.include_router(router)
     declare_limits(app, settings)
     app.add_middleware(RequestGuard, settings=settings)

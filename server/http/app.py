@@ -23,6 +23,7 @@ from server.http.middleware import ReplicaHeader, RequestGuard
 from server.http.openapi import declare_limits
 from server.http.request_id import RequestIds
 from server.http.routes import access, health, hf_models, metrics, oip, oip_extra, predict, tasks
+from server.http.routes.docs import add_docs
 from server.process.metrics import Metrics
 from server.process.services import StartupError, start_services, stop_services
 from server.process.settings import Settings
@@ -62,7 +63,7 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     # orjson encodes the answers (predict answers are most of the bytes the server writes).
     app = FastAPI(
         title="BitFit multi-task inference server", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-        default_response_class=OrjsonResponse,
+        default_response_class=OrjsonResponse, docs_url=None, redoc_url=None,  # /docs: local assets (add_docs)
     )
     app.state.settings = settings
     app.state.metrics = Metrics(settings.metrics_max_tasks)
@@ -72,6 +73,7 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
                oip_extra.router, oip_extra.control, oip.router)
     for router in routers:
         app.include_router(router)
+    add_docs(app)
     declare_limits(app, settings)
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")

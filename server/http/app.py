@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from engine import Backbone
+from server.http.access_log import AccessLog
 from server.http.errors import install_error_handlers
 from server.http.json_bytes import OrjsonResponse
 from server.http.middleware import ReplicaHeader, RequestGuard
@@ -78,5 +79,7 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")
     install_error_handlers(app)  # its catch-all wraps every middleware above
+    if settings.access_log:
+        app.add_middleware(AccessLog)  # sees the status the catch-all answered
     app.add_middleware(RequestIds)  # outermost: every answer and log line has the id
     return app

@@ -202,6 +202,10 @@ def _answered(request: Request, response: JSONResponse, code: str) -> JSONRespon
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.errors.labels(code).inc()
+    if request.method != "GET" and request.url.path.startswith("/tasks") and response.status_code < 500:
+        # A refused upload, replace, rollback or delete: one line, whether or not the access log is on.
+        log.warning("%s %s refused: %d %s: %s", request.method, request.url.path, response.status_code, code,
+                    json.loads(response.body)["error"]["message"])
     return for_protocol(request, response)
 
 

@@ -205,6 +205,6 @@ def uvicorn_config(app, settings):  # -> uvicorn.Config (uvicorn is imported laz
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep the logging that `bitfit` configured
-        access_log=settings.access_log,
+        access_log=False,  # the app's own (server/http/access_log.py), with its fields as fields
         timeout_graceful_shutdown=settings.graceful_timeout_s,
     )

@@ -65,6 +65,10 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     app = FastAPI(
         title="BitFit multi-task inference server", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
         default_response_class=OrjsonResponse, docs_url=None, redoc_url=None,  # /docs: local assets (add_docs)
+        # FastAPI's own OpenTelemetry server span per request (it continues a W3C traceparent)
+        # when the otel extra is installed; server/serving/spans.py adds tokenize, queue_wait,
+        # forward under it. Metrics stay Prometheus', logs the `bitfit` handler's.
+        telemetry={"tracing": True, "operation_spans": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = Metrics(settings.metrics_max_tasks)

@@ -180,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
 
+    if settings.otlp_endpoint:
+        from server.process.tracing import export_traces
+
+        export_traces(settings.otlp_endpoint)
     torch.set_num_threads(settings.resolved_torch_threads(available_cores()))
     log.info("torch uses %d threads of %s cores", torch.get_num_threads(), available_cores())
 

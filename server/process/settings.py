@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     graceful_timeout_s: float = Field(30.0, gt=0, description="how long in-flight requests get on SIGTERM")
     header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this of its first byte")
     request_read_timeout_s: float = Field(60.0, gt=0, description="a request's whole body must arrive within this")
+    otlp_endpoint: str | None = Field(
+        None, description="send OpenTelemetry traces over OTLP/HTTP here, e.g. http://collector:4318 (the otel extra)")
     access_log: bool = Field(False, description="one log line per request (method, path, status, duration)")
     # Read by the `bitfit` command before any settings exist (server/process/cli.py); here so
     # that it is a known variable.

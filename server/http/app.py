@@ -17,12 +17,14 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from engine import Backbone
+from server.http.access_log import AccessLog
 from server.http.errors import install_error_handlers
 from server.http.json_bytes import OrjsonResponse
 from server.http.middleware import ReplicaHeader, RequestGuard
 from server.http.openapi import declare_limits
 from server.http.request_id import RequestIds
-from server.http.routes import access, health, metrics, oip, predict, tasks
+from server.http.routes import access, health, hf_models, metrics, oip, oip_extra, predict, tasks
+from server.http.routes.docs import add_docs
 from server.process.metrics import Metrics
 from server.process.services import StartupError, start_services, stop_services
 from server.process.settings import Settings
@@ -62,16 +64,26 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     # orjson encodes the answers (predict answers are most of the bytes the server writes).
     app = FastAPI(
         title="BitFit multi-task inference server", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-        default_response_class=OrjsonResponse,
+        default_response_class=OrjsonResponse, docs_url=None, redoc_url=None,  # /docs: local assets (add_docs)
+        # FastAPI's own OpenTelemetry server span per request (it continues a W3C traceparent)
+        # when the otel extra is installed; server/serving/spans.py adds tokenize, queue_wait,
+        # forward under it. Metrics stay Prometheus', logs the `bitfit` handler's.
+        telemetry={"tracing": True, "operation_spans": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = Metrics(settings.metrics_max_tasks)
     app.state.services = None
-    for router in (predict.router, tasks.router, health.router, metrics.router, access.router, oip.open_router, oip.router):
+    # oip_extra before oip: its /v2/models/stats must not be read as the task "stats".
+    routers = (predict.router, hf_models.router, tasks.router, health.router, metrics.router, access.router, oip.open_router,
+               oip_extra.router, oip_extra.control, oip.router)
+    for router in routers:
         app.include_router(router)
+    add_docs(app)
     declare_limits(app, settings)
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")
     install_error_handlers(app)  # its catch-all wraps every middleware above
+    if settings.access_log:
+        app.add_middleware(AccessLog)  # sees the status the catch-all answered
     app.add_middleware(RequestIds)  # outermost: every answer and log line has the id
     return app

@@ -27,7 +27,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from server.exceptions import Forbidden, ServerError, Unauthorized
-from server.http.errors import error_response
+from server.http.errors import error_response, for_protocol
 from server.process.settings import Settings
 
 Role = Literal["admin", "reader"]
@@ -110,7 +110,7 @@ class GuardedRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             error = check(request.app.state.settings, role, request.headers.get("authorization"))
             if error is not None:
-                return error_response(error)
+                return for_protocol(request, error_response(error))
             return await handler(request)
 
         return guarded

@@ -185,7 +185,8 @@ def _log_failure(scope: Scope, exc: Exception) -> None:
 
 def for_protocol(request: Request, response: JSONResponse) -> JSONResponse:
     """The Open Inference Protocol (/v2) wants ``{"error": "<message>"}`` (Triton's client
-    fails on anything else): there the message moves up and the code sits beside it."""
+    fails on anything else): there the message moves up and the code sits beside it, and a
+    422 is Triton's 400."""
     path = request.url.path
     if path != "/v2" and not path.startswith("/v2/"):
         return response
@@ -193,7 +194,9 @@ def for_protocol(request: Request, response: JSONResponse) -> JSONResponse:
     detail = body.pop("error")
     flat = {"error": detail.pop("message"), **detail}
     headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
-    return JSONResponse(flat, status_code=response.status_code, headers=headers)
+    # Triton answers a request it cannot take (malformed, bad input, unsupported) with 400.
+    status = 400 if response.status_code == 422 else response.status_code
+    return JSONResponse(flat, status_code=status, headers=headers)
 
 
 def _answered(request: Request, response: JSONResponse, code: str) -> JSONResponse:
@@ -201,6 +204,10 @@ def _answered(request: Request, response: JSONResponse, code: str) -> JSONRespon
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.errors.labels(code).inc()
+    if request.method != "GET" and request.url.path.startswith("/tasks") and response.status_code < 500:
+        # A refused upload, replace, rollback or delete: one line, whether or not the access log is on.
+        log.warning("%s %s refused: %d %s: %s", request.method, request.url.path, response.status_code, code,
+                    json.loads(response.body)["error"]["message"])
     return for_protocol(request, response)
 
 

@@ -12,7 +12,9 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from importlib import metadata
+from typing import NoReturn
 
 from server.process import logs
 from server.process.logs import FORMATS
@@ -76,29 +78,68 @@ def _logging_options(parser: argparse.ArgumentParser, default_format: str, top: 
                         help="text, or one JSON object per line (BITFIT_LOG_FORMAT)")
 
 
+class Parser(argparse.ArgumentParser):
+    """Names the closest flag when one is misspelt (``--prot`` -> ``--port``), as the variable check does."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            known = _option_strings(self)
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6) if word.startswith("--") else []
+                if close:
+                    message += f"; did you mean {close[0]}?"
+                    break
+        super().error(message)
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    names = list(parser._option_string_actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names += _option_strings(sub)
+    return sorted(set(names))
+
+
+def build_parser(fill: Iterable[str], default_format: str = "text") -> tuple[argparse.ArgumentParser, dict]:
+    """The ``bitfit`` parser, with the arguments of the subcommands in ``fill`` (the others list
+    only their name and help). Filling a subcommand imports its module, so `bitfit --help` and
+    `--version` import none: they answer in a fraction of a second, without torch."""
+    parser = Parser(prog="bitfit", description="BitFit multi-task inference server", formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"bitfit {_version()}")
+    _logging_options(parser, default_format, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    modules = {}
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = None
+        if name in fill:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise  # a real import error inside the module: do not hide it
+                continue  # that subcommand is not part of this install (yet)
+        subparser = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
+        if module is not None:
+            modules[name] = module
+            module.add_arguments(subparser)
+        _logging_options(subparser, default_format, top=False)
+    return parser, modules
+
+
 def main(argv: list[str] | None = None) -> int:
     # The one place the CLI reads a logging variable: logging starts before any settings object.
     default_format = os.environ.get("BITFIT_LOG_FORMAT", "text")
     if default_format not in FORMATS:
         print(f"bitfit: BITFIT_LOG_FORMAT must be one of {', '.join(FORMATS)}, got {default_format!r}", file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog="bitfit", description="BitFit multi-task inference server", formatter_class=HelpFormatter)
-    parser.add_argument("--version", action="version", version=f"bitfit {_version()}")
-    _logging_options(parser, default_format, top=True)
-    sub = parser.add_subparsers(dest="command", required=True)
-    modules = {}
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise  # a real import error inside the module: do not hide it
-            continue  # that subcommand is not part of this install (yet)
-        modules[name] = module
-        subparser = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
-        module.add_arguments(subparser)
-        _logging_options(subparser, default_format, top=False)
+    words = sys.argv[1:] if argv is None else argv
+    chosen = next((word for word in words if word in SUBCOMMANDS), None)
+    parser, modules = build_parser([chosen] if chosen else [], default_format)
     args = parser.parse_args(argv)
+    if args.command not in modules:
+        print(f"bitfit: `bitfit {args.command}` is not part of this install", file=sys.stderr)
+        return 2
     logs.configure(args.log_level, args.log_format)
     for warning in unknown_variables(dict(os.environ)):
         log.warning(warning)

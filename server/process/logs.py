@@ -26,7 +26,8 @@ class RequestIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, message, request_id (+ exc when raised)."""
+    """One JSON object per line: ts, level, logger, message, request_id (+ exc when raised, + the
+    ``fields`` a line was logged with: the access log's method, path, status, duration_ms)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -36,6 +37,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
         }
+        line.update(getattr(record, "fields", None) or {})  # a line's own fields (the access log's)
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)

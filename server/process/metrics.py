@@ -22,6 +22,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -79,6 +80,7 @@ class TaskLabels:
 
 class Metrics:
     def __init__(self, max_task_labels: int = 100) -> None:
+        disable_created_metrics()  # no `_created` series beside every counter (process-wide, idempotent)
         self.registry = CollectorRegistry(auto_describe=True)
         self.task_label = TaskLabels(max_task_labels)
         r = self.registry
@@ -141,10 +143,11 @@ class Metrics:
         """A task is no longer served: free its label slot and drop its series."""
         if not self.task_label.forget(task):
             return
-        for metric in (self.requests, self.request_latency):
-            for labels in list(metric._metrics):  # noqa: SLF001 - prometheus_client has no public listing
-                if labels[0] == task:
-                    metric.remove(*labels)
+        for metric, names in ((self.requests, ("task", "status")), (self.request_latency, ("task",))):
+            series = {tuple(sample.labels[n] for n in names)
+                      for family in metric.collect() for sample in family.samples if sample.labels.get("task") == task}
+            for labels in series:
+                metric.remove(*labels)
 
     def track_catalog(self, catalog: TaskCatalog) -> None:
         """Residency and catalog figures, read from the catalog at scrape time (no bookkeeping here)."""

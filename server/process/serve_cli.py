@@ -7,64 +7,152 @@ light: the ``bitfit`` command imports every subcommand module at start.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
+import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, get_args, get_origin
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+
+    from server.process.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
+# Variables only: a flag's value shows in `ps` and in shell history.
+VARIABLE_ONLY = ("api_keys", "predict_api_keys")
+# Flags of the `bitfit` command itself (server/process/cli.py), on every subcommand.
+COMMAND_FLAGS = ("log_format",)
+
+
+def flagged() -> list[str]:
+    """The Settings fields that are `bitfit serve` flags: all but the two kinds above."""
+    from server.process.settings import Settings
+
+    return [name for name in Settings.model_fields if name not in VARIABLE_ONLY + COMMAND_FLAGS]
+
+
+def flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _argument(info: FieldInfo) -> dict:
+    """argparse keywords for one Settings field: its choices, type and number of values."""
+    annotation = info.annotation
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if get_origin(annotation) is Literal:
+        return {"choices": list(get_args(annotation))}
+    if get_origin(annotation) is list:
+        return {"nargs": "+", "metavar": "VALUE"}
+    if annotation in (int, float):
+        return {"type": annotation}
+    return {}  # str, paths, "int or a word": pydantic converts the text
+
+
+def _shown(default: object) -> str:
+    if isinstance(default, list):
+        return ",".join(map(str, default)) or "none"
+    return "unset" if default is None else str(default)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = "Every other setting (limits, batching, auth keys) is a BITFIT_* variable: see docs/OPERATIONS.md."
-    # Defaults are None so that unset flags fall back to BITFIT_* variables, then to Settings.
-    parser.add_argument("--host", help="interface to bind (BITFIT_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (BITFIT_PORT, default 8000)")
-    parser.add_argument(
-        "--store", help="bias store: a folder (created if missing), file://... or s3://bucket/prefix (BITFIT_STORE, default ./store)"
-    )
-    parser.add_argument("--backbone", help="backbone path or id (BITFIT_BACKBONE, default: the packaged all-MiniLM-L6-v2)")
-    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (BITFIT_DEVICE, default auto)")
-    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="backbone dtype (BITFIT_DTYPE, default float32)")
-    parser.add_argument(
-        "--compile", choices=["off", "default", "max-autotune"],
-        help="torch.compile the forward, warmed up at start-up (BITFIT_COMPILE, default off)",
-    )
-    parser.add_argument(
-        "--backend", choices=["torch", "onnxruntime", "auto"],
-        help="who runs the encoder (BITFIT_BACKEND, default auto: ONNX Runtime on the CPU when installed)",
-    )
-    parser.add_argument("--quantize", choices=["none", "int8"], help="int8: ONNX Runtime dynamic quantization (BITFIT_QUANTIZE)")
-    parser.add_argument(
-        "--load", choices=["auto", "eager", "lazy"],
-        help="read and register every stored task at start-up (eager) or on first use (lazy); auto: lazy above "
-        "BITFIT_LAZY_ABOVE_TASKS (1000) tasks (BITFIT_LOAD, default auto)",
-    )
-    parser.add_argument(
-        "--preload", nargs="+", type=Path, metavar="FILE",
-        help="bias-set files to put into the store at start-up (BITFIT_PRELOAD, comma-separated)",
-    )
-    parser.add_argument(
-        "--preload-policy", choices=["if_absent", "replace"],
-        help="if_absent: store a preload only when the store lacks its task (default); replace: also when its bytes "
-        "differ from the current version (BITFIT_PRELOAD_POLICY)",
-    )
+    """One flag per Settings field (server/process/settings.py), its help and default from the field."""
+    from pydantic_core import PydanticUndefined
+
+    from server.process.settings import Settings, env_name
+
+    variables = ", ".join(env_name(name) for name in VARIABLE_ONLY)
+    parser.epilog = (f"Every flag is also a BITFIT_* variable (flags win, then variables, then --config). {variables} are "
+                     "variables only. docs/OPERATIONS.md lists them all.")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="a YAML file of settings (name: value, as the flags without the dashes); flags and variables win")
+    for name in flagged():
+        info = Settings.model_fields[name]
+        default = info.default if info.default is not PydanticUndefined else None
+        # The parsed default is None, so that an unset flag falls back to the variable, then to Settings.
+        parser.add_argument(flag(name), dest=name, default=None, **_argument(info),
+                            help=f"{info.description} ({env_name(name)}, default: {_shown(default)})")
+
+
+def read_config(path: Path | None, environ: dict[str, str]) -> dict:
+    """The --config file's settings, less those a variable sets (variables win over the file)."""
+    import yaml
+
+    from server.process.settings import Settings, env_name
+
+    if path is None:
+        return {}
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of setting: value")
+    out = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name not in Settings.model_fields:
+            close = difflib.get_close_matches(name, list(Settings.model_fields), n=1)
+            raise ValueError(f"{path}: {key!r} is not a setting" + (f"; did you mean {close[0]!r}?" if close else ""))
+        if env_name(name) not in environ:
+            out[name] = value
+    return out
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Whether the address is taken: checked before the backbone loads (tens of seconds)."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot resolve {host}: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return f"{host}:{port} is not free ({exc.strerror}); pick another --port"
+    return None
+
+
+def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
+    """Flags win, then variables, then the --config file, then the defaults."""
+    from server.process.settings import Settings
+
+    flags = {name: getattr(args, name) for name in flagged() if getattr(args, name, None) is not None}
+    return Settings(**{**read_config(getattr(args, "config", None), environ), **flags})
+
+
+def light_problem(settings: Settings) -> str | None:
+    """What refuses the settings before torch is imported: a missing preload, a taken port."""
+    missing = [str(p) for p in settings.preload if not Path(p).is_file()]
+    if missing:
+        return f"--preload file not found: {', '.join(missing)}"
+    problem = port_problem(settings.host, settings.port)
+    return f"--port / BITFIT_PORT: {problem}" if problem else None
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from pydantic import ValidationError
 
-    from server.process.settings import Settings, available_cores, describe_error
+    from server.process.settings import available_cores, describe_error
 
-    names = ("host", "port", "store", "backbone", "device", "dtype", "backend", "quantize", "load", "preload", "preload_policy")
-    flags = {k: getattr(args, k, None) for k in names}
     try:
-        settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+        settings = settings_from(args, dict(os.environ))
     except ValidationError as exc:
-        print(f"bitfit serve: invalid settings:\n{describe_error(exc, names)}", file=sys.stderr)
+        print(f"bitfit serve: invalid settings:\n{describe_error(exc, tuple(flagged()))}", file=sys.stderr)
         return 2
-    missing = [str(p) for p in settings.preload if not Path(p).is_file()]
-    if missing:
-        print(f"bitfit serve: --preload file not found: {', '.join(missing)}", file=sys.stderr)
+    except (OSError, ValueError) as exc:
+        print(f"bitfit serve: --config: {exc}", file=sys.stderr)
+        return 2
+    problem = light_problem(settings)
+    if problem:
+        print(f"bitfit serve: {problem}", file=sys.stderr)
         return 2
 
     import torch  # heavy imports (torch, transformers) only once the settings are sound
@@ -92,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
 
+    if settings.otlp_endpoint:
+        from server.process.tracing import export_traces
+
+        export_traces(settings.otlp_endpoint)
     torch.set_num_threads(settings.resolved_torch_threads(available_cores()))
     log.info("torch uses %d threads of %s cores", torch.get_num_threads(), available_cores())
 
@@ -117,6 +209,6 @@ def uvicorn_config(app, settings):  # -> uvicorn.Config (uvicorn is imported laz
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep the logging that `bitfit` configured
-        access_log=settings.access_log,
+        access_log=False,  # the app's own (server/http/access_log.py), with its fields as fields
         timeout_graceful_shutdown=settings.graceful_timeout_s,
     )

@@ -53,120 +53,114 @@ def available_cores() -> int:
 
 
 class Settings(BaseSettings):
+    """Every setting is a ``BITFIT_*`` variable and a ``bitfit serve`` flag: the flags, their
+    help and their defaults are generated from these fields (server/process/serve_cli.py)."""
+
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     # -- where and what to serve ----------------------------------------------------------
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    # A folder (created if missing), file://..., or s3://bucket/prefix (see docs/SCALING.md).
-    store: str = "store"
-    # The S3 endpoint for an s3:// store that is not AWS (MinIO, SeaweedFS, ...). Credentials
-    # and region come the standard AWS way (AWS_* variables, a profile, an IAM role).
-    s3_endpoint_url: str | None = None
-    backbone: str | None = None  # path or id; None = the packaged all-MiniLM-L6-v2
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    # torch.compile the forward ("default"; on CUDA with CUDA graphs) and warm it up at
-    # start-up, one graph per length bucket: minutes of start-up on a CPU. See engine.runners.compiled.
-    compile: Literal["off", "default", "max-autotune"] = "off"
-    # Who runs the encoder: "auto" = ONNX Runtime on the CPU when it is installed (the
-    # `onnx` extra), PyTorch otherwise and on a GPU. docs/BENCHMARKS.md has the figures.
-    backend: Literal["torch", "onnxruntime", "auto"] = "auto"
-    # "int8": ONNX Runtime dynamic quantization of the encoder's MatMuls (onnxruntime only).
-    quantize: Literal["none", "int8"] = "none"
-    # Where the exported ONNX graph is cached (one folder per backbone fingerprint and
-    # exporter version); None = ~/.cache/bitfit/onnx.
-    onnx_cache: Path | None = None
-    # Bias-set files put into the store at start-up (see preload_policy).
-    preload: Annotated[list[Path], NoDecode] = []
-    # What a preload does when the store already has the task: "if_absent" leaves it alone
-    # (an operator's later upload is never reverted by a restart); "replace" stores the
-    # file as a new version whenever its bytes differ from the current one.
-    preload_policy: Literal["if_absent", "replace"] = "if_absent"
-    keep_versions: int = Field(5, ge=1)
-    # When a stored task is read, validated and registered: "eager" = all at start-up (start-up
-    # time grows with the store: ~4 ms a task), "lazy" = on first use (ready once the catalog
-    # is read; the first request for a task waits for its load, ~4 ms), "auto" = eager when
-    # the store holds at most lazy_above_tasks tasks at start-up, lazy above. docs/SCALING.md.
-    load: Literal["auto", "eager", "lazy"] = "auto"
-    lazy_above_tasks: int = Field(1000, ge=0)
-    # When lazy: tasks loaded in the background after start-up, most recently changed first,
-    # without holding up requests (the bias table starts with room for them); 0 = none.
-    warm_up_tasks: int = Field(1000, ge=0)
-    # Kept versions other than the current ones that version-pinned requests
-    # (?version=N) keep loaded at a time; each costs one bias-table row and its head.
-    max_pinned_versions: int = Field(8, ge=0)
-    # The resident budget: task slots in the bias table (current and kept versions alike).
-    # A load that finds none free evicts the least recently used task no request holds; it
-    # loads again on its next use. 0 = sized from resident_bytes; both 0 = a quarter of the
-    # memory available at start-up (docs/SCALING.md "Many tasks").
-    max_resident_tasks: int = Field(0, ge=0)
-    resident_bytes: int = Field(0, ge=0)
-    # Requests waiting at once for a store generation (X-Bitfit-Min-Generation); the next
-    # is refused at once (503 + Retry-After). A wait holds no thread.
-    max_generation_waiters: int = Field(1000, ge=1)
+    host: str = Field("127.0.0.1", description="interface to bind")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    store: str = Field("store", description="bias store: a folder (created if missing), file://... or s3://bucket/prefix")
+    # Credentials and region come the standard AWS way (AWS_* variables, a profile, an IAM role).
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint of an s3:// store that is not AWS (MinIO, SeaweedFS, ...)")
+    backbone: str | None = Field(None, description="backbone path or id; unset: the packaged all-MiniLM-L6-v2")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="backbone dtype (float16/bfloat16 need a GPU)")
+    # One graph per length bucket, with CUDA graphs on CUDA: minutes of start-up on a CPU.
+    compile: Literal["off", "default", "max-autotune"] = Field(
+        "off", description="torch.compile the forward, warmed up at start-up (engine/compiled.py)")
+    # docs/BENCHMARKS.md has the figures.
+    backend: Literal["torch", "onnxruntime", "auto"] = Field(
+        "auto", description="who runs the encoder; auto: ONNX Runtime on the CPU when installed (the onnx extra), else PyTorch")
+    quantize: Literal["none", "int8"] = Field(
+        "none", description="int8: ONNX Runtime dynamic quantization of the encoder's MatMuls (onnxruntime only)")
+    # One folder per backbone fingerprint and exporter version.
+    onnx_cache: Path | None = Field(None, description="where the exported ONNX graph is cached; unset: ~/.cache/bitfit/onnx")
+    preload: Annotated[list[Path], NoDecode] = Field(
+        [], description="bias-set files put into the store at start-up (the variable: comma-separated)")
+    # "if_absent" never reverts an operator's later upload on a restart.
+    preload_policy: Literal["if_absent", "replace"] = Field(
+        "if_absent", description="if_absent: store a preload only when the store lacks its task; replace: also when its bytes "
+        "differ from the current version")
+    keep_versions: int = Field(5, ge=1, description="versions kept per task (rollback and ?version=N)")
+    # Eager start-up grows with the store (~4 ms a task); lazy is ready once the catalog is
+    # read and a task's first request waits for its load (~4 ms). docs/SCALING.md.
+    load: Literal["auto", "eager", "lazy"] = Field(
+        "auto", description="read and register every stored task at start-up (eager) or on first use (lazy); auto: lazy "
+        "above --lazy-above-tasks tasks")
+    lazy_above_tasks: int = Field(1000, ge=0, description="with --load auto: the store size above which loading is lazy")
+    # The bias table starts with room for them; they never hold up requests.
+    warm_up_tasks: int = Field(
+        1000, ge=0, description="when lazy: tasks loaded in the background after start-up, most recently changed first; 0 = none")
+    # Each costs one bias-table row and its head.
+    max_pinned_versions: int = Field(
+        8, ge=0, description="kept versions other than the current ones that ?version=N requests keep loaded at a time")
+    # A load that finds no slot free evicts the least recently used task no request holds; it
+    # loads again on its next use (docs/SCALING.md "Many tasks").
+    max_resident_tasks: int = Field(
+        0, ge=0, description="task slots of the bias table, current and kept versions alike; 0: from --resident-bytes")
+    resident_bytes: int = Field(
+        0, ge=0, description="the resident budget in bytes; 0 (and --max-resident-tasks 0): a quarter of the available memory")
+    # A wait holds no thread: each waiter is an asyncio future resolved by the store watcher.
+    max_generation_waiters: int = Field(
+        1000, ge=1, description="requests waiting at once for a store generation (min_generation); the next gets 503 at once")
 
     # -- batching -------------------------------------------------------------------------
-    max_batch_rows: int = Field(32, ge=1)
-    # Padded tokens per batch (rows x longest row); bounds memory and latency of one forward.
-    max_batch_tokens: int = Field(8192, ge=1)
-    # How long the first queued row waits for company. Under load the queue fills while
-    # the previous forward runs, so this only delays requests on an idle server.
-    max_wait_ms: float = Field(2.0, ge=0)
-    # A batch whose rows differ a lot in length runs as a few forwards grouped by length
-    # when that pads less than a forward costs: "auto" (32 tokens per forward on the CPU,
-    # measured for MiniLM and BERT-base, more for narrower models; never on a GPU), "off",
-    # or a forward's cost in tokens.
-    split_overhead_tokens: Annotated[int, Field(ge=1)] | Literal["auto", "off"] = "auto"
-    # Rows waiting for the inference worker before new requests get 503 + Retry-After.
-    max_queue_rows: int = Field(1024, ge=1)
-    tokenizer_threads: int = Field(2, ge=1)
-    # Intra-op threads of the encoder, torch's (a process-wide setting) or ONNX Runtime's
-    # (which never spin-wait: docs/OPERATIONS.md). 0 = one fewer than
-    # the CPU cores, at least 1: the event loop and tokenizers keep a core, so a torch
-    # thread is not preempted mid-forward while its sibling spins at a barrier. On a
-    # shared 2-core machine that was ~4x less server CPU per request than 2 threads.
-    torch_threads: int = Field(0, ge=0)
-    # Requests with at most this many characters are tokenized on the event loop: a short
-    # text takes ~30 us, less than the hop to the pool. Longer ones go to the tokenizer
-    # threads so that they never hold up other requests. 0 = always use the pool.
-    tokenize_inline_chars: int = Field(512, ge=0)
-    retry_after_s: int = Field(1, ge=1)
-    # Work admitted but not answered yet, in tokens (an upper bound per input: its characters
-    # + 3, at most the backbone's max length). Over it, new predict requests get 503 +
-    # Retry-After at once, before tokenizing (a request larger than all of it runs alone).
-    max_inflight_tokens: int = Field(65536, ge=1)
+    max_batch_rows: int = Field(32, ge=1, description="rows per forward")
+    max_batch_tokens: int = Field(8192, ge=1, description="padded tokens per forward (rows x longest row): bounds its memory and latency")
+    # Under load the queue fills while the previous forward runs, so this only delays
+    # requests on an idle server.
+    max_wait_ms: float = Field(2.0, ge=0, description="how long the first queued row waits for company")
+    # "auto": 32 tokens per forward on the CPU, measured for MiniLM and BERT-base, more for
+    # narrower models; never on a GPU.
+    split_overhead_tokens: Annotated[int, Field(ge=1)] | Literal["auto", "off"] = Field(
+        "auto", description="split a batch of uneven lengths into forwards grouped by length when that pads less than a "
+        "forward costs: auto, off, or a forward's cost in tokens")
+    max_queue_rows: int = Field(1024, ge=1, description="rows waiting for the inference worker before new requests get 503 + Retry-After")
+    tokenizer_threads: int = Field(2, ge=1, description="threads tokenizing long requests")
+    # 0 = one fewer than the CPU cores, at least 1: the event loop and tokenizers keep a core,
+    # so a torch thread is not preempted mid-forward while its sibling spins at a barrier. On
+    # a shared 2-core machine that was ~4x less server CPU per request than 2 threads.
+    torch_threads: int = Field(0, ge=0, description="intra-op threads of the encoder (torch or ONNX Runtime); 0 = CPU cores - 1")
+    # A short text takes ~30 us to tokenize, less than the hop to the pool; longer ones go to
+    # the pool so that they never hold up other requests.
+    tokenize_inline_chars: int = Field(
+        512, ge=0, description="requests of at most this many characters are tokenized on the event loop; 0 = always the pool")
+    retry_after_s: int = Field(1, ge=1, description="the Retry-After of a 503")
+    # Per input: its characters + 3, at most the backbone's max length. A request larger
+    # than all of it runs alone.
+    max_inflight_tokens: int = Field(
+        65536, ge=1, description="work admitted but not answered yet, in tokens; over it new predict requests get 503 at once")
 
     # -- limits ---------------------------------------------------------------------------
-    max_inputs_per_request: int = Field(64, ge=1)
-    max_input_chars: int = Field(10_000, ge=1)  # per text (each side of a pair)
-    max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1)
-    # A predict answer's size, estimated before any work (inputs x labels shown x label
-    # length); over it: 413, asking for top_k.
-    max_response_bytes: int = Field(8 * 1024 * 1024, ge=1)
+    max_inputs_per_request: int = Field(64, ge=1, description="inputs in one request")
+    max_input_chars: int = Field(10_000, ge=1, description="characters per text (each side of a pair)")
+    max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1, description="size of an uploaded bias set")
+    # Estimated before any work: inputs x labels shown x label length.
+    max_response_bytes: int = Field(8 * 1024 * 1024, ge=1, description="a predict answer's size; over it: 413, asking for top_k")
 
-    # -- auth -----------------------------------------------------------------------------
-    # Bearer keys for /tasks mutations (upload, replace, delete, rollback). Empty = open.
-    api_keys: Annotated[list[str], NoDecode] = []
-    # Bearer keys that may call predict and read /tasks (admin keys may too). Empty = open.
-    predict_api_keys: Annotated[list[str], NoDecode] = []
+    # -- auth: variables only (a flag's value shows in `ps` and in shell history) ----------
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        [], description="bearer keys for /tasks mutations (upload, replace, delete, rollback); empty = open")
+    predict_api_keys: Annotated[list[str], NoDecode] = Field(
+        [], description="bearer keys that may call predict and read /tasks (admin keys may too); empty = open")
 
     # -- operations -----------------------------------------------------------------------
-    sync_interval_s: float = Field(0.25, gt=0)  # how often the store's change log is polled
-    # How long a request asking for a generation (X-Bitfit-Min-Generation) may wait for it.
-    min_generation_timeout_s: float = Field(5.0, gt=0)
-    # Named in every answer's X-Bitfit-Replica header; "" = "<hostname>:<pid>".
-    replica_name: str = ""
-    metrics_max_tasks: int = Field(100, ge=0)  # distinct task labels; the rest are "other"
-    graceful_timeout_s: float = Field(30.0, gt=0)  # in-flight requests get this long on SIGTERM
-    # Slow clients: a request's headers must arrive within header_timeout_s of its first
-    # byte (or of the connection), its whole body within request_read_timeout_s.
-    header_timeout_s: float = Field(10.0, gt=0)
-    request_read_timeout_s: float = Field(60.0, gt=0)
-    access_log: bool = False
-    # Read by the `bitfit` command before any settings exist (server/process/cli.py); here so that
-    # it is a known variable.
-    log_format: Literal["text", "json"] = "text"
+    sync_interval_s: float = Field(0.25, gt=0, description="how often the store's change log is polled")
+    min_generation_timeout_s: float = Field(
+        5.0, gt=0, description="how long a request asking for a generation (X-Bitfit-Min-Generation) may wait for it")
+    replica_name: str = Field("", description='named in every answer\'s X-Bitfit-Replica header; "" = <hostname>:<pid>')
+    metrics_max_tasks: int = Field(100, ge=0, description="distinct task labels in the metrics; the rest are \"other\"")
+    graceful_timeout_s: float = Field(30.0, gt=0, description="how long in-flight requests get on SIGTERM")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this of its first byte")
+    request_read_timeout_s: float = Field(60.0, gt=0, description="a request's whole body must arrive within this")
+    otlp_endpoint: str | None = Field(
+        None, description="send OpenTelemetry traces over OTLP/HTTP here, e.g. http://collector:4318 (the otel extra)")
+    access_log: bool = Field(False, description="one log line per request (method, path, status, duration)")
+    # Read by the `bitfit` command before any settings exist (server/process/cli.py); here so
+    # that it is a known variable.
+    log_format: Literal["text", "json"] = Field("text", description="text, or one JSON object per line")
 
     @field_validator("preload", mode="before")
     @classmethod

@@ -29,6 +29,7 @@ from engine.inputs import EncodedRow
 from server.exceptions import ClientGone, NotReady, Overloaded
 from server.process.metrics import Metrics
 from server.process.settings import Settings, env_name
+from server.serving import spans
 
 Item = tuple[TaskHandle, EncodedRow]
 
@@ -46,6 +47,9 @@ class _Pending:
     finished: int = 0  # rows with a result
     dropped: bool = False  # client gone, or an earlier batch failed: skip the rest
     started: bool = False  # its first row entered a batch (queue wait observed)
+    # time.time_ns() when queued, and (start, end, rows) of each batch its rows were in: its spans.
+    enqueued_ns: int = field(default_factory=time.time_ns)
+    batches: list[tuple[int, int, int]] = field(default_factory=list)
 
     def settle(self, error: BaseException | None = None) -> None:
         """Complete the future (on its event loop's thread)."""
@@ -55,6 +59,16 @@ class _Pending:
             self.future.set_exception(error)
         else:
             self.future.set_result(self.results)
+
+
+def _record_spans(pending: _Pending) -> None:
+    """The request's queue wait and forwards as spans of its own trace (server/serving/spans.py)."""
+    if not pending.batches:
+        return
+    tasks = ",".join(dict.fromkeys(handle.name for handle, _ in pending.items))
+    spans.record("queue_wait", pending.enqueued_ns, pending.batches[0][0], **{spans.TASK: tasks})
+    for start_ns, end_ns, rows in pending.batches:
+        spans.record("forward", start_ns, end_ns, **{spans.TASK: tasks, "bitfit.batch_rows": rows})
 
 
 def _settle_all(done: list[_Pending], error: BaseException | None = None) -> None:
@@ -117,7 +131,9 @@ class Batcher:
             if was_empty or self._queued_rows >= self.max_rows or self._queued_tokens >= self.max_tokens:
                 self._cond.notify()
         try:
-            return await self._wait(pending, disconnected)
+            predictions = await self._wait(pending, disconnected)
+            _record_spans(pending)
+            return predictions
         except (asyncio.CancelledError, ClientGone):
             pending.dropped = True  # the worker skips whatever it has not started yet
             raise
@@ -187,7 +203,7 @@ class Batcher:
         self._queue.popleft()
 
     def _run(self, taken: list[tuple[_Pending, int]]) -> None:
-        start = time.perf_counter()
+        start, start_ns = time.perf_counter(), time.time_ns()
         requests = list(dict.fromkeys(p for p, _ in taken))  # distinct, in order
         for pending in requests:
             if not pending.started:
@@ -207,6 +223,9 @@ class Batcher:
         self.metrics.batch_rows.observe(len(items))
         self.metrics.batch_tasks.observe(len({h.slot for h, _ in items}))
         self._observe_padding(items, split)
+        end_ns = time.time_ns()
+        for pending in requests:
+            pending.batches.append((start_ns, end_ns, len(items)))
         done = []
         for (pending, i), prediction in zip(taken, predictions):
             pending.results[i] = prediction

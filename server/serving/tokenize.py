@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from engine import Engine, TaskHandle
 from engine.inputs import EncodedRow
 from server.process.settings import Settings
+from server.serving import spans
 
 
 def _chars(inputs: list) -> int:
@@ -37,10 +38,11 @@ class Tokenizers:
 
     async def encode(self, handle: TaskHandle, inputs: list) -> list[EncodedRow]:
         """Validate and tokenize (raises the engine's InvalidInput)."""
-        if _chars(inputs) <= self.inline_chars:
-            return self.engine.encode(handle, inputs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.engine.encode, handle, inputs)
+        with spans.span("tokenize", **{spans.TASK: handle.name, "bitfit.inputs": len(inputs)}):
+            if _chars(inputs) <= self.inline_chars:
+                return self.engine.encode(handle, inputs)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, self.engine.encode, handle, inputs)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

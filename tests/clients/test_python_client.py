@@ -115,3 +115,20 @@ def test_unreachable_server_is_a_transport_error_after_retries():
     with Client(f"http://127.0.0.1:{free_port()}", retry=Retry(attempts=2, backoff_s=0.01)) as client:
         with pytest.raises(TransportError):
             client.health()
+
+
+def test_parameters_min_generation_and_request_ids(url, tiny_backbone):
+    with Client(url, api_key=ADMIN) as client:
+        stored = client.upload(dumps(random_bias_set(tiny_backbone.spec, "params", seed=8)))
+        generation = stored.model_extra["generation"]
+        reference = Engine(tiny_backbone)
+        reference.register(random_bias_set(tiny_backbone.spec, "params", seed=8))
+        (expected,) = reference.predict("params", [TEXTS[0]])
+        raw = client.predict("params", TEXTS[0], function_to_apply="none", min_generation=generation, timeout=10)
+        assert raw.predictions[0].scores == pytest.approx(dict(zip(expected.scores, expected.logits)), abs=1e-5)
+        with pytest.raises(InvalidInput) as info:
+            client.predict("params", "word " * 400, truncation=False)
+        assert info.value.request_id and len(info.value.request_id) == 32
+        (many,) = client.predict_many([Item("params", TEXTS[0], function_to_apply="sigmoid")], min_generation=generation)
+        assert all(0 < s < 1 for s in many.predictions[0].scores.values())
+        client.delete_task("params")

@@ -52,6 +52,20 @@ def test_inference_client_text_classification_unchanged(hf_server, reference):
         assert [e.score for e in out] == pytest.approx([s for _, s in expected], abs=1e-5)
 
 
+def test_inference_client_at_the_inference_api_path(hf_server, reference):
+    """The URL a TEI or Inference API user types: {base}/models/{task}, no query string."""
+    client = InferenceClient(model=f"{hf_server}/models/mood")
+    text = TEXTS[0]
+    out = client.text_classification(text)
+    expected = sorted(reference[text].scores.items(), key=lambda kv: -kv[1])
+    assert [(e.label, round(e.score, 5)) for e in out] == [(label, round(score, 5)) for label, score in expected]
+    (best,) = client.text_classification(text, top_k=1)
+    assert best.label == reference[text].label
+    with pytest.raises(HfHubHTTPError) as info:
+        InferenceClient(model=f"{hf_server}/models/nope").text_classification(text)
+    assert info.value.response.status_code == 404
+
+
 def test_inference_client_parameters(hf_server, reference):
     client = InferenceClient(base_url=f"{hf_server}/predict/mood?format=hf")
     text = TEXTS[0]

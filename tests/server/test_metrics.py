@@ -37,3 +37,15 @@ def test_two_apps_metrics_do_not_collide_and_the_catalog_gauges_read_live(tiny_b
     catalog.resident = 2  # what two loads leave
     assert b"bitfit_tasks_loaded 2.0" in first.render()
     assert b"bitfit_tasks_loaded" not in second.render()  # another app's registry knows nothing of it
+
+
+def test_no_created_series_and_a_forgotten_task_loses_its_series():
+    metrics = Metrics(max_task_labels=10)
+    loaded = {"a", "b"}.__contains__
+    metrics.observe_request(["a", "b"], 200, 0.01, loaded)
+    metrics.observe_request(["a"], 503, 0.01, loaded)
+    text = metrics.render().decode()
+    assert "_created" not in text  # counters are not doubled by their creation time
+    metrics.forget_task("a")
+    text = metrics.render().decode()
+    assert 'task="a"' not in text and 'task="b"' in text

@@ -105,7 +105,7 @@ def test_versions_and_errors(client, oip_server, tiny_backbone):
     assert info.value.status() == "404"
     with pytest.raises(InferenceServerException) as info:
         client.infer("mood", [_text_input("prompt", ["hi"], False)])
-    assert info.value.status() == "422" and "'prompt'" in str(info.value)
+    assert info.value.status() == "400" and "'prompt'" in str(info.value)  # Triton's status
 
 
 @pytest.mark.parametrize(
@@ -119,9 +119,9 @@ def test_versions_and_errors(client, oip_server, tiny_backbone):
         {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 99}}]},
     ],
 )
-def test_bad_infer_requests_are_422(oip_server, body):
+def test_bad_infer_requests_are_400_as_on_triton(oip_server, body):
     response = httpx.post(f"{oip_server}/v2/models/mood/infer", json=body)
-    assert response.status_code == 422, response.text
+    assert response.status_code == 400, response.text
     assert response.json()["code"] in ("invalid_input", "validation_error") and response.json()["error"]  # OIP: error is the message
 
 
@@ -158,3 +158,42 @@ def test_infer_body_has_the_json_limit(tmp_path, tiny_backbone):
         big = b'{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["' + b"x" * (2 << 20) + b'"]}]}'
         response = client.post("/v2/models/mood/infer", content=big, headers={"content-type": "application/json"})
     assert response.status_code == 413 and response.json()["code"] == "limit_exceeded" and "the input limits" in response.json()["error"]
+
+
+def test_model_config_and_inference_statistics(client):
+    """What perf_analyzer and model_analyzer read before they start."""
+    config = client.get_model_config("nli")
+    assert [t["name"] for t in config["input"]] == ["text", "text_pair"] and config["max_batch_size"] > 0
+    assert [(t["name"], t["dims"]) for t in config["output"]] == [("label", [1]), ("scores", [2])]
+    before = client.get_inference_statistics("mood")["model_stats"][0]["inference_stats"]["success"]["count"]
+    client.infer("mood", [_text_input("text", TEXTS[:2], True)])
+    (stats,) = client.get_inference_statistics("mood")["model_stats"]
+    assert stats["name"] == "mood" and stats["inference_stats"]["success"]["count"] == before + 1
+    assert stats["inference_stats"]["success"]["ns"] > 0
+    assert {s["name"] for s in client.get_inference_statistics()["model_stats"]} == {"mood", "nli"}
+    with pytest.raises(InferenceServerException) as info:
+        client.get_model_config("nope")
+    assert info.value.status() == "404"
+
+
+def test_model_control_points_to_tasks(client):
+    for call in (client.load_model, client.unload_model):
+        with pytest.raises(InferenceServerException) as info:
+            call("mood")
+        assert info.value.status() == "400" and "model control is not supported: use" in str(info.value)
+
+
+def test_with_keys_readiness_agrees_and_a_401_is_oip_shaped(tmp_path, tiny_backbone):
+    reader = "r" * 32
+    with live_server(tmp_path / "s", tiny_backbone, predict_api_keys=[reader]) as url:
+        keyless = triton.InferenceServerClient(url=url.removeprefix("http://"))
+        keyed = triton.InferenceServerClient(url=url.removeprefix("http://"))
+        headers = {"Authorization": f"Bearer {reader}"}
+        assert keyless.is_server_live()
+        assert not keyless.is_server_ready() and not keyless.is_model_ready("mood")
+        assert keyed.is_server_ready(headers=headers)
+        answer = httpx.get(f"{url}/v2/models/mood")
+        assert answer.status_code == 401 and isinstance(answer.json()["error"], str)
+        with pytest.raises(InferenceServerException) as info:
+            keyless.get_model_metadata("mood")
+        assert info.value.status() == "401"

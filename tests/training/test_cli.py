@@ -148,24 +148,9 @@ def test_training_is_deterministic_per_seed(tmp_path, tiny_bert_dir, tiny_backbo
 
 
 def _all_parsers():
-    import argparse
-
     from server.process import cli
 
-    parsers = []
-    original = argparse.ArgumentParser.parse_args
-
-    def capture(self, args=None, namespace=None):
-        parsers.append(self)
-        raise SystemExit(0)
-
-    argparse.ArgumentParser.parse_args = capture
-    try:
-        with pytest.raises(SystemExit):
-            cli.main(["serve"])
-    finally:
-        argparse.ArgumentParser.parse_args = original
-    (top,) = parsers
+    top, _ = cli.build_parser(cli.SUBCOMMANDS)
     subs = next(a for a in top._actions if a.__class__.__name__ == "_SubParsersAction")
     return {"bitfit": top, **{f"bitfit {name}": p for name, p in subs.choices.items()}}
 

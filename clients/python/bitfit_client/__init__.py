@@ -1,7 +1,7 @@
 """Client for the BitFit multi-task inference server: ``Client`` (sync) and ``AsyncClient``."""
 
 from bitfit_client._base import API_KEY_ENV
-from bitfit_client._calls import Item
+from bitfit_client._calls import Item, Options
 from bitfit_client.aio import AsyncClient
 from bitfit_client.client import Client
 from bitfit_client.errors import (
@@ -11,12 +11,14 @@ from bitfit_client.errors import (
     InvalidBiasSet,
     InvalidInput,
     LimitExceeded,
+    MalformedAnswer,
     NotFound,
     NotReady,
     Overloaded,
     RateLimited,
     ServerError,
     TaskNotFound,
+    Timeout,
     TransportError,
     Unauthorized,
     ValidationError,
@@ -29,7 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "API_KEY_ENV", "AsyncClient", "BitfitError", "Client", "FingerprintMismatch", "Forbidden", "InvalidBiasSet",
-    "InvalidInput", "Item", "LimitExceeded", "NotFound", "NotReady", "Overloaded", "PredictResult", "Prediction",
-    "RateLimited", "Ready", "Retry", "ServerError", "TaskInfo", "TaskNotFound", "TransportError", "Unauthorized",
-    "ValidationError", "VersionNotFound", "__version__",
+    "InvalidInput", "Item", "Options", "LimitExceeded", "MalformedAnswer", "NotFound", "NotReady", "Overloaded",
+    "PredictResult", "Prediction", "RateLimited", "Ready", "Retry", "ServerError", "TaskInfo", "TaskNotFound",
+    "Timeout", "TransportError", "Unauthorized", "ValidationError", "VersionNotFound", "__version__",
 ]

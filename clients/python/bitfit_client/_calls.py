@@ -23,6 +23,7 @@ class Call:
     params: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
+    timeout: float | None = None  # this call's deadline; None: the client's
 
 
 def _inputs(inputs: Inputs) -> Any:
@@ -31,14 +32,36 @@ def _inputs(inputs: Inputs) -> Any:
     return [{"text": x[0], "text_pair": x[1]} if isinstance(x, tuple) else x for x in inputs]
 
 
-def _options(top_k: int | None, return_all_scores: bool) -> dict:
-    return {"top_k": top_k, "return_all_scores": return_all_scores} if top_k is not None else {"return_all_scores": return_all_scores}
+@dataclass(frozen=True)
+class Options:
+    """How a prediction is scored and shown (the server's ``top_k``, ``return_all_scores`` and
+    Hugging Face ``parameters``)."""
+
+    top_k: int | None = None
+    return_all_scores: bool = True
+    function_to_apply: str | None = None  # "softmax", "sigmoid" or "none"; None: the task's own scores
+    truncation: bool | None = None  # False: an input past the backbone's length is refused (422)
+
+    def body(self) -> dict:
+        out: dict[str, Any] = {"return_all_scores": self.return_all_scores}
+        if self.top_k is not None:
+            out["top_k"] = self.top_k
+        parameters = {k: v for k, v in (("function_to_apply", self.function_to_apply), ("truncation", self.truncation))
+                      if v is not None}
+        if parameters:
+            out["parameters"] = parameters
+        return out
 
 
-def predict(task: str, inputs: Inputs, top_k: int | None, return_all_scores: bool, version: int | None) -> Call:
-    params = {"version": version} if version is not None else {}
-    body = {"inputs": _inputs(inputs), **_options(top_k, return_all_scores)}
-    return Call("POST", f"/predict/{task}", True, PredictResult.model_validate, json=body, params=params)
+def _params(version: int | None = None, min_generation: int | None = None) -> dict:
+    return {k: v for k, v in (("version", version), ("min_generation", min_generation)) if v is not None}
+
+
+def predict(task: str, inputs: Inputs, options: Options, version: int | None, min_generation: int | None,
+            timeout: float | None) -> Call:
+    body = {"inputs": _inputs(inputs), **options.body()}
+    return Call("POST", f"/predict/{task}", True, PredictResult.model_validate, json=body,
+                params=_params(version, min_generation), timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -50,15 +73,19 @@ class Item:
     top_k: int | None = None
     return_all_scores: bool = True
     version: int | None = None
+    function_to_apply: str | None = None
+    truncation: bool | None = None
 
 
-def predict_many(items: list[Item]) -> Call:
+def predict_many(items: list[Item], min_generation: int | None, timeout: float | None) -> Call:
     body = {"items": [
-        {"task": i.task, "inputs": _inputs(i.inputs), **_options(i.top_k, i.return_all_scores),
+        {"task": i.task, "inputs": _inputs(i.inputs),
+         **Options(i.top_k, i.return_all_scores, i.function_to_apply, i.truncation).body(),
          **({"version": i.version} if i.version is not None else {})}
         for i in items
     ]}
-    return Call("POST", "/predict", True, lambda b: [PredictResult.model_validate(r) for r in b["results"]], json=body)
+    return Call("POST", "/predict", True, lambda b: [PredictResult.model_validate(r) for r in b["results"]], json=body,
+                params=_params(min_generation=min_generation), timeout=timeout)
 
 
 def _file(source: str | Path | bytes) -> tuple[str, bytes, str]:
@@ -68,13 +95,13 @@ def _file(source: str | Path | bytes) -> tuple[str, bytes, str]:
     return (path.name, path.read_bytes(), "application/octet-stream")
 
 
-def upload(source: str | Path | bytes, name: str | None) -> Call:
+def upload(source: str | Path | bytes, name: str | None, timeout: float | None = None) -> Call:
     return Call("POST", "/tasks", False, TaskInfo.model_validate, files={"file": _file(source)},
-                data={"name": name} if name else None)
+                data={"name": name} if name else None, timeout=timeout)
 
 
-def replace(task: str, source: str | Path | bytes) -> Call:
-    return Call("PUT", f"/tasks/{task}", False, TaskInfo.model_validate, files={"file": _file(source)})
+def replace(task: str, source: str | Path | bytes, timeout: float | None = None) -> Call:
+    return Call("PUT", f"/tasks/{task}", False, TaskInfo.model_validate, files={"file": _file(source)}, timeout=timeout)
 
 
 def list_tasks() -> Call:

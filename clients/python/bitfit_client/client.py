@@ -9,20 +9,21 @@ from typing import Any
 import httpx
 
 from bitfit_client import _calls
-from bitfit_client._base import DEFAULT_URL, _Base
+from bitfit_client._base import DEFAULT_URL, Answer, Deadline, _Base
 from bitfit_client._calls import Call, Inputs, Item
 from bitfit_client.models import PredictResult, Ready, TaskInfo
 from bitfit_client.retry import Retry
 
 
 class Client(_Base):
-    """``Client("http://host:8000")``; the API key defaults to ``$BITFIT_API_KEY``."""
+    """``Client("http://host:8000")``; the API key defaults to ``$BITFIT_API_KEY``. ``timeout`` is
+    each call's deadline in seconds, its retries and their waits included."""
 
     def __init__(
         self, base_url: str = DEFAULT_URL, *, api_key: str | None = None, timeout: float = 30.0,
         retry: Retry | None = None, http: httpx.Client | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, retry)
+        super().__init__(base_url, api_key, retry, timeout)
         self.http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
 
     def __enter__(self) -> "Client":
@@ -35,44 +36,68 @@ class Client(_Base):
         self.http.close()
 
     def _send(self, call: Call) -> Any:
+        deadline, request_id = self._start(call)
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = self.http.request(call.method, call.path, headers=self._headers(), **self._kwargs(call))
+                answer = self._try(call, deadline, request_id)
             except httpx.TransportError as exc:
-                if not self._should_retry(call, attempt, None, exc):
-                    raise self._transport_error(call, exc) from exc
-                wait = self.retry.wait(attempt, None)
-                self._log_retry(call, attempt, wait, type(exc).__name__)
+                if deadline.left <= 0:
+                    raise deadline.expired(call, request_id) from exc
+                retry = self._should_retry(call, attempt, None, exc)
+                wait = self._wait(call, attempt, deadline, None, type(exc).__name__) if retry else None
+                if wait is None:
+                    raise self._transport_error(call, exc, request_id) from exc
                 time.sleep(wait)
                 continue
-            result, error = self._answer(call, response)
+            result, error = self._answer(call, answer, request_id)
             if error is None:
                 return result
             if not self._should_retry(call, attempt, error, None):
                 raise error
-            wait = self.retry.wait(attempt, response.headers.get("retry-after"))
-            self._log_retry(call, attempt, wait, str(error))
+            wait = self._wait(call, attempt, deadline, answer.headers.get("retry-after"), str(error))
+            if wait is None:
+                raise error
             time.sleep(wait)
+
+    def _try(self, call: Call, deadline: Deadline, request_id: str) -> Answer:
+        headers = self._headers(request_id)
+        with self.http.stream(call.method, call.path, headers=headers, timeout=deadline.timeout(), **self._kwargs(call)) as r:
+            chunks = []
+            for chunk in r.iter_bytes():  # a server trickling its answer meets the deadline here
+                chunks.append(chunk)
+                if deadline.left <= 0:
+                    raise httpx.ReadTimeout("the call's deadline passed while its answer was arriving")
+            return Answer(r.status_code, r.headers, b"".join(chunks))
 
     # -- predict -------------------------------------------------------------------------
     def predict(
-        self, task: str, inputs: Inputs, *, top_k: int | None = None, return_all_scores: bool = True, version: int | None = None
+        self, task: str, inputs: Inputs, *, top_k: int | None = None, return_all_scores: bool = True, version: int | None = None,
+        function_to_apply: str | None = None, truncation: bool | None = None, min_generation: int | None = None,
+        timeout: float | None = None,
     ) -> PredictResult:
-        """One text, a list of texts, or a list of (text, text_pair) tuples."""
-        return self._send(_calls.predict(task, inputs, top_k, return_all_scores, version))
+        """One text, a list of texts, or a list of (text, text_pair) tuples.
 
-    def predict_many(self, items: list[Item]) -> list[PredictResult]:
+        ``function_to_apply`` ("softmax", "sigmoid", "none") rescores; ``truncation=False``
+        refuses an input past the backbone's length; ``min_generation`` waits for an upload's
+        ``generation`` (read-your-writes through any replica); ``timeout`` replaces the
+        client's for this call."""
+        options = _calls.Options(top_k, return_all_scores, function_to_apply, truncation)
+        return self._send(_calls.predict(task, inputs, options, version, min_generation, timeout))
+
+    def predict_many(
+        self, items: list[Item], *, min_generation: int | None = None, timeout: float | None = None
+    ) -> list[PredictResult]:
         """Items for any mix of tasks in one request, answered in order."""
-        return self._send(_calls.predict_many(items))
+        return self._send(_calls.predict_many(items, min_generation, timeout))
 
     # -- tasks ---------------------------------------------------------------------------
-    def upload(self, source: str | Path | bytes, name: str | None = None) -> TaskInfo:
-        return self._send(_calls.upload(source, name))
+    def upload(self, source: str | Path | bytes, name: str | None = None, *, timeout: float | None = None) -> TaskInfo:
+        return self._send(_calls.upload(source, name, timeout))
 
-    def replace(self, task: str, source: str | Path | bytes) -> TaskInfo:
-        return self._send(_calls.replace(task, source))
+    def replace(self, task: str, source: str | Path | bytes, *, timeout: float | None = None) -> TaskInfo:
+        return self._send(_calls.replace(task, source, timeout))
 
     def list_tasks(self) -> list[TaskInfo]:
         return self._send(_calls.list_tasks())

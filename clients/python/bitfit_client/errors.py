@@ -13,18 +13,34 @@ class BitfitError(Exception):
     def __init__(self, message: str, status: int | None = None, body: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message, self.status, self.body = message, status, body or {}
+        # The call's X-Request-ID (the server's log lines carry it), set by the client.
+        self.request_id: str | None = None
         # The code the server itself sent (None when the answer had no JSON error, e.g. a
         # proxy's 503): retries trust only this one, never a code guessed from the status.
         self.server_code: str | None = self.body.get("code")
 
     def __str__(self) -> str:
-        return f"[{self.status} {self.code}] {self.message}" if self.status else self.message
+        text = f"[{self.status} {self.code}] {self.message}" if self.status else self.message
+        return f"{text} (request id {self.request_id})" if self.request_id else text
 
 
 class TransportError(BitfitError):
     """The server could not be reached, or the connection broke (no HTTP answer)."""
 
     code = "transport_error"
+
+
+class Timeout(TransportError):
+    """The call's deadline (the client's ``timeout``, retries and waits included) passed."""
+
+    code = "timeout"
+
+
+class MalformedAnswer(BitfitError):
+    """The server's answer is not what the API says (not JSON, or the wrong shape): a proxy's
+    page, a truncated body, or a server of another version."""
+
+    code = "malformed_answer"
 
 
 class TaskNotFound(BitfitError):

@@ -6,8 +6,12 @@ A call is retried only when trying again cannot do something twice:
   transport error;
 - *unsafe* calls (upload, replace, rollback, delete) only when the server provably did
   nothing: the connection was never made, a 429, or a 503 whose JSON code says the server
-  refused the request before handling it (``overloaded``, ``not_ready``). A timeout or a
-  broken connection after sending is *not* retried: the upload may have landed.
+  refused the request before handling it (``overloaded``). A timeout, a broken connection
+  after sending, or a ``not_ready`` 503 is *not* retried: the upload may have landed
+  (``not_ready`` is also what requests still running at the graceful-shutdown timeout get).
+
+Every call has one deadline, the client's ``timeout``: tries and waits together never run
+past it (a server trickling its answer cannot hold a call for longer).
 
 The wait honours ``Retry-After`` (seconds), otherwise it backs off exponentially with jitter.
 """
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 
 import httpx
 
-REFUSED_BEFORE_HANDLING = ("overloaded", "not_ready")
+REFUSED_BEFORE_HANDLING = ("overloaded",)
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 
 

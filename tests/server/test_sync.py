@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
-from bias_store import FilesystemStore, ValidatedUpload, dumps, validate_upload
 from functools import partial
 
+from bias_store import FilesystemStore, ValidatedUpload, dumps, validate_upload
 from engine import Engine
 from server.catalog.catalog import TaskCatalog
 from server.catalog.fetch import fetch

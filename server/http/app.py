@@ -23,6 +23,7 @@ from server.http.middleware import ReplicaHeader, RequestGuard
 from server.http.openapi import declare_limits
 from server.http.request_id import RequestIds
 from server.http.routes import access, health, metrics, oip, predict, tasks
+from server.http.tenancy import open_keys_file
 from server.process.metrics import Metrics
 from server.process.services import StartupError, start_services, stop_services
 from server.process.settings import Settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     app.state.settings = settings
     app.state.metrics = Metrics(settings.metrics_max_tasks)
     app.state.services = None
+    app.state.keys = open_keys_file(settings)
     for router in (predict.router, tasks.router, health.router, metrics.router, access.router, oip.open_router, oip.router):
         app.include_router(router)
     declare_limits(app, settings)

@@ -46,6 +46,7 @@ from server.exceptions import (
     ServerError,
     Unauthorized,
 )
+from server.http.tenancy import scope_hidden
 from server.process.settings import env_name
 
 log = logging.getLogger(__name__)
@@ -202,10 +203,20 @@ def _answered(request: Request, response: JSONResponse, code: str) -> JSONRespon
     return for_protocol(request, response)
 
 
+def _scoped(request: Request, exc: Exception) -> Exception:
+    """A scoped key's unknown-task error hints only at the tasks in its scope (tenancy.py)."""
+    scope = getattr(request.state, "scope", None)
+    if scope is None:
+        return exc
+    services = getattr(request.app.state, "services", None)
+    return scope_hidden(exc, scope, services.sync.catalog if services is not None else ())
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """The exception handlers, and the catch-all around the app."""
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        exc = _scoped(request, exc)
         entry = http_error(exc)
         if entry is INTERNAL:  # a domain error the table does not know: a bug
             _log_failure(request.scope, exc)

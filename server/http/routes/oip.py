@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from bias_store.errors import CorruptTask, StoreUnavailable, TaskNotFound, VersionNotFound
 from engine import InvalidInput, UnknownTask
 from server.exceptions import Forbidden, LimitExceeded, NotReady, Overloaded, Unauthorized
-from server.http.auth import require_reader
+from server.http.auth import require_reader, scope_of, task_in_scope
 from server.http.deps import get_services
 from server.http.oip import check_outputs, infer_answer, model_metadata, parse_infer
 from server.http.routes.body import CheckedRoute, limit_json_body
@@ -40,6 +40,12 @@ _INFER_ERRORS = errors(
     Unauthorized, Forbidden, UnknownTask, VersionNotFound, CorruptTask, StoreUnavailable, LimitExceeded, InvalidInput,
     RequestValidationError, Overloaded, NotReady,
 )
+
+
+# A model outside the key's scope answers as the route answers an unknown one (tenancy.py);
+# inference checks it in run_predict.
+_AS_STORED = [Depends(task_in_scope(TaskNotFound))]
+_AS_LOADED = [Depends(task_in_scope(UnknownTask))]
 
 
 class RepositoryIndexRequest(BaseModel):
@@ -70,12 +76,15 @@ async def _metadata(services: Services, task: str, version: int | None) -> dict:
     return model_metadata(task, list(record.versions), list(meta.labels), meta.problem_type, meta.inputs)
 
 
-@router.get("/models/{task}", responses=_MODEL_ERRORS, summary="OIP model metadata")
+@router.get("/models/{task}", responses=_MODEL_ERRORS, summary="OIP model metadata", dependencies=_AS_STORED)
 async def metadata(task: str, services: Services = Depends(get_services)) -> dict:
     return await _metadata(services, task, None)
 
 
-@router.get("/models/{task}/versions/{version}", responses=_MODEL_ERRORS, summary="OIP model metadata of a kept version")
+@router.get(
+    "/models/{task}/versions/{version}", responses=_MODEL_ERRORS, summary="OIP model metadata of a kept version",
+    dependencies=_AS_STORED,
+)
 async def version_metadata(task: str, version: int, services: Services = Depends(get_services)) -> dict:
     return await _metadata(services, task, version)
 
@@ -88,12 +97,15 @@ async def _ready(services: Services, task: str, version: int | None) -> dict:
     return {"name": task, "ready": True}
 
 
-@router.get("/models/{task}/ready", responses=_MODEL_ERRORS, summary="OIP model readiness")
+@router.get("/models/{task}/ready", responses=_MODEL_ERRORS, summary="OIP model readiness", dependencies=_AS_LOADED)
 async def model_ready(task: str, services: Services = Depends(get_services)) -> dict:
     return await _ready(services, task, None)
 
 
-@router.get("/models/{task}/versions/{version}/ready", responses=_MODEL_ERRORS, summary="OIP readiness of a kept version")
+@router.get(
+    "/models/{task}/versions/{version}/ready", responses=_MODEL_ERRORS, summary="OIP readiness of a kept version",
+    dependencies=_AS_LOADED,
+)
 async def version_ready(task: str, version: int, services: Services = Depends(get_services)) -> dict:
     return await _ready(services, task, version)
 
@@ -129,8 +141,11 @@ async def version_infer(task: str, version: int, request: Request, services: Ser
 
 
 @router.post("/repository/index", responses=errors(Unauthorized, Forbidden), summary="OIP model repository index")
-async def repository_index(body: RepositoryIndexRequest | None = Body(None), services: Services = Depends(get_services)) -> list:
-    records = await run_in_threadpool(services.store.list)
+async def repository_index(
+    request: Request, body: RepositoryIndexRequest | None = Body(None), services: Services = Depends(get_services)
+) -> list:
+    scope = scope_of(request)  # a scoped key sees only its own models
+    records = [r for r in await run_in_threadpool(services.store.list) if scope.allows(r.name)]
     out = []
     for record in records:
         try:

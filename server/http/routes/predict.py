@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from bias_store.errors import CorruptTask, StoreUnavailable, VersionNotFound
 from engine import InvalidInput, Prediction, UnknownTask
 from server.exceptions import Forbidden, GenerationNotReached, LimitExceeded, NotReady, Overloaded, Unauthorized
-from server.http.auth import GuardedRoute, require_reader
+from server.http.auth import GuardedRoute, require_reader, scope_of
 from server.http.deps import get_services, min_generation
 from server.http.errors import status_of
 from server.http.hf import hf_answer, ranked, rescored
@@ -131,14 +131,19 @@ async def run_predict(services: Services, request: Request, items: list[TaskInpu
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
+    scope = scope_of(request)
+
     def loaded(task: str) -> bool:
         try:
             services.engine.get(task)
-            return True
+            return scope.allows(task)  # another tenant's task counts as unknown, as it answers
         except UnknownTask:
             return False
 
     try:
+        for item in items:  # outside the key's scope: answered exactly as an unknown task
+            if not scope.allows(item.task):
+                raise UnknownTask(item.task, [])
         inference.check_limits(items, settings.max_inputs_per_request, settings.max_input_chars)
         results = await inference.predict(
             services.engine, services.tokenizers, services.batcher, services.budget, items, settings.max_response_bytes,

@@ -24,14 +24,15 @@ from bias_store.errors import (
 from bias_store.store import TaskRecord
 from engine import UnknownTask
 from server.exceptions import Forbidden, GenerationNotReached, InvalidRequest, Unauthorized
-from server.http.auth import require_admin, require_reader
+from server.http.auth import require_admin, require_reader, scope_of, task_in_scope
 from server.http.deps import get_services, min_generation
 from server.http.routes.body import CheckedRoute
 from server.http.routes.responses import errors
 from server.http.schemas import RollbackRequest, TaskInfo, TaskList, UploadResponse
 from server.process.services import Services
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=CheckedRoute)
+# A {task} outside the key's scope answers as an unknown task (server/http/tenancy.py).
+router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=CheckedRoute, dependencies=[Depends(task_in_scope(TaskNotFound))])
 
 _FILE_DOC = "A bias-set file (safetensors with bitfit metadata; see docs/FORMAT.md)."
 _NAME_DOC = "Task name overriding the one in the file's metadata."
@@ -63,7 +64,7 @@ async def _upload(services: Services, request: Request, file: UploadFile, name: 
         if len(form.getlist(field)) > 1:
             raise InvalidRequest(f"the upload has {len(form.getlist(field))} '{field}' parts; send exactly one")
     data = await file.read()
-    record, handle = await run_in_threadpool(services.mutations.put, data, name)
+    record, handle = await run_in_threadpool(services.mutations.put, data, name, scope_of(request).allows)
     services.metrics.upload_seconds.observe(time.perf_counter() - started)
     response.headers[GENERATION_HEADER] = str(record.generation)
     # Bias sets are fp32 by format (the validator enforces it): 4 bytes per parameter.
@@ -105,9 +106,10 @@ async def replace_task(
     "", response_model=TaskList, dependencies=[Depends(require_reader), Depends(min_generation)],
     responses=errors(*_AUTH, GenerationNotReached), summary="List tasks",
 )
-async def list_tasks(services: Services = Depends(get_services)) -> dict:
-    records = await run_in_threadpool(services.store.list)
-    unhealthy = {**services.store.problems(), **services.sync.unhealthy}
+async def list_tasks(request: Request, services: Services = Depends(get_services)) -> dict:
+    scope = scope_of(request)  # a scoped key lists only its own tasks (the paged listing must keep this)
+    records = [r for r in await run_in_threadpool(services.store.list) if scope.allows(r.name)]
+    unhealthy = {n: r for n, r in {**services.store.problems(), **services.sync.unhealthy}.items() if scope.allows(n)}
     return {
         "tasks": [_info(r, services) for r in records],  # a readable but unservable task shows loaded=false
         "unhealthy": [{"name": name, "reason": reason} for name, reason in sorted(unhealthy.items())],

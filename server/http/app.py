@@ -72,7 +72,7 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     for router in (predict.router, tasks.router, health.router, metrics.router, access.router, oip.open_router, oip.router):
         app.include_router(router)
     declare_limits(app, settings)
-    app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(RequestGuard, settings=settings, metrics=app.state.metrics)
     app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")
     install_error_handlers(app)  # its catch-all wraps every middleware above
     app.add_middleware(RequestIds)  # outermost: every answer and log line has the id

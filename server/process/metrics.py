@@ -110,6 +110,9 @@ class Metrics:
         self.queue_depth = Gauge("bitfit_queue_depth_rows", "Rows waiting for the inference worker.", registry=r)
         self.tasks_loaded = Gauge("bitfit_tasks_loaded", "Tasks registered in the engine.", registry=r)
         self.errors = Counter("bitfit_errors", "Error answers of every route, by their JSON error code.", ["code"], registry=r)
+        self.client_disconnects = Counter(
+            "bitfit_client_disconnects", "Requests whose client hung up before its body arrived.", registry=r
+        )
         self.rejected = Counter("bitfit_rejected_requests", "Requests refused before inference, by reason.", ["reason"], registry=r)
         self.upload_seconds = Histogram(
             "bitfit_upload_seconds", "Upload/replace handling: validation, store write and registration.",

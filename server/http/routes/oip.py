@@ -19,12 +19,18 @@ from engine import InvalidInput, UnknownTask
 from server.exceptions import Forbidden, LimitExceeded, NotReady, Overloaded, Unauthorized
 from server.http.auth import require_reader, scope_of, task_in_scope
 from server.http.deps import get_services
-from server.http.oip import check_outputs, infer_answer, model_metadata, parse_infer
+from server.http.oip import OIPErrorBody, check_outputs, infer_answer, model_metadata, parse_infer
 from server.http.routes.body import CheckedRoute, limit_json_body
 from server.http.routes.predict import known_query, run_predict
-from server.http.routes.responses import errors
+from server.http.routes.responses import errors as any_errors
 from server.process.services import Services
 from server.serving.inference import TaskInputs
+
+
+def errors(*kinds: type[BaseException]) -> dict[int, dict]:
+    """The OpenAPI answers of a /v2 route: the protocol's error body (server/http/errors.py, for_protocol)."""
+    return any_errors(*kinds, model=OIPErrorBody)
+
 
 open_router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 router = APIRouter(
@@ -140,7 +146,9 @@ async def version_infer(task: str, version: int, request: Request, services: Ser
     return await _infer(services, request, task, version)
 
 
-@router.post("/repository/index", responses=errors(Unauthorized, Forbidden), summary="OIP model repository index")
+@router.post(
+    "/repository/index", responses=errors(Unauthorized, Forbidden, RequestValidationError), summary="OIP model repository index"
+)
 async def repository_index(
     request: Request, body: RepositoryIndexRequest | None = Body(None), services: Services = Depends(get_services)
 ) -> list:

@@ -64,6 +64,9 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     app = FastAPI(
         title="BitFit multi-task inference server", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        # No 307 to the same path with(out) a trailing slash: Starlette builds that URL from
+        # the request's Host header, before any auth. A wrong path is a JSON 404/405.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = Metrics(settings.metrics_max_tasks)

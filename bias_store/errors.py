@@ -44,7 +44,7 @@ class InvalidTaskName(InvalidBiasSet):
         super().__init__(
             "bad_name",
             f"task name {name!r} is invalid: use 1-64 characters from a-z, 0-9, '_' and '-', "
-            "starting with a letter or digit",
+            "starting with a letter or digit, optionally after a namespace and one '.' (acme.sentiment)",
         )
 
 

@@ -9,7 +9,10 @@ from bias_store.errors import BiasSetTooLarge, FingerprintMismatch, InvalidBiasS
 from bias_store.format import BiasSet, dumps, loads
 from bias_store.spec import BackboneSpec
 
-TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# One optional "." separates a tenant's namespace from the name (``acme.sentiment``; scoped
+# keys grant ``acme.*``, server/http/tenancy.py). Each part starts with a letter or digit, so
+# a name is never ".", "..", hidden, or a path: it stays one safe folder / S3 key segment.
+TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}(\.[a-z0-9][a-z0-9_-]{0,63})?")
 MAX_ABS_VALUE = 1e4  # BitFit biases and heads are O(1); this bound keeps every forward finite
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # a BERT-base set is ~0.4 MB; RoBERTa heads add ~2.4 MB
 

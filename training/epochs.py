@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,11 +35,12 @@ class Fit:
 
 def fit(
     epochs: int, patience: int, lr: float, run_epoch: Callable[[int], dict],
-    scores: Callable[[dict], list[float]], snapshot: Callable[[int], object],
+    scores: Callable[[dict], list[float]], snapshot: Callable[[int], object], deadline: float | None = None,
 ) -> Fit:
     """``run_epoch(epoch)`` trains one epoch and returns its history entry; ``scores(entry)``
     is each part's validation score (higher is better); ``snapshot(part)`` copies a part's
-    weights, kept for the epoch where it scored best."""
+    weights, kept for the epoch where it scored best. Past ``deadline`` (time.monotonic())
+    no new epoch starts: the best one so far is kept."""
     result = Fit([], [], [])
     stale = 0
     for epoch in range(1, epochs + 1):
@@ -59,5 +61,9 @@ def fit(
         if patience and stale >= patience:
             result.stopped_early = True
             log.info("early stop: %d epochs without a better validation score", stale)
+            break
+        if deadline is not None and time.monotonic() >= deadline and epoch < epochs:
+            result.stopped_early = True
+            log.warning("time limit reached after epoch %d of %d: keeping the best epoch so far", epoch, epochs)
             break
     return result

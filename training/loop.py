@@ -51,6 +51,7 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True  # tqdm bar (auto-hidden when stderr is not a terminal)
     eval_train: bool = False  # score the training split at the end (for the generalization gap)
+    max_seconds: float | None = None  # no epoch starts after this long (the worker's --max-train-seconds)
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "max_length", "eval_batch_size"):
@@ -223,9 +224,10 @@ def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, toke
     log.info("training %s: %d trainable of %d parameters, lr %g (head %g, %s), %d train rows", method.name,
              count_trainable(model), sum(p.numel() for p in model.parameters()), lr, head_lr, cfg.schedule, len(data.train))
     started = time.perf_counter()
+    deadline = time.monotonic() + cfg.max_seconds if cfg.max_seconds is not None else None
     result = fit(cfg.epochs, cfg.patience, lr, lambda epoch: _train_epoch(run, epoch),
                  lambda entry: [entry["validation"][selection]],
-                 lambda part: {n: model.get_parameter(n).detach().clone() for n in trained})
+                 lambda part: {n: model.get_parameter(n).detach().clone() for n in trained}, deadline)
     with torch.no_grad():
         for n, value in result.best_states[0].items():
             model.get_parameter(n).copy_(value)

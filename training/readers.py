@@ -66,7 +66,8 @@ def _find_bad_utf8(df: pd.DataFrame, path: Path) -> None:
 def _read_csv(path: Path, sep: str) -> pd.DataFrame:
     text, bad = _decode(path)
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, keep_default_na=True)
+        # Only an empty cell is missing: labels such as "null", "NA" or "None" are labels.
+        df = pd.read_csv(io.StringIO(text), sep=sep, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty", file=str(path)) from None
     except pd.errors.ParserError as exc:

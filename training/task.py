@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bias_store.errors import InvalidTaskName
-from bias_store.format import BiasSet
+from bias_store.format import MAX_LABELS, BiasSet
 from bias_store.kinds import Pooling, ProblemType
 from bias_store.spec import BackboneSpec
 from bias_store.validate import check_task_name
@@ -124,6 +124,7 @@ class TaskOutcome:
 def run_task(
     spec: TaskSpec, run_dir: str | Path | None = None, progress: bool = True, eval_train: bool = False,
     token_cache: dict | None = None, before_training: Callable[[BackboneSpec], None] | None = None,
+    max_seconds: float | None = None,
 ) -> TaskOutcome:
     """Check the data, train, evaluate, export and write the run folder. Bad input fails before training.
 
@@ -137,11 +138,14 @@ def run_task(
         pair_column=spec.text_pair_column, problem_type=spec.problem_type, seed=spec.seed,
     )
     num_labels = 1 if data.problem_type == ProblemType.REGRESSION else len(data.labels)
+    if num_labels > MAX_LABELS:  # the server would refuse the upload: say so before training
+        raise ConfigError(f"the label column {spec.label_column!r} has {num_labels} distinct labels; a served task "
+                          f"may have at most {MAX_LABELS}")
     tm = load_model(spec.backbone, num_labels, data.problem_type, spec.seed)
     if before_training is not None:
         before_training(tm.spec)
     pooling = spec.pooling or default_pooling(spec.backbone)
-    cfg = dataclasses.replace(spec.train_config(progress), pooling=pooling, eval_train=eval_train)
+    cfg = dataclasses.replace(spec.train_config(progress), pooling=pooling, eval_train=eval_train, max_seconds=max_seconds)
     log.info("task %s: %d train / %d validation / %d test rows, labels %s, pooling %s", spec.task,
              len(data.train), len(data.validation), len(data.test) if data.test else 0, data.labels, pooling)
     lr_choice = None

@@ -42,8 +42,28 @@ class WorkerResult:
     error: str | None = None
 
 
-def read_spec(path: Path, base_dir: Path, defaults: dict | None = None) -> TaskSpec:
-    """Parse a YAML or JSON spec; ``defaults`` fill fields the spec leaves out (backbone, device...)."""
+DATA_FIELDS = ("train", "validation", "test")
+MAX_EPOCHS = 100  # the worker's default bound on a spec's epochs (--max-epochs)
+MAX_TRAIN_SECONDS = 6 * 3600  # and on its training time (--max-train-seconds)
+
+
+def confined(value: object, base_dir: Path, roots: list[Path]) -> str:
+    """A spec's data path, resolved (symlinks followed) and refused unless inside one of
+    ``roots``: a spec dropped in the inbox must not read ``../secret.csv`` or ``/etc/...``."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"a data path must be a non-empty string, got {value!r}")
+    resolved = (base_dir / value).resolve()
+    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
+        raise ConfigError(f"data path {value!r} resolves outside the inbox" + (" and --data-root" if len(roots) > 1 else "")
+                          + "; give a path inside it (symlinks out are refused too)")
+    return str(resolved)
+
+
+def read_spec(
+    path: Path, base_dir: Path, defaults: dict | None = None, roots: list[Path] | None = None, max_epochs: int | None = None,
+) -> TaskSpec:
+    """Parse a YAML or JSON spec; ``defaults`` fill fields the spec leaves out (backbone, device...).
+    With ``roots``, every data path must resolve inside one of them; ``max_epochs`` bounds ``epochs``."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -60,7 +80,12 @@ def read_spec(path: Path, base_dir: Path, defaults: dict | None = None) -> TaskS
     if not isinstance(raw, dict):
         raise ConfigError(f"{path.name}: a spec is a mapping like {{name: ..., train: ..., text_column: ..., label_column: ...}}")
     try:
-        return TaskSpec.from_dict({**(defaults or {}), **raw}, base_dir)
+        if roots is not None:
+            raw = {**raw, **{k: confined(raw[k], base_dir, roots) for k in DATA_FIELDS if raw.get(k) is not None}}
+        spec = TaskSpec.from_dict({**(defaults or {}), **raw}, base_dir)
+        if max_epochs is not None and spec.epochs > max_epochs:
+            raise ConfigError(f"epochs is {spec.epochs}; this worker trains at most {max_epochs} (--max-epochs)")
+        return spec
     except ConfigError as exc:
         raise ConfigError(f"{path.name}: {exc}") from None
 
@@ -73,8 +98,13 @@ class Worker:
         defaults: dict | None = None,
         settle_seconds: float = 1.0,
         progress: bool = False,
+        data_roots: list[Path] | None = None,
+        max_epochs: int = MAX_EPOCHS,
+        max_train_seconds: float = MAX_TRAIN_SECONDS,
     ) -> None:
         self.inbox = Path(inbox)
+        self.roots = [self.inbox, *(Path(r) for r in data_roots or ())]  # where a spec's data may live
+        self.max_epochs, self.max_train_seconds = max_epochs, max_train_seconds
         self.target = target.check()
         self.defaults = defaults or {}
         # A spec younger than this may still be being written; writers that rename into the
@@ -120,10 +150,11 @@ class Worker:
             return None
         run_dir = self.processing / f".{claimed.stem}.run"
         try:
-            spec = read_spec(claimed, self.inbox, self.defaults)
+            spec = read_spec(claimed, self.inbox, self.defaults, self.roots, self.max_epochs)
             self.target.preflight()  # a server that is down fails the task now, not after training
             log.info("training task %s from %s", spec.task, claimed.name)
-            outcome = run_task(spec, run_dir, progress=self.progress, before_training=self.target.check_backbone)
+            outcome = run_task(spec, run_dir, progress=self.progress, before_training=self.target.check_backbone,
+                               max_seconds=self.max_train_seconds)
             published = (
                 publish(outcome.bias_set, outcome.model.spec, self.target, keep_dir=run_dir) if outcome.bias_set is not None else None
             )

@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default); a spec may override it")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between inbox scans when idle")
     parser.add_argument("--once", action="store_true", help="process what is in the inbox now, then exit")
+    parser.add_argument("--data-root", action="append", default=[], metavar="DIR",
+                        help="a folder outside the inbox whose files specs may name (repeatable); other paths are refused")
+    parser.add_argument("--max-epochs", type=int, default=100, help="refuse specs asking for more epochs")
+    parser.add_argument("--max-train-seconds", type=float, default=6 * 3600,
+                        help="no epoch of a task starts after this long; the best epoch so far is kept")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         device = str(resolve_device(args.device))
         defaults = {"device": device, **({"backbone": args.backbone} if args.backbone else {})}
         target = Target(store=args.store, push=args.push, api_key=args.api_key, s3_endpoint_url=args.s3_endpoint_url)
-        worker = Worker(args.inbox, target, defaults=defaults)
+        worker = Worker(args.inbox, target, defaults=defaults, data_roots=args.data_root, max_epochs=args.max_epochs,
+                        max_train_seconds=args.max_train_seconds)
     except (TrainingError, RuntimeError, OSError) as exc:
         print(f"bitfit worker: error: {exc}", file=sys.stderr)
         return 2

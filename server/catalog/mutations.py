@@ -8,20 +8,25 @@ only if one is free, and otherwise its next request loads it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bias_store.errors import CorruptTask, FingerprintMismatch, InvalidBiasSet
 from bias_store.store import BiasStore, TaskRecord
 from bias_store.validate import ValidatedUpload
 from server.catalog.sync import StoreSync
 from server.catalog.validation import UploadValidator
+from server.exceptions import Forbidden
 
 
 class TaskMutations:
     def __init__(self, store: BiasStore, sync: StoreSync, validator: UploadValidator) -> None:
         self.store, self.sync, self.validator = store, sync, validator
 
-    def put(self, data: bytes, name: str | None = None) -> tuple[TaskRecord, ValidatedUpload]:
-        """Validate once, store as the next version and serve it."""
+    def put(self, data: bytes, name: str | None = None, allowed: Callable[[str], bool] | None = None) -> tuple[TaskRecord, ValidatedUpload]:
+        """Validate once, store as the next version and serve it (``allowed``: the key's task scope)."""
         upload = self.validator(data, name)  # raises before anything is written
+        if allowed is not None and not allowed(upload.name):
+            raise Forbidden("this key may not write that task name: it is outside the key's scope")
         with self.sync.lock:
             record = self.store.put(upload)
             self.sync.stored(record, upload.bias_set)

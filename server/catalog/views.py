@@ -7,6 +7,7 @@ the store or walks every task.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.catalog.catalog import TaskCatalog
@@ -54,10 +55,20 @@ def page(catalog: TaskCatalog, limit: int, after: str | None = None, prefix: str
         return [v for name in catalog.names.page(limit, after, prefix) if (v := _view(catalog, name)) is not None]
 
 
-def unhealthy(catalog: TaskCatalog, limit: int = MAX_UNHEALTHY) -> dict[str, str]:
+def page_in(catalog: TaskCatalog, limit: int, after: str | None, prefixes: list[str], names: list[str] = ()) -> list[TaskView]:
+    """``page``, over the tasks whose names start with any of ``prefixes`` or are one of
+    ``names`` (a tenant's namespaces): O(prefixes x (log n + limit)), whatever the catalog holds."""
+    with catalog.lock:
+        found = {name for prefix in prefixes for name in catalog.names.page(limit, after, prefix)}
+        found.update(n for n in names if n in catalog.stored and (after is None or n > after))
+        return [v for name in sorted(found)[:limit] if (v := _view(catalog, name)) is not None]
+
+
+def unhealthy(catalog: TaskCatalog, limit: int = MAX_UNHEALTHY, allows: Callable[[str], bool] | None = None) -> dict[str, str]:
     """Up to ``limit`` tasks that cannot be served as stored, with why (name order)."""
     with catalog.lock:
-        found = sorted((name, state.reason) for name, state in catalog.states.items() if state.reason is not None)
+        found = sorted((name, state.reason) for name, state in catalog.states.items()
+                       if state.reason is not None and (allows is None or allows(name)))
     return dict(found[:limit])
 
 

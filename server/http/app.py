@@ -25,6 +25,7 @@ from server.http.openapi import declare_limits
 from server.http.request_id import RequestIds
 from server.http.routes import access, health, hf_models, metrics, oip, oip_extra, predict, tasks
 from server.http.routes.docs import add_docs
+from server.http.tenancy import open_keys_file
 from server.process.metrics import Metrics
 from server.process.services import StartupError, start_services, stop_services
 from server.process.settings import Settings
@@ -69,10 +70,14 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
         # when the otel extra is installed; server/serving/spans.py adds tokenize, queue_wait,
         # forward under it. Metrics stay Prometheus', logs the `bitfit` handler's.
         telemetry={"tracing": True, "operation_spans": False, "metrics": False, "logs": False},
+        # No 307 to the same path with(out) a trailing slash: Starlette builds that URL from
+        # the request's Host header, before any auth. A wrong path is a JSON 404/405.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = Metrics(settings.metrics_max_tasks)
     app.state.services = None
+    app.state.keys = open_keys_file(settings)
     # oip_extra before oip: its /v2/models/stats must not be read as the task "stats".
     routers = (predict.router, hf_models.router, tasks.router, health.router, metrics.router, access.router, oip.open_router,
                oip_extra.router, oip_extra.control, oip.router)
@@ -80,7 +85,7 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
         app.include_router(router)
     add_docs(app)
     declare_limits(app, settings)
-    app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(RequestGuard, settings=settings, metrics=app.state.metrics)
     app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")
     install_error_handlers(app)  # its catch-all wraps every middleware above
     if settings.access_log:

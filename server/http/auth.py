@@ -5,7 +5,12 @@
   HTTP are refused (the training worker still writes to the store directly).
 - Predict keys (``BITFIT_PREDICT_API_KEYS``) guard predict and the /tasks reads; an admin
   key is accepted there too. A predict key never grants admin.
-- Health, readiness, metrics and the API docs stay open (probes and scrapers carry no secrets).
+- Scoped keys (``BITFIT_KEYS_FILE``, server/http/tenancy.py) grant predict and/or admin on
+  some task namespaces only; with a keys file set, predict and reads always need a key.
+  Every check resolves the key to a ``Scope`` kept on ``request.state.scope``
+  (``scope_of(request)``); routes apply it to the task they touch and to their listings.
+- Health, readiness and the API docs stay open (probes carry no secrets); /metrics too,
+  unless ``BITFIT_METRICS_API_KEYS`` is set (its labels name tasks).
 - No key configured at all means open: fine on 127.0.0.1, never in production.
 
 Routes declare their role with ``Depends(require_admin)`` / ``Depends(require_reader)``
@@ -28,9 +33,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from server.exceptions import Forbidden, ServerError, Unauthorized
 from server.http.errors import error_response, for_protocol
+from server.http.tenancy import ALL, KeysFile, Scope
 from server.process.settings import Settings
 
-Role = Literal["admin", "reader"]
+Role = Literal["admin", "reader", "metrics"]
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`; see docs/OPERATIONS.md")
 
@@ -44,38 +50,74 @@ def key_matches(token: str, keys: list[str]) -> bool:
     return found
 
 
-def accepted_keys(settings: Settings, role: Role) -> list[str] | None:
-    """The keys a role accepts; None = open (no key configured anywhere)."""
-    if not settings.api_keys and not settings.predict_api_keys:
+def accepted_keys(settings: Settings, role: Role, scoped: bool = False) -> list[str] | None:
+    """The plain keys a role accepts (every task); None = open (no key configured for it).
+    ``scoped``: a keys file is set, so predict and reads are never open."""
+    if role == "metrics":
+        return list(settings.metrics_api_keys) or None
+    if not settings.api_keys and not settings.predict_api_keys and not scoped:
         return None
     if role == "admin":
-        return list(settings.api_keys)  # may be empty: then mutations are refused to everyone
-    if not settings.predict_api_keys:
+        return list(settings.api_keys)  # may be empty: then only the keys file may grant it
+    if not settings.predict_api_keys and not scoped:
         return None  # only admin keys set: predict and reads stay open
     return [*settings.predict_api_keys, *settings.api_keys]
 
 
-def check(settings: Settings, role: Role, authorization: str | None) -> ServerError | None:
-    """The error to answer for this ``Authorization`` header, or None when it may pass."""
-    keys = accepted_keys(settings, role)
-    if keys is None:
-        return None
+_GRANTS = {"admin": frozenset({"admin"}), "reader": frozenset({"predict", "admin"})}
+
+
+def authorize(settings: Settings, keys: KeysFile | None, role: Role, authorization: str | None) -> Scope:
+    """The scope this ``Authorization`` header has for ``role``; raises Unauthorized/Forbidden."""
+    scoped = keys is not None and role != "metrics"
+    plain = accepted_keys(settings, role, scoped)
+    if plain is None:
+        return ALL
     scheme, _, token = (authorization or "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        return Unauthorized("this endpoint needs an API key: send 'Authorization: Bearer <key>'")
-    if not keys:
-        return Forbidden("task changes over HTTP are disabled: BITFIT_PREDICT_API_KEYS is set but BITFIT_API_KEYS is not")
-    if not key_matches(token, keys):
-        return Forbidden("the API key is not valid for this endpoint")
-    return None
+        raise Unauthorized("this endpoint needs an API key: send 'Authorization: Bearer <key>'")
+    if key_matches(token, plain):
+        return ALL
+    entry = keys.match(token, _GRANTS[role]) if scoped else None
+    if entry is not None:
+        return entry.scope
+    if not plain and not scoped:
+        raise Forbidden("task changes over HTTP are disabled: BITFIT_PREDICT_API_KEYS is set but BITFIT_API_KEYS is not")
+    raise Forbidden("the API key is not valid for this endpoint")
+
+
+def _authorize(request: Request, role: Role, authorization: str | None) -> Scope:
+    """Authorize and keep the key's scope on ``request.state.scope`` (routes read it: scope_of)."""
+    app = request.app
+    scope = authorize(app.state.settings, getattr(app.state, "keys", None), role, authorization)
+    request.state.scope = scope
+    return scope
+
+
+def scope_of(request: Request) -> Scope:
+    """The tasks the request's key may see (set by its route's auth; resolved here if it had none)."""
+    scope = getattr(request.state, "scope", None)
+    return scope if scope is not None else _authorize(request, "reader", request.headers.get("authorization"))
+
+
+def task_in_scope(missing: Callable[[str, list[str]], Exception]) -> Callable[[Request], Coroutine[Any, Any, None]]:
+    """A dependency: a ``{task}`` outside the key's scope is ``missing`` (the route's own
+    unknown-task error, answered like one), or 403 on a PUT, whether or not it exists."""
+
+    async def check(request: Request) -> None:
+        task = request.path_params.get("task")
+        if task is None or scope_of(request).allows(task):
+            return
+        if request.method == "PUT":
+            raise Forbidden("this key may not write that task name: it is outside the key's scope")
+        raise missing(task, [])
+
+    return check
 
 
 def _raise_if_refused(request: Request, role: Role, credentials: HTTPAuthorizationCredentials | None) -> None:
-    header = f"{credentials.scheme} {credentials.credentials}" if credentials is not None else None
-    error = check(request.app.state.settings, role, header)
-    if error is not None:
-        raise error
+    _authorize(request, role, f"{credentials.scheme} {credentials.credentials}" if credentials is not None else None)
 
 
 async def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
@@ -84,18 +126,23 @@ async def require_admin(request: Request, credentials: HTTPAuthorizationCredenti
 
 
 async def require_reader(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-    """Dependency of predict and the /tasks reads (open unless predict keys are set)."""
+    """Dependency of predict and the /tasks reads (open unless predict keys or a keys file are set)."""
     _raise_if_refused(request, "reader", credentials)
 
 
-ROLES: dict[object, Role] = {require_admin: "admin", require_reader: "reader"}
+async def require_metrics(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    """Dependency of /metrics: open unless BITFIT_METRICS_API_KEYS is set (task names are in it)."""
+    _raise_if_refused(request, "metrics", credentials)
+
+
+ROLES: dict[object, Role] = {require_admin: "admin", require_reader: "reader", require_metrics: "metrics"}
 
 
 def route_role(route: object) -> Role | None:
     """The role a route declares through its dependencies (None: open)."""
     calls = [getattr(dep, "dependency", None) for dep in getattr(route, "dependencies", ())]
     roles = {ROLES[c] for c in calls if c in ROLES}
-    return "admin" if "admin" in roles else ("reader" if roles else None)
+    return next((role for role in ("admin", "reader", "metrics") if role in roles), None)
 
 
 class GuardedRoute(APIRoute):
@@ -108,8 +155,9 @@ class GuardedRoute(APIRoute):
             return handler
 
         async def guarded(request: Request) -> Response:
-            error = check(request.app.state.settings, role, request.headers.get("authorization"))
-            if error is not None:
+            try:
+                _authorize(request, role, request.headers.get("authorization"))
+            except ServerError as error:
                 return for_protocol(request, error_response(error))
             return await handler(request)
 

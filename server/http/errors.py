@@ -34,6 +34,8 @@ from bias_store.errors import (
     VersionNotFound,
 )
 from engine.errors import EngineError, InvalidInput, NoFreeSlot, UnknownTask
+from server.catalog.catalog import HINTS
+from server.catalog.views import page_in
 from server.exceptions import (
     ClientGone,
     Forbidden,
@@ -46,6 +48,9 @@ from server.exceptions import (
     ServerError,
     Unauthorized,
 )
+from server.http.paging import scoped_prefixes
+from server.http.tenancy import Scope as KeyScope
+from server.http.tenancy import scope_hidden
 from server.process.settings import env_name
 
 log = logging.getLogger(__name__)
@@ -211,10 +216,26 @@ def _answered(request: Request, response: JSONResponse, code: str) -> JSONRespon
     return for_protocol(request, response)
 
 
+def _scoped(request: Request, exc: Exception) -> Exception:
+    """A scoped key's unknown-task error hints only at the tasks in its scope (tenancy.py)."""
+    scope = getattr(request.state, "scope", None)
+    if scope is None:
+        return exc
+    services = getattr(request.app.state, "services", None)
+
+    def in_scope(scope: KeyScope) -> list[str]:  # the first names of the key's own namespaces: no walk of the catalog
+        if services is None:
+            return []
+        return [v.name for v in page_in(services.catalog, HINTS, None, *scoped_prefixes(scope, ""))]
+
+    return scope_hidden(exc, scope, in_scope)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """The exception handlers, and the catch-all around the app."""
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        exc = _scoped(request, exc)
         entry = http_error(exc)
         if entry is INTERNAL:  # a domain error the table does not know: a bug
             _log_failure(request.scope, exc)

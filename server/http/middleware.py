@@ -9,6 +9,7 @@
   request's start, or the request is answered 408 (a client sending a byte every 2 s
   cannot hold a connection and a request slot forever). Slow *headers* are cut off by
   the uvicorn protocol (server/process/protocol.py).
+- A client that hangs up mid-body is one INFO line and ``bitfit_client_disconnects_total``.
 - Shutdown: a request still running when uvicorn's graceful timeout cancels it is
   answered a JSON 503 (not uvicorn's plain-text 500).
 """
@@ -17,20 +18,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.exceptions import LimitExceeded, NotReady, ReadTimeout, ServerError
 from server.http.errors import error_response
+from server.process.metrics import Metrics
 from server.process.settings import Settings, env_name
+
+log = logging.getLogger(__name__)
 
 EXCHANGE = "bitfit.exchange"  # the scope key of a request's BodyExchange
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.app, self.metrics = app, metrics
         self.read_timeout = settings.request_read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -39,7 +45,15 @@ class RequestGuard:
         scope = {**scope}
         exchange = BodyExchange(scope, receive, send, self.read_timeout)
         scope[EXCHANGE] = exchange
-        await exchange.run(self.app)
+        try:
+            await exchange.run(self.app)
+        except ClientDisconnect:
+            # The client hung up mid-body: nobody to answer and nothing broken. One INFO
+            # line and a count, not an ERROR traceback each (a flood of aborts would be
+            # a flood of tracebacks).
+            log.info("%s %s: the client disconnected before its body arrived", scope.get("method"), scope.get("path"))
+            if self.metrics is not None:
+                self.metrics.client_disconnects.inc()
 
 
 class BodyExchange:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,9 +21,20 @@ from engine import InvalidInput, Prediction
 OUTPUTS = ("label", "scores")
 
 
+class OIPErrorBody(BaseModel):
+    """An error answer on /v2: the protocol's ``{"error": "<message>"}``, our code beside it."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str = Field(examples=["task 'sentimnt' is not loaded; known tasks: sentiment"])
+    code: str = Field(examples=["task_not_found"])
+
+
 class OIPTensor(BaseModel):
+    # Strict: a shape of ["1"] or [1.0], or a name or datatype of another JSON type, is a
+    # malformed tensor, not something to coerce.
+    model_config = ConfigDict(strict=True)
     name: str
-    shape: list[int]
+    shape: list[Annotated[int, Field(ge=0)]]
     datatype: str
     parameters: dict[str, Any] | None = None
     data: list[Any] | None = None
@@ -58,6 +69,8 @@ def parse_infer(body: bytes, header_length: str | None) -> tuple[OIPInferRequest
     for tensor in request.inputs:
         if tensor.name not in ("text", "text_pair"):
             raise InvalidInput(f"unknown input tensor {tensor.name!r}; this model takes 'text' (and 'text_pair' for pair tasks)")
+        if tensor.name in columns:
+            raise InvalidInput(f"input tensor {tensor.name!r} is given twice")
         if tensor.datatype != "BYTES":
             raise InvalidInput(f"input {tensor.name!r} must be BYTES, got {tensor.datatype}")
         size = (tensor.parameters or {}).get("binary_data_size")
@@ -80,15 +93,13 @@ def parse_infer(body: bytes, header_length: str | None) -> tuple[OIPInferRequest
 
 
 def _flat(data: list, name: str) -> list[str]:
-    out: list[str] = []
+    """JSON ``data`` is the tensor flattened in row-major order (what the protocol asks and
+    Triton's client sends): a nested list is refused rather than guessed at."""
     for value in data:
-        if isinstance(value, list):
-            out.extend(_flat(value, name))
-        elif isinstance(value, str):
-            out.append(value)
-        else:
-            raise InvalidInput(f"input {name!r} holds a {type(value).__name__}; BYTES data must be strings")
-    return out
+        if not isinstance(value, str):
+            kind = "a nested list (send data flattened, row-major)" if isinstance(value, list) else f"a {type(value).__name__}"
+            raise InvalidInput(f"input {name!r} holds {kind}; BYTES data must be a flat list of strings")
+    return list(data)
 
 
 def _binary_strings(buffer: memoryview, start: int, size: int, name: str) -> list[str]:

@@ -11,6 +11,8 @@ import binascii
 
 from fastapi.exceptions import RequestValidationError
 
+from server.http.tenancy import Scope
+
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 
@@ -31,3 +33,12 @@ def decode_cursor(cursor: str | None) -> str | None:
     raise RequestValidationError(
         [{"type": "value_error", "loc": ("query", "cursor"), "msg": "not a cursor this server made (use next_cursor)"}]
     )
+
+
+def scoped_prefixes(scope: Scope, prefix: str) -> tuple[list[str], list[str]]:
+    """The name prefixes (and exact names) a listing asked for ``prefix`` searches under a
+    key's scope: its namespaces narrowed to ``prefix``, so a page never walks other tenants' names."""
+    if not scope.restricted:
+        return [prefix], []
+    prefixes = [p if p.startswith(prefix) else prefix for p in scope.prefixes if p.startswith(prefix) or prefix.startswith(p)]
+    return sorted(set(prefixes)), sorted(n for n in scope.names if n.startswith(prefix))

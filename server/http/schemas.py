@@ -195,7 +195,7 @@ class TaskList(BaseModel):
     )
     tasks: list[TaskSummary] = Field(description="One page, in name order; GET /tasks/{task} has a task's details.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
-    catalog_tasks: int = Field(description="Tasks in the whole catalog (every prefix).")
+    catalog_tasks: int | None = Field(description="Tasks in the whole catalog (every prefix); null for a key scoped to some tasks.")
     unhealthy: list[UnhealthyTask] = Field(
         default_factory=list, description="Up to 20 tasks this server cannot serve as stored, with why; every other task serves."
     )

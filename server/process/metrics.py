@@ -119,6 +119,9 @@ class Metrics:
             buckets=_LATENCY, registry=r,
         )
         self.errors = Counter("bitfit_errors", "Error answers of every route, by their JSON error code.", ["code"], registry=r)
+        self.client_disconnects = Counter(
+            "bitfit_client_disconnects", "Requests whose client hung up before its body arrived.", registry=r
+        )
         self.rejected = Counter("bitfit_rejected_requests", "Requests refused before inference, by reason.", ["reason"], registry=r)
         self.upload_seconds = Histogram(
             "bitfit_upload_seconds", "Upload/replace handling: validation, store write and registration.",

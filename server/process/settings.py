@@ -145,6 +145,13 @@ class Settings(BaseSettings):
         [], description="bearer keys for /tasks mutations (upload, replace, delete, rollback); empty = open")
     predict_api_keys: Annotated[list[str], NoDecode] = Field(
         [], description="bearer keys that may call predict and read /tasks (admin keys may too); empty = open")
+    keys_file: Path | None = Field(
+        None, description="YAML or JSON file of scoped keys (their sha256, scopes predict/admin, task namespaces such as "
+        "acme.*), written by `bitfit keys`, re-read on change; with it set, predict and reads always need a key",
+    )
+    metrics_api_keys: Annotated[list[str], NoDecode] = Field(
+        [], description="bearer keys for /metrics (its labels name tasks); empty = /metrics is open",
+    )
 
     # -- operations -----------------------------------------------------------------------
     sync_interval_s: float = Field(0.25, gt=0, description="how often the store's change log is polled")
@@ -167,7 +174,7 @@ class Settings(BaseSettings):
     def _lists(cls, value: object) -> object:
         return _split_list(value)
 
-    @field_validator("api_keys", "predict_api_keys", mode="before")
+    @field_validator("api_keys", "predict_api_keys", "metrics_api_keys", mode="before")
     @classmethod
     def _keys(cls, value: object) -> object:
         # A variable that is set but holds no key (empty, or only separators) would start
@@ -207,7 +214,8 @@ class Settings(BaseSettings):
                 f"max_queue_rows ({self.max_queue_rows}) must be >= max_inputs_per_request "
                 f"({self.max_inputs_per_request}), or a full-size request could never be queued"
             )
-        for name, keys in (("BITFIT_API_KEYS", self.api_keys), ("BITFIT_PREDICT_API_KEYS", self.predict_api_keys)):
+        for name, keys in (("BITFIT_API_KEYS", self.api_keys), ("BITFIT_PREDICT_API_KEYS", self.predict_api_keys),
+                           ("BITFIT_METRICS_API_KEYS", self.metrics_api_keys)):
             short = sum(len(k) < 16 for k in keys)
             if short:  # count and position only: a key, even a rejected one, is never printed
                 raise ValueError(f"{name}: {short} of {len(keys)} keys are shorter than 16 characters (use `openssl rand -hex 32`)")

@@ -8,6 +8,7 @@ from and to JSON.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -72,12 +73,21 @@ def _is_text(text: str) -> bool:
         return False
 
 
+def json_string_bytes(text: str) -> int:
+    """The most bytes ``text`` takes as a JSON string, quotes included, whichever encoder writes
+    it: a control character is a 6-byte escape, and an ASCII-only encoder (OIP's) writes
+    any other character as up to 12. Counting characters let tiny requests get huge answers."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return len(text) + 2  # the common case, without encoding anything
+    return len(json.dumps(text))  # ensure_ascii: the longest form of every character
+
+
 def check_answer_size(items: list[TaskInputs], handles: list[TaskHandle], limit: int) -> None:
     """Refuse, before any work, a request whose answer would be over ``limit`` bytes."""
     size = 0
     for item, handle in zip(items, handles):
         shown = len(handle.labels) if item.scores_shown is None else min(item.scores_shown, len(handle.labels))
-        longest = max(len(label) for label in handle.labels)
+        longest = max(json_string_bytes(label) for label in handle.labels)
         # A multi-label answer also lists its labels that pass their thresholds: all, at most.
         listed = len(handle.labels) if handle.problem_type == ProblemType.MULTI_LABEL else 0
         size += len(item.inputs) * (64 + longest + shown * (longest + 32) + listed * (longest + 4))  # one prediction's JSON, at most

@@ -6,10 +6,11 @@ import threading
 import time
 
 import httpx
+from server.serving.predictor import json_string_bytes
 
 from bias_store.format import dumps
 from tests.helpers import random_bias_set
-from tests.server_support import live_server
+from tests.server_support import live_server, serving, upload
 
 
 def _upload(http: httpx.Client, bias_set) -> None:
@@ -120,3 +121,16 @@ def test_a_request_past_the_graceful_timeout_gets_a_json_503(tmp_path, tiny_back
     (r,) = answers
     assert r.status_code == 503 and r.headers["content-type"] == "application/json"
     assert r.json()["error"]["code"] == "not_ready" and "shutting down" in r.json()["error"]["message"]
+
+
+def test_the_answer_limit_counts_encoded_bytes_not_characters(tmp_path, tiny_backbone):
+    """A control character is 6 bytes of JSON (``\\u0001``): labels full of them made a small
+    request's answer 4.4x the limit (issue 22, bug 5)."""
+    labels = [f"{i:02d}" + "\x01" * 90 for i in range(50)]
+    with serving(tmp_path / "s", tiny_backbone, max_response_bytes=100_000) as c:
+        assert upload(c, random_bias_set(tiny_backbone.spec, "ctl", labels=labels, seed=5)).status_code == 201
+        r = c.post("/predict/ctl", json={"inputs": ["x"] * 8})
+        assert r.status_code == 413 and "top_k" in r.json()["error"]["message"]  # ~230 KB of JSON
+        r = c.post("/predict/ctl", json={"inputs": ["x"] * 3})
+        assert r.status_code == 200 and len(r.content) <= 100_000
+        assert json_string_bytes("\x01") == 8 and json_string_bytes("plain") == 7 and json_string_bytes("é") == 8

@@ -81,3 +81,11 @@ def test_one_failed_forward_is_one_error_line(tmp_path, tiny_backbone, caplog):
         assert len(errors_logged) == 1, [rec.getMessage() for rec in errors_logged]
         assert "device lost" in errors_logged[0].getMessage() and errors_logged[0].exc_info
         assert 'bitfit_requests_total{status="500",task="t"} 1.0' in client.get("/metrics").text
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/tasks/"), ("GET", "/tasks/"), ("POST", "/predict/"), ("GET", "/healthz/")])
+def test_a_trailing_slash_never_redirects_to_the_host_header(client, method, path):
+    """Issue 22: ``POST /tasks/`` with ``Host: evil.example`` was a 307 to http://evil.example/tasks, before auth."""
+    r = client.request(method, path, headers={"Host": "evil.example"}, follow_redirects=False)
+    assert r.status_code in (404, 405) and "location" not in r.headers
+    assert r.json()["error"]["code"] in ("not_found", "method_not_allowed")

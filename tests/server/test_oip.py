@@ -117,6 +117,13 @@ def test_versions_and_errors(client, oip_server, tiny_backbone):
         {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}], "outputs": [{"name": "logits"}]},
         {"inputs": []},
         {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 99}}]},
+        # lax tensors (issue 22): coerced shapes, a repeated input, nested data
+        {"inputs": [{"name": "text", "shape": ["1"], "datatype": "BYTES", "data": ["a"]}]},
+        {"inputs": [{"name": "text", "shape": [1.0], "datatype": "BYTES", "data": ["a"]}]},
+        {"inputs": [{"name": "text", "shape": [-1], "datatype": "BYTES", "data": []}]},
+        {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]},
+                    {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["b"]}]},
+        {"inputs": [{"name": "text", "shape": [1, 1], "datatype": "BYTES", "data": [["a"]]}]},
     ],
 )
 def test_bad_infer_requests_are_400_as_on_triton(oip_server, body):
@@ -197,3 +204,19 @@ def test_with_keys_readiness_agrees_and_a_401_is_oip_shaped(tmp_path, tiny_backb
         with pytest.raises(InferenceServerException) as info:
             keyless.get_model_metadata("mood")
         assert info.value.status() == "401"
+def test_v2_error_answers_match_the_openapi_document(oip_server):
+    """Errors on /v2 are the protocol's ``{"error": "<message>", "code"}``, and the document says so."""
+    document = httpx.get(f"{oip_server}/openapi.json").json()
+    components = document["components"]["schemas"]
+    for path, operations in document["paths"].items():
+        if not path.startswith("/v2"):
+            continue
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                if int(status) < 400:
+                    continue
+                ref = response["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+                properties = components[ref]["properties"]
+                assert properties["error"]["type"] == "string" and "code" in properties, (path, status, ref)
+    body = httpx.get(f"{oip_server}/v2/models/nope").json()
+    assert isinstance(body["error"], str) and body["code"] == "task_not_found"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from urllib.parse import urlsplit
 
+from tests.helpers import wait_until
 from tests.server_support import live_server
 
 
@@ -49,3 +51,21 @@ def test_trickled_headers_and_bodies_are_cut_off(tmp_path, tiny_backbone):
         assert status.startswith(b"HTTP/1.1 408"), answer[:300]
         assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
         assert seconds < 3
+
+
+def test_a_client_hanging_up_mid_body_is_one_info_line_and_a_count(tmp_path, tiny_backbone, caplog):
+    """Issue 22: each abort logged an ERROR traceback, so a predict key could flood the logs."""
+    import httpx
+
+    caplog.set_level(logging.INFO)
+    with live_server(tmp_path / "s", tiny_backbone) as url:
+        parts = urlsplit(url)
+        for path in ("/predict/t", "/v2/models/t/infer", "/predict/t"):
+            with socket.create_connection((parts.hostname, parts.port)) as sock:
+                head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+                sock.sendall(head.encode() + b'{"inputs": "abc')
+                time.sleep(0.2)
+        assert wait_until(lambda: "bitfit_client_disconnects_total 3.0" in httpx.get(f"{url}/metrics").text, timeout=5)
+    mine = [r for r in caplog.records if "disconnected before its body" in r.getMessage()]
+    assert len(mine) == 3 and all(r.levelno == logging.INFO and not r.exc_info for r in mine)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -15,7 +15,7 @@ from server.http.hf import hf_answer
 from server.http.routes.predict import ERRORS, PredictRoute, _inputs, _shown, known_query, run_predict
 from server.http.schemas import LabelScore, PredictRequest
 from server.process.services import Services
-from server.serving.inference import TaskInputs
+from server.serving.predictor import TaskInputs
 
 router = APIRouter(
     tags=["predict"], route_class=PredictRoute,

@@ -17,17 +17,23 @@ from pydantic import BaseModel, Field, ValidationError
 from bias_store.errors import CorruptTask, StoreUnavailable, TaskNotFound, VersionNotFound
 from engine import InvalidInput, UnknownTask
 from server.catalog.state import Residency
-from server.catalog.views import page
+from server.catalog.views import page_in
 from server.exceptions import Forbidden, LimitExceeded, NotReady, Overloaded, Unauthorized
-from server.http.auth import require_reader
+from server.http.auth import require_reader, scope_of, task_in_scope
 from server.http.deps import get_services, min_generation
-from server.http.oip import check_outputs, infer_answer, model_metadata, parse_infer
-from server.http.paging import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
+from server.http.oip import OIPErrorBody, check_outputs, infer_answer, model_metadata, parse_infer
+from server.http.paging import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor, scoped_prefixes
 from server.http.routes.body import CheckedRoute, limit_json_body
 from server.http.routes.predict import known_query, run_predict
-from server.http.routes.responses import errors
+from server.http.routes.responses import errors as any_errors
 from server.process.services import Services
 from server.serving.predictor import TaskInputs
+
+
+def errors(*kinds: type[BaseException]) -> dict[int, dict]:
+    """The OpenAPI answers of a /v2 route: the protocol's error body (server/http/errors.py, for_protocol)."""
+    return any_errors(*kinds, model=OIPErrorBody)
+
 
 open_router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 NEXT_CURSOR_HEADER = "X-Bitfit-Next-Cursor"
@@ -45,6 +51,12 @@ _INFER_ERRORS = errors(
     Unauthorized, Forbidden, UnknownTask, VersionNotFound, CorruptTask, StoreUnavailable, LimitExceeded, InvalidInput,
     RequestValidationError, Overloaded, NotReady,
 )
+
+
+# A model outside the key's scope answers as the route answers an unknown one (tenancy.py);
+# inference checks it in run_predict.
+_AS_STORED = [Depends(task_in_scope(TaskNotFound))]
+_AS_LOADED = [Depends(task_in_scope(UnknownTask))]
 
 
 class RepositoryIndexRequest(BaseModel):
@@ -81,12 +93,15 @@ async def _metadata(services: Services, task: str, version: int | None) -> dict:
     return model_metadata(task, list(record.versions), list(meta.labels), meta.problem_type, meta.inputs)
 
 
-@router.get("/models/{task}", responses=_MODEL_ERRORS, summary="OIP model metadata")
+@router.get("/models/{task}", responses=_MODEL_ERRORS, summary="OIP model metadata", dependencies=_AS_STORED)
 async def metadata(task: str, services: Services = Depends(get_services)) -> dict:
     return await _metadata(services, task, None)
 
 
-@router.get("/models/{task}/versions/{version}", responses=_MODEL_ERRORS, summary="OIP model metadata of a kept version")
+@router.get(
+    "/models/{task}/versions/{version}", responses=_MODEL_ERRORS, summary="OIP model metadata of a kept version",
+    dependencies=_AS_STORED,
+)
 async def version_metadata(task: str, version: int, services: Services = Depends(get_services)) -> dict:
     return await _metadata(services, task, version)
 
@@ -99,12 +114,15 @@ async def _ready(services: Services, task: str, version: int | None) -> dict:
     return {"name": task, "ready": True}
 
 
-@router.get("/models/{task}/ready", responses=_MODEL_ERRORS, summary="OIP model readiness")
+@router.get("/models/{task}/ready", responses=_MODEL_ERRORS, summary="OIP model readiness", dependencies=_AS_LOADED)
 async def model_ready(task: str, services: Services = Depends(get_services)) -> dict:
     return await _ready(services, task, None)
 
 
-@router.get("/models/{task}/versions/{version}/ready", responses=_MODEL_ERRORS, summary="OIP readiness of a kept version")
+@router.get(
+    "/models/{task}/versions/{version}/ready", responses=_MODEL_ERRORS, summary="OIP readiness of a kept version",
+    dependencies=_AS_LOADED,
+)
 async def version_ready(task: str, version: int, services: Services = Depends(get_services)) -> dict:
     return await _ready(services, task, version)
 
@@ -139,17 +157,23 @@ async def version_infer(task: str, version: int, request: Request, services: Ser
     return await _infer(services, request, task, version)
 
 
-@router.post("/repository/index", responses=errors(Unauthorized, Forbidden), summary="OIP model repository index, a page at a time")
+@router.post(
+    "/repository/index", responses=errors(Unauthorized, Forbidden, RequestValidationError),
+    summary="OIP model repository index, a page at a time",
+)
 async def repository_index(
-    response: Response, body: RepositoryIndexRequest | None = Body(None), services: Services = Depends(get_services),
+    request: Request, response: Response, body: RepositoryIndexRequest | None = Body(None),
+    services: Services = Depends(get_services),
 ) -> list:
     """Tasks in name order from the server's catalog (no stored file is read). A stored task
     that is not resident is READY: its first request loads it. ``limit``/``cursor``/``prefix``
-    page it (an extension of the protocol); the next page's cursor is in ``X-Bitfit-Next-Cursor``."""
-    body = body or RepositoryIndexRequest()
+    page it (an extension of the protocol); the next page's cursor is in ``X-Bitfit-Next-Cursor``.
+    A scoped key sees only its own models."""
+    body, scope = body or RepositoryIndexRequest(), scope_of(request)
+    prefixes, names = scoped_prefixes(scope, body.prefix)
     out, after = [], decode_cursor(body.cursor)
     while len(out) < body.limit:
-        tasks = page(services.catalog, body.limit - len(out), after, body.prefix)
+        tasks = page_in(services.catalog, body.limit - len(out), after, prefixes, names)
         if not tasks:
             break
         after = tasks[-1].name
@@ -161,6 +185,6 @@ async def repository_index(
             if not served:
                 entry["reason"] = task.reason or "this backbone cannot serve the stored file"
             out.append(entry)
-    if len(out) == body.limit and page(services.catalog, 1, after, body.prefix):
+    if len(out) == body.limit and page_in(services.catalog, 1, after, prefixes, names):
         response.headers[NEXT_CURSOR_HEADER] = encode_cursor(after)
     return out

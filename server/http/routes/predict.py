@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from bias_store.errors import CorruptTask, StoreUnavailable, VersionNotFound
 from engine import InvalidInput, Prediction, UnknownTask
 from server.exceptions import Forbidden, GenerationNotReached, LimitExceeded, NotReady, Overloaded, Unauthorized
-from server.http.auth import GuardedRoute, require_reader
+from server.http.auth import GuardedRoute, require_reader, scope_of
 from server.http.deps import get_services, min_generation
 from server.http.errors import status_of
 from server.http.hf import hf_answer, ranked, rescored
@@ -131,7 +131,11 @@ async def run_predict(services: Services, request: Request, items: list[TaskInpu
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
+    scope = scope_of(request)
     try:
+        for item in items:  # outside the key's scope: answered exactly as an unknown task
+            if not scope.allows(item.task):
+                raise UnknownTask(item.task, [])
         results = await services.predictor.predict(items, until_disconnected)
         for result, option in zip(results, options):
             _check_truncation(result, option)
@@ -140,8 +144,9 @@ async def run_predict(services: Services, request: Request, items: list[TaskInpu
         status = status_of(exc)
         raise
     finally:
-        stored = services.catalog.stored  # a task the store does not hold is counted as "unknown"
-        services.metrics.observe_request([i.task for i in items], status, time.perf_counter() - started, stored.__contains__)
+        stored = services.catalog.stored  # unknown, or another tenant's task: counted as "unknown", as it answers
+        known = lambda task: task in stored and scope.allows(task)  # noqa: E731
+        services.metrics.observe_request([i.task for i in items], status, time.perf_counter() - started, known)
 
 
 @router.post(

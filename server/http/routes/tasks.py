@@ -25,17 +25,18 @@ from bias_store.errors import (
 from bias_store.store import TaskRecord
 from engine import UnknownTask
 from server.catalog.catalog import HINTS
-from server.catalog.views import TaskView, page, unhealthy, view
+from server.catalog.views import TaskView, page_in, unhealthy, view
 from server.exceptions import Forbidden, GenerationNotReached, InvalidRequest, Unauthorized
-from server.http.auth import require_admin, require_reader
+from server.http.auth import require_admin, require_reader, scope_of, task_in_scope
 from server.http.deps import get_services, min_generation
-from server.http.paging import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
+from server.http.paging import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor, scoped_prefixes
 from server.http.routes.body import CheckedRoute
 from server.http.routes.responses import errors
 from server.http.schemas import RollbackRequest, TaskInfo, TaskList, UploadResponse
 from server.process.services import Services
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=CheckedRoute)
+# A {task} outside the key's scope answers as an unknown task (server/http/tenancy.py).
+router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=CheckedRoute, dependencies=[Depends(task_in_scope(TaskNotFound))])
 
 _FILE_DOC = "A bias-set file (safetensors with bitfit metadata; see docs/FORMAT.md)."
 _NAME_DOC = "Task name overriding the one in the file's metadata."
@@ -65,7 +66,7 @@ async def _upload(services: Services, request: Request, file: UploadFile, name: 
         if len(form.getlist(field)) > 1:
             raise InvalidRequest(f"the upload has {len(form.getlist(field))} '{field}' parts; send exactly one")
     data = await file.read()
-    record, upload = await run_in_threadpool(services.mutations.put, data, name)
+    record, upload = await run_in_threadpool(services.mutations.put, data, name, scope_of(request).allows)
     services.metrics.upload_seconds.observe(time.perf_counter() - started)
     response.headers[GENERATION_HEADER] = str(record.generation)
     bias_set = upload.bias_set
@@ -108,21 +109,24 @@ async def replace_task(
     responses=errors(*_AUTH, GenerationNotReached, RequestValidationError), summary="List tasks, a page at a time",
 )
 async def list_tasks(
+    request: Request,
     limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE, description="Tasks per page."),
     cursor: str | None = Query(None, max_length=1000, description="`next_cursor` of the previous page."),
     prefix: str = Query("", max_length=200, description="Only tasks whose names start with this."),
     services: Services = Depends(get_services),
 ) -> dict:
     """Tasks in name order from the server's catalog (no stored file is read): a page costs
-    the same at any cursor, however many tasks the store holds."""
-    tasks = page(services.catalog, limit + 1, decode_cursor(cursor), prefix)
+    the same at any cursor, however many tasks the store holds. A scoped key lists only its own."""
+    scope = scope_of(request)
+    prefixes, names = scoped_prefixes(scope, prefix)
+    tasks = page_in(services.catalog, limit + 1, decode_cursor(cursor), prefixes, names)
     more = len(tasks) > limit
     tasks = tasks[:limit]
     return {
         "tasks": [_summary(v) for v in tasks],
         "next_cursor": encode_cursor(tasks[-1].name) if more else None,
-        "catalog_tasks": len(services.catalog.stored),
-        "unhealthy": [{"name": name, "reason": reason} for name, reason in unhealthy(services.catalog).items()],
+        "catalog_tasks": len(services.catalog.stored) if not scope.restricted else None,
+        "unhealthy": [{"name": n, "reason": r} for n, r in unhealthy(services.catalog, allows=scope.allows).items()],
     }
 
 

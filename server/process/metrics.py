@@ -69,6 +69,11 @@ class TaskLabels:
                 return task
         return OTHER
 
+    def named(self) -> list[str]:
+        """The task names with a label of their own (at most ``max_tasks``)."""
+        with self._lock:
+            return list(self._named)
+
     def forget(self, task: str) -> bool:
         """Free ``task``'s slot; True if it had one."""
         with self._lock:

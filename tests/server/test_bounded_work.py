@@ -6,9 +6,9 @@ import threading
 import time
 
 import httpx
-from server.serving.predictor import json_string_bytes
 
 from bias_store.format import dumps
+from server.serving.predictor import json_string_bytes
 from tests.helpers import random_bias_set
 from tests.server_support import live_server, serving, upload
 

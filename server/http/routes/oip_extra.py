@@ -13,14 +13,15 @@ from fastapi.concurrency import run_in_threadpool
 
 from bias_store.errors import StoreUnavailable, TaskNotFound, VersionNotFound
 from server.exceptions import Forbidden, InvalidRequest, Unauthorized
-from server.http.auth import require_admin, require_reader
+from server.http.auth import require_admin, require_reader, scope_of, task_in_scope
 from server.http.deps import get_services
 from server.http.routes.body import CheckedRoute
 from server.http.routes.responses import errors
 from server.process.services import Services
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol"], dependencies=[Depends(require_reader)],
-                   route_class=CheckedRoute)
+# A task outside the key's scope is answered as an unknown one (tenancy.py).
+router = APIRouter(prefix="/v2", tags=["open inference protocol"],
+                   dependencies=[Depends(require_reader), Depends(task_in_scope(TaskNotFound))], route_class=CheckedRoute)
 control = APIRouter(prefix="/v2", tags=["open inference protocol"], dependencies=[Depends(require_admin)],
                     route_class=CheckedRoute)
 _ERRORS = errors(Unauthorized, Forbidden, TaskNotFound, VersionNotFound, StoreUnavailable)
@@ -42,8 +43,11 @@ def model_config(task: str, labels: list[str], inputs: str, max_batch_size: int)
 
 @router.get("/models/stats", responses=_ERRORS, summary="OIP inference statistics of every task")
 async def all_stats(request: Request, services: Services = Depends(get_services)) -> dict:
-    records = await run_in_threadpool(services.store.list)
-    return {"model_stats": [_stats(request, r.name, r.version) for r in records]}
+    """The tasks with statistics of their own (a metrics label: at most BITFIT_METRICS_MAX_TASKS,
+    not every stored task), in the key's scope."""
+    scope, stored = scope_of(request), services.catalog.stored
+    names = sorted(n for n in request.app.state.metrics.task_label.named() if n in stored and scope.allows(n))
+    return {"model_stats": [_stats(request, name, stored[name].version) for name in names if name in stored]}
 
 
 @router.get("/models/{task}/config", responses=_ERRORS, summary="OIP (Triton) model configuration")

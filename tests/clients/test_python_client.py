@@ -50,7 +50,8 @@ def test_tasks_and_predict_round_trip(url, tiny_backbone, monkeypatch):
         assert client.upload(dumps(v1)).version == 1
         assert client.replace("mood", dumps(v2)).version == 2
         assert client.upload(dumps(pair), name="nli").inputs == "text_pair"
-        assert [t.name for t in client.list_tasks()] == ["mood", "nli"]
+        assert [t.name for t in client.list_tasks(page_size=1)] == ["mood", "nli"]  # two pages, one cursor
+        assert [(t.name, t.state) for t in client.list_tasks(prefix="n")] == [("nli", "resident")]
         assert client.get_task("mood").versions == [1, 2]
 
         reference = Engine(tiny_backbone)
@@ -94,7 +95,7 @@ def test_keys(url):
     with Client(url) as anonymous:
         assert anonymous.health()  # open
         with pytest.raises(Unauthorized):
-            anonymous.list_tasks()
+            list(anonymous.list_tasks())
 
 
 def test_async_client(url, tiny_backbone):

@@ -24,7 +24,7 @@ from bitfit_client.errors import (
     ValidationError,
     VersionNotFound,
 )
-from bitfit_client.models import Prediction, PredictResult, Ready, TaskInfo
+from bitfit_client.models import Prediction, PredictResult, Ready, TaskInfo, TaskSummary
 from bitfit_client.retry import Retry
 
 __version__ = "0.1.0"
@@ -32,6 +32,6 @@ __version__ = "0.1.0"
 __all__ = [
     "API_KEY_ENV", "AsyncClient", "BitfitError", "Client", "FingerprintMismatch", "Forbidden", "InvalidBiasSet",
     "InvalidInput", "Item", "Options", "LimitExceeded", "MalformedAnswer", "NotFound", "NotReady", "Overloaded",
-    "PredictResult", "Prediction", "RateLimited", "Ready", "Retry", "ServerError", "TaskInfo", "TaskNotFound",
+    "PredictResult", "Prediction", "RateLimited", "Ready", "Retry", "ServerError", "TaskInfo", "TaskNotFound", "TaskSummary",
     "Timeout", "TransportError", "Unauthorized", "ValidationError", "VersionNotFound", "__version__",
 ]

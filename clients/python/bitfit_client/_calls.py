@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bitfit_client.models import PredictResult, Ready, TaskInfo
+from bitfit_client.models import PredictResult, Ready, TaskInfo, TaskPage
 
 Inputs = str | list[str] | list[tuple[str, str]]
 
@@ -104,8 +104,9 @@ def replace(task: str, source: str | Path | bytes, timeout: float | None = None)
     return Call("PUT", f"/tasks/{task}", False, TaskInfo.model_validate, files={"file": _file(source)}, timeout=timeout)
 
 
-def list_tasks() -> Call:
-    return Call("GET", "/tasks", True, lambda b: [TaskInfo.model_validate(t) for t in b["tasks"]])
+def list_page(limit: int, cursor: str | None, prefix: str) -> Call:
+    params = {"limit": limit, "prefix": prefix, **({"cursor": cursor} if cursor else {})}
+    return Call("GET", "/tasks", True, TaskPage.model_validate, params=params)
 
 
 def get_task(task: str) -> Call:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import httpx
 from bitfit_client import _calls
 from bitfit_client._base import DEFAULT_URL, Answer, Deadline, _Base
 from bitfit_client._calls import Call, Inputs, Item
-from bitfit_client.models import PredictResult, Ready, TaskInfo
+from bitfit_client.models import PredictResult, Ready, TaskInfo, TaskSummary
 from bitfit_client.retry import Retry
 
 
@@ -100,8 +101,16 @@ class AsyncClient(_Base):
     async def replace(self, task: str, source: str | Path | bytes, *, timeout: float | None = None) -> TaskInfo:
         return await self._send(_calls.replace(task, source, timeout))
 
-    async def list_tasks(self) -> list[TaskInfo]:
-        return await self._send(_calls.list_tasks())
+    async def list_tasks(self, prefix: str = "", page_size: int = 100) -> AsyncIterator[TaskSummary]:
+        """Every task (whose name starts with ``prefix``) in name order, a page of ``page_size`` at a time."""
+        cursor = None
+        while True:
+            page = await self._send(_calls.list_page(page_size, cursor, prefix))
+            for task in page.tasks:
+                yield task
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     async def get_task(self, task: str) -> TaskInfo:
         return await self._send(_calls.get_task(task))

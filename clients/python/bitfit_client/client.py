@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import httpx
 from bitfit_client import _calls
 from bitfit_client._base import DEFAULT_URL, Answer, Deadline, _Base
 from bitfit_client._calls import Call, Inputs, Item
-from bitfit_client.models import PredictResult, Ready, TaskInfo
+from bitfit_client.models import PredictResult, Ready, TaskInfo, TaskSummary
 from bitfit_client.retry import Retry
 
 
@@ -99,8 +100,15 @@ class Client(_Base):
     def replace(self, task: str, source: str | Path | bytes, *, timeout: float | None = None) -> TaskInfo:
         return self._send(_calls.replace(task, source, timeout))
 
-    def list_tasks(self) -> list[TaskInfo]:
-        return self._send(_calls.list_tasks())
+    def list_tasks(self, prefix: str = "", page_size: int = 100) -> Iterator[TaskSummary]:
+        """Every task (whose name starts with ``prefix``) in name order, a page of ``page_size`` at a time."""
+        cursor = None
+        while True:
+            page = self._send(_calls.list_page(page_size, cursor, prefix))
+            yield from page.tasks
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def get_task(self, task: str) -> TaskInfo:
         return self._send(_calls.get_task(task))

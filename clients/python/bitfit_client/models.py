@@ -24,6 +24,22 @@ class PredictResult(_Model):
     predictions: list[Prediction]
 
 
+class TaskSummary(_Model):
+    """One task of a listing page (``get_task`` has its details)."""
+
+    name: str
+    version: int
+    sha256: str
+    state: str  # stored, loading, resident, evicted or unservable
+    loaded: bool
+    reason: str | None = None
+
+
+class TaskPage(_Model):
+    tasks: list[TaskSummary]
+    next_cursor: str | None = None
+
+
 class TaskInfo(_Model):
     name: str
     version: int

@@ -1,7 +1,7 @@
 """Write the lock files the images install from: every distribution the server (and, for
 the worker, the ``train`` extra) needs, pinned to the version tested in this environment.
 
-    .venv/bin/python docker/lock.py            # rewrite docker/requirements-{server,train}.lock
+    .venv/bin/python docker/lock.py            # rewrite docker/requirements-{server,export,train,cuda}.lock
     .venv/bin/python docker/lock.py --check    # exit 1 if they are not what this would write
 
 torch is not locked here: the Dockerfiles install it first, from the CPU (or CUDA) index,
@@ -26,7 +26,10 @@ ROOT = HERE.parent
 PROJECT = "bitfit-serve"
 LOCAL = {"bitfit-serve": ROOT / "pyproject.toml", "bitfit-client": ROOT / "clients" / "python" / "pyproject.toml"}
 NOT_LOCKED = {"torch"}  # installed from its own index first (see the Dockerfiles)
-LOCKS = {"server": ("onnx",), "train": ("train", "onnx")}  # ONNX Runtime: the CPU default backend
+# Each image stage's lock: the extras it installs. The server's venv has what serving imports
+# (ONNX Runtime is the CPU default backend); the exporter (onnx extra) is only in the stage
+# that writes the graph; the worker trains on PyTorch; the CUDA image serves on PyTorch.
+LOCKS = {"server": ("serve",), "export": ("serve", "onnx"), "train": ("serve", "train"), "cuda": ()}
 
 
 def _norm(name: str) -> str:

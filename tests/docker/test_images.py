@@ -40,7 +40,10 @@ def test_the_server_image_has_no_training_only_packages():
     assert not TRAIN_ONLY & set(_lock("server")) and TRAIN_ONLY <= set(_lock("train"))
 
 
-@pytest.mark.parametrize("kind, extras", [("server", ("onnx",)), ("train", ("train", "onnx"))])
+LOCKS = [("server", ("serve",)), ("export", ("serve", "onnx")), ("train", ("serve", "train")), ("cuda", ())]
+
+
+@pytest.mark.parametrize("kind, extras", LOCKS)
 def test_every_declared_dependency_is_pinned_within_its_range(kind, extras):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     lines = [*project["dependencies"], *(x for e in extras for x in project["optional-dependencies"][e])]
@@ -74,9 +77,9 @@ def test_the_server_image_serves_on_onnx_runtime_from_a_graph_made_at_build_time
     from engine import Engine
     from engine.runners import OnnxOptions
 
-    assert {"onnxruntime", "onnx"} <= set(_lock("server"))
+    assert {"onnxruntime", "onnx", "onnxscript"} <= set(_lock("export"))
     stages = parse_dockerfile(DOCKERFILES[0])
-    (cache_copy,) = [c for c in stages["server"].copies if c[2] == "build" and c[1] != "/opt/venv"]
+    (cache_copy,) = [c for c in stages["server"].copies if c[2] == "export"]
     # The runtime stage's user `bitfit` has its home at /home/bitfit.
     assert cache_copy[0] == ["/opt/onnx-cache"] and cache_copy[1] == "/home/bitfit/.cache/bitfit/onnx"
     assert Settings(onnx_cache=None).resolved_onnx_cache() == Path.home() / ".cache" / "bitfit" / "onnx"

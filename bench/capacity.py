@@ -10,12 +10,12 @@ when installed. Every figure is a ratio or a latency measured side by side in th
 - ``zipf``: c=32, one short text a request, tasks drawn Zipf(1.1) over the whole catalog, vs the same
   load on one task, alternating rounds; the server's RSS and resident count after each;
 - ``cold``: one request at a time, a never-used task vs a hot one, alternating (p50/p99 of each);
-- ``touch``: ``--touch`` distinct tasks in a row at c=8, RSS sampled every 10%: it must stay flat
-  once the slots are full;
+- ``touch``: a server of its own with ``--touch-slots`` slots, ``--touch`` distinct tasks in a row
+  at c=8, RSS sampled every 10%: it must stay flat once the slots are full;
 - ``uploads``: ``--uploads`` new versions through POST /tasks in a row (max latency: no stall above 1 s),
   and upload-then-predict (upload to servable) p50, at ``--tasks`` vs 1,000 tasks.
 
-    .venv/bin/python -m bench.capacity --tasks 1000000 --distinct 100000 --slots 20000
+    .venv/bin/python -m bench.capacity --tasks 1000000 --distinct 100000 --slots 50000
 
 Raw JSON lines go to stdout (and ``--out``); docs/BENCHMARKS.md quotes them.
 """
@@ -171,8 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", type=int, default=1_000_000)
     p.add_argument("--distinct", type=int, default=100_000)
-    p.add_argument("--slots", type=int, default=20_000)
-    p.add_argument("--touch", type=int, default=200_000)
+    p.add_argument("--slots", type=int, default=50_000)
+    p.add_argument("--touch", type=int, default=40_000)
+    p.add_argument("--touch-slots", type=int, default=10_000)
     p.add_argument("--uploads", type=int, default=10_000)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--rounds", type=int, default=3)
@@ -195,14 +196,16 @@ def main(argv: list[str] | None = None) -> None:
             cold(server.url, args.tasks, 300, start=args.tasks // 2)
         if "zipf" in phases:
             zipf(server, args.tasks, args.seconds, args.rounds)
-        if "touch" in phases:
-            touch(server, args.tasks, args.touch)
         if "uploads" in phases:
             uploads(server.url, args.uploads, f"{args.tasks} tasks")
     if "uploads" in phases:
         with serve(small, args.slots) as server:
             server.wait_ready()
             uploads(server.url, args.uploads, "1000 tasks")
+    if "touch" in phases:
+        with serve(big, args.touch_slots) as server:
+            server.wait_ready(timeout=900)
+            touch(server, args.tasks, args.touch)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from bias_store.format import BiasSet
 from engine import Engine, TaskHandle, UnknownTask
 from engine.errors import NoFreeSlot
 from server.catalog.fetch import Rejected, Unreadable
+from server.catalog.host_tier import HostTier
 from server.catalog.names import SortedNames
 from server.catalog.state import Residency, TaskState
 
@@ -51,11 +52,12 @@ class CatalogStats:
 class TaskCatalog:
     def __init__(
         self, engine: Engine, load: Callable[[Change], BiasSet], load_kept: Callable[[str, int], tuple[BiasSet, str]],
-        max_pinned: int = 8,
+        max_pinned: int = 8, host_tier: HostTier | None = None,
     ) -> None:
         """``load(change)``: the validated bias set of a stored version (Unreadable or Rejected);
         ``load_kept(name, version)``: a kept version's set and sha256 (VersionNotFound)."""
         self.engine, self._read, self.read_kept, self.max_pinned = engine, load, load_kept, max_pinned
+        self.host_tier = host_tier  # validated sets kept in host memory under the slots (host_tier.py)
         self.lock = threading.RLock()
         self.stored: dict[str, Change] = {}  # every stored task's current version
         self.names = SortedNames()
@@ -63,6 +65,7 @@ class TaskCatalog:
         self._lru: OrderedDict[Slot, None] = OrderedDict()  # resident slots, least recently used first
         self.pinned_count = 0  # kept-version slots held (at most max_pinned)
         self.resident = 0  # tasks whose (current or older) version a slot serves
+        self.troubled: set[str] = set()  # an index of the states with a ``reason``: health answers never walk them all
         self._pool = ThreadPoolExecutor(LOAD_THREADS, thread_name_prefix="bitfit-load")
         self.stats = CatalogStats()
         self.on_drop: Callable[[str], None] = lambda name: None  # told when a task leaves the catalog
@@ -136,7 +139,7 @@ class TaskCatalog:
         started = time.perf_counter()
         bias_set, failure = None, None
         try:
-            bias_set = self._read(change)
+            bias_set = self._read_through(change)
         except (Unreadable, Rejected) as exc:
             failure = exc
         except BaseException:
@@ -155,6 +158,16 @@ class TaskCatalog:
         self.stats.on_load(time.perf_counter() - started)
         log.info("task %s v%d loaded in %.1f ms", name, change.version, 1000 * (time.perf_counter() - started))
 
+    def _read_through(self, change: Change) -> BiasSet:
+        """The change's validated set: from the host tier when it holds it, else the store's."""
+        tier = self.host_tier
+        bias_set = tier.get(change.task, change.sha256) if tier is not None else None
+        if bias_set is None:
+            bias_set = self._read(change)
+            if tier is not None:
+                tier.put(change.task, change.sha256, bias_set)
+        return bias_set
+
     def _settle(self, name: str, change: Change) -> TaskState | None:  # caller holds self.lock
         state = self.states.get(name)
         if state is not None and state.loading is not None:
@@ -167,6 +180,7 @@ class TaskCatalog:
         self.stats.load_failures += 1
         log.error("task %s: v%d cannot be loaded: %s", state.name, state.change.version, failure.reason)
         state.reason, state.failed_sha256 = failure.reason, state.change.sha256
+        self.troubled.add(state.name)
         if isinstance(failure, Rejected) or state.handle is None:
             self.unload(state)  # nothing this backbone can serve
             state.residency = Residency.UNSERVABLE
@@ -177,6 +191,7 @@ class TaskCatalog:
         handle = self.engine.load(bias_set, state.change.version, state.change.sha256)
         self.unload(state)
         state.handle, state.residency, state.reason, state.failed_sha256 = handle, Residency.RESIDENT, None, None
+        self.troubled.discard(state.name)
         self.resident += 1
         self._touch(state.name)
 

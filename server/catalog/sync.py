@@ -75,6 +75,7 @@ class StoreSync:
         state.change = change
         if not same_file:
             state.reason = state.failed_sha256 = None  # a new file: known problems were the old one's
+            c.troubled.discard(state.name)
             for version in list(state.pinned):  # kept versions were loaded for the old current one
                 c.unload_pinned(state, version)
         if state.serves_current:
@@ -93,6 +94,7 @@ class StoreSync:
             return 0
         c.names.discard(name)
         state = c.states.pop(name, None)
+        c.troubled.discard(name)
         if state is not None:
             c.unload(state)  # requests already holding its slot finish with it
         c.on_drop(name)

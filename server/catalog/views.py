@@ -66,9 +66,8 @@ def page_in(catalog: TaskCatalog, limit: int, after: str | None, prefixes: list[
 
 def unhealthy(catalog: TaskCatalog, limit: int = MAX_UNHEALTHY, allows: Callable[[str], bool] | None = None) -> dict[str, str]:
     """Up to ``limit`` tasks that cannot be served as stored, with why (name order)."""
-    with catalog.lock:
-        found = sorted((name, state.reason) for name, state in catalog.states.items()
-                       if state.reason is not None and (allows is None or allows(name)))
+    with catalog.lock:  # the troubled index, not every touched task's state
+        found = sorted((name, catalog.states[name].reason) for name in catalog.troubled if allows is None or allows(name))
     return dict(found[:limit])
 
 
@@ -77,5 +76,6 @@ def counts(catalog: TaskCatalog) -> dict[str, int]:
     engine = catalog.engine
     return {
         "catalog_tasks": len(catalog.stored), "resident_tasks": catalog.resident, "pinned_versions": catalog.pinned_count,
+        "unhealthy_tasks": len(catalog.troubled),
         "slots": engine.capacity, "free_slots": engine.free_slots,
     }

@@ -11,10 +11,14 @@ on the CPU its untouched rows cost no memory, so a large budget costs only what 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
+from torch import nn
+
 from engine import Backbone
+from server.catalog.host_tier import HostTier
 from server.process.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,10 +30,12 @@ MEMORY_SHARE = 0.25
 
 
 def slot_bytes(backbone: Backbone) -> int:
-    """A task's estimated resident cost: its bias row with gain columns, and a head."""
-    biases = sum(p.numel() for name, p in backbone.encoder.named_parameters() if name.endswith("bias"))
-    hidden = backbone.spec.hidden_size
-    return 4 * (2 * biases + hidden * (hidden + HEAD_ESTIMATE_LABELS))
+    """A task's estimated resident cost: its fp32 bias row with LayerNorm gain columns (at most
+    every bias and every LayerNorm weight of the encoder), and its head for 16 labels."""
+    row = sum(p.numel() for name, p in backbone.encoder.named_parameters() if name.endswith("bias"))
+    row += sum(m.weight.numel() for m in backbone.encoder.modules() if isinstance(m, nn.LayerNorm))
+    head = sum(math.prod(shape) for shape in backbone.spec.head_shapes(HEAD_ESTIMATE_LABELS).values())
+    return 4 * (row + head)
 
 
 def available_memory() -> int:
@@ -56,7 +62,21 @@ def resident_slots(settings: Settings, backbone: Backbone) -> int:
     if settings.max_resident_tasks:
         return settings.max_resident_tasks  # as asked: below a batch's worth of tasks, requests may wait (503)
     per_slot = slot_bytes(backbone)
-    budget = settings.resident_bytes or int(available_memory() * MEMORY_SHARE)
+    if backbone.device.type == "cuda":  # the table lives in device memory there
+        import torch
+
+        available = torch.cuda.mem_get_info(backbone.device)[0]
+    else:
+        available = available_memory()
+    budget = settings.resident_bytes or int(available * MEMORY_SHARE)
     slots = min(max(budget // per_slot, MIN_SLOTS), MAX_AUTO_SLOTS)
     log.info("resident budget %.1f MB / %d B a task (estimated) = %d task slots", budget / 1e6, per_slot, slots)
     return slots
+
+
+def host_tier(settings: Settings, backbone: Backbone, slots: int) -> HostTier | None:
+    """The host-memory tier under the slots: as large as the slots on a GPU, none on the CPU."""
+    size = settings.host_tier_bytes
+    if size is None:
+        size = slots * slot_bytes(backbone) if backbone.device.type == "cuda" else 0
+    return HostTier(size) if size > 0 else None

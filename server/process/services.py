@@ -23,7 +23,7 @@ from server.catalog.preload import preload
 from server.catalog.sync import StoreSync
 from server.catalog.validation import UploadValidator
 from server.catalog.warm_up import WarmUp
-from server.process.budget import resident_slots
+from server.process.budget import host_tier, resident_slots
 from server.process.metrics import Metrics
 from server.process.settings import Settings, available_cores
 from server.serving.admission import TokenBudget
@@ -73,7 +73,8 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
         compile_mode=settings.compile, onnx=onnx,
     )
     engine.warm_up(settings.max_batch_rows)  # compiles now (when compiling), not on a request
-    tasks = TaskCatalog(engine, partial(fetch, store, validator), partial(_read_kept, store, validator), settings.max_pinned_versions)
+    tasks = TaskCatalog(engine, partial(fetch, store, validator), partial(_read_kept, store, validator), settings.max_pinned_versions,
+                        host_tier(settings, backbone, slots))
     tasks.on_drop = metrics.forget_task  # a deleted task's metric label slot is freed
     metrics.track_catalog(tasks)
     sync = StoreSync(store, tasks, settings.sync_interval_s, eager=not settings.lazy(len(catalog[1])),

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
         0, ge=0, description="task slots of the bias table, current and kept versions alike; 0: from --resident-bytes")
     resident_bytes: int = Field(
         0, ge=0, description="the resident budget in bytes; 0 (and --max-resident-tasks 0): a quarter of the available memory")
+    # Validated sets kept in host memory under the slots (pinned on CUDA), so an evicted task
+    # comes back without a store read; the table is in host memory on the CPU anyway.
+    host_tier_bytes: int | None = Field(
+        None, ge=0, description="bytes of the host-memory tier under the slots; unset: the resident budget on CUDA, 0 on the CPU")
     # A wait holds no thread: each waiter is an asyncio future resolved by the store watcher.
     max_generation_waiters: int = Field(
         1000, ge=1, description="requests waiting at once for a store generation (min_generation); the next gets 503 at once")

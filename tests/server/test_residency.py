@@ -160,3 +160,24 @@ def test_the_task_listing_pages_in_name_order_with_a_stable_cursor(tmp_path, tin
         assert len(index.json()) == 100 and index.headers["x-bitfit-next-cursor"]
         tail = client.post("/v2/repository/index", json={"cursor": index.headers["x-bitfit-next-cursor"]}).json()
         assert [m["name"] for m in index.json() + tail] == names
+
+
+def test_the_host_tier_brings_an_evicted_task_back_without_a_store_read(tmp_path, tiny_backbone):
+    store = FilesystemStore(tmp_path / "store")
+    for i in range(3):
+        _put(store, tiny_backbone.spec, f"t{i}", seed=i)
+    settings = dict(load="lazy", warm_up_tasks=0, max_resident_tasks=2, host_tier_bytes=1 << 24)
+    with running(tmp_path / "store", tiny_backbone, **settings) as (client, app):
+        catalog = app.state.services.catalog
+        read, reads = catalog._read, []
+        catalog._read = lambda change: reads.append(change.task) or read(change)
+        first = {name: _scores(client, name) for name in ("t0", "t1", "t2")}  # t0 evicted by t2
+        assert reads == ["t0", "t1", "t2"] and _ready(client)["tasks"] == 2
+        assert _scores(client, "t0") == first["t0"]  # back from host memory, bit-identical
+        assert reads == ["t0", "t1", "t2"] and catalog.host_tier.hits == 1
+        response = client.put("/tasks/t1", files={"file": ("t1.safetensors", dumps(random_bias_set(tiny_backbone.spec, "t1", seed=50)))})
+        assert response.status_code == 201
+        for name in ("t2", "t0", "t2"):  # t1 (v2) evicted; its v1 set is still in the tier, under v1's sha256
+            _scores(client, name)
+        answer = client.post("/predict/t1", json={"inputs": TEXTS, "return_all_scores": True}).json()
+        assert answer["version"] == 2 and [p["scores"] for p in answer["predictions"]] != first["t1"]

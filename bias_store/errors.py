@@ -52,7 +52,7 @@ class TaskNotFound(BiasStoreError):
     """No such task (HTTP 404). ``known`` lists some task names as a hint."""
 
     def __init__(self, name: str, known: list[str] | None = None) -> None:
-        hint = f"; known tasks: {', '.join(known[:20])}" if known else "; no tasks are loaded"
+        hint = f"; known tasks: {', '.join(known[:20])}" if known else "; no tasks are known"
         super().__init__(f"task {name!r} not found{hint}")
         self.name, self.known = name, known or []
 

@@ -5,22 +5,22 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 
+from bias_store.errors import TaskNotFound
+
 
 class EngineError(Exception):
     """Base class of engine errors."""
 
 
-class UnknownTask(EngineError):
-    """The task is not registered (HTTP 404); ``known`` hints at what is: at most
-    ``HINTS`` names, the first ones ``known`` yields (never a copy or a sort of them all)."""
+class UnknownTask(EngineError, TaskNotFound):
+    """No such task (HTTP 404): the store's ``TaskNotFound``, raised where tasks are served, so
+    one error answers an unknown task everywhere. ``known`` hints at what is: at most ``HINTS``
+    names, the first ones ``known`` yields (never a copy or a sort of them all)."""
 
     HINTS = 20
 
     def __init__(self, name: str, known: Iterable[str] = ()) -> None:
-        known = sorted(itertools.islice(known, self.HINTS))
-        hint = f"; known tasks: {', '.join(known)}" if known else "; no tasks are loaded"
-        super().__init__(f"task {name!r} is not loaded{hint}")
-        self.name, self.known = name, known
+        TaskNotFound.__init__(self, name, sorted(itertools.islice(known, self.HINTS)))
 
 
 class NoFreeSlot(EngineError):

@@ -16,58 +16,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bias_store.kinds import Pooling
 from bias_store.sites import head_keys
 from engine.inputs import EncodedRow, collate, encode
 from training.bitfit import Method, count_trainable, prepare
+from training.config import TrainConfig  # noqa: F401 (re-exported: callers import it from here)
 from training.data import TaskData
 from training.epochs import check_finite, fit
-from training.errors import ConfigError
 from training.evaluate import SELECTION_METRIC
 from training.memory import PeakMemory
 from training.model import TrainModel, forward_logits
-from training.recipe import SCHEDULES, WARMUP_FRACTION, param_groups, scheduler
+from training.recipe import param_groups, scheduler
 from training.scoring import batches_of, evaluate_split, final_scores, loss_of, targets_of
 
 log = logging.getLogger(__name__)
 
 CURVE_POINTS = 50  # training-loss points per epoch in the report (a 1-epoch run still has a curve)
-
-@dataclass
-class TrainConfig:
-    epochs: int = 5
-    lr: float | None = None  # None: the method's default (training/bitfit.py)
-    head_lr: float | None = None  # None: the method's head rate, or ``lr`` when it has none
-    schedule: str = "linear"  # warm-up then linear decay to 0 over ``epochs``; or "constant"
-    warmup_fraction: float = WARMUP_FRACTION
-    batch_size: int = 32  # the paper used 8; 32 is 3-4x faster per epoch at the same accuracy here
-    max_length: int = 128
-    pooling: Pooling = Pooling.CLS
-    seed: int = 42
-    weight_decay: float = 0.0  # the official code uses none
-    clip: float = 1.0  # max gradient norm
-    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
-    eval_batch_size: int = 128
-    device: str = "cpu"
-    progress: bool = True  # tqdm bar (auto-hidden when stderr is not a terminal)
-    eval_train: bool = False  # score the training split at the end (for the generalization gap)
-    max_seconds: float | None = None  # no epoch starts after this long (the worker's --max-train-seconds)
-
-    def check(self) -> None:
-        for name in ("epochs", "batch_size", "max_length", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "head_lr"):
-            value = getattr(self, name)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ConfigError(f"{name} must be a positive number, got {value}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ConfigError(f"warmup fraction must be in [0, 1), got {self.warmup_fraction}")
-        if self.patience < 0 or self.clip <= 0 or self.weight_decay < 0:
-            raise ConfigError("patience must be >= 0, clip > 0 and weight decay >= 0")
-
 
 @dataclass
 class TrainResult:

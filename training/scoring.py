@@ -4,20 +4,17 @@ multi-label task's thresholds (chosen on validation, applied to test)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from bias_store.kinds import Pooling, ProblemType
 from engine.inputs import EncodedRow, collate
+from training.config import TrainConfig
 from training.data import Split, TaskData
 from training.evaluate import classification_details, metrics
 from training.model import TrainModel, forward_logits
 from training.thresholds import choose_thresholds, per_label_details, scores_at
-
-if TYPE_CHECKING:
-    from training.loop import TrainConfig
 
 
 def batches_of(size: int, order: list[int]) -> list[list[int]]:

@@ -33,7 +33,7 @@ from bias_store.errors import (
     TaskNotFound,
     VersionNotFound,
 )
-from engine.errors import EngineError, InvalidInput, NoFreeSlot, UnknownTask
+from engine.errors import EngineError, InvalidInput, NoFreeSlot
 from server.catalog.catalog import HINTS
 from server.catalog.views import page_in
 from server.exceptions import (
@@ -72,8 +72,7 @@ def _reason(exc: Exception) -> dict:
 
 # Looked up along the exception's class hierarchy: the most specific entry wins.
 HTTP_ERRORS: dict[type[BaseException], HttpError] = {
-    UnknownTask: HttpError(404, "task_not_found", "Unknown task (the known tasks are hinted).",
-                           lambda exc: {"known_tasks": sorted(exc.known)[:20]}),
+    # engine.UnknownTask is a TaskNotFound: one error, one answer, wherever a task is missing.
     TaskNotFound: HttpError(404, "task_not_found", "Unknown task (the known tasks are hinted).",
                             lambda exc: {"known_tasks": sorted(exc.known)[:20]}),
     VersionNotFound: HttpError(404, "version_not_found", "The task has no such version (the kept ones are listed).",
@@ -109,14 +108,16 @@ HTTP_ERRORS: dict[type[BaseException], HttpError] = {
 INTERNAL = HttpError(500, "internal_error", "A bug or a device error; the server log has the details.")
 
 
+def http_error_of(kind: type[BaseException]) -> HttpError:
+    """The table's entry for an exception class: the most specific along its class hierarchy."""
+    return next((HTTP_ERRORS[k] for k in kind.__mro__ if k in HTTP_ERRORS), INTERNAL)
+
+
 def http_error(exc: BaseException) -> HttpError:
     """The table's entry for an exception; a cancelled request counts as the client gone."""
     if not isinstance(exc, Exception):
         return HTTP_ERRORS[ClientGone]
-    for kind in type(exc).__mro__:
-        if kind in HTTP_ERRORS:
-            return HTTP_ERRORS[kind]
-    return INTERNAL
+    return http_error_of(type(exc))
 
 
 def status_of(exc: BaseException) -> int:

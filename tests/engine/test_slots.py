@@ -143,7 +143,7 @@ def test_a_miss_among_100k_names_hints_at_most_20(tiny_backbone, sets):
 
 def test_a_small_miss_names_the_loaded_tasks(tiny_backbone, sets):
     engine = Engine(tiny_backbone)
-    with pytest.raises(UnknownTask, match="no tasks are loaded"):
+    with pytest.raises(UnknownTask, match="no tasks are known"):
         engine.get("x")
     for s in sets[:3][::-1]:
         engine.register(s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from server.http.errors import HTTP_ERRORS
+from server.http.errors import http_error_of
 from server.http.schemas import ErrorBody
 
 
@@ -13,7 +13,7 @@ def errors(*kinds: type[BaseException], model: type[BaseModel] = ErrorBody) -> d
     (``model``: the body's shape; the /v2 routes answer the protocol's, oip.OIPErrorBody)."""
     by_status: dict[int, list[str]] = {}
     for kind in kinds:
-        entry = HTTP_ERRORS[kind]
+        entry = http_error_of(kind)
         descriptions = by_status.setdefault(entry.status, [])
         if entry.description not in descriptions:
             descriptions.append(entry.description)

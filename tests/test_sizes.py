@@ -30,3 +30,15 @@ def test_the_check_finds_a_long_module_and_a_long_function(tmp_path):
     over.write_text("@staticmethod\ndef g():\n" + "    x = 1\n" * 59 + "\n" * 240)  # 61 lines with its decorator, 301 lines
     found = check_sizes.check([over])
     assert [(f.function, f.lines) for f in found] == [(None, 301), ("g", 61)]
+
+
+def test_a_module_that_says_why_it_is_one_concept_may_run_to_450_lines(tmp_path):
+    declared = tmp_path / "declared.py"
+    declared.write_text('"""One concept."""\n# size: the whole state machine reads as one\n' + "x = 1\n" * 400)
+    assert check_sizes.check([declared]) == []
+    bare = tmp_path / "bare.py"
+    bare.write_text("# size:\n" + "x = 1\n" * 400)  # no reason given: the plain limit
+    assert [(f.function, f.limit) for f in check_sizes.check([bare])] == [(None, 300)]
+    too_long = tmp_path / "too_long.py"
+    too_long.write_text("# size: one concept\n" + "x = 1\n" * 460)
+    assert [(f.function, f.limit) for f in check_sizes.check([too_long])] == [(None, 450)]

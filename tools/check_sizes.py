@@ -1,5 +1,9 @@
 """List Python modules over 300 lines and functions over 60 lines (the house limits).
 
+A module may run longer, up to 450 lines, when splitting it would scatter one concept: it
+says so in a ``# size: <why this is one concept>`` line among its first 40 lines. Prefer
+fewer, whole files to confetti; the function limit has no exception.
+
     python tools/check_sizes.py [--max-module 300] [--max-function 60] [PATH ...]
 
 Prints one line per finding and exits 1 when there is any. Lines are counted as in the
@@ -18,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bias_store", "engine", "server", "training", "bench", "tests", "tools", "clients", "examples", "docker")
 MAX_MODULE, MAX_FUNCTION = 300, 60
+MAX_ONE_CONCEPT = 450  # a module that declares `# size: <why>` (one concept, not two jobs)
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,9 @@ def findings(path: Path, max_module: int = MAX_MODULE, max_function: int = MAX_F
     out = []
     lines = len(text.splitlines())
     rel = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
-    if lines > max_module:
-        out.append(Finding(rel, lines, max_module))
+    limit = MAX_ONE_CONCEPT if any(line.startswith("# size: ") and len(line) > 12 for line in text.splitlines()[:40]) else max_module
+    if lines > limit:
+        out.append(Finding(rel, lines, limit))
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             start = min([node.lineno, *(d.lineno for d in node.decorator_list)])

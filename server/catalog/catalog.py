@@ -29,10 +29,10 @@ from bias_store.errors import CorruptTask
 from bias_store.format import BiasSet
 from engine import Engine, TaskHandle, UnknownTask
 from engine.errors import NoFreeSlot
-from server.catalog.fetch import Rejected, Unreadable
 from server.catalog.host_tier import HostTier
 from server.catalog.names import SortedNames
 from server.catalog.state import Residency, TaskState
+from server.catalog.validation import Rejected, Unreadable
 
 log = logging.getLogger(__name__)
 

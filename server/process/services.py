@@ -17,11 +17,10 @@ from bias_store.store import BiasStore
 from engine import Backbone, Engine, load_backbone
 from engine.runners import onnx_options
 from server.catalog.catalog import TaskCatalog
-from server.catalog.fetch import fetch
 from server.catalog.mutations import TaskMutations
 from server.catalog.preload import preload
 from server.catalog.sync import StoreSync
-from server.catalog.validation import UploadValidator
+from server.catalog.validation import UploadValidator, fetch
 from server.catalog.warm_up import WarmUp
 from server.process.budget import host_tier, resident_slots
 from server.process.metrics import Metrics

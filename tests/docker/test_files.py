@@ -6,6 +6,7 @@
 The Dockerfile parser here is shared with tests/docker/test_compose.py and
 tests/docker/test_entrypoint.py; docker-compose.yml is checked in tests/docker/test_compose.py.
 """
+# size: one table of checks over the Dockerfiles and their COPY sources, read by one parser
 
 from __future__ import annotations
 

@@ -9,9 +9,8 @@ from functools import partial
 from bias_store import FilesystemStore, ValidatedUpload, dumps, validate_upload
 from engine import Engine
 from server.catalog.catalog import TaskCatalog
-from server.catalog.fetch import fetch
 from server.catalog.sync import StoreSync
-from server.catalog.validation import UploadValidator
+from server.catalog.validation import UploadValidator, fetch
 from server.process.metrics import Metrics
 from tests.helpers import random_bias_set
 

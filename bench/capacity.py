@@ -8,7 +8,8 @@ when installed. Every figure is a ratio or a latency measured side by side in th
 - ``startup``: process start to /readyz 200 at ``--tasks`` vs a 1,000-task store (rounds alternate);
 - ``listing``: GET /tasks?limit=100 at random cursors, GET /tasks/{unknown}, a predict 404 (p50/p99);
 - ``zipf``: c=32, one short text a request, tasks drawn Zipf(1.1) over the whole catalog, vs the same
-  load on one task, alternating rounds; the server's RSS and resident count after each;
+  load on one task, alternating rounds; the server's RSS, resident count and the rounds' hit ratio
+  (``--prewarm N`` first requests the N most popular tasks once: the steady state of a long run);
 - ``cold``: one request at a time, a never-used task vs a hot one, alternating (p50/p99 of each);
 - ``touch``: a server of its own with ``--touch-slots`` slots, ``--touch`` distinct tasks in a row
   at c=8, RSS sampled every 10%: it must stay flat once the slots are full;
@@ -52,12 +53,8 @@ def timed(client: httpx.Client, method: str, path: str, **kw) -> tuple[float, ht
     return 1000 * (time.perf_counter() - t0), response
 
 
-def zipf_picks(n: int, count: int, seed: int, s: float = 1.1) -> np.ndarray:
-    """``count`` task indices, rank k drawn with probability ∝ k^-s over all n, ranks shuffled over tasks."""
-    rng = np.random.default_rng(seed)
-    weights = np.arange(1, n + 1, dtype=np.float64) ** -s
-    ranks = np.searchsorted(np.cumsum(weights / weights.sum()), rng.random(count))
-    return rng.permutation(n)[np.minimum(ranks, n - 1)]
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def serve(store: Path, slots: int):
@@ -97,9 +94,33 @@ def listing(url: str, n: int, samples: int) -> None:
           "predict_unknown_task": percentiles(missing)})
 
 
-def zipf(server, n: int, seconds: float, rounds: int) -> None:
+def counter(url: str, name: str) -> float:
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def prewarm(server, ranks: np.ndarray, count: int) -> None:
+    """Request the ``count`` most popular tasks once (c=8): the slots then hold the head of the
+    distribution, as they would after a long run (a 20 s round is a few thousand requests)."""
+    order = [int(i) for i in ranks[:count]]
+    make = lambda i: ("POST", f"/predict/{task_name(order[i])}", {"inputs": "warm"})  # noqa: E731
+    t0 = time.perf_counter()
+    result = run(run_load(server.url, make, concurrency=8, max_requests=len(order), max_seconds=3600))
+    emit({"phase": "zipf_prewarm", "tasks": len(order), "seconds": round(time.perf_counter() - t0, 1),
+          "failures": dict(result.failures), "ready": httpx.get(server.url + "/readyz").json()["tasks"]})
+
+
+def zipf(server, n: int, seconds: float, rounds: int, warm: int = 0) -> None:
     texts = short_texts()
-    picks = zipf_picks(n, 1 << 20, seed=2)
+    rng = np.random.default_rng(2)
+    weights = np.arange(1, n + 1, dtype=np.float64) ** -1.1
+    ranks = rng.permutation(n)  # rank k -> task ranks[k]
+    draws = np.searchsorted(np.cumsum(weights / weights.sum()), rng.random(1 << 20))
+    picks = ranks[np.minimum(draws, n - 1)]
+    if warm:
+        prewarm(server, ranks, warm)
     loads = {
         "zipf": lambda i: ("POST", f"/predict/{task_name(int(picks[i % len(picks)]))}", {"inputs": texts[i % len(texts)]}),
         "one_task": lambda i: ("POST", f"/predict/{task_name(0)}", {"inputs": texts[i % len(texts)]}),
@@ -109,10 +130,13 @@ def zipf(server, n: int, seconds: float, rounds: int) -> None:
         out = {"phase": "zipf", "round": r}
         for label, make in loads.items():
             shifted = (lambda m, o: lambda i: m(i + o))(make, offset)
+            hits, misses = counter(server.url, "bitfit_task_hits_total"), counter(server.url, "bitfit_task_misses_total")
             result = run(run_load(server.url, shifted, concurrency=32, max_requests=10**7, max_seconds=seconds))
             offset += result.requests
-            out[label] = {"rps": round(result.ok / result.seconds, 1), "p50_ms": result.percentile(0.5),
-                          "p99_ms": result.percentile(0.99), "failures": dict(result.failures)}
+            hits, misses = counter(server.url, "bitfit_task_hits_total") - hits, counter(server.url, "bitfit_task_misses_total") - misses
+            out[label] = {"rps": round(result.ok / result.seconds, 1), "p50_ms": _ms(result.percentile(0.5)),
+                          "p99_ms": _ms(result.percentile(0.99)), "failures": dict(result.failures),
+                          "hit_ratio": round(hits / max(1.0, hits + misses), 4)}
         out["ratio"] = round(out["zipf"]["rps"] / out["one_task"]["rps"], 3)
         out["rss_mb"], out["ready"] = server.rss_mb(), httpx.get(server.url + "/readyz").json()
         emit(out)
@@ -176,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--touch-slots", type=int, default=10_000)
     p.add_argument("--uploads", type=int, default=10_000)
     p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--prewarm", type=int, default=0, help="zipf: request this many of the most popular tasks first")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--phases", default="startup,listing,cold,zipf,touch,uploads")
     p.add_argument("--store-dir", type=Path, default=CACHE / "capacity")
@@ -195,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         if "cold" in phases:
             cold(server.url, args.tasks, 300, start=args.tasks // 2)
         if "zipf" in phases:
-            zipf(server, args.tasks, args.seconds, args.rounds)
+            zipf(server, args.tasks, args.seconds, args.rounds, warm=min(args.prewarm, args.slots))
         if "uploads" in phases:
             uploads(server.url, args.uploads, f"{args.tasks} tasks")
     if "uploads" in phases:

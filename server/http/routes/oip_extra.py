@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 
 from bias_store.errors import StoreUnavailable, TaskNotFound, VersionNotFound
 from server.exceptions import Forbidden, InvalidRequest, Unauthorized
 from server.http.auth import require_admin, require_reader, scope_of, task_in_scope
 from server.http.deps import get_services
+from server.http.oip import OIPErrorBody
 from server.http.routes.body import CheckedRoute
 from server.http.routes.responses import errors
 from server.process.services import Services
@@ -24,7 +26,10 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol"],
                    dependencies=[Depends(require_reader), Depends(task_in_scope(TaskNotFound))], route_class=CheckedRoute)
 control = APIRouter(prefix="/v2", tags=["open inference protocol"], dependencies=[Depends(require_admin)],
                     route_class=CheckedRoute)
-_ERRORS = errors(Unauthorized, Forbidden, TaskNotFound, VersionNotFound, StoreUnavailable)
+_ERRORS = errors(
+    Unauthorized, Forbidden, TaskNotFound, VersionNotFound, StoreUnavailable, RequestValidationError, model=OIPErrorBody
+)
+_CONTROL_ERRORS = errors(Unauthorized, Forbidden, InvalidRequest, RequestValidationError, model=OIPErrorBody)
 
 
 def model_config(task: str, labels: list[str], inputs: str, max_batch_size: int) -> dict:
@@ -101,13 +106,13 @@ def _stats(request: Request, task: str, version: int) -> dict:
     }
 
 
-@control.post("/repository/models/{task}/load", responses=errors(Unauthorized, Forbidden, InvalidRequest),
+@control.post("/repository/models/{task}/load", responses=_CONTROL_ERRORS,
               summary="OIP model control: not supported (use /tasks)")
 async def load(task: str) -> None:
     raise InvalidRequest(f"model control is not supported: use /tasks to upload, replace or delete {task!r}")
 
 
-@control.post("/repository/models/{task}/unload", responses=errors(Unauthorized, Forbidden, InvalidRequest),
+@control.post("/repository/models/{task}/unload", responses=_CONTROL_ERRORS,
               summary="OIP model control: not supported (use /tasks)")
 async def unload(task: str) -> None:
     raise InvalidRequest(f"model control is not supported: use DELETE /tasks/{task} to stop serving {task!r}")

@@ -75,7 +75,7 @@ async def live() -> dict:
 # Behind the predict keys like the model routes, so that is_server_ready() and is_model_ready()
 # agree for a client without a key; the probes use /readyz and /v2/health/live, both open.
 @router.get(
-    "/health/ready", responses=errors(Unauthorized, Forbidden, NotReady, RequestValidationError, model=OIPErrorBody),
+    "/health/ready", responses=errors(Unauthorized, Forbidden, NotReady, RequestValidationError),
     summary="OIP server readiness (as /readyz)",
 )
 async def ready(request: Request) -> dict:

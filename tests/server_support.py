@@ -12,6 +12,7 @@ from bias_store.format import BiasSet, dumps
 from server.http.app import create_app
 from server.process.settings import Settings
 
+PREDICTS = 'bitfit_requests_total{method="POST",protocol="native",route="/predict/{task}",'  # a native predict series, up to status
 TEXTS = ["a gorgeous, witty film", "dull and far too long", "meh", "the plot twists kept me guessing until the end"]
 
 

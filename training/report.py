@@ -12,13 +12,14 @@ from training.bitfit import Method
 from training.data import TaskData
 from training.loop import TrainConfig, TrainResult
 from training.lr_search import LrChoice
-from training.plots import plot_confusion, plot_learning_curves, pyplot
+from training.plots import plot_confusion, plot_learning_curves, plot_per_label, pyplot
 
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.json"
 PLOT_FILE = "learning_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
+PER_LABEL_FILE = "per_label.png"  # multi-label runs
 
 
 def run_config(spec_fields: dict, pooling: Pooling, result: TrainResult, backbone: str) -> dict:
@@ -81,13 +82,37 @@ def write_run(run_dir: str | Path, report: dict) -> Path:
     """Write the report and its plots into ``run_dir``; returns the folder."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / REPORT_FILE).write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    (run_dir / REPORT_FILE).write_text(json.dumps(rounded(report), indent=2, sort_keys=False) + "\n")
     plt = pyplot()
     plot_learning_curves(plt, report, run_dir / PLOT_FILE)
     matrix = _confusion_source(report)
     if matrix is not None:
         plot_confusion(plt, matrix, f"{report['task']}: {matrix['split']} confusion matrix", run_dir / CONFUSION_FILE)
+    labels = _per_label_source(report)
+    if labels is not None:
+        split, rows = labels
+        plot_per_label(plt, rows, f"{report['task']}: {split} scores per label", run_dir / PER_LABEL_FILE)
     return run_dir
+
+
+def rounded(value: object, digits: int = 4) -> object:
+    """``value`` with every float cut to ``digits`` significant digits (0.8071428571428572 -> 0.8071)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def _per_label_source(report: dict) -> tuple[str, list[dict]] | None:
+    """The test split's per-label scores, else validation's (multi-label runs only)."""
+    for split in ("test", "validation"):
+        details = (report.get("per_class") or {}).get(split)
+        if details and details.get("per_class") and "threshold" in details["per_class"][0]:
+            return split, details["per_class"]
+    return None
 
 
 def _confusion_source(report: dict) -> dict | None:

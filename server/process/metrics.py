@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 import threading
+import time
 from collections.abc import Callable
 from importlib import metadata
 from typing import TYPE_CHECKING
@@ -29,12 +30,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 if TYPE_CHECKING:  # the catalog's own modules import this one (validation timings)
     from server.catalog.catalog import TaskCatalog
+    from server.catalog.sync import StoreSync
+    from server.serving.admission import TokenBudget
 OTHER = "other"
 UNKNOWN = "unknown"
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _FORWARDS = (1, 2, 3, 4, 6, 8, 16)
+_REQUEST_LABELS = ("task", "status", "route", "method", "protocol")
+_PREDICT = {"route": "/predict/{task}", "method": "POST", "protocol": "native"}
 _SHARE = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
@@ -96,7 +101,11 @@ class Metrics:
         GCCollector(registry=r)
         Gauge("bitfit_build_info", "Always 1; the labels say what is running.", ["version", "python", "torch"],
               registry=r).labels(*build_labels()).set(1)
-        self.requests = Counter("bitfit_requests", "Predict requests by task and HTTP status.", ["task", "status"], registry=r)
+        # A predict counts once per task it names, any other checked route once with task="" (server/http/counting.py).
+        self.requests = Counter("bitfit_requests", "Requests by route, method, protocol (native, hf, oip), status and predict task.",
+                                _REQUEST_LABELS, registry=r)
+        self.rows = Counter("bitfit_rows", "Rows (inputs) run through the encoder.", registry=r)
+        self.tokens = Counter("bitfit_tokens", "Real tokens run through the encoder (padding not counted).", registry=r)
         self.request_latency = Histogram(
             "bitfit_request_latency_seconds", "Predict latency from accepted to answered, by task.", ["task"],
             buckets=_LATENCY, registry=r,
@@ -139,19 +148,35 @@ class Metrics:
             "bitfit_upload_rejections", "Uploads refused, by the validator's reason.", ["reason"], registry=r
         )
 
-    def observe_request(self, tasks: list[str], status: int, seconds: float, loaded: Callable[[str], bool]) -> None:
+    def observe_request(self, tasks: list[str], status: int, seconds: float, loaded: Callable[[str], bool],
+                        route: dict[str, str] = _PREDICT) -> None:
         """Count one predict request under each distinct task it named (bounded labels)."""
         for task in dict.fromkeys(tasks):
             label = self.task_label(task) if loaded(task) else UNKNOWN
-            self.requests.labels(label, str(status)).inc()
+            self.requests.labels(task=label, status=str(status), **route).inc()
             if status == 200:
                 self.request_latency.labels(label).observe(seconds)
+
+    def observe_call(self, route: dict[str, str], status: int) -> None:
+        """Count one request that is not a predict (uploads, /tasks reads, OIP metadata)."""
+        self.requests.labels(task="", status=str(status), **route).inc()
+
+    def track_budget(self, budget: TokenBudget) -> None:
+        """The admission budget's tokens in flight, read at scrape time."""
+        Gauge("bitfit_admitted_tokens", "Tokens admitted and not yet answered (BITFIT_MAX_INFLIGHT_TOKENS bounds it).",
+              registry=self.registry).set_function(lambda: budget.in_flight)
+        Gauge("bitfit_admitted_tokens_limit", "The admission budget (BITFIT_MAX_INFLIGHT_TOKENS).",
+              registry=self.registry).set(budget.max_tokens)
+
+    def track_sync(self, sync: StoreSync) -> None:
+        """The store generation this server has applied, and how stale that may be."""
+        self.registry.register(_SyncCollector(sync))
 
     def forget_task(self, task: str) -> None:
         """A task is no longer served: free its label slot and drop its series."""
         if not self.task_label.forget(task):
             return
-        for metric, names in ((self.requests, ("task", "status")), (self.request_latency, ("task",))):
+        for metric, names in ((self.requests, _REQUEST_LABELS), (self.request_latency, ("task",))):
             series = {tuple(sample.labels[n] for n in names)
                       for family in metric.collect() for sample in family.samples if sample.labels.get("task") == task}
             for labels in series:
@@ -199,3 +224,29 @@ class _CatalogCollector:
         }
         for name, (doc, value) in counters.items():
             yield CounterMetricFamily(name, doc, value=value)
+
+
+class _SyncCollector:
+    """The watcher's generation, whether its last poll reached the store, and for how long it has not.
+
+    ``bitfit_store_sync_age_seconds`` is 0 while the last poll succeeded; while polls fail it
+    is the time since a scrape last saw one succeed (or since this collector started), so
+    an alert on it fires after a store outage of that length.
+    """
+
+    def __init__(self, sync: StoreSync) -> None:
+        self.sync, self.last_ok = sync, time.monotonic()
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        now = time.monotonic()
+        healthy = self.sync.error is None
+        if healthy:
+            self.last_ok = now
+        yield GaugeMetricFamily("bitfit_store_generation", "The newest change-log generation this server applied.",
+                                value=self.sync.generation.value)
+        yield GaugeMetricFamily("bitfit_store_sync_ok", "1 when the watcher's last poll reached the store.", value=int(healthy))
+        yield GaugeMetricFamily("bitfit_store_sync_age_seconds", "Seconds since the store was last seen reachable (0: now).",
+                                value=now - self.last_ok)

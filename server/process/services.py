@@ -79,6 +79,7 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     sync = StoreSync(store, tasks, settings.sync_interval_s, eager=not settings.lazy(len(catalog[1])),
                      max_waiters=settings.max_generation_waiters)
     sync.start(catalog)
+    metrics.track_sync(sync)
     warm_up = None
     if not sync.eager and settings.warm_up_tasks:
         warm_up = WarmUp(tasks, settings.warm_up_tasks)
@@ -87,6 +88,7 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
         log.warning("BITFIT_PREDICT_API_KEYS is set without BITFIT_API_KEYS: task changes over HTTP are refused")
     log.info("resident budget: %d task slots of %d bytes each", slots, engine.row_bytes)
     budget = TokenBudget(settings.max_inflight_tokens, settings.retry_after_s, metrics.rejected.labels("budget").inc)
+    metrics.track_budget(budget)
     predictor = Predictor(engine, tasks, Tokenizers(engine, settings), Batcher(engine, metrics, settings), budget, settings)
     return Services(settings, metrics, engine, store, tasks, sync, TaskMutations(store, sync, validator), predictor, warm_up)
 

@@ -221,6 +221,7 @@ class Batcher:
             return
         self.metrics.inference.observe(time.perf_counter() - start)
         self.metrics.batch_rows.observe(len(items))
+        self.metrics.rows.inc(len(items))
         self.metrics.batch_tasks.observe(len({h.slot for h, _ in items}))
         self._observe_padding(items, split)
         end_ns = time.time_ns()
@@ -236,6 +237,7 @@ class Batcher:
 
     def _observe_padding(self, items: list[Item], split: list[list[int]]) -> None:
         lengths = [len(row) for _, row in items]
+        self.metrics.tokens.inc(sum(lengths))
         computed = sum(len(group) * max(lengths[i] for i in group) for group in split)
         self.metrics.batch_forwards.observe(len(split))
         self.metrics.batch_padding.observe(1 - sum(lengths) / computed)

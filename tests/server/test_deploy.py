@@ -98,3 +98,22 @@ assert not leaked, leaked
     env = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_server_pod_is_scraped_and_the_service_monitor_selects_the_service():
+    deployment, service = documents(ROOT / "deploy" / "kubernetes" / "bitfit.yaml")[:2]
+    template = deployment["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+    ports = {p["name"]: p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
+    assert int(annotations["prometheus.io/port"]) == ports["http"]
+    (monitor,) = documents(ROOT / "deploy" / "kubernetes" / "monitoring" / "servicemonitor.yaml")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["kind"] == "ServiceMonitor"
+    labels = monitor["spec"]["selector"]["matchLabels"]
+    assert labels.items() <= service["metadata"]["labels"].items()
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= {p["name"] for p in service["spec"]["ports"]}
+    (ray,) = documents(ROOT / "deploy" / "kuberay" / "rayservice.yaml")
+    cluster = ray["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        port = group["rayStartParams"]["metrics-export-port"]
+        assert group["template"]["metadata"]["annotations"]["prometheus.io/port"] == port

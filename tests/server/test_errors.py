@@ -13,7 +13,7 @@ from server.exceptions import ClientGone, LimitExceeded, NotReady, Unauthorized
 from server.http.errors import HTTP_ERRORS, INTERNAL, error_response, status_of
 from server.http.routes.responses import errors
 from tests.helpers import random_bias_set
-from tests.server_support import serving, upload
+from tests.server_support import PREDICTS, serving, upload
 
 CASES = [
     (UnknownTask("x", ["a"]), 404, "task_not_found", {"known_tasks": ["a"]}),
@@ -80,7 +80,7 @@ def test_one_failed_forward_is_one_error_line(tmp_path, tiny_backbone, caplog):
         errors_logged = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
         assert len(errors_logged) == 1, [rec.getMessage() for rec in errors_logged]
         assert "device lost" in errors_logged[0].getMessage() and errors_logged[0].exc_info
-        assert 'bitfit_requests_total{status="500",task="t"} 1.0' in client.get("/metrics").text
+        assert PREDICTS + 'status="500",task="t"} 1.0' in client.get("/metrics").text
 
 
 @pytest.mark.parametrize("method, path", [("POST", "/tasks/"), ("GET", "/tasks/"), ("POST", "/predict/"), ("GET", "/healthz/")])

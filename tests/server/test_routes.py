@@ -9,7 +9,7 @@ from bias_store.format import dumps
 from engine import Engine
 from server.http.schemas import MultiPredictResponse, PredictResponse
 from tests.helpers import random_bias_set
-from tests.server_support import TEXTS, replace, serving, upload
+from tests.server_support import PREDICTS, TEXTS, replace, serving, upload
 
 
 def engine_scores(backbone, bias_set, texts) -> list[dict[str, float]]:
@@ -201,10 +201,10 @@ def test_metrics_cover_requests_batches_and_cap_task_labels(tmp_path, tiny_backb
             assert c.post(f"/predict/t{i}", json={"inputs": ["a", "b"]}).status_code == 200
         c.post("/predict/ghost", json={"inputs": "a"})
         text = c.get("/metrics").text
-    assert 'bitfit_requests_total{status="200",task="t0"} 1.0' in text
-    assert 'bitfit_requests_total{status="200",task="t1"} 1.0' in text
-    assert 'bitfit_requests_total{status="200",task="other"} 2.0' in text  # t2, t3 beyond the cap
-    assert 'bitfit_requests_total{status="404",task="unknown"} 1.0' in text
+    assert PREDICTS + 'status="200",task="t0"} 1.0' in text
+    assert PREDICTS + 'status="200",task="t1"} 1.0' in text
+    assert PREDICTS + 'status="200",task="other"} 2.0' in text  # t2, t3 beyond the cap
+    assert PREDICTS + 'status="404",task="unknown"} 1.0' in text
     assert 'task="t2"' not in text and 'task="ghost"' not in text
     for name in ("bitfit_request_latency_seconds_bucket", "bitfit_queue_wait_seconds_count", "bitfit_inference_seconds_count",
                  "bitfit_batch_rows_count", "bitfit_batch_tasks_count", "bitfit_queue_depth_rows", "bitfit_upload_seconds_count",
@@ -256,4 +256,4 @@ def test_a_full_queue_is_503_with_retry_after(client, tiny_backbone):
     finally:
         predictor.batcher = real
     assert r.status_code == 503 and r.headers["retry-after"] == "7" and r.json()["error"]["code"] == "overloaded"
-    assert 'bitfit_requests_total{status="503",task="t"} 1.0' in client.get("/metrics").text
+    assert PREDICTS + 'status="503",task="t"} 1.0' in client.get("/metrics").text

@@ -79,3 +79,11 @@ def test_invalid_bias_sets_are_rejected_with_the_validators_reason(client, tiny_
     metrics = client.get("/metrics").text
     assert 'bitfit_upload_rejections_total{reason="fingerprint_mismatch"} 1.0' in metrics
     assert 'bitfit_upload_rejections_total{reason="bad_shape"} 1.0' in metrics
+
+
+def test_rollback_at_the_first_version_says_there_is_no_earlier_one(client, tiny_backbone):
+    upload(client, random_bias_set(tiny_backbone.spec, "first", seed=1))
+    r = client.post("/tasks/first/rollback")
+    assert r.status_code == 404
+    message = r.json()["error"]["message"]
+    assert "no version before its current one (1)" in message and "version 0" not in message

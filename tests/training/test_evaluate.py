@@ -44,4 +44,4 @@ def test_run_folder_has_per_class_scores_and_both_plots(tmp_path, tiny_bert_dir)
     for png in ("learning_curves.png", "confusion_matrix.png"):
         assert (tmp_path / "run" / png).read_bytes()[:4] == b"\x89PNG"
     assert len(report["steps"]) >= 2 and report["steps"][-1]["epoch"] == 1.0  # a 1-epoch run still has a curve
-    assert outcome.report["test"]["macro_f1"] == pytest.approx(sum(c["f1"] for c in test["per_class"]) / 2)
+    assert outcome.report["test"]["macro_f1"] == pytest.approx(sum(c["f1"] for c in test["per_class"]) / 2, rel=1e-3)  # 4 digits

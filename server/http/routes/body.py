@@ -29,6 +29,7 @@ from fastapi.routing import APIRoute
 from server.exceptions import LimitExceeded
 from server.http.auth import GuardedRoute
 from server.http.body_shape import bounds, check_json_shape
+from server.http.counting import CountedRoute
 from server.http.middleware import EXCHANGE
 from server.process.settings import Settings, env_name
 
@@ -67,8 +68,8 @@ class LimitedBodyRoute(APIRoute):
         return limited
 
 
-class CheckedRoute(GuardedRoute, LimitedBodyRoute):
-    """Auth from the headers (401/403), then the body limit (413), then FastAPI reads the body."""
+class CheckedRoute(CountedRoute, GuardedRoute, LimitedBodyRoute):
+    """Counted (server/http/counting.py); auth from the headers (401/403), then the body limit (413), then FastAPI reads the body."""
 
 
 def limit_json_body(request: Request) -> None:

@@ -17,6 +17,7 @@ from bias_store.errors import CorruptTask, StoreUnavailable, VersionNotFound
 from engine import InvalidInput, Prediction, UnknownTask
 from server.exceptions import Forbidden, GenerationNotReached, LimitExceeded, NotReady, Overloaded, Unauthorized
 from server.http.auth import GuardedRoute, require_reader, scope_of
+from server.http.counting import CountedRoute, route_labels
 from server.http.deps import get_services, min_generation
 from server.http.errors import status_of
 from server.http.hf import hf_answer, ranked, rescored
@@ -53,8 +54,8 @@ class ShedRoute(APIRoute):
         return shed
 
 
-class PredictRoute(GuardedRoute, ShedRoute, LimitedBodyRoute):
-    """Auth (401/403), shedding (503), the body limit and shape (413): only then is the body read."""
+class PredictRoute(CountedRoute, GuardedRoute, ShedRoute, LimitedBodyRoute):
+    """Counted, then auth (401/403), shedding (503), the body limit and shape (413): only then is the body read."""
 
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_reader), Depends(min_generation)], route_class=PredictRoute)
@@ -146,7 +147,9 @@ async def run_predict(services: Services, request: Request, items: list[TaskInpu
     finally:
         stored = services.catalog.stored  # unknown, or another tenant's task: counted as "unknown", as it answers
         known = lambda task: task in stored and scope.allows(task)  # noqa: E731
-        services.metrics.observe_request([i.task for i in items], status, time.perf_counter() - started, known)
+        request.state.counted = True  # here, once per task, not once by CountedRoute
+        services.metrics.observe_request([i.task for i in items], status, time.perf_counter() - started, known,
+                                         route_labels(request))
 
 
 @router.post(

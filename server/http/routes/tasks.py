@@ -170,7 +170,10 @@ async def rollback_task(
     if version is None:
         earlier = [v for v in record.versions if v < record.version]
         if not earlier:
-            raise VersionNotFound(task, record.version - 1, list(record.versions))
+            missing = VersionNotFound(task, record.version - 1, list(record.versions))
+            missing.args = (f"task {task!r} has no version before its current one ({record.version}) to roll back to; "
+                            f"kept versions: {list(record.versions)}",)
+            raise missing
         version = earlier[-1]
     record = await run_in_threadpool(services.mutations.rollback, task, version)
     response.headers[GENERATION_HEADER] = str(record.generation)

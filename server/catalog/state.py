@@ -47,7 +47,10 @@ class TaskState:
 
     @property
     def serves_current(self) -> bool:
-        return self.handle is not None and self.handle.sha256 == self.change.sha256
+        """A slot serves the stored current version (the same bytes stored again as a new
+        version are a new version: answers name the version that computed them)."""
+        handle = self.handle
+        return handle is not None and (handle.version, handle.sha256) == (self.change.version, self.change.sha256)
 
     @property
     def healthy(self) -> bool:

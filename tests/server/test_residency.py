@@ -181,3 +181,19 @@ def test_the_host_tier_brings_an_evicted_task_back_without_a_store_read(tmp_path
             _scores(client, name)
         answer = client.post("/predict/t1", json={"inputs": TEXTS, "return_all_scores": True}).json()
         assert answer["version"] == 2 and [p["scores"] for p in answer["predictions"]] != first["t1"]
+
+
+def test_the_same_bytes_stored_again_are_served_as_the_new_version(tmp_path, tiny_backbone):
+    """A version is its number, not only its bytes: every answer names the version that computed it."""
+    data = dumps(random_bias_set(tiny_backbone.spec, "t", seed=7))
+    with (
+        running(tmp_path / "store", tiny_backbone, load="eager") as (writer, _),
+        running(tmp_path / "store", tiny_backbone, load="lazy", warm_up_tasks=0) as (reader, _),
+    ):
+        for version in (1, 2, 3):
+            response = writer.post("/tasks", files={"file": ("t.safetensors", data)})
+            assert response.status_code == 201 and response.json()["version"] == version
+            assert writer.post("/predict/t", json={"inputs": "x"}).json()["version"] == version
+            generation = response.headers["x-bitfit-generation"]
+            answer = reader.post("/predict/t", json={"inputs": "x"}, params={"min_generation": generation})
+            assert answer.json()["version"] == version

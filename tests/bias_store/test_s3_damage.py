@@ -82,3 +82,42 @@ def test_a_frozen_endpoint_answers_store_unavailable_within_the_timeouts(monkeyp
         with pytest.raises(StoreUnavailable):
             store.generation()
         assert time.monotonic() - started < 5
+
+
+class CountingObjects(S3Objects):
+    """The real objects class, counting the GETs of version files."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.version_gets = 0
+
+    def get(self, key: str):
+        self.version_gets += key.endswith(".safetensors")
+        return super().get(key)
+
+
+def test_the_disk_tier_serves_a_second_read_without_a_get_and_refetches_a_tampered_file(seaweedfs, upload, tmp_path):
+    from bias_store.backends.s3.cache import DiskCache
+
+    prefix = f"c-{uuid.uuid4().hex[:8]}"
+    S3Store(S3Objects(seaweedfs.client(), BUCKET, prefix)).put(stored := upload("t", 1))
+    objects = CountingObjects(seaweedfs.client(), BUCKET, prefix)
+    store = S3Store(objects, cache=DiskCache(tmp_path / "cache", max_bytes=10 * len(stored.data)))
+    assert store.read("t", 1) == stored.data and objects.version_gets == 1
+    assert store.read("t", 1) == stored.data and store.get("t")[1] == stored.data
+    assert objects.version_gets == 1  # both served from the local file
+    (cached,) = (tmp_path / "cache" / "t").iterdir()
+    cached.write_bytes(b"\x00" * len(stored.data))  # damaged (or tampered) on disk
+    assert store.read("t", 1) == stored.data and objects.version_gets == 2  # fetched again, never served
+    assert store.read("t", 1) == stored.data and objects.version_gets == 2
+
+
+def test_the_disk_tier_is_bounded_by_bytes_least_recently_used_first(tmp_path):
+    from bias_store.backends.s3.cache import DiskCache
+
+    cache = DiskCache(tmp_path / "cache", max_bytes=250)
+    for i in range(3):
+        cache.put(f"t{i}", 1, bytes([i]) * 100)
+        time.sleep(0.01)  # distinct use times
+    assert cache.get("t0", 1) is None and cache.get("t2", 1) == b"\x02" * 100
+    assert sum(p.stat().st_size for p in (tmp_path / "cache").glob("*/*")) <= 250

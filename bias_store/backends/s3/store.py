@@ -34,6 +34,7 @@ import logging
 from collections.abc import Callable
 
 from bias_store.backends.base import META_CACHE_SIZE, StoreBase
+from bias_store.backends.s3.cache import DiskCache
 from bias_store.backends.s3.objects import S3Objects, S3Timeouts
 from bias_store.changelog import COMPACT_EVERY, Catalog, Change, ChangeLog
 from bias_store.errors import ConcurrentUpdate, CorruptTask, TaskNotFound, VersionNotFound
@@ -47,15 +48,15 @@ MAX_ATTEMPTS = 50  # pointer races lost in a row before a writer gives up with 4
 
 class S3Store(StoreBase):
     def __init__(self, objects: S3Objects, keep_versions: int = 5, compact_every: int = COMPACT_EVERY,
-                 meta_cache_size: int = META_CACHE_SIZE) -> None:
+                 meta_cache_size: int = META_CACHE_SIZE, cache: DiskCache | None = None) -> None:
         super().__init__(keep_versions, meta_cache_size)
-        self.objects = objects
+        self.objects, self.cache = objects, cache  # cache: the local disk tier of version files
         self.log = ChangeLog(objects, compact_every, skip_damaged=True)
 
     @classmethod
     def from_url(cls, url: str, keep_versions: int = 5, endpoint_url: str | None = None,
-                 timeouts: S3Timeouts | None = None) -> S3Store:
-        return cls(S3Objects.from_url(url, endpoint_url, timeouts), keep_versions)
+                 timeouts: S3Timeouts | None = None, cache: DiskCache | None = None) -> S3Store:
+        return cls(S3Objects.from_url(url, endpoint_url, timeouts), keep_versions, cache=cache)
 
     def __repr__(self) -> str:
         return f"S3Store({self.objects.url!r})"
@@ -95,8 +96,15 @@ class S3Store(StoreBase):
         return sorted(int(k.rsplit("/v", 1)[1].split(".")[0]) for k in keys)
 
     def _load(self, name: str, version: int) -> bytes | None:
-        found = self.objects.get(self._version_key(name, version))
-        return None if found is None else found[0]
+        data = self.cache.get(name, version) if self.cache is not None else None
+        if data is None:
+            found = self.objects.get(self._version_key(name, version))
+            if found is None:
+                return None
+            data = found[0]
+            if self.cache is not None:
+                self.cache.put(name, version, data)
+        return data
 
     def _live_version(self, name: str) -> int:
         """The version a live task serves; TaskNotFound otherwise."""
@@ -123,6 +131,8 @@ class S3Store(StoreBase):
         # that died in an older protocol: take another number.
         while not self.objects.create(self._version_key(name, version), data, {"sha256": sha}):
             version = self._reserve(name)
+        if self.cache is not None:
+            self.cache.put(name, version, data)
         generation = self.log.append(name, version, sha)
         self._settle(name, generation, {"version": version, "sha256": sha})
         self._prune(name, keep_also=version)

@@ -34,9 +34,10 @@ import logging
 from collections.abc import Callable
 
 from bias_store.backends.base import META_CACHE_SIZE, StoreBase
-from bias_store.backends.s3.objects import S3Objects
+from bias_store.backends.s3.cache import DiskCache
+from bias_store.backends.s3.objects import S3Objects, S3Timeouts
 from bias_store.changelog import COMPACT_EVERY, Catalog, Change, ChangeLog
-from bias_store.errors import ConcurrentUpdate, TaskNotFound, VersionNotFound
+from bias_store.errors import ConcurrentUpdate, CorruptTask, TaskNotFound, VersionNotFound
 from bias_store.store import TaskRecord
 from bias_store.validate import ValidatedUpload
 
@@ -47,14 +48,15 @@ MAX_ATTEMPTS = 50  # pointer races lost in a row before a writer gives up with 4
 
 class S3Store(StoreBase):
     def __init__(self, objects: S3Objects, keep_versions: int = 5, compact_every: int = COMPACT_EVERY,
-                 meta_cache_size: int = META_CACHE_SIZE) -> None:
+                 meta_cache_size: int = META_CACHE_SIZE, cache: DiskCache | None = None) -> None:
         super().__init__(keep_versions, meta_cache_size)
-        self.objects = objects
-        self.log = ChangeLog(objects, compact_every)
+        self.objects, self.cache = objects, cache  # cache: the local disk tier of version files
+        self.log = ChangeLog(objects, compact_every, skip_damaged=True)
 
     @classmethod
-    def from_url(cls, url: str, keep_versions: int = 5, endpoint_url: str | None = None) -> S3Store:
-        return cls(S3Objects.from_url(url, endpoint_url), keep_versions)
+    def from_url(cls, url: str, keep_versions: int = 5, endpoint_url: str | None = None,
+                 timeouts: S3Timeouts | None = None, cache: DiskCache | None = None) -> S3Store:
+        return cls(S3Objects.from_url(url, endpoint_url, timeouts), keep_versions, cache=cache)
 
     def __repr__(self) -> str:
         return f"S3Store({self.objects.url!r})"
@@ -64,13 +66,20 @@ class S3Store(StoreBase):
     def _version_key(name: str, version: int) -> str:
         return f"tasks/{name}/v{version:06d}.safetensors"
 
-    def _raw_pointer(self, name: str) -> tuple[dict | None, str | None]:
-        """The task's pointer and its ETag; (None, None) if it never existed."""
+    def _raw_pointer(self, name: str, repair: bool = False) -> tuple[dict | None, str | None]:
+        """The task's pointer and its ETag; (None, None) if it never existed. A damaged one is
+        that task's CorruptTask, or with ``repair`` (a writer) a tombstone past every kept version."""
         found = self.objects.get(f"tasks/{name}/CURRENT")
         if found is None:
             return None, None
         body, etag = found
-        return json.loads(body), etag
+        try:
+            return _parse_pointer(body), etag
+        except ValueError as exc:
+            if not repair:
+                raise CorruptTask(name, f"its pointer is damaged ({exc})") from None
+            log.warning("task %s: damaged pointer (%s) replaced", name, exc)
+            return {"version": None, "sha256": None, "generation": 0, "last_version": max(self._versions(name), default=0)}, etag
 
     # -- what the base reads through -------------------------------------------------------
     def _task_names(self) -> list[str]:
@@ -87,8 +96,15 @@ class S3Store(StoreBase):
         return sorted(int(k.rsplit("/v", 1)[1].split(".")[0]) for k in keys)
 
     def _load(self, name: str, version: int) -> bytes | None:
-        found = self.objects.get(self._version_key(name, version))
-        return None if found is None else found[0]
+        data = self.cache.get(name, version) if self.cache is not None else None
+        if data is None:
+            found = self.objects.get(self._version_key(name, version))
+            if found is None:
+                return None
+            data = found[0]
+            if self.cache is not None:
+                self.cache.put(name, version, data)
+        return data
 
     def _live_version(self, name: str) -> int:
         """The version a live task serves; TaskNotFound otherwise."""
@@ -115,6 +131,8 @@ class S3Store(StoreBase):
         # that died in an older protocol: take another number.
         while not self.objects.create(self._version_key(name, version), data, {"sha256": sha}):
             version = self._reserve(name)
+        if self.cache is not None:
+            self.cache.put(name, version, data)
         generation = self.log.append(name, version, sha)
         self._settle(name, generation, {"version": version, "sha256": sha})
         self._prune(name, keep_also=version)
@@ -122,7 +140,10 @@ class S3Store(StoreBase):
         return self._stored(upload, version, sha, generation)
 
     def delete(self, name: str) -> int:
-        live = self._live_version(name)
+        try:
+            live = self._live_version(name)
+        except CorruptTask:  # a damaged pointer: deleting the task repairs it
+            live = max(self._versions(name), default=0)
         generation = self.log.append(name, None, None)
         self._settle(name, generation, {"version": None, "sha256": None})
         # The tombstone hides them; free the space. Only up to the version that was live: a
@@ -170,7 +191,7 @@ class S3Store(StoreBase):
         """Replace the pointer with ``new(old)`` if nobody replaced it meanwhile; else re-read
         and redo. ``new`` returning None means nothing to write."""
         for _ in range(MAX_ATTEMPTS):
-            pointer, etag = self._raw_pointer(name)
+            pointer, etag = self._raw_pointer(name, repair=True)
             replacement = new(pointer)
             if replacement is None:
                 return
@@ -183,6 +204,21 @@ class S3Store(StoreBase):
         for version in versions[: max(0, len(versions) - self.keep_versions)]:
             if version != keep_also:
                 self.objects.delete(self._version_key(name, version))
+
+
+def _parse_pointer(body: bytes) -> dict:
+    """The pointer's fields, checked: ValueError if it is not what a writer wrote."""
+    try:
+        pointer = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(pointer, dict):
+        raise ValueError(f"not an object: {type(pointer).__name__}")
+    version, sha = pointer.get("version"), pointer.get("sha256")
+    whole = isinstance(pointer.get("last_version"), int) and isinstance(pointer.get("generation", 0), int)
+    if not whole or not (version is None and sha is None or isinstance(version, int) and isinstance(sha, str)):
+        raise ValueError(f"unexpected fields {sorted(pointer)}")
+    return pointer
 
 
 def _last(pointer: dict | None) -> int:

@@ -29,9 +29,10 @@ async def readyz(request: Request) -> dict:
         raise NotReady("the server is starting or stopping", {"Retry-After": "1"})
     sync, backbone = services.sync, services.engine.backbone
     figures = counts(services.catalog)
+    problem = sync.problem  # read once: the two fields agree
     return {
-        "status": "ready" if sync.healthy else "degraded",
-        "store": "ok" if sync.healthy else f"unreachable: {sync.error}",
+        "status": "ready" if problem is None else "degraded",
+        "store": "ok" if problem is None else f"unreachable: {problem}",
         "generation": sync.generation.value,
         "backbone": Path(str(backbone.spec.base_model)).name,  # a name, never a filesystem path
         "model_type": backbone.spec.model_type,

@@ -44,6 +44,10 @@ from bias_store.validate import ValidatedUpload
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 50  # pointer races lost in a row before a writer gives up with 409
+# Versions that mutations under way still need, kept in the pointer so that keep-N pruning
+# skips them. A writer that died leaves its number here until this many newer ones push it
+# out (then its object is pruned like any other).
+MAX_PENDING = 64
 
 
 class S3Store(StoreBase):
@@ -134,7 +138,7 @@ class S3Store(StoreBase):
         if self.cache is not None:
             self.cache.put(name, version, data)
         generation = self.log.append(name, version, sha)
-        self._settle(name, generation, {"version": version, "sha256": sha})
+        self._settle(name, generation, {"version": version, "sha256": sha}, done=version)
         self._prune(name, keep_also=version)
         log.info("stored task %s version %d (%d bytes, generation %d)", name, version, len(data), generation)
         return self._stored(upload, version, sha, generation)
@@ -157,6 +161,13 @@ class S3Store(StoreBase):
 
     def rollback(self, name: str, version: int, check: Callable[[bytes], object] | None = None) -> TaskRecord:
         self._live_version(name)
+        self._swap_pointer(name, lambda p: {**p, "pending": _pending(p) + [version]} if p else None)  # not pruned meanwhile
+        try:
+            return self._rollback(name, version, check)
+        finally:
+            self._swap_pointer(name, lambda p: _without(p, version))
+
+    def _rollback(self, name: str, version: int, check: Callable[[bytes], object] | None) -> TaskRecord:
         if self.objects.metadata(self._version_key(name, version)).get("sha256") is None:
             raise VersionNotFound(name, version, self._versions(name))
         # The pointer names the sha256 of the very bytes ``check`` validated: a version
@@ -177,15 +188,17 @@ class S3Store(StoreBase):
 
         def bump(pointer: dict | None) -> dict:
             taken[:] = [_last(pointer) + 1]
-            return {"version": None, "sha256": None, "generation": 0, **(pointer or {}), "last_version": taken[0]}
+            pending = (_pending(pointer) + taken)[-MAX_PENDING:]  # kept from pruning until settled
+            return {"version": None, "sha256": None, "generation": 0, **(pointer or {}), "last_version": taken[0], "pending": pending}
 
         self._swap_pointer(name, bump)
         return taken[0]
 
-    def _settle(self, name: str, generation: int, fields: dict) -> None:
-        """Point the task at the change logged at ``generation`` unless a later one already is."""
-        self._swap_pointer(name, lambda p: None if _generation(p) >= generation else {
-            "last_version": _last(p), **fields, "generation": generation})
+    def _settle(self, name: str, generation: int, fields: dict, done: int | None = None) -> None:
+        """Point the task at the change logged at ``generation`` unless a later one already is;
+        ``done``: the put's version, no longer pending either way."""
+        self._swap_pointer(name, lambda p: _without(p, done) if _generation(p) >= generation else {
+            "last_version": _last(p), **fields, "generation": generation, "pending": _pending(_without(p, done) or p)})
 
     def _swap_pointer(self, name: str, new) -> None:
         """Replace the pointer with ``new(old)`` if nobody replaced it meanwhile; else re-read
@@ -201,8 +214,15 @@ class S3Store(StoreBase):
 
     def _prune(self, name: str, keep_also: int) -> None:
         versions = self._versions(name)
-        for version in versions[: max(0, len(versions) - self.keep_versions)]:
-            if version != keep_also:
+        old = versions[: max(0, len(versions) - self.keep_versions)]
+        if not old:
+            return
+        # Read after the listing: a listed object's number was reserved (pending) before it
+        # was created, so a put or rollback still under way, and the current version, are seen.
+        pointer = self._raw_pointer(name)[0] or {}
+        needed = {keep_also, pointer.get("version"), *_pending(pointer)}
+        for version in old:
+            if version not in needed:
                 self.objects.delete(self._version_key(name, version))
 
 
@@ -223,6 +243,20 @@ def _parse_pointer(body: bytes) -> dict:
 
 def _last(pointer: dict | None) -> int:
     return pointer["last_version"] if pointer else 0
+
+
+def _pending(pointer: dict | None) -> list[int]:
+    pending = (pointer or {}).get("pending")
+    return [v for v in pending if isinstance(v, int)] if isinstance(pending, list) else []
+
+
+def _without(pointer: dict | None, version: int | None) -> dict | None:
+    """``pointer`` with ``version`` no longer pending; None when it was not (nothing to write)."""
+    pending = _pending(pointer)
+    if pointer is None or version not in pending:
+        return None
+    pending.remove(version)
+    return {**pointer, "pending": pending}
 
 
 def _generation(pointer: dict | None) -> int:

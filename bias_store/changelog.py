@@ -13,8 +13,7 @@ catalog is folded (it took ~26 s under the lock). The fold reads only immutable 
 (the previous snapshot, entries) and the new snapshot appears in one exclusive create, so
 a reader always finds a whole snapshot plus its tail. A process that dies before its
 snapshot is written only makes the next one fold a longer tail. Snapshots are parsed and
-written in chunks of ``SNAPSHOT_CHUNK`` entries with the cyclic GC paused, so other threads
-(requests, the watcher) get the interpreter between chunks instead of after seconds.
+written in chunks (snapshots.py), so other threads get the interpreter between them.
 
 ``ChangeLog`` keeps the entries as objects of any ``LogObjects`` (an S3 prefix, a folder):
 an entry is created only if its key is free, so two writers can never both take one
@@ -23,8 +22,6 @@ generation; the loser takes the next one and nothing is overwritten.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import logging
 import re
@@ -32,15 +29,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Protocol
 
-import orjson
-
 from bias_store.errors import BiasStoreError
+from bias_store.snapshots import dump_snapshot, load_snapshot  # noqa: F401 (dump_snapshot: used by tools and tests)
 
 log = logging.getLogger(__name__)
 
 COMPACT_EVERY = 1000  # generations between snapshots; one compaction interval is kept as slack
-SNAPSHOT_CHUNK = 20_000  # entries per orjson call when a snapshot is written or parsed
-_CHUNK_BYTES = 2_000_000  # ~20,000 entries of a snapshot's text
 
 
 class Change(NamedTuple):
@@ -99,58 +93,6 @@ def latest_per_task(changes: Iterable[Change]) -> list[Change]:
     return sorted(last.values(), key=lambda c: c.generation)
 
 
-_gc_pauses, _gc_lock = [0], threading.Lock()
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """The cyclic GC off for the block, in any number of threads at once. The ~4 objects per
-    entry made here hold no cycles, yet their allocation sets off collection after
-    collection over the growing heap (3x the time of the parse itself)."""
-    with _gc_lock:
-        if _gc_pauses[0] == 0:
-            _gc_pauses.append(gc.isenabled())
-            gc.disable()
-        _gc_pauses[0] += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses[0] -= 1
-            if _gc_pauses[0] == 0 and _gc_pauses.pop():
-                gc.enable()
-
-
-def dump_snapshot(generation: int, catalog: Catalog) -> bytes:
-    """``{"generation": G, "tasks": {name: [generation, version, sha256], ...}}``, names sorted, compact."""
-    names, parts = sorted(catalog), []
-    with paused_gc():
-        for i in range(0, len(names), SNAPSHOT_CHUNK):
-            chunk = {n: [c.generation, c.version, c.sha256] for n in names[i:i + SNAPSHOT_CHUNK] for c in (catalog[n],)}
-            parts.append(orjson.dumps(chunk)[1:-1])
-    return b'{"generation":%d,"tasks":{%s}}' % (generation, b",".join(parts))
-
-
-def load_snapshot(data: bytes) -> tuple[int, Catalog]:
-    # A 1,000,000-task snapshot is ~90 MB: parsed in one call it holds the interpreter for
-    # seconds. Our own compact layout is cut between entries ('],"' occurs nowhere else:
-    # names and hashes are [a-z0-9_-]) and parsed piece by piece; any other layout whole.
-    with paused_gc():
-        start = data.find(b'"tasks":{')
-        if not (data.startswith(b'{"generation":') and start > 0 and data.endswith(b"}}")):
-            raw = orjson.loads(data)
-            return int(raw["generation"]), {name: Change(g, name, v, sha) for name, (g, v, sha) in raw["tasks"].items()}
-        generation = int(orjson.loads(data[:start].rstrip(b",") + b"}")["generation"])
-        body, catalog, pos = memoryview(data)[start + 9:-2], {}, 0
-        while pos < len(body):
-            end = data.find(b'],"', start + 9 + pos + _CHUNK_BYTES, len(data) - 2) - start - 9
-            end = len(body) if end < 0 else end + 1
-            piece = orjson.loads(b"{" + bytes(body[pos:end]) + b"}")
-            catalog.update((name, Change(g, name, v, sha)) for name, (g, v, sha) in piece.items())
-            pos = end + 1
-    return generation, catalog
-
-
 def log_key(generation: int) -> str:
     """The name of an entry; zero-padded so that names sort like generations."""
     return f"{generation:012d}.json"
@@ -178,21 +120,40 @@ class LogObjects(Protocol):
 
 
 class ChangeLog:
-    def __init__(self, objects: LogObjects, compact_every: int = COMPACT_EVERY) -> None:
-        self.objects, self.compact_every = objects, compact_every
+    """``skip_damaged``: an entry that cannot be parsed is skipped and reported (``damaged``)
+    and the later ones still apply (S3: nothing else records the order of changes); else a
+    replica reloads the catalog (LogTruncated), which the folder store rebuilds from CURRENT.
+    Entries are only trusted in one unbroken run of generations: writers take the next
+    free one, so an entry after a gap (``000999999999.json`` put by hand) is ignored."""
+
+    def __init__(self, objects: LogObjects, compact_every: int = COMPACT_EVERY, skip_damaged: bool = False) -> None:
+        self.objects, self.compact_every, self.skip_damaged = objects, compact_every, skip_damaged
+        self.damaged: dict[int, str] = {}  # generation -> why its entry was skipped
         self._head = 0  # the highest generation known to exist; a hint, re-checked by listing
         self._round = threading.Condition()
         self._wanted = 0  # the newest round generation handed to the compactor, not yet done
         self._compacting = False  # a compactor thread is running
 
     def _entry_keys(self, after: int) -> list[str]:
-        return _ours(self.objects.list("log/", start_after=f"log/{log_key(after)}"))
+        """The keys of the unbroken run of entries right after ``after`` (a later gap ends it)."""
+        keys = _ours(self.objects.list("log/", start_after=f"log/{log_key(after)}"))
+        for i in range(1, len(keys)):
+            if generation_of(keys[i]) != generation_of(keys[i - 1]) + 1:
+                log.warning("change log: entry %s follows a gap after %s: not trusted", keys[i], keys[i - 1])
+                return keys[:i]
+        return keys
 
     def head(self) -> int:
         """The newest generation (0 for an empty log)."""
         if self._head == 0:  # start listing at the newest snapshot: older entries may be gone
             self._head = max(self._snapshot_generations(), default=0)
         keys = self._entry_keys(self._head)
+        if keys and generation_of(keys[0]) != self._head + 1:
+            # Compacted past our hint (start at the newest snapshot), or an untrusted entry.
+            self._head = max([self._head, *self._snapshot_generations()])
+            keys = self._entry_keys(self._head)
+            if keys and generation_of(keys[0]) != self._head + 1:
+                return self._head
         if keys:
             self._head = generation_of(keys[-1])
         return self._head
@@ -201,17 +162,28 @@ class ChangeLog:
         """Every entry after generation ``after``, in order (cost: one list + one read per entry)."""
         keys = self._entry_keys(after)
         if keys and generation_of(keys[0]) != after + 1:
+            if after >= max(self._snapshot_generations(), default=0):
+                log.warning("change log: entry %s follows a gap after %d: not trusted", keys[0], after)
+                return []  # nothing after ``after`` was compacted: the entry is not ours
             raise LogTruncated(after)
         entries = [self.objects.get(key) for key in keys]
         if any(found is None for found in entries):  # compacted away while we read
             raise LogTruncated(after)
-        try:
-            return [Change.from_json(found[0]) for found in entries]
-        except (ValueError, KeyError, TypeError) as exc:
-            # A damaged entry: which task changed is lost, so a replica must reload the
-            # catalog (LogTruncated) from whatever the backend trusts more than the log.
-            log.error("change log entry after generation %d is damaged (%s)", after, exc)
-            raise LogTruncated(after) from None
+        changes = []
+        for key, found in zip(keys, entries):
+            try:
+                changes.append(Change.from_json(found[0]))
+            except (ValueError, KeyError, TypeError) as exc:
+                generation = generation_of(key)
+                if not self.skip_damaged:
+                    # Which task changed is lost: a replica reloads the catalog (LogTruncated)
+                    # from whatever the backend trusts more than the log.
+                    log.error("change log entry %d is damaged (%s)", generation, exc)
+                    raise LogTruncated(after) from None
+                if generation not in self.damaged:
+                    log.error("change log entry %d is damaged (%s): skipped", generation, exc)
+                self.damaged[generation] = f"entry {generation} is damaged: {exc}"
+        return changes
 
     def catalog(self) -> tuple[int, Catalog]:
         """The newest snapshot folded with the entries after it: every task's current version."""

@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 
 from bias_store.kinds import Pooling
-from bias_store.open_store import S3_ENDPOINT_ENV
+from training.store_args import add_store_arguments
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--store", metavar="URL", help="put it into this bias store: a folder, file://... or s3://bucket/prefix")
     out.add_argument("--push", metavar="URL", help="upload it to a running server (POST URL/tasks)")
     out.add_argument("--api-key", help="an admin key of the server for --push (default: $BITFIT_API_KEY)")
-    out.add_argument("--s3-endpoint-url", default=os.environ.get(S3_ENDPOINT_ENV),
-                     help=f"S3 endpoint for an s3:// --store off AWS (default: ${S3_ENDPOINT_ENV})")
+    add_store_arguments(out)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,9 +73,11 @@ def run(args: argparse.Namespace) -> int:
     from engine.backbone import resolve_device
     from training.errors import TrainingError
     from training.publish import Target, publish
+    from training.store_args import store_options
     from training.task import TaskSpec, default_run_dir, run_task
 
-    target = Target(out=args.out, store=args.store, push=args.push, api_key=args.api_key, s3_endpoint_url=args.s3_endpoint_url)
+    target = Target(out=args.out, store=args.store, push=args.push, api_key=args.api_key, s3_endpoint_url=args.s3_endpoint_url,
+                    store_options=store_options(args))
     try:
         if args.method == "full":
             if args.out or args.store or args.push:

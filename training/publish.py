@@ -31,6 +31,7 @@ class Target:
     store: str | None = None  # a folder, file://... or s3://bucket/prefix
     push: str | None = None
     s3_endpoint_url: str | None = None  # for an s3:// store off AWS (SeaweedFS, MinIO, ...)
+    store_options: dict = field(default_factory=dict)  # open_store's S3 timeouts and disk tier (training/store_args.py)
     api_key: str | None = None  # for push; None: $BITFIT_API_KEY (read by bitfit_client)
     # Pushes ride out a restarting or overloaded server (503 + Retry-After, connection
     # refused) for about a minute; an upload that may have landed is never sent twice.
@@ -73,7 +74,7 @@ class Target:
 
     def open_store(self) -> BiasStore:
         """The ``--store`` target, whatever its kind (the same door the server opens it by)."""
-        return open_store(self.store, s3_endpoint_url=self.s3_endpoint_url)
+        return open_store(self.store, s3_endpoint_url=self.s3_endpoint_url, **self.store_options)
 
     def check_backbone(self, spec: BackboneSpec) -> None:
         """Before training: the server must serve the backbone this run trains on (else 409 after training)."""

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
-from bias_store.open_store import S3_ENDPOINT_ENV
+from training.store_args import add_store_arguments
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--store", metavar="URL", help="put trained bias sets into this bias store: a folder or s3://bucket/prefix")
     out.add_argument("--push", metavar="URL", help="upload trained bias sets to a running server (POST URL/tasks)")
     parser.add_argument("--api-key", help="the server's API key for --push (default: $BITFIT_API_KEY)")
-    parser.add_argument("--s3-endpoint-url", default=os.environ.get(S3_ENDPOINT_ENV),
-                        help=f"S3 endpoint for an s3:// --store off AWS (default: ${S3_ENDPOINT_ENV})")
+    add_store_arguments(parser)
     parser.add_argument("--backbone", metavar="PATH", help="default backbone for specs that name none (default: packaged MiniLM)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default); a spec may override it")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between inbox scans when idle")
@@ -40,12 +38,14 @@ def run(args: argparse.Namespace) -> int:
     from engine.backbone import resolve_device
     from training.errors import TrainingError
     from training.publish import Target
+    from training.store_args import store_options
     from training.worker import Worker
 
     try:
         device = str(resolve_device(args.device))
         defaults = {"device": device, **({"backbone": args.backbone} if args.backbone else {})}
-        target = Target(store=args.store, push=args.push, api_key=args.api_key, s3_endpoint_url=args.s3_endpoint_url)
+        target = Target(store=args.store, push=args.push, api_key=args.api_key, s3_endpoint_url=args.s3_endpoint_url,
+                        store_options=store_options(args))
         worker = Worker(args.inbox, target, defaults=defaults, data_roots=args.data_root, max_epochs=args.max_epochs,
                         max_train_seconds=args.max_train_seconds)
     except (TrainingError, RuntimeError, OSError) as exc:

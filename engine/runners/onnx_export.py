@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 EXPORTER_VERSION = "1"
 OPSET = 18
 QUANTIZE = ("none", "int8")
+MAX_META_BYTES = 1 << 20  # a meta.json is ~1 KiB; a larger one is not read
 
 
 class _Exported(nn.Module):
@@ -128,9 +130,9 @@ def cached_graph(backbone: Backbone, layout: SiteLayout, cache_dir: Path, quanti
         if _verified(folder, meta):
             log.info("ONNX graph from cache %s", folder)
             return folder / "encoder.onnx"
-        if folder.exists():
-            log.warning("ONNX cache %s is stale or corrupt; exporting again", folder)
-            shutil.rmtree(folder)
+        if folder.is_symlink() or folder.exists():
+            log.warning("ONNX cache %s is stale, corrupt or not a plain folder; exporting again", folder)
+            _remove(folder)
         _build(backbone, layout, folder, meta, quantize)
     return folder / "encoder.onnx"
 
@@ -163,13 +165,42 @@ def _build(backbone: Backbone, layout: SiteLayout, folder: Path, meta: dict, qua
 
 
 def _verified(folder: Path, expected: dict) -> bool:
+    """Whether ``folder`` holds this export. Only plain files directly in a plain folder are
+    read: a symlink, a device or a name like ``../../dev/zero`` (a path outside the cache) is
+    refused unread, so a planted entry cannot hang the start-up that holds the lock."""
     try:
-        meta = json.loads((folder / "meta.json").read_text())
+        meta_file = _plain_file(folder, "meta.json")
+        if folder.is_symlink() or meta_file is None or meta_file.stat().st_size > MAX_META_BYTES:
+            return False
+        meta = json.loads(meta_file.read_text())
         if {k: meta.get(k) for k in expected} != expected or "encoder.onnx" not in meta["sha256"]:
             return False
-        return all(_sha256(folder / name) == digest for name, digest in meta["sha256"].items())
+        files = {name: _plain_file(folder, name) for name in meta["sha256"]}
+        if None in files.values():
+            log.warning("ONNX cache %s lists a file that is not a plain file inside it: not read", folder)
+            return False
+        return all(_sha256(files[name]) == digest for name, digest in meta["sha256"].items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
+
+
+def _plain_file(folder: Path, name: object) -> Path | None:
+    """``folder/name`` if ``name`` is a bare file name and that is a regular file (not followed if a link)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        return None
+    path = folder / name
+    try:
+        return path if stat.S_ISREG(path.lstat().st_mode) else None
+    except OSError:
+        return None
+
+
+def _remove(path: Path) -> None:
+    """Remove a cache entry, whatever it is: a link is unlinked (never followed), a folder removed."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path)
 
 
 def _sha256(path: Path) -> str:
@@ -182,7 +213,16 @@ def _sha256(path: Path) -> str:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as f:
+    # Not followed if a link, never blocking on a FIFO planted in its place.
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError:  # a link (ELOOP) or something else: replace it with a plain lock file
+        _remove(path)
+        fd = os.open(path, flags, 0o644)
+    with os.fdopen(fd, "r+b") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"the ONNX cache lock {path} is not a plain file")
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

@@ -22,6 +22,7 @@ from bias_store.store import BiasStore, TaskRecord
 from server.catalog.catalog import TaskCatalog
 from server.catalog.generation import Generation
 from server.catalog.names import SortedNames
+from server.catalog.stall import PollClock, WriterLock
 from server.catalog.state import Residency, TaskState
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,20 @@ class StoreSync:
         self.store, self.catalog, self.interval, self.eager = store, catalog, interval, eager
         self.generation = Generation(max_waiters)  # the newest log entry applied, and who waits for one
         self.error: str | None = None  # why the last poll failed (None: the store answered)
-        self.lock = threading.RLock()  # a store write and its catalog update happen as one step
+        self.clock = PollClock()  # how long the watcher's store read has waited: a frozen store shows
+        self.lock = WriterLock(self.clock)  # a store write and its catalog update happen as one step
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.generation.on_wait = self.generation.wake  # a reader waiting asks for a poll now
 
     @property
     def healthy(self) -> bool:
-        return self.error is None
+        return self.error is None and not self.clock.stalled
+
+    @property
+    def problem(self) -> str | None:
+        """Why the store is not healthy: its last poll failed, or the one under way waits too long."""
+        return self.clock.describe() if self.clock.stalled else self.error
 
     @property
     def load_mode(self) -> str:
@@ -147,7 +154,8 @@ class StoreSync:
         # again after that mutation's answer (a replace answered 201, then v-1 served).
         with self.lock:
             try:
-                changes = self.store.changes(self.generation.value)
+                with self.clock.timing():
+                    changes = self.store.changes(self.generation.value)
             except LogTruncated:
                 log.warning("fell behind the compacted change log at generation %d; reloading the catalog", self.generation.value)
                 return self.reload()

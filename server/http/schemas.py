@@ -246,8 +246,10 @@ class Ready(BaseModel):
     queue_rows: int
     store_writable: bool = Field(True, description="False while the store cannot be written: mutations answer 503.")
     unhealthy_tasks: dict[str, str] = Field(
-        default_factory=dict, description="Up to 20 tasks skipped because their stored files cannot be served, with why."
+        default_factory=dict, description="Up to 20 tasks skipped because their stored files cannot be served, with why. "
+        "Empty unless the request may read every task: no predict keys and no keys file, or a key of unrestricted scope."
     )
+    unhealthy_count: int = Field(0, description="How many tasks are skipped as unservable (always shown).")
 
 
 class ErrorDetail(BaseModel):

@@ -57,7 +57,11 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     if backbone is None:
         backbone = load_backbone(settings.backbone, settings.device, settings.dtype)
     validator = UploadValidator(backbone.spec, settings.max_upload_bytes, metrics)
-    store = open_store(settings.store, settings.keep_versions, settings.s3_endpoint_url)
+    store = open_store(
+        settings.store, settings.keep_versions, settings.s3_endpoint_url,
+        s3_connect_timeout_s=settings.s3_connect_timeout_s, s3_read_timeout_s=settings.s3_read_timeout_s,
+        s3_max_attempts=settings.s3_max_attempts, cache_dir=settings.cache_dir, cache_bytes=settings.cache_bytes,
+    )
     preload(store, validator, settings.preload, settings.preload_policy)
     # compile is a PyTorch feature: with it, "auto" stays on PyTorch.
     backend = "torch" if settings.compile != "off" and settings.backend == "auto" else settings.backend

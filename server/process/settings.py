@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     store: str = Field("store", description="bias store: a folder (created if missing), file://... or s3://bucket/prefix")
     # Credentials and region come the standard AWS way (AWS_* variables, a profile, an IAM role).
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint of an s3:// store that is not AWS (MinIO, SeaweedFS, ...)")
+    # A frozen endpoint answers 503 after about attempts x (connect or read timeout), not 60 s.
+    s3_connect_timeout_s: float = Field(2.0, gt=0, description="seconds to connect to the S3 endpoint, per attempt")
+    s3_read_timeout_s: float = Field(10.0, gt=0, description="seconds an S3 call may wait for its answer, per attempt")
+    s3_max_attempts: int = Field(2, ge=1, description="attempts per S3 call, the first included")
+    # Version files are immutable, so a local copy (checked by its sha256) saves a GET.
+    cache_dir: Path | None = Field(
+        None, description="an s3:// store's local disk tier of version files (least recently used out); unset: none")
+    cache_bytes: int = Field(1 << 30, ge=1, description="the most bytes --cache-dir holds")
     backbone: str | None = Field(None, description="backbone path or id; unset: the packaged all-MiniLM-L6-v2")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="backbone dtype (float16/bfloat16 need a GPU)")

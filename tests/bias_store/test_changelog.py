@@ -8,7 +8,7 @@ import threading
 import time
 
 from bias_store import FilesystemStore, dumps, validate_upload
-from bias_store import changelog as changelog_module
+from bias_store import snapshots as changelog_module
 from bias_store.changelog import Change, ChangeLog, dump_snapshot, load_snapshot
 from tests.helpers import random_bias_set
 

@@ -140,6 +140,51 @@ def test_a_graph_from_another_exporter_version_is_not_trusted(backbones, onnx_ca
     assert not _verified(folder, {**expected, "fingerprint": "0" * 64})
 
 
+def _planted(cache, good, how: str):
+    """A cache entry planted by someone who can write the cache folder (``good``: a genuine entry)."""
+    entry = cache / good.name
+    if how == "entry is a symlink":
+        entry.symlink_to(good, target_is_directory=True)
+        return
+    shutil.copytree(good, entry)
+    meta = json.loads((entry / "meta.json").read_text())
+    if how == "meta names a path outside the cache":
+        meta["sha256"]["../../../../../../../../dev/zero"] = "0" * 64
+    elif how == "meta names an absolute path":
+        meta["sha256"]["/dev/zero"] = "0" * 64
+    elif how == "graph is a symlink":
+        (entry / "encoder.onnx").unlink()
+        (entry / "encoder.onnx").symlink_to(good / "encoder.onnx")
+    (entry / "meta.json").write_text(json.dumps(meta))
+    if how == "lock is a symlink":
+        (cache / f"{good.name}.lock").symlink_to(good / "meta.json")
+
+
+@pytest.mark.parametrize("how", ["meta names a path outside the cache", "meta names an absolute path", "entry is a symlink",
+                                 "graph is a symlink", "lock is a symlink"])
+def test_a_planted_cache_entry_is_never_followed_and_is_exported_again(backbones, onnx_cache, tmp_path, how):
+    import threading
+
+    _, backbone = backbones("bert")
+    layout = Engine(backbone).table.layout
+    good = cached_graph(backbone, layout, onnx_cache).parent
+    before = {p.name: p.read_bytes() for p in good.iterdir()}
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    _planted(cache, good, how)
+    found = []
+    worker = threading.Thread(target=lambda: found.append(cached_graph(backbone, layout, cache)), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert found, "cached_graph hung or failed on a planted entry (reading /dev/zero?)"
+    path = found[0]
+    if how != "lock is a symlink":  # a valid entry behind a plain lock is a hit; any other is exported afresh
+        assert not path.parent.is_symlink() and not path.is_symlink()
+    assert path.parent.parent == cache and path.read_bytes() == (good / "encoder.onnx").read_bytes()
+    assert {p.name: p.read_bytes() for p in good.iterdir()} == before  # nothing outside the cache was touched
+    assert not (cache / f"{good.name}.lock").is_symlink()
+
+
 def _meta_without_digests(folder):
     meta = json.loads((folder / "meta.json").read_text())
     meta.pop("sha256")

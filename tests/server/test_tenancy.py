@@ -166,3 +166,25 @@ def test_the_hint_of_a_scoped_key_is_rebuilt_from_its_scope(tmp_path, tiny_backb
         assert "a00" not in r.text and time.perf_counter() - started < 5
         r = c.get("/tasks/zed.nope", headers=bearer(ACME))
         assert r.json()["error"]["known_tasks"] == ["zed.mine"] and "a00" not in r.text
+
+
+@pytest.mark.parametrize("keyed", ["predict_keys", "keys_file"])
+def test_readyz_names_unhealthy_tasks_only_to_a_key_that_sees_every_task(keyed, tmp_path, tiny_backbone):
+    from bias_store import FilesystemStore, ValidatedUpload
+
+    store = FilesystemStore(tmp_path / "s")
+    bias_set = random_bias_set(tiny_backbone.spec, "acme.secret", seed=1)
+    store.put(ValidatedUpload(bias_set, dumps(bias_set)))
+    (store.tasks_dir / "acme.secret" / "v000001.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    keys = tmp_path / "keys.json"
+    write_keys(keys, ("acme", ACME, ["predict", "admin"], ["acme.*"]), ("ops", BETA, ["predict"], ["*"]))
+    settings = {"predict_api_keys": [METRICS]} if keyed == "predict_keys" else {"keys_file": keys}
+    with serving(tmp_path / "s", tiny_backbone, load="eager", **settings) as c:
+        for headers in ({}, bearer("wrong-key-0123456789abcdef"), bearer(ACME)):  # open probe, bad key, a tenant's key
+            ready = c.get("/readyz", headers=headers).json()
+            assert (ready["unhealthy_tasks"], ready["unhealthy_count"]) == ({}, 1), headers
+            assert "acme" not in json.dumps(ready)
+        full = c.get("/readyz", headers=bearer(METRICS if keyed == "predict_keys" else BETA)).json()
+        assert list(full["unhealthy_tasks"]) == ["acme.secret"] and full["unhealthy_count"] == 1
+    with serving(tmp_path / "s", tiny_backbone, load="eager") as c:  # no keys: the names are anyone's to list
+        assert list(c.get("/readyz").json()["unhealthy_tasks"]) == ["acme.secret"]

@@ -8,11 +8,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from bias_store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class S3Timeouts:
+    """How long one S3 call may take: a frozen endpoint answers 503 after about
+    ``max_attempts * (connect_s or read_s)``, not after botocore's 60 s default."""
+
+    connect_s: float = 2.0
+    read_s: float = 10.0
+    max_attempts: int = 2  # the first try included
+
+    def __post_init__(self) -> None:
+        if self.connect_s <= 0 or self.read_s <= 0 or self.max_attempts < 1:
+            raise ValueError(f"S3 timeouts must be > 0 and max_attempts >= 1, got {self}")
 
 
 class S3Objects:
@@ -24,7 +39,7 @@ class S3Objects:
         self.url = f"s3://{bucket}/{self.prefix}"
 
     @classmethod
-    def from_url(cls, url: str, endpoint_url: str | None = None) -> S3Objects:
+    def from_url(cls, url: str, endpoint_url: str | None = None, timeouts: S3Timeouts | None = None) -> S3Objects:
         """``s3://bucket/prefix``; credentials and region come the standard AWS way (env, profile, IAM role)."""
         import boto3
         from botocore.config import Config
@@ -33,7 +48,9 @@ class S3Objects:
         if parsed.scheme != "s3" or not parsed.netloc:
             raise ValueError(f"an S3 store URL looks like s3://bucket/prefix, not {url!r}")
         # Few quick retries: a store outage must surface as 503 fast, not hang requests.
-        config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10)
+        t = timeouts or S3Timeouts()
+        config = Config(retries={"total_max_attempts": t.max_attempts, "mode": "standard"},
+                        connect_timeout=t.connect_s, read_timeout=t.read_s)
         client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
         return cls(client, parsed.netloc, parsed.path)
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 
-from server.catalog.views import counts, unhealthy
-from server.exceptions import NotReady
+from server.catalog.views import MAX_UNHEALTHY, counts, unhealthy
+from server.exceptions import Forbidden, NotReady, Unauthorized
+from server.http.auth import authorize
 from server.http.routes.responses import errors
 from server.http.schemas import Health, Ready
 
@@ -29,9 +30,11 @@ async def readyz(request: Request) -> dict:
         raise NotReady("the server is starting or stopping", {"Retry-After": "1"})
     sync, backbone = services.sync, services.engine.backbone
     figures = counts(services.catalog)
+    problem = sync.problem  # read once: the two fields agree
+    damaged = unhealthy(services.catalog, limit=len(services.catalog.stored) + 1)
     return {
-        "status": "ready" if sync.healthy else "degraded",
-        "store": "ok" if sync.healthy else f"unreachable: {sync.error}",
+        "status": "ready" if problem is None else "degraded",
+        "store": "ok" if problem is None else f"unreachable: {problem}",
         "generation": sync.generation.value,
         "backbone": Path(str(backbone.spec.base_model)).name,  # a name, never a filesystem path
         "model_type": backbone.spec.model_type,
@@ -45,5 +48,18 @@ async def readyz(request: Request) -> dict:
         "load": sync.load_mode,
         "queue_rows": services.predictor.batcher.queued_rows,
         "store_writable": services.store.writable(),
-        "unhealthy_tasks": unhealthy(services.catalog),
+        "unhealthy_tasks": dict(list(damaged.items())[:MAX_UNHEALTHY]) if _may_see_names(request) else {},
+        "unhealthy_count": len(damaged),
     }
+
+
+def _may_see_names(request: Request) -> bool:
+    """The probe is open, so it names tasks only where a reader could list them all anyway:
+    no predict keys and no keys file, or a key whose scope is every task."""
+    settings, keys = request.app.state.settings, getattr(request.app.state, "keys", None)
+    if keys is None and not settings.predict_api_keys:
+        return True
+    try:
+        return not authorize(settings, keys, "reader", request.headers.get("authorization")).restricted
+    except (Unauthorized, Forbidden):
+        return False

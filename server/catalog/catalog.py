@@ -11,8 +11,9 @@ requests that pinned them finish.
 Loads run on a small pool of their own, one per task at a time (concurrent first uses
 share it), reading the store outside the lock, so neither the event loop, the request
 thread pool nor other tasks wait on the store. The store's changes arrive through
-``reset``/``apply`` (server/catalog/changes.py: the watcher's and mutations' side).
+``reset``/``apply`` (server/catalog/sync.py: the watcher's and mutations' side).
 """
+# size: one state machine (acquire, load, evict, release) whose steps share one lock and read as one
 
 from __future__ import annotations
 
@@ -146,17 +147,28 @@ class TaskCatalog:
             with self.lock:  # the store as a whole (unreachable): nothing is known about the task
                 self._settle(name, change)
             raise
+        handle = None
+        try:
+            if failure is None:  # the slot is written outside the lock: requests keep acquiring meanwhile
+                handle = self._slot_for(bias_set, change)
+        except BaseException:
+            with self.lock:  # every slot held by requests in flight: nothing changed for the task
+                self._settle(name, change)
+            raise
         with self.lock:
             state = self._settle(name, change)
             if state is None or state.change != change:
+                if handle is not None:
+                    self.engine.release(handle)
                 raise _Changed(name)  # deleted or changed meanwhile: the waiters look again
             if failure is not None:
                 self._fail(state, failure)
                 raise CorruptTask(name, failure.reason)
-            self.install(state, bias_set)
+            self._adopt(state, handle)
         self.stats.loads += 1
         self.stats.on_load(time.perf_counter() - started)
-        log.info("task %s v%d loaded in %.1f ms", name, change.version, 1000 * (time.perf_counter() - started))
+        # debug: a cold load is routine (bitfit_cold_loads_total and its latency histogram count them)
+        log.debug("task %s v%d loaded in %.1f ms", name, change.version, 1000 * (time.perf_counter() - started))
 
     def _read_through(self, change: Change) -> BiasSet:
         """The change's validated set: from the host tier when it holds it, else the store's."""
@@ -185,10 +197,25 @@ class TaskCatalog:
             self.unload(state)  # nothing this backbone can serve
             state.residency = Residency.UNSERVABLE
 
+    def _slot_for(self, bias_set: BiasSet, change: Change) -> TaskHandle:
+        """A slot written with ``bias_set``, held once (its owner's): room is made under the lock,
+        the row (the costly part, ~1 ms for MiniLM) is built and written outside it."""
+        for _ in range(5):
+            with self.lock:
+                self.make_room()  # NoFreeSlot (503) only when every slot is held by a request in flight
+            try:
+                return self.engine.load(bias_set, change.version, change.sha256)
+            except NoFreeSlot:
+                continue  # another load took the slot just freed: make room again
+        raise NoFreeSlot(self.engine.capacity)
+
     def install(self, state: TaskState, bias_set: BiasSet) -> None:  # caller holds self.lock
         """Serve ``bias_set`` (``state.change``'s version) from a slot, replacing any older one."""
         self.make_room()  # NoFreeSlot (503) only when every slot is held by a request in flight
-        handle = self.engine.load(bias_set, state.change.version, state.change.sha256)
+        self._adopt(state, self.engine.load(bias_set, state.change.version, state.change.sha256))
+
+    def _adopt(self, state: TaskState, handle: TaskHandle) -> None:  # caller holds self.lock
+        """``handle`` (``state.change``'s version, owner-held) now serves the task."""
         self.unload(state)
         state.handle, state.residency, state.reason, state.failed_sha256 = handle, Residency.RESIDENT, None, None
         self.troubled.discard(state.name)

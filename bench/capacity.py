@@ -134,8 +134,11 @@ def zipf(server, n: int, seconds: float, rounds: int, warm: int = 0) -> None:
             result = run(run_load(server.url, shifted, concurrency=32, max_requests=10**7, max_seconds=seconds))
             offset += result.requests
             hits, misses = counter(server.url, "bitfit_task_hits_total") - hits, counter(server.url, "bitfit_task_misses_total") - misses
-            out[label] = {"rps": round(result.ok / result.seconds, 1), "p50_ms": _ms(result.percentile(0.5)),
-                          "p99_ms": _ms(result.percentile(0.99)), "failures": dict(result.failures),
+            lat = result.latencies_ms or [0.0]
+            out[label] = {"rps": round(result.ok / result.seconds, 1), "p50_ms": _ms(result.percentile(50)),
+                          "p99_ms": _ms(result.percentile(99)), "mean_ms": _ms(statistics.fmean(lat)), "max_ms": _ms(max(lat)),
+                          "seconds": round(result.seconds, 2), "client_cpu_s": round(result.client_cpu_s, 2),
+                          "failures": dict(result.failures),
                           "hit_ratio": round(hits / max(1.0, hits + misses), 4)}
         out["ratio"] = round(out["zipf"]["rps"] / out["one_task"]["rps"], 3)
         out["rss_mb"], out["ready"] = server.rss_mb(), httpx.get(server.url + "/readyz").json()

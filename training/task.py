@@ -14,6 +14,7 @@ from bias_store.format import MAX_LABELS, BiasSet
 from bias_store.kinds import Pooling, ProblemType
 from bias_store.spec import BackboneSpec
 from bias_store.validate import check_task_name
+from engine.backbone import backbone_name
 from training.bitfit import method as get_method
 from training.data import load_task_data
 from training.errors import ConfigError
@@ -154,7 +155,7 @@ def run_task(
         cfg = dataclasses.replace(cfg, lr=lr_choice.lr)
     result = train(tm, data, m, cfg, token_cache)
 
-    config = run_config(dataclasses.asdict(spec), pooling, result, spec.backbone or tm.base_model)
+    config = run_config(dataclasses.asdict(spec), pooling, result, backbone_name(spec.backbone or tm.base_model))
     recipe = recipe_of(cfg, result, lr_choice)
     summary = training_summary(m, config, data, result, recipe)
     report = build_report(spec.task, config, data, result, tm.spec.fingerprint, recipe)

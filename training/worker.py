@@ -4,9 +4,10 @@ Layout of the inbox::
 
     inbox/<name>.yaml|.yml|.json     a new spec (data paths relative to inbox/)
     inbox/processing/<name>.yaml      claimed: being trained (a restart trains it again)
-    inbox/done/<name>/                the spec, report.json, learning_curves.png, result.json
+    inbox/done/<name>/                the spec, report.json, learning_curves.png, result.json and
+                                      confusion_matrix.png (single-label) or per_label.png (multi-label)
     inbox/failed/<name>/              the spec, error.txt and whatever the run produced (a bias set
-                                      whose push failed, report.json, learning_curves.png)
+                                      whose push failed, report.json, the plots)
 
 A spec is claimed by renaming it into ``processing/``, so two workers on one inbox never
 train the same spec. One task runs at a time; a bad task is moved to ``failed/`` and the

@@ -10,27 +10,44 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bias_store.errors import CorruptTask, FingerprintMismatch, InvalidBiasSet
+from bias_store.errors import CorruptTask, FingerprintMismatch, InvalidBiasSet, TaskNotFound
 from bias_store.store import BiasStore, TaskRecord
 from bias_store.validate import ValidatedUpload
 from server.catalog.sync import StoreSync
 from server.catalog.validation import UploadValidator
-from server.exceptions import Forbidden
+from server.exceptions import Forbidden, LabelChange
 
 
 class TaskMutations:
     def __init__(self, store: BiasStore, sync: StoreSync, validator: UploadValidator) -> None:
         self.store, self.sync, self.validator = store, sync, validator
 
-    def put(self, data: bytes, name: str | None = None, allowed: Callable[[str], bool] | None = None) -> tuple[TaskRecord, ValidatedUpload]:
-        """Validate once, store as the next version and serve it (``allowed``: the key's task scope)."""
+    def put(
+        self, data: bytes, name: str | None = None, allowed: Callable[[str], bool] | None = None, allow_label_change: bool = False,
+    ) -> tuple[TaskRecord, ValidatedUpload]:
+        """Validate once, store as the next version and serve it (``allowed``: the key's task scope).
+
+        A new version whose labels differ from the current one's (other names, or another
+        order: the label indices move) is refused unless ``allow_label_change``.
+        """
         upload = self.validator(data, name)  # raises before anything is written
         if allowed is not None and not allowed(upload.name):
             raise Forbidden("this key may not write that task name: it is outside the key's scope")
         with self.sync.lock:
+            if not allow_label_change:
+                self._same_labels(upload)
             record = self.store.put(upload)
             self.sync.stored(record, upload.bias_set)
         return record, upload
+
+    def _same_labels(self, upload: ValidatedUpload) -> None:
+        try:
+            current, _ = self.store.get(upload.name)
+        except (TaskNotFound, CorruptTask):  # a new task, or a damaged one being replaced: nothing to compare
+            return
+        old, new = list(current.meta.labels), list(upload.bias_set.meta.labels)
+        if old != new:
+            raise LabelChange(upload.name, old, new)
 
     def delete(self, name: str) -> int:
         """Returns the generation of the deletion's log entry."""

@@ -145,7 +145,7 @@ class TaskInfo(BaseModel):
                 {
                     "name": "sentiment", "version": 2, "labels": ["negative", "positive"],
                     "problem_type": "single_label_classification", "inputs": "text", "pooling": "cls",
-                    "bias_sites": "all", "base_model": "all-MiniLM-L6-v2", "created_at": "2026-11-26T10:00:00+00:00",
+                    "bias_sites": "all", "base_model": "sentence-transformers/all-MiniLM-L6-v2", "created_at": "2026-11-26T10:00:00+00:00",
                     "size_bytes": 137000, "sha256": "9f2c...", "versions": [1, 2], "loaded": True,
                     "training": {"epochs": 16, "val_accuracy": 0.79},
                 }
@@ -224,7 +224,8 @@ class Ready(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "status": "ready", "store": "ok", "generation": 42, "backbone": "all-MiniLM-L6-v2", "model_type": "bert",
+                    "status": "ready", "store": "ok", "generation": 42, "backbone": "sentence-transformers/all-MiniLM-L6-v2",
+                    "model_type": "bert",
                     "fingerprint": "3be1...", "device": "cpu", "dtype": "float32", "tasks": 12, "queue_rows": 0,
                 }
             ]

@@ -12,6 +12,7 @@ from bitfit_client import (
     Forbidden,
     InvalidInput,
     Item,
+    LabelChange,
     Retry,
     TaskNotFound,
     TransportError,
@@ -86,6 +87,11 @@ def test_typed_errors(url, tiny_backbone):
         other.meta.backbone_fingerprint = "0" * 64
         with pytest.raises(FingerprintMismatch):
             client.upload(dumps(other))
+        relabelled = dumps(random_bias_set(tiny_backbone.spec, "typed", labels=["no", "yes"], seed=6))
+        with pytest.raises(LabelChange) as changed:
+            client.replace("typed", relabelled)
+        assert (changed.value.old_labels, changed.value.new_labels) == (["negative", "positive"], ["no", "yes"])
+        assert client.replace("typed", relabelled, allow_label_change=True).labels == ["no", "yes"]
         client.delete_task("typed")
 
 

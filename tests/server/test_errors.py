@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 
 from bias_store.errors import BiasSetTooLarge, FingerprintMismatch, InvalidBiasSet, TaskNotFound, VersionNotFound
 from engine.errors import EmptyInput, UnknownTask
-from server.exceptions import ClientGone, LimitExceeded, NotReady, Unauthorized
+from server.exceptions import ClientGone, LabelChange, LimitExceeded, NotReady, Unauthorized
 from server.http.errors import HTTP_ERRORS, INTERNAL, error_response, status_of
 from server.http.routes.responses import errors
 from tests.helpers import random_bias_set
@@ -26,6 +26,7 @@ CASES = [
     (LimitExceeded("too many"), 413, "limit_exceeded", {}),
     (NotReady("starting", {"Retry-After": "1"}), 503, "not_ready", {}),
     (Unauthorized("no key"), 401, "unauthorized", {}),
+    (LabelChange("t", ["a", "b"], ["b", "a"]), 409, "label_change", {"old_labels": ["a", "b"], "new_labels": ["b", "a"]}),
     (KeyError("a bug"), 500, "internal_error", {}),
 ]
 

@@ -87,3 +87,35 @@ def test_rollback_at_the_first_version_says_there_is_no_earlier_one(client, tiny
     assert r.status_code == 404
     message = r.json()["error"]["message"]
     assert "no version before its current one (1)" in message and "version 0" not in message
+
+
+def test_a_new_version_with_other_labels_needs_allow_label_change(client, tiny_backbone):
+    spec = tiny_backbone.spec
+    upload(client, random_bias_set(spec, "topic", labels=["money", "sport"], seed=30))
+    other = random_bias_set(spec, "topic", labels=["negative", "positive"], seed=31)
+    for r in (replace(client, "topic", other), upload(client, other)):  # PUT, and POST to an existing name
+        assert r.status_code == 409
+        error = r.json()["error"]
+        assert error["code"] == "label_change"
+        assert (error["old_labels"], error["new_labels"]) == (["money", "sport"], ["negative", "positive"])
+        assert "allow_label_change=true" in error["message"]
+    reordered = random_bias_set(spec, "topic", labels=["sport", "money"], seed=32)  # the label indices move
+    assert replace(client, "topic", reordered).status_code == 409
+    assert client.get("/tasks/topic").json()["versions"] == [1]  # nothing was stored
+
+    same = random_bias_set(spec, "topic", labels=["money", "sport"], seed=33)
+    assert replace(client, "topic", same).status_code == 201
+    files = {"file": ("set.safetensors", dumps(other))}
+    r = client.put("/tasks/topic", params={"allow_label_change": "true"}, files=files)
+    assert r.status_code == 201 and r.json()["labels"] == ["negative", "positive"] and r.json()["version"] == 3
+    r = client.post("/tasks", params={"allow_label_change": "true"}, files={"file": ("s", dumps(reordered))})
+    assert r.status_code == 201 and r.json()["version"] == 4
+    # A rollback to a version with other labels is the operator's explicit choice: allowed.
+    r = client.post("/tasks/topic/rollback", json={"version": 1})
+    assert r.status_code == 200 and r.json()["labels"] == ["money", "sport"]
+
+
+def test_tasks_and_ready_show_the_backbone_by_name_not_a_path(client, tiny_backbone, tiny_bert_dir):
+    upload(client, random_bias_set(tiny_backbone.spec, "named", seed=34))
+    assert client.get("/tasks/named").json()["base_model"] == tiny_bert_dir.name
+    assert client.get("/readyz").json()["backbone"] == tiny_bert_dir.name

@@ -36,6 +36,9 @@ def test_train_out_and_store(tmp_path, tiny_bert_dir, tiny_backbone, capsys):
     bias_set = validate_bytes(out.read_bytes(), tiny_backbone.spec)
     assert bias_set.meta.task == "cli-task" and bias_set.meta.pooling == "mean" and bias_set.meta.training["seed"] == 7
     assert (tmp_path / "run" / "report.json").exists() and (tmp_path / "run" / "learning_curves.png").exists()
+    # The backbone by name, not this machine's path (fingerprints match bias sets to backbones).
+    assert bias_set.meta.base_model == tiny_bert_dir.name
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["config"]["backbone"] == tiny_bert_dir.name
 
     store_dir = tmp_path / "store"
     assert main(train_args(tmp_path, tiny_bert_dir, "--store", str(store_dir), "--method", "bitfit-qm")) == 0

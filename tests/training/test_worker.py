@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -26,6 +27,9 @@ def good_spec(inbox, name, **extra):
             "epochs": 1, "batch_size": 8, **extra}
 
 
+DONE_DOC = (Path(__file__).resolve().parents[2] / "docs" / "TRAINING.md").read_text().split("inbox/done/<name>/")[1][:400]
+
+
 def test_worker_moves_good_specs_to_done_and_bad_ones_to_failed(tmp_path, tiny_bert_dir, tiny_backbone):
     inbox = tmp_path / "inbox"
     (inbox / "processing").mkdir(parents=True)
@@ -46,9 +50,14 @@ def test_worker_moves_good_specs_to_done_and_bad_ones_to_failed(tmp_path, tiny_b
     by_name = {r.spec: r for r in results}
     assert {n for n, r in by_name.items() if r.ok} == {"leftover.json", "good.yaml"}
     assert {n for n, r in by_name.items() if not r.ok} == {"bad-column.json", "broken.yaml", "unknown.json"}
+    spec_suffix = {"good": "yaml", "leftover": "json"}
     for name in ("good", "leftover"):
         done = inbox / "done" / name
-        assert {p.name for p in done.iterdir()} >= {"report.json", "learning_curves.png", "result.json"}
+        # Exactly what docs/TRAINING.md says done/ holds (single-label: a confusion matrix; no per-label plot).
+        files = {"report.json", "learning_curves.png", "confusion_matrix.png", "result.json", f"{name}.{spec_suffix[name]}"}
+        assert {p.name for p in done.iterdir()} == files
+        for file in files - {f"{name}.{spec_suffix[name]}"}:
+            assert f"`{file}`" in DONE_DOC
         assert json.loads((done / "result.json").read_text())["published"]["task"] == name
     assert "column 'sentence' is missing" in (inbox / "failed" / "bad-column" / "error.txt").read_text()
     assert "not valid YAML" in (inbox / "failed" / "broken" / "error.txt").read_text()

@@ -10,6 +10,7 @@ from bitfit_client.errors import (
     Forbidden,
     InvalidBiasSet,
     InvalidInput,
+    LabelChange,
     LimitExceeded,
     MalformedAnswer,
     NotFound,
@@ -31,7 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "API_KEY_ENV", "AsyncClient", "BitfitError", "Client", "FingerprintMismatch", "Forbidden", "InvalidBiasSet",
-    "InvalidInput", "Item", "Options", "LimitExceeded", "MalformedAnswer", "NotFound", "NotReady", "Overloaded",
+    "InvalidInput", "Item", "LabelChange", "Options", "LimitExceeded", "MalformedAnswer", "NotFound", "NotReady", "Overloaded",
     "PredictResult", "Prediction", "RateLimited", "Ready", "Retry", "ServerError", "TaskInfo", "TaskNotFound", "TaskSummary",
     "Timeout", "TransportError", "Unauthorized", "ValidationError", "VersionNotFound", "__version__",
 ]

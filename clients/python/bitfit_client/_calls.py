@@ -95,13 +95,18 @@ def _file(source: str | Path | bytes) -> tuple[str, bytes, str]:
     return (path.name, path.read_bytes(), "application/octet-stream")
 
 
-def upload(source: str | Path | bytes, name: str | None, timeout: float | None = None) -> Call:
+def _labels(allow_label_change: bool) -> dict:
+    return {"allow_label_change": "true"} if allow_label_change else {}
+
+
+def upload(source: str | Path | bytes, name: str | None, timeout: float | None = None, allow_label_change: bool = False) -> Call:
     return Call("POST", "/tasks", False, TaskInfo.model_validate, files={"file": _file(source)},
-                data={"name": name} if name else None, timeout=timeout)
+                data={"name": name} if name else None, params=_labels(allow_label_change), timeout=timeout)
 
 
-def replace(task: str, source: str | Path | bytes, timeout: float | None = None) -> Call:
-    return Call("PUT", f"/tasks/{task}", False, TaskInfo.model_validate, files={"file": _file(source)}, timeout=timeout)
+def replace(task: str, source: str | Path | bytes, timeout: float | None = None, allow_label_change: bool = False) -> Call:
+    return Call("PUT", f"/tasks/{task}", False, TaskInfo.model_validate, files={"file": _file(source)},
+                params=_labels(allow_label_change), timeout=timeout)
 
 
 def list_page(limit: int, cursor: str | None, prefix: str) -> Call:

@@ -95,11 +95,17 @@ class AsyncClient(_Base):
         return await self._send(_calls.predict_many(items, min_generation, timeout))
 
     # -- tasks ---------------------------------------------------------------------------
-    async def upload(self, source: str | Path | bytes, name: str | None = None, *, timeout: float | None = None) -> TaskInfo:
-        return await self._send(_calls.upload(source, name, timeout))
+    async def upload(
+        self, source: str | Path | bytes, name: str | None = None, *, timeout: float | None = None, allow_label_change: bool = False,
+    ) -> TaskInfo:
+        """A new task, or the next version of an existing one (its labels must stay unless ``allow_label_change``)."""
+        return await self._send(_calls.upload(source, name, timeout, allow_label_change))
 
-    async def replace(self, task: str, source: str | Path | bytes, *, timeout: float | None = None) -> TaskInfo:
-        return await self._send(_calls.replace(task, source, timeout))
+    async def replace(
+        self, task: str, source: str | Path | bytes, *, timeout: float | None = None, allow_label_change: bool = False,
+    ) -> TaskInfo:
+        """``task``'s next version; other labels than the current version's raise LabelChange unless ``allow_label_change``."""
+        return await self._send(_calls.replace(task, source, timeout, allow_label_change))
 
     async def list_tasks(self, prefix: str = "", page_size: int = 100) -> AsyncIterator[TaskSummary]:
         """Every task (whose name starts with ``prefix``) in name order, a page of ``page_size`` at a time."""

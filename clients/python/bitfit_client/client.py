@@ -94,11 +94,17 @@ class Client(_Base):
         return self._send(_calls.predict_many(items, min_generation, timeout))
 
     # -- tasks ---------------------------------------------------------------------------
-    def upload(self, source: str | Path | bytes, name: str | None = None, *, timeout: float | None = None) -> TaskInfo:
-        return self._send(_calls.upload(source, name, timeout))
+    def upload(
+        self, source: str | Path | bytes, name: str | None = None, *, timeout: float | None = None, allow_label_change: bool = False,
+    ) -> TaskInfo:
+        """A new task, or the next version of an existing one (its labels must stay unless ``allow_label_change``)."""
+        return self._send(_calls.upload(source, name, timeout, allow_label_change))
 
-    def replace(self, task: str, source: str | Path | bytes, *, timeout: float | None = None) -> TaskInfo:
-        return self._send(_calls.replace(task, source, timeout))
+    def replace(
+        self, task: str, source: str | Path | bytes, *, timeout: float | None = None, allow_label_change: bool = False,
+    ) -> TaskInfo:
+        """``task``'s next version; other labels than the current version's raise LabelChange unless ``allow_label_change``."""
+        return self._send(_calls.replace(task, source, timeout, allow_label_change))
 
     def list_tasks(self, prefix: str = "", page_size: int = 100) -> Iterator[TaskSummary]:
         """Every task (whose name starts with ``prefix``) in name order, a page of ``page_size`` at a time."""

@@ -79,6 +79,20 @@ class FingerprintMismatch(BitfitError):
     code = "fingerprint_mismatch"
 
 
+class LabelChange(BitfitError):
+    """409: the new version's labels differ from the current one's (pass ``allow_label_change=True``)."""
+
+    code = "label_change"
+
+    @property
+    def old_labels(self) -> list[str]:
+        return list(self.body.get("old_labels", []))
+
+    @property
+    def new_labels(self) -> list[str]:
+        return list(self.body.get("new_labels", []))
+
+
 class LimitExceeded(BitfitError):
     code = "limit_exceeded"
 
@@ -116,7 +130,7 @@ class ServerError(BitfitError):
 ERRORS: dict[str, type[BitfitError]] = {
     cls.code: cls
     for cls in (
-        TaskNotFound, VersionNotFound, ValidationError, InvalidInput, InvalidBiasSet, FingerprintMismatch,
+        TaskNotFound, VersionNotFound, ValidationError, InvalidInput, InvalidBiasSet, FingerprintMismatch, LabelChange,
         LimitExceeded, Unauthorized, Forbidden, Overloaded, NotReady, RateLimited, NotFound, ServerError,
     )
 }

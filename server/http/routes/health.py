@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter, Request
 
 from server.catalog.views import MAX_UNHEALTHY, counts, unhealthy
@@ -36,7 +34,7 @@ async def readyz(request: Request) -> dict:
         "status": "ready" if problem is None else "degraded",
         "store": "ok" if problem is None else f"unreachable: {problem}",
         "generation": sync.generation.value,
-        "backbone": Path(str(backbone.spec.base_model)).name,  # a name, never a filesystem path
+        "backbone": backbone.spec.base_model,  # a name, never a filesystem path (engine.backbone.backbone_name)
         "model_type": backbone.spec.model_type,
         "fingerprint": backbone.spec.fingerprint,
         "device": str(backbone.device),

@@ -26,7 +26,7 @@ from bias_store.store import TaskRecord
 from engine import UnknownTask
 from server.catalog.catalog import HINTS
 from server.catalog.views import TaskView, page_in, unhealthy, view
-from server.exceptions import Forbidden, GenerationNotReached, InvalidRequest, Unauthorized
+from server.exceptions import Forbidden, GenerationNotReached, InvalidRequest, LabelChange, Unauthorized
 from server.http.auth import require_admin, require_reader, scope_of, task_in_scope
 from server.http.deps import get_services, min_generation
 from server.http.paging import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor, scoped_prefixes
@@ -40,9 +40,10 @@ router = APIRouter(prefix="/tasks", tags=["tasks"], route_class=CheckedRoute, de
 
 _FILE_DOC = "A bias-set file (safetensors with bitfit metadata; see docs/FORMAT.md)."
 _NAME_DOC = "Task name overriding the one in the file's metadata."
+_LABELS_DOC = "Accept a new version whose labels (names or order) differ from the current version's; refused (409) otherwise."
 _AUTH = (Unauthorized, Forbidden)
 _STORE = (StoreUnavailable, ConcurrentUpdate, CorruptTask)  # what a mutation of a shared store can meet
-_UPLOAD_ERRORS = errors(*_AUTH, FingerprintMismatch, BiasSetTooLarge, InvalidBiasSet, InvalidRequest, *_STORE)
+_UPLOAD_ERRORS = errors(*_AUTH, FingerprintMismatch, LabelChange, BiasSetTooLarge, InvalidBiasSet, InvalidRequest, *_STORE)
 _ROLLBACK_ERRORS = errors(*_AUTH, TaskNotFound, VersionNotFound, InvalidBiasSet, *_STORE)
 GENERATION_HEADER = "X-Bitfit-Generation"  # the store change log entry a mutation made
 
@@ -59,14 +60,16 @@ def _info(record: TaskRecord, services: Services) -> dict:
     }
 
 
-async def _upload(services: Services, request: Request, file: UploadFile, name: str | None, response: Response) -> dict:
+async def _upload(
+    services: Services, request: Request, file: UploadFile, name: str | None, response: Response, allow_label_change: bool,
+) -> dict:
     started = time.perf_counter()
     form = await request.form()  # already parsed by FastAPI (cached): only counted here
     for field in ("file", "name"):
         if len(form.getlist(field)) > 1:
             raise InvalidRequest(f"the upload has {len(form.getlist(field))} '{field}' parts; send exactly one")
     data = await file.read()
-    record, upload = await run_in_threadpool(services.mutations.put, data, name, scope_of(request).allows)
+    record, upload = await run_in_threadpool(services.mutations.put, data, name, scope_of(request).allows, allow_label_change)
     services.metrics.upload_seconds.observe(time.perf_counter() - started)
     response.headers[GENERATION_HEADER] = str(record.generation)
     bias_set = upload.bias_set
@@ -85,11 +88,12 @@ async def upload_task(
     response: Response,
     file: UploadFile = File(description=_FILE_DOC),
     name: str | None = Form(None, description=_NAME_DOC, max_length=200),
+    allow_label_change: bool = Query(False, description=_LABELS_DOC),
     services: Services = Depends(get_services),
 ) -> dict:
     """Validated, stored, then servable here by the very next request, and on every other
     replica once it has applied the answer's `generation` (X-Bitfit-Min-Generation waits for it)."""
-    return await _upload(services, request, file, name or None, response)
+    return await _upload(services, request, file, name or None, response, allow_label_change)
 
 
 @router.put(
@@ -98,10 +102,11 @@ async def upload_task(
 )
 async def replace_task(
     task: str, request: Request, response: Response, file: UploadFile = File(description=_FILE_DOC),
+    allow_label_change: bool = Query(False, description=_LABELS_DOC),
     services: Services = Depends(get_services),
 ) -> dict:
     """Stores the file as `task`'s next version (whatever name its metadata holds)."""
-    return await _upload(services, request, file, task, response)
+    return await _upload(services, request, file, task, response, allow_label_change)
 
 
 @router.get(

@@ -65,6 +65,7 @@ class TaskCatalog:
         self.states: dict[str, TaskState] = {}  # the tasks this server touched
         self._lru: OrderedDict[Slot, None] = OrderedDict()  # resident slots, least recently used first
         self.pinned_count = 0  # kept-version slots held (at most max_pinned)
+        self._reserved = 0  # free slots that loads made room for and are writing now
         self.resident = 0  # tasks whose (current or older) version a slot serves
         self.troubled: set[str] = set()  # an index of the states with a ``reason``: health answers never walk them all
         self._pool = ThreadPoolExecutor(LOAD_THREADS, thread_name_prefix="bitfit-load")
@@ -198,16 +199,16 @@ class TaskCatalog:
             state.residency = Residency.UNSERVABLE
 
     def _slot_for(self, bias_set: BiasSet, change: Change) -> TaskHandle:
-        """A slot written with ``bias_set``, held once (its owner's): room is made under the lock,
-        the row (the costly part, ~1 ms for MiniLM) is built and written outside it."""
-        for _ in range(5):
+        """A slot written with ``bias_set``, held once (its owner's): room is made and reserved
+        under the lock, the row (the costly part, ~1 ms for MiniLM) built and written outside it."""
+        with self.lock:
+            self.make_room()  # NoFreeSlot (503) only when every slot is held by a request in flight
+            self._reserved += 1  # this slot is spoken for: another load makes room of its own
+        try:
+            return self.engine.load(bias_set, change.version, change.sha256)
+        finally:
             with self.lock:
-                self.make_room()  # NoFreeSlot (503) only when every slot is held by a request in flight
-            try:
-                return self.engine.load(bias_set, change.version, change.sha256)
-            except NoFreeSlot:
-                continue  # another load took the slot just freed: make room again
-        raise NoFreeSlot(self.engine.capacity)
+                self._reserved -= 1
 
     def install(self, state: TaskState, bias_set: BiasSet) -> None:  # caller holds self.lock
         """Serve ``bias_set`` (``state.change``'s version) from a slot, replacing any older one."""
@@ -223,17 +224,17 @@ class TaskCatalog:
         self._touch(state.name)
 
     def make_room(self) -> None:  # caller holds self.lock
-        """Free a slot if none is: evict the least recently used one no request holds."""
-        if self.engine.free_slots > 0:
-            return
-        for key in list(self._lru):
-            handle = self._slot_handle(key)
-            if handle is not None and self.engine.holds(handle) > 1:
-                continue  # a request computes with it: never taken from under it
-            self._evict(key)
-            if self.engine.free_slots > 0:
-                return
-        raise NoFreeSlot(self.engine.capacity)  # every slot is held by a request in flight
+        """Make sure a slot is free beyond those reserved by loads writing theirs: evict the
+        least recently used slots no request holds (the oldest first, no copy of the order)."""
+        while self.engine.free_slots <= self._reserved:
+            victim = next((key for key in self._lru if self._evictable(key)), None)
+            if victim is None:
+                raise NoFreeSlot(self.engine.capacity)  # every slot is held by a request in flight
+            self._evict(victim)
+
+    def _evictable(self, key: Slot) -> bool:
+        handle = self._slot_handle(key)
+        return handle is None or self.engine.holds(handle) <= 1  # held by a request: never taken from under it
 
     def _evict(self, key: Slot) -> None:
         self._lru.pop(key, None)

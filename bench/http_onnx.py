@@ -60,8 +60,10 @@ def servers(args: argparse.Namespace, store: Path) -> dict:
     out = {}
     if args.before_src:
         # The CLI's module moved with server/ in rooms (server.cli -> server.process.cli): run whichever the tree has.
-        code = (f"import sys, importlib, importlib.util as u; sys.path.insert(0, {args.before_src!r}); "
-                "m = 'server.process.cli' if u.find_spec('server.process') else 'server.cli'; sys.exit(importlib.import_module(m).main())")
+        # (decided by the tree's files: the editable install's finder would map server.process to this tree)
+        rooms = (Path(args.before_src) / "server" / "process").is_dir()
+        code = (f"import sys, importlib; sys.path.insert(0, {args.before_src!r}); "
+                f"sys.exit(importlib.import_module({'server.process.cli' if rooms else 'server.cli'!r}).main())")
         launcher = [PYTHON, "-c", code]
         out["before"] = bitfit_server(store, env={"PYTHONPATH": args.before_src}, launcher=launcher)
     out["torch"] = bitfit_server(store, extra=["--backend", "torch"], env=env)

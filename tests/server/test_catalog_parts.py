@@ -65,3 +65,15 @@ def test_waiters_are_woken_by_the_generation_and_bounded():
         assert generation.waiting == 0
 
     asyncio.run(scenario())
+
+
+def test_min_generation_is_honoured_on_the_oip_routes_too(tmp_path, tiny_backbone):
+    """X-Bitfit-Min-Generation (and ?min_generation=) apply on /v2 as on the native routes."""
+    from tests.server_support import serving
+
+    with serving(tmp_path / "s", tiny_backbone, min_generation_timeout_s=0.2) as client:
+        far = client.get("/v2/models/t", headers={"X-Bitfit-Min-Generation": "999999"})
+        assert far.status_code == 503 and far.json()["code"] == "generation_not_reached"  # the protocol's shape
+        assert far.headers["retry-after"]
+        near = client.get("/v2/models/t", params={"min_generation": 0})
+        assert near.status_code == 404  # reached at once: then the unknown model

@@ -66,6 +66,7 @@ class TaskCatalog:
         self._lru: OrderedDict[Slot, None] = OrderedDict()  # resident slots, least recently used first
         self.pinned_count = 0  # kept-version slots held (at most max_pinned)
         self._reserved = 0  # free slots that loads made room for and are writing now
+        self._in_flight: dict[str, Future] = {}  # an index of the states' loads: no walk of every state
         self.resident = 0  # tasks whose (current or older) version a slot serves
         self.troubled: set[str] = set()  # an index of the states with a ``reason``: health answers never walk them all
         self._pool = ThreadPoolExecutor(LOAD_THREADS, thread_name_prefix="bitfit-load")
@@ -134,7 +135,7 @@ class TaskCatalog:
         if state.loading is None:
             if state.residency != Residency.RESIDENT:
                 state.residency = Residency.LOADING
-            state.loading = self._pool.submit(self._load, state.name, state.change)
+            state.loading = self._in_flight[state.name] = self._pool.submit(self._load, state.name, state.change)
         return state.loading
 
     def _load(self, name: str, change: Change) -> None:
@@ -184,6 +185,7 @@ class TaskCatalog:
     def _settle(self, name: str, change: Change) -> TaskState | None:  # caller holds self.lock
         state = self.states.get(name)
         if state is not None and state.loading is not None:
+            self._in_flight.pop(name, None)
             state.loading = None
             if state.residency == Residency.LOADING:
                 state.residency = Residency.RESIDENT if state.handle is not None else Residency.STORED
@@ -301,7 +303,13 @@ class TaskCatalog:
         return handle
 
     def loading(self) -> list[Future]:  # caller holds self.lock
-        return [state.loading for state in self.states.values() if state.loading is not None]
+        return list(self._in_flight.values())
+
+    def forget(self, name: str) -> TaskState | None:  # caller holds self.lock
+        """The task left the catalog: its state goes (its slots are the caller's to give back)."""
+        self._in_flight.pop(name, None)
+        self.troubled.discard(name)
+        return self.states.pop(name, None)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -101,8 +101,7 @@ class StoreSync:
         if c.stored.pop(name, None) is None:
             return 0
         c.names.discard(name)
-        state = c.states.pop(name, None)
-        c.troubled.discard(name)
+        state = c.forget(name)
         if state is not None:
             c.unload(state)  # requests already holding its slot finish with it
         c.on_drop(name)

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 from fastapi.testclient import TestClient
 
 from bias_store.format import BiasSet, dumps
@@ -51,6 +52,40 @@ def live_server(store: Path, backbone, **settings) -> Iterator[str]:
         assert wait_until(lambda: server.started or not thread.is_alive(), timeout=60), "uvicorn did not start"
         assert server.started, "uvicorn failed to start"
         yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def put_stored(store, spec, name: str, seed: int):
+    """Store a random valid set for ``name`` straight into ``store`` (as another writer would)."""
+    from bias_store import ValidatedUpload
+    from tests.helpers import random_bias_set
+
+    bias_set = random_bias_set(spec, name, seed=seed)
+    return store.put(ValidatedUpload(bias_set, dumps(bias_set)))
+
+
+@contextlib.contextmanager
+def running(store: Path, backbone, **settings) -> Iterator[tuple[httpx.Client, object]]:
+    """A real uvicorn in a thread (the store polled every 50 ms): an HTTP client on it and
+    its app (for its services)."""
+    import threading
+
+    import uvicorn
+
+    from server.process.serve_cli import uvicorn_config
+    from tests.helpers import free_port, wait_until
+
+    config = Settings(store=store, port=free_port(), sync_interval_s=0.05, **settings)
+    app = create_app(config, backbone=backbone)
+    server = uvicorn.Server(uvicorn_config(app, config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: server.started or not thread.is_alive(), timeout=60) and server.started
+        with httpx.Client(base_url=f"http://127.0.0.1:{config.port}", timeout=30) as client:
+            yield client, app
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -248,9 +248,7 @@ class TaskCatalog:
             return
         state = self.states[key]
         if state.handle is not None:
-            self.engine.release(state.handle)
-            state.handle = None
-            self.resident -= 1
+            self._release_current(state)
             state.residency = Residency.EVICTED
             log.debug("task %s evicted", key)
 
@@ -268,12 +266,15 @@ class TaskCatalog:
     def unload(self, state: TaskState) -> None:  # caller holds self.lock
         """Give back every slot of the task (requests holding one keep it until they finish)."""
         if state.handle is not None:
-            self.engine.release(state.handle)
-            state.handle = None
-            self.resident -= 1
+            self._release_current(state)
             self._lru.pop(state.name, None)
         for version in list(state.pinned):
             self.unload_pinned(state, version)
+
+    def _release_current(self, state: TaskState) -> None:  # caller holds self.lock
+        self.engine.release(state.handle)  # the owner's hold: requests holding it finish with it
+        state.handle = None
+        self.resident -= 1
 
     def unload_pinned(self, state: TaskState, version: int) -> None:  # caller holds self.lock
         self._lru.pop((state.name, version), None)

@@ -51,11 +51,3 @@ class TaskState:
         version are a new version: answers name the version that computed them)."""
         handle = self.handle
         return handle is not None and (handle.version, handle.sha256) == (self.change.version, self.change.sha256)
-
-    @property
-    def healthy(self) -> bool:
-        return self.reason is None
-
-    def describe(self) -> str:
-        """The state a listing shows: resident, stored, evicted, loading or unservable."""
-        return self.residency.value

@@ -49,15 +49,10 @@ def _view(catalog: TaskCatalog, name: str) -> TaskView | None:  # caller holds c
     return TaskView(name, change.version, change.sha256, residency.value, state.reason)
 
 
-def page(catalog: TaskCatalog, limit: int, after: str | None = None, prefix: str = "") -> list[TaskView]:
-    """Up to ``limit`` tasks in name order after ``after``, whose names start with ``prefix``."""
-    with catalog.lock:
-        return [v for name in catalog.names.page(limit, after, prefix) if (v := _view(catalog, name)) is not None]
-
-
 def page_in(catalog: TaskCatalog, limit: int, after: str | None, prefixes: list[str], names: list[str] = ()) -> list[TaskView]:
-    """``page``, over the tasks whose names start with any of ``prefixes`` or are one of
-    ``names`` (a tenant's namespaces): O(prefixes x (log n + limit)), whatever the catalog holds."""
+    """Up to ``limit`` tasks in name order after ``after`` (exclusive) whose names start with
+    any of ``prefixes`` or are one of ``names`` (all tasks: ``[""]``; a tenant: its
+    namespaces): O(prefixes x (log n + limit)), whatever the catalog holds."""
     with catalog.lock:
         found = {name for prefix in prefixes for name in catalog.names.page(limit, after, prefix)}
         found.update(n for n in names if n in catalog.stored and (after is None or n > after))

@@ -8,44 +8,14 @@ that is not loaded only updates the catalog.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import uvicorn
 
-from bias_store import FilesystemStore, ValidatedUpload
-from bias_store.format import dumps
-from server.http.app import create_app
-from server.process.serve_cli import uvicorn_config
-from server.process.settings import Settings
-from tests.helpers import free_port, random_bias_set, wait_until
-from tests.server_support import TEXTS
-
-
-def _put(store: FilesystemStore, spec, name: str, seed: int):
-    bias_set = random_bias_set(spec, name, seed=seed)
-    return store.put(ValidatedUpload(bias_set, dumps(bias_set)))
-
-
-@contextlib.contextmanager
-def running(store, backbone, **settings) -> Iterator[tuple[httpx.Client, object]]:
-    """A real uvicorn in a thread: an HTTP client on it and its app (for its services)."""
-    config = Settings(store=store, port=free_port(), sync_interval_s=0.05, **settings)
-    app = create_app(config, backbone=backbone)
-    server = uvicorn.Server(uvicorn_config(app, config))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        assert wait_until(lambda: server.started or not thread.is_alive(), timeout=60) and server.started
-        with httpx.Client(base_url=f"http://127.0.0.1:{config.port}", timeout=30) as client:
-            yield client, app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+from bias_store import FilesystemStore
+from tests.helpers import wait_until
+from tests.server_support import TEXTS, put_stored, running
 
 
 def _validations(client: httpx.Client) -> float:
@@ -60,7 +30,7 @@ def test_first_use_loads_the_task_and_answers_like_an_eager_server(tmp_path, tin
     spec = tiny_backbone.spec
     store = FilesystemStore(tmp_path / "s")
     for i, name in enumerate(("alpha", "bad", "beta")):
-        _put(store, spec, name, seed=i)
+        put_stored(store, spec, name, seed=i)
     (store.tasks_dir / "bad" / "v000001.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
     with running(tmp_path / "s", tiny_backbone, load="eager") as (eager, _):
         expected = eager.post("/predict", json={"items": [{"task": "alpha", "inputs": TEXTS}, {"task": "beta", "inputs": TEXTS}]})
@@ -91,7 +61,7 @@ def test_first_use_loads_the_task_and_answers_like_an_eager_server(tmp_path, tin
 
 def test_concurrent_first_requests_load_the_task_once(tmp_path, tiny_backbone):
     store = FilesystemStore(tmp_path / "s")
-    _put(store, tiny_backbone.spec, "hot", seed=1)
+    put_stored(store, tiny_backbone.spec, "hot", seed=1)
     with running(tmp_path / "s", tiny_backbone, load="lazy", warm_up_tasks=0) as (c, app):
         catalog = app.state.services.catalog
         read, reads = catalog._read, []
@@ -115,16 +85,16 @@ def test_the_log_of_an_unloaded_task_updates_the_catalog_and_pins_still_work(tmp
     spec = tiny_backbone.spec
     store = FilesystemStore(tmp_path / "s")
     for name, seed in (("idle", 1), ("gone", 2), ("used", 3)):
-        _put(store, spec, name, seed)
+        put_stored(store, spec, name, seed)
     with running(tmp_path / "s", tiny_backbone, load="auto", lazy_above_tasks=2, warm_up_tasks=0) as (c, _):
         assert c.get("/readyz").json()["load"] == "lazy"  # 3 tasks > 2: auto chose lazy
         assert c.post("/predict/used", json={"inputs": "x"}).json()["version"] == 1
         validated = _validations(c)
         writer = FilesystemStore(tmp_path / "s")  # another process
-        _put(writer, spec, "idle", 4)
+        put_stored(writer, spec, "idle", 4)
         writer.delete("gone")
-        _put(writer, spec, "fresh", 5)
-        last = _put(writer, spec, "used", 6).generation
+        put_stored(writer, spec, "fresh", 5)
+        last = put_stored(writer, spec, "used", 6).generation
         listed = c.get("/tasks", params={"min_generation": last}).json()["tasks"]
         assert {t["name"]: (t["version"], t["loaded"]) for t in listed} == {
             "fresh": (1, False), "idle": (2, False), "used": (2, True)  # the loaded task was registered again
@@ -142,7 +112,7 @@ def test_the_log_of_an_unloaded_task_updates_the_catalog_and_pins_still_work(tmp
 def test_warm_up_loads_the_newest_tasks_in_the_background(tmp_path, tiny_backbone):
     store = FilesystemStore(tmp_path / "s")
     for i in range(4):
-        _put(store, tiny_backbone.spec, f"t{i}", seed=i)
+        put_stored(store, tiny_backbone.spec, f"t{i}", seed=i)
     with running(tmp_path / "s", tiny_backbone, load="lazy", warm_up_tasks=2) as (c, _):
         assert wait_until(lambda: c.get("/readyz").json()["tasks"] == 2, timeout=10)
         loaded = {t["name"] for t in c.get("/tasks").json()["tasks"] if t["loaded"]}

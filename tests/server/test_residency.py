@@ -5,42 +5,12 @@ again on its next use. Real uvicorn servers on real store folders, tiny random B
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
-
 import httpx
-import uvicorn
 
-from bias_store import FilesystemStore, ValidatedUpload
+from bias_store import FilesystemStore
 from bias_store.format import dumps
-from server.http.app import create_app
-from server.process.serve_cli import uvicorn_config
-from server.process.settings import Settings
-from tests.helpers import free_port, random_bias_set, wait_until
-from tests.server_support import TEXTS
-
-
-def _put(store: FilesystemStore, spec, name: str, seed: int):
-    bias_set = random_bias_set(spec, name, seed=seed)
-    return store.put(ValidatedUpload(bias_set, dumps(bias_set)))
-
-
-@contextlib.contextmanager
-def running(store, backbone, **settings) -> Iterator[tuple[httpx.Client, object]]:
-    """A real uvicorn in a thread: an HTTP client on it and its app (for its services)."""
-    config = Settings(store=store, port=free_port(), sync_interval_s=0.05, **settings)
-    app = create_app(config, backbone=backbone)
-    server = uvicorn.Server(uvicorn_config(app, config))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        assert wait_until(lambda: server.started or not thread.is_alive(), timeout=60) and server.started
-        with httpx.Client(base_url=f"http://127.0.0.1:{config.port}", timeout=30) as client:
-            yield client, app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+from tests.helpers import random_bias_set
+from tests.server_support import TEXTS, put_stored, running
 
 
 def _scores(client: httpx.Client, task: str) -> list[dict]:
@@ -56,7 +26,7 @@ def _ready(client: httpx.Client) -> dict:
 def test_touching_more_tasks_than_slots_keeps_residency_at_the_budget(tmp_path, tiny_backbone):
     store = FilesystemStore(tmp_path / "store")
     for i in range(12):
-        _put(store, tiny_backbone.spec, f"t{i:02d}", seed=i)
+        put_stored(store, tiny_backbone.spec, f"t{i:02d}", seed=i)
     with running(tmp_path / "store", tiny_backbone, load="lazy", warm_up_tasks=0, max_resident_tasks=3) as (client, _):
         first = {f"t{i:02d}": _scores(client, f"t{i:02d}") for i in range(12)}
         ready = _ready(client)
@@ -73,7 +43,7 @@ def test_touching_more_tasks_than_slots_keeps_residency_at_the_budget(tmp_path, 
 def test_eviction_never_takes_a_slot_a_request_holds(tmp_path, tiny_backbone):
     store = FilesystemStore(tmp_path / "store")
     for i in range(4):
-        _put(store, tiny_backbone.spec, f"t{i}", seed=i)
+        put_stored(store, tiny_backbone.spec, f"t{i}", seed=i)
     with running(tmp_path / "store", tiny_backbone, load="lazy", warm_up_tasks=0, max_resident_tasks=2) as (client, app):
         catalog, engine = app.state.services.catalog, app.state.services.engine
         expected = _scores(client, "t0")
@@ -102,7 +72,7 @@ def test_an_evicted_task_replaced_meanwhile_serves_its_new_version(tmp_path, tin
     spec = tiny_backbone.spec
     store = FilesystemStore(tmp_path / "store")
     for i in range(3):
-        _put(store, spec, f"t{i}", seed=i)
+        put_stored(store, spec, f"t{i}", seed=i)
     with running(tmp_path / "store", tiny_backbone, load="lazy", warm_up_tasks=0, max_resident_tasks=2) as (client, app):
         v1 = _scores(client, "t0")
         _scores(client, "t1")
@@ -120,7 +90,7 @@ def test_two_replicas_with_different_budgets_agree_on_every_answer(tmp_path, tin
     store = FilesystemStore(tmp_path / "store")
     names = [f"task-{i}" for i in range(8)]
     for i, name in enumerate(names):
-        _put(store, tiny_backbone.spec, name, seed=10 + i)
+        put_stored(store, tiny_backbone.spec, name, seed=10 + i)
     with (
         running(tmp_path / "store", tiny_backbone, load="lazy", warm_up_tasks=0, max_resident_tasks=2) as (small, _),
         running(tmp_path / "store", tiny_backbone, load="eager", max_resident_tasks=100) as (large, _),
@@ -134,7 +104,7 @@ def test_the_task_listing_pages_in_name_order_with_a_stable_cursor(tmp_path, tin
     store = FilesystemStore(tmp_path / "store")
     names = sorted([f"a-{i:03d}" for i in range(130)] + [f"b-{i:03d}" for i in range(20)])
     for i, name in enumerate(names):
-        _put(store, tiny_backbone.spec, name, seed=i)
+        put_stored(store, tiny_backbone.spec, name, seed=i)
     with running(tmp_path / "store", tiny_backbone, load="lazy", warm_up_tasks=0, max_resident_tasks=4) as (client, _):
         seen, cursor = [], None
         while True:
@@ -165,7 +135,7 @@ def test_the_task_listing_pages_in_name_order_with_a_stable_cursor(tmp_path, tin
 def test_the_host_tier_brings_an_evicted_task_back_without_a_store_read(tmp_path, tiny_backbone):
     store = FilesystemStore(tmp_path / "store")
     for i in range(3):
-        _put(store, tiny_backbone.spec, f"t{i}", seed=i)
+        put_stored(store, tiny_backbone.spec, f"t{i}", seed=i)
     settings = dict(load="lazy", warm_up_tasks=0, max_resident_tasks=2, host_tier_bytes=1 << 24)
     with running(tmp_path / "store", tiny_backbone, **settings) as (client, app):
         catalog = app.state.services.catalog

@@ -110,6 +110,7 @@ def run_joint(worker, leases: list[Lease], folder: Path, heartbeats: list[Heartb
         if m["done"]:
             continue
         lease, record, bias_set = m["lease"], m["record"], result["bias_sets"][k]
+        m["progress"].heartbeat.flush()  # the last metrics reach the record before it ends
         worker.queue.put_artifact(lease, "report.json", json.dumps(_report(record, k, tasks, jobs, result, bias_set),
                                                                    indent=2).encode())
         summary = {"validation": bias_set.meta.training["validation"], "test": None,

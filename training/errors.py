@@ -17,7 +17,7 @@ class DataError(TrainingError):
         if column is not None:
             where.append(f"column {column!r}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
-        self.file, self.row, self.column = file, row, column
+        self.file, self.row, self.column, self.reason = file, row, column, message
 
 
 class ConfigError(TrainingError):

@@ -23,7 +23,7 @@ from server.http.job_schemas import JobFromFiles
 from server.http.routes.body import limit_body, limit_json_body
 from server.process.settings import Settings, env_name
 from training.jobs.config import JobConfig
-from training.jobs.datacheck import check_file
+from training.jobs import datacheck
 from training.jobs.queue import JobQueue
 
 SPLITS = ("train", "validation", "test")
@@ -135,8 +135,14 @@ async def read_job_json(request: Request) -> JobFromFiles:
 
 
 def check_files(config: JobConfig, files: list[DataFile]) -> list[dict]:
-    """Each file as the trainer will read it (a thread: this parses the data); DataFileError names where."""
-    return [check_file(f.data, f.filename, config, f.split) for f in files]
+    """Each file as the trainer will read it, validation and test against the training file's
+    labels (a thread: this parses the data); DataFileError names the split, row and column."""
+    checks = datacheck.check_files({f.split: (f.data, f.filename) for f in files}, config)
+    return [checks[f.split] for f in files]
+
+
+def check_one(file: DataFile, config: JobConfig) -> dict:
+    return datacheck.check_file(file.data, file.filename, config, file.split)
 
 
 def store_files(queue: JobQueue, files: list[DataFile], checks: list[dict]) -> dict[str, str]:

@@ -159,7 +159,7 @@ class Settings(BaseSettings):
         1, ge=0, description="`bitfit jobs worker` processes started and stopped with the server (on its store); 0 = none")
     train_worker_nice: int = Field(10, ge=0, le=19, description="the niceness (CPU priority) of those worker processes")
     max_train_file_bytes: int = Field(
-        32 * 1024 * 1024, ge=1, description="size of one training, validation or test file (POST /files, POST /jobs)")
+        64 * 1024 * 1024, ge=1, description="size of one training, validation or test file (POST /files, POST /jobs)")
     max_event_streams: int = Field(
         100, ge=1, description="GET /jobs/{id}/events streams (Server-Sent Events) open at once; the next gets 503")
     event_keepalive_s: float = Field(

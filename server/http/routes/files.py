@@ -1,7 +1,8 @@
 """/files: a training file uploaded once and referenced by id from many jobs (POST /jobs as JSON).
 
-The file is read as the trainer will read it before it is stored (training/jobs/datacheck.py):
-with a ``config`` part its columns and labels are checked against it too. Admin keys only.
+The file is read as the trainer will read it before it is stored (training/jobs/datacheck.py),
+against the ``config`` part's columns and labels, or without one the default columns
+(``text``, ``label``). A job that uses it checks it again against its own config. Admin keys only.
 File ids are unguessable (random); a file holds no task, so any admin key that knows an id
 may read its record and use it in a job.
 """
@@ -17,12 +18,11 @@ from fastapi.requests import Request
 from server.exceptions import Forbidden, InvalidRequest, LimitExceeded, Unauthorized, UnsupportedMediaType
 from server.http.auth import require_admin, scope_of
 from server.http.job_schemas import FILE_ID, FileOut
-from server.http.job_uploads import DataFile, read_file_form
+from server.http.job_uploads import DataFile, check_one, read_file_form
 from server.http.routes.body import CheckedRoute
 from server.http.routes.jobs import get_jobs
 from server.http.routes.responses import errors
 from training.jobs.config import JobConfig
-from training.jobs.datacheck import check_file
 from training.jobs.errors import DataFileError, JobConfigError, JobFileNotFound
 from training.jobs.queue import JobQueue
 
@@ -35,8 +35,12 @@ _FILE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data
     }}}}}}
 
 
-def _store(queue: JobQueue, file: DataFile, config: JobConfig | None) -> dict:
-    check = check_file(file.data, file.filename, config, file.split)
+# Without a config, a file is checked against the default columns (text, label).
+_DEFAULT = {"task": "file"}
+
+
+def _store(queue: JobQueue, file: DataFile, config: JobConfig) -> dict:
+    check = check_one(file, config)
     return queue.put_file(file.data, file.filename, check["rows"], list(check["columns"])).to_dict()
 
 
@@ -45,8 +49,8 @@ def _store(queue: JobQueue, file: DataFile, config: JobConfig | None) -> dict:
                               InvalidRequest))
 async def upload_file(request: Request, queue: JobQueue = Depends(get_jobs)) -> dict:
     file, raw = await read_file_form(request)
-    config = JobConfig.parse(raw) if raw is not None else None
-    if config is not None and not scope_of(request).allows(config.task):
+    config = JobConfig.parse(raw if raw is not None else _DEFAULT)
+    if raw is not None and not scope_of(request).allows(config.task):
         raise Forbidden(f"this key may not train the task {config.task!r}: it is outside the key's scope")
     return await run_in_threadpool(_store, queue, file, config)
 

@@ -108,7 +108,7 @@ def start_trainers(settings: Settings) -> TrainWorkers | None:
     """``--train-workers`` worker processes on this server's store (server/process/train_workers.py)."""
     if settings.train_workers == 0:
         return None
-    command = worker_command(settings.store, settings.s3_endpoint_url, settings.backbone)
+    command = worker_command(settings.store, settings.s3_endpoint_url, settings.backbone, ["--lease", f"{settings.train_lease_s:g}"])
     trainers = TrainWorkers(command, settings.train_workers, settings.train_worker_nice)
     trainers.start()
     log.info("%d training worker(s) at nice %d on %s", settings.train_workers, settings.train_worker_nice, settings.store)

@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     train_workers: int = Field(
         1, ge=0, description="`bitfit jobs worker` processes started and stopped with the server (on its store); 0 = none")
     train_worker_nice: int = Field(10, ge=0, le=19, description="the niceness (CPU priority) of those worker processes")
+    # A worker that dies (killed, its machine gone) loses its job after this; the next claim re-runs it.
+    train_lease_s: float = Field(30.0, ge=1, description="a worker's claim on a job lasts this long without a heartbeat")
     max_train_file_bytes: int = Field(
         64 * 1024 * 1024, ge=1, description="size of one training, validation or test file (POST /files, POST /jobs)")
     max_event_streams: int = Field(

@@ -12,7 +12,10 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+Runner = Callable[[argparse.Namespace], int]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -22,39 +25,76 @@ def _connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", help="an admin key of the server (default: $BITFIT_API_KEY)")
 
 
-def add_client_commands(sub: argparse._SubParsersAction) -> None:
-    """The client subcommands, beside ``worker``, on ``bitfit jobs``'s subparsers."""
-    submit = sub.add_parser("submit", help="upload data and queue a training job", description=submit_job.__doc__)
-    _connection(submit)
-    submit.add_argument("--task", help="the task the job trains and publishes (or \"task\" in --config)")
-    submit.add_argument("--train", required=True, type=Path, metavar="FILE", help="training data (CSV or JSONL)")
-    submit.add_argument("--validation", type=Path, metavar="FILE", help="validation data (picks the epoch and learning rate)")
-    submit.add_argument("--test", type=Path, metavar="FILE", help="test data (scored in the report)")
-    submit.add_argument("--config", type=Path, metavar="JSON", help="a job config file (docs/TRAINING.md); flags win")
-    submit.add_argument("--text-column", help="default: text")
-    submit.add_argument("--label-column", help="default: label")
-    submit.add_argument("--epochs", type=int, help="default: auto")
-    submit.add_argument("--learning-rate", type=float, help="default: auto (searched on --validation)")
-    submit.add_argument("--publish", choices=("always", "if_better", "never"), help="default: if_better")
-    submit.add_argument("--idempotency-key", help="the same key resubmitted answers the same job")
-    submit.add_argument("--wait", action="store_true", help="follow the job's events until it ends; exit 1 unless it succeeded")
-    submit.set_defaults(run=submit_job)
+def _runner(func: Callable[[argparse.Namespace], int], name: str) -> Callable[[argparse.Namespace], int]:
+    """``func``, with the server's refusals as one line on stderr (exit 1) and bad local input exit 2."""
 
-    listing = sub.add_parser("list", help="list jobs, newest first", description=list_jobs.__doc__)
-    _connection(listing)
-    listing.add_argument("--status", help="only jobs in this status (queued, running, succeeded, failed, cancelled)")
-    listing.add_argument("--task", help="only jobs for this task")
-    listing.add_argument("--limit", type=int, default=20, help="at most this many (default: %(default)s)")
-    listing.set_defaults(run=list_jobs)
+    def run(args: argparse.Namespace) -> int:
+        from bitfit_client import BitfitError
 
-    for name, func, text in (("show", show_job, "one job as JSON"), ("cancel", cancel_job, "cancel a job"),
-                             ("logs", job_logs, "a job's events")):
-        parser = sub.add_parser(name, help=text, description=func.__doc__)
-        _connection(parser)
-        parser.add_argument("job_id", metavar="JOB_ID")
-        if name == "logs":
-            parser.add_argument("--follow", "-f", action="store_true", help="keep following until the job ends")
-        parser.set_defaults(run=func)
+        try:
+            return func(args)
+        except BitfitError as exc:
+            print(f"bitfit jobs {name}: {exc}", file=sys.stderr)
+            return 1
+        except (OSError, ValueError) as exc:
+            print(f"bitfit jobs {name}: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def submit(parser: argparse.ArgumentParser) -> Runner:
+    """upload data to a server and queue a training job"""
+    _connection(parser)
+    parser.add_argument("--task", help="the task the job trains and publishes (or \"task\" in --config)")
+    parser.add_argument("--train", required=True, type=Path, metavar="FILE", help="training data (CSV or JSONL)")
+    parser.add_argument("--validation", type=Path, metavar="FILE", help="validation data (picks the epoch and learning rate)")
+    parser.add_argument("--test", type=Path, metavar="FILE", help="test data (scored in the report)")
+    parser.add_argument("--config", type=Path, metavar="JSON", help="a job config file (docs/TRAINING.md); flags win")
+    parser.add_argument("--text-column", help="default: text")
+    parser.add_argument("--label-column", help="default: label")
+    parser.add_argument("--epochs", type=int, help="default: auto")
+    parser.add_argument("--learning-rate", type=float, help="default: auto (searched on --validation)")
+    parser.add_argument("--publish", choices=("always", "if_better", "never"), help="default: if_better")
+    parser.add_argument("--idempotency-key", help="the same key resubmitted answers the same job")
+    parser.add_argument("--wait", action="store_true", help="follow the job's events until it ends; exit 1 unless it succeeded")
+    return _runner(submit_job, "submit")
+
+
+def list(parser: argparse.ArgumentParser) -> Runner:  # noqa: A001 (the subcommand's name)
+    """list a server's jobs, newest first"""
+    _connection(parser)
+    parser.add_argument("--status", help="only jobs in this status (queued, running, succeeded, failed, cancelled)")
+    parser.add_argument("--task", help="only jobs for this task")
+    parser.add_argument("--limit", type=int, default=20, help="at most this many (default: %(default)s)")
+    return _runner(list_jobs, "list")
+
+
+def _one_job(parser: argparse.ArgumentParser) -> None:
+    _connection(parser)
+    parser.add_argument("job_id", metavar="JOB_ID")
+
+
+def show(parser: argparse.ArgumentParser) -> Runner:
+    """one job as JSON: status, progress, learning rate, metrics, result or error"""
+    _one_job(parser)
+    return _runner(show_job, "show")
+
+
+def logs(parser: argparse.ArgumentParser) -> Runner:
+    """a job's events; --follow until it ends"""
+    _one_job(parser)
+    parser.add_argument("--follow", "-f", action="store_true", help="keep following until the job ends (exit 1 unless it succeeded)")
+    return _runner(job_logs, "logs")
+
+
+def cancel(parser: argparse.ArgumentParser) -> Runner:
+    """cancel a job: a queued one ends now, a running one within seconds (nothing is published)"""
+    _one_job(parser)
+    return _runner(cancel_job, "cancel")
+
+
+COMMANDS = [submit, list, show, logs, cancel]  # cli.py's SUBCOMMANDS takes them beside `worker`
 
 
 def _client(args: argparse.Namespace):  # -> bitfit_client.Client
@@ -139,17 +179,3 @@ def cancel_job(args: argparse.Namespace) -> int:
         job = client.jobs.cancel(args.job_id)
     print(f"{job.id} {job.status}" + (" (cancel requested)" if job.cancel_requested and job.status == "running" else ""))
     return 0
-
-
-def run_client_command(args: argparse.Namespace) -> int:
-    """Run the chosen client subcommand; the server's refusals are one line on stderr, exit 1."""
-    from bitfit_client import BitfitError
-
-    try:
-        return args.run(args)
-    except BitfitError as exc:
-        print(f"bitfit jobs {args.jobs_command}: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as exc:
-        print(f"bitfit jobs {args.jobs_command}: {exc}", file=sys.stderr)
-        return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bias_store.kinds import Pooling
@@ -29,6 +30,10 @@ class TrainConfig:
     progress: bool = True  # tqdm bar (auto-hidden when stderr is not a terminal)
     eval_train: bool = False  # score the training split at the end (for the generalization gap)
     max_seconds: float | None = None  # no epoch starts after this long (the worker's --max-train-seconds)
+    # Told of every step ({"phase", "epoch", "epochs", "step", "total_steps", "loss", "lr"}) and of every
+    # evaluation ({"phase": "evaluation", **the epoch's history entry}); may raise to stop the run (a job's cancel).
+    observer: Callable[[dict], None] | None = None
+    phase: str = "train"  # what the observer is told: "train", or "lr_search" for the short search runs
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "max_length", "eval_batch_size"):

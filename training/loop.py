@@ -135,6 +135,9 @@ def _train_epoch(run: _Run, epoch: int) -> dict:
             run.schedule.step()
             loss_sum += loss.detach() * len(chunk)
             curve_sum += loss.detach() * len(chunk)
+            if cfg.observer is not None:  # a job's progress, ETA and cancel check (training/jobs/worker.py)
+                cfg.observer({"phase": cfg.phase, "epoch": epoch, "epochs": cfg.epochs, "step": (epoch - 1) * len(batches) + step,
+                              "total_steps": cfg.epochs * len(batches), "lr": step_lr, "base_lr": run.lr})
             seen += len(chunk)
             curve_seen += len(chunk)
             if step % curve_every == 0 or step == len(batches):
@@ -158,8 +161,12 @@ def _train_epoch(run: _Run, epoch: int) -> dict:
     val_loss = val.pop("loss")
     selection = SELECTION_METRIC[run.data.problem_type]
     log.info("epoch %d: loss %.4f, validation %s %.4f, %.1f s", epoch, loss_sum.item() / seen, selection, val[selection], train_seconds)
-    return {"epoch": epoch, "train_loss": loss_sum.item() / seen, "train_seconds": train_seconds,
-            "rows_per_second": seen / train_seconds, "validation_loss": val_loss, "validation": val}
+    entry = {"epoch": epoch, "train_loss": loss_sum.item() / seen, "train_seconds": train_seconds,
+             "rows_per_second": seen / train_seconds, "validation_loss": val_loss, "validation": val}
+    if cfg.observer is not None:
+        cfg.observer({"phase": "evaluation" if cfg.phase == "train" else cfg.phase + "_evaluation",
+                      "step": epoch * len(batches), **entry})
+    return entry
 
 
 def train(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, token_cache: dict | None = None) -> TrainResult:

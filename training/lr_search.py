@@ -63,7 +63,7 @@ def choose_lr(tm: TrainModel, data: TaskData, method: Method, cfg: TrainConfig, 
     keys = prepare(tm.model, tm.spec, method)
     initial = {k: tm.model.get_parameter(k).detach().clone() for k in keys}
     small = search_data(data, cfg.seed)
-    short = dataclasses.replace(cfg, lr=None, epochs=1, patience=0, progress=False, eval_train=False)
+    short = dataclasses.replace(cfg, lr=None, epochs=1, patience=0, progress=False, eval_train=False, phase="lr_search")
     scores: dict[str, float] = {}
     metric = ""
     for lr in sorted(method.auto_lrs):

@@ -125,12 +125,13 @@ class TaskOutcome:
 def run_task(
     spec: TaskSpec, run_dir: str | Path | None = None, progress: bool = True, eval_train: bool = False,
     token_cache: dict | None = None, before_training: Callable[[BackboneSpec], None] | None = None,
-    max_seconds: float | None = None,
+    max_seconds: float | None = None, observer: Callable[[dict], None] | None = None,
 ) -> TaskOutcome:
     """Check the data, train, evaluate, export and write the run folder. Bad input fails before training.
 
     ``before_training`` sees the loaded backbone's spec first (e.g. a push destination
     checks that its server serves the same backbone) and may raise to stop the run.
+    ``observer`` is told of every step and evaluation (TrainConfig.observer) and may raise to stop it.
     """
     spec.check()
     m = get_method(spec.method)
@@ -146,7 +147,8 @@ def run_task(
     if before_training is not None:
         before_training(tm.spec)
     pooling = spec.pooling or default_pooling(spec.backbone)
-    cfg = dataclasses.replace(spec.train_config(progress), pooling=pooling, eval_train=eval_train, max_seconds=max_seconds)
+    cfg = dataclasses.replace(spec.train_config(progress), pooling=pooling, eval_train=eval_train, max_seconds=max_seconds,
+                              observer=observer)
     log.info("task %s: %d train / %d validation / %d test rows, labels %s, pooling %s", spec.task,
              len(data.train), len(data.validation), len(data.test) if data.test else 0, data.labels, pooling)
     lr_choice = None

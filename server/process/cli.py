@@ -1,4 +1,4 @@
-"""The ``bitfit`` console command: ``bitfit serve | train | worker | keys``.
+"""The ``bitfit`` console command: ``bitfit serve | train | worker | jobs | keys``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them together.
@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "serve": ("server.process.serve_cli", "run the inference server"),
     "train": ("training.cli", "train a task's bias set with BitFit"),
     "worker": ("training.worker_cli", "train and publish tasks dropped into an inbox folder"),
+    "jobs": ("training.jobs.cli", "the training job queue: `bitfit jobs worker` trains queued jobs"),
     "keys": ("server.process.keys_cli", "add, list and revoke the scoped API keys of BITFIT_KEYS_FILE"),
 }
 

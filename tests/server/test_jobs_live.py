@@ -131,7 +131,7 @@ def test_cancel_a_running_job_stops_it_within_5s_and_publishes_nothing(server):
 
 def test_worker_sigkilled_mid_job_is_restarted_and_the_job_published_once(server):
     trainers = server_app_trainers(server)
-    job = submit(server, config("live.killed", epochs=3), reviews(160)).json()
+    job = submit(server, config("live.killed", epochs=2), reviews(64)).json()
     running = _running(server, job["id"])
     pid = trainers.pids[0]
     assert running["worker"] and running["attempts"] == 1

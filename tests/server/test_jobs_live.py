@@ -119,6 +119,9 @@ def _running(http: httpx.Client, job_id: str, timeout: float = 120) -> dict:
 def test_cancel_a_running_job_stops_it_within_5s_and_publishes_nothing(server):
     job = submit(server, config("live.cancelled", epochs=30), reviews(400)).json()
     assert _running(server, job["id"])["status"] == "running"
+    waiting = submit(server, config("live.waiting"), reviews(24)).json()  # queued behind it (one worker)
+    assert_a_gone_client_frees_its_stream(server, waiting["id"])
+    assert server.post(f"/jobs/{waiting['id']}/cancel", headers=AUTH).json()["status"] == "cancelled"
     asked = time.monotonic()
     assert server.post(f"/jobs/{job['id']}/cancel", headers=AUTH).json()["cancel_requested"]
     assert wait_until(lambda: status_of(server, job["id"])["status"] == "cancelled", timeout=5, interval=0.1), \
@@ -127,6 +130,20 @@ def test_cancel_a_running_job_stops_it_within_5s_and_publishes_nothing(server):
     time.sleep(1)
     assert server.get("/tasks/live.cancelled", headers=AUTH).status_code == 404
     assert status_of(server, job["id"])["result"] in (None, {}) or not status_of(server, job["id"])["result"].get("published")
+
+
+def assert_a_gone_client_frees_its_stream(http: httpx.Client, job_id: str) -> None:
+    """An idle stream sends keep-alive comments; a client that hangs up frees its slot."""
+    streams = http.app.state.event_streams
+    lines = []
+    with http.stream("GET", f"/jobs/{job_id}/events?stream=true", headers=AUTH) as stream:
+        for line in stream.iter_lines():
+            lines.append(line)
+            if line.startswith(": keep-alive"):
+                break
+        assert streams.open == 1
+    assert "event: status" in lines and any('"status":"queued"' in line for line in lines)
+    assert wait_until(lambda: streams.open == 0, timeout=5), "the stream outlived its client"
 
 
 def test_worker_sigkilled_mid_job_is_restarted_and_the_job_published_once(server):

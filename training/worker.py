@@ -10,9 +10,11 @@ Layout of the inbox::
                                       whose push failed, report.json, the plots)
 
 A spec is claimed by renaming it into ``processing/``, so two workers on one inbox never
-train the same spec. One task runs at a time; a bad task is moved to ``failed/`` and the
-worker goes on. Every task's backbone is loaded afresh and never written, so publishing
-task N cannot change what tasks 1..N-1 compute.
+train the same spec. Given a job queue (``--to-queue``), the worker trains nothing: each spec
+becomes a queued job (training/jobs/inbox.py) and done/<name>/job.json names it.
+One task runs at a time; a bad task is moved to ``failed/`` and the worker goes on. Every
+task's backbone is loaded afresh and never written, so publishing task N cannot change
+what tasks 1..N-1 compute.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class Worker:
         data_roots: list[Path] | None = None,
         max_epochs: int = MAX_EPOCHS,
         max_train_seconds: float = MAX_TRAIN_SECONDS,
+        queue=None,
     ) -> None:
         self.inbox = Path(inbox)
         self.roots = [self.inbox, *(Path(r) for r in data_roots or ())]  # where a spec's data may live
@@ -112,6 +115,7 @@ class Worker:
         # inbox are safe with 0.
         self.settle_seconds = settle_seconds
         self.progress = progress
+        self.queue = queue  # a training.jobs JobQueue: specs become jobs instead of being trained here
         self.processing, self.done, self.failed = (self.inbox / d for d in ("processing", "done", "failed"))
         for folder in (self.inbox, self.processing, self.done, self.failed):
             folder.mkdir(parents=True, exist_ok=True)
@@ -150,6 +154,8 @@ class Worker:
         if claimed is None:
             return None
         run_dir = self.processing / f".{claimed.stem}.run"
+        if self.queue is not None:
+            return self._enqueue(claimed, run_dir)
         try:
             spec = read_spec(claimed, self.inbox, self.defaults, self.roots, self.max_epochs)
             self.target.preflight()  # a server that is down fails the task now, not after training
@@ -173,6 +179,23 @@ class Worker:
         (folder / "result.json").write_text(json.dumps(result, indent=2) + "\n")
         claimed.rename(folder / claimed.name)
         log.info("task %s done: %s", spec.task, self.target.describe())
+        return WorkerResult(claimed.name, True, folder)
+
+    def _enqueue(self, claimed: Path, run_dir: Path) -> WorkerResult:
+        """The spec as a queued job; done/<name>/job.json names it (failed/ as usual when it cannot train)."""
+        from training.jobs.errors import JobError
+        from training.jobs.inbox import dropped_fields, enqueue_spec
+
+        try:
+            spec = read_spec(claimed, self.inbox, {}, self.roots, self.max_epochs)
+            job = enqueue_spec(self.queue, spec, claimed)
+        except (TrainingError, JobError) as exc:
+            return self._fail(claimed, run_dir, str(exc))
+        folder = self._folder(self.done, claimed.stem)
+        note = {"task": spec.task, "job": job.id, "status": job.status, "ignored_spec_fields": dropped_fields(spec)}
+        (folder / "job.json").write_text(json.dumps(note, indent=2) + "\n")
+        claimed.rename(folder / claimed.name)
+        log.info("spec %s queued as job %s", claimed.name, job.id)
         return WorkerResult(claimed.name, True, folder)
 
     def _fail(self, claimed: Path, run_dir: Path, error: str) -> WorkerResult:

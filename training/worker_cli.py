@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default); a spec may override it")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between inbox scans when idle")
     parser.add_argument("--once", action="store_true", help="process what is in the inbox now, then exit")
+    parser.add_argument("--to-queue", action="store_true",
+                        help="queue each spec as a job on --store's job queue instead of training it here "
+                             "(`bitfit jobs worker --store` trains them)")
     parser.add_argument("--data-root", action="append", default=[], metavar="DIR",
                         help="a folder outside the inbox whose files specs may name (repeatable); other paths are refused")
     parser.add_argument("--max-epochs", type=int, default=100, help="refuse specs asking for more epochs")
@@ -46,8 +49,15 @@ def run(args: argparse.Namespace) -> int:
         defaults = {"device": device, **({"backbone": args.backbone} if args.backbone else {})}
         target = Target(store=args.store, push=args.push, api_key=args.api_key, s3_endpoint_url=args.s3_endpoint_url,
                         store_options=store_options(args))
+        queue = None
+        if args.to_queue:
+            if not args.store:
+                raise TrainingError("--to-queue needs --store: the queue lives in the store")
+            from training.jobs.queue import JobQueue
+
+            queue = JobQueue.for_store(target.open_store())
         worker = Worker(args.inbox, target, defaults=defaults, data_roots=args.data_root, max_epochs=args.max_epochs,
-                        max_train_seconds=args.max_train_seconds)
+                        max_train_seconds=args.max_train_seconds, queue=queue)
     except (TrainingError, RuntimeError, OSError) as exc:
         print(f"bitfit worker: error: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,8 @@
 The stream (``Accept: text/event-stream`` or ``?stream=true``) sends every event after
 ``after`` (or the ``Last-Event-ID`` a reconnecting EventSource sends) as ``id: <seq>``,
 ``event: <type>``, ``data: <event JSON>``, then follows the job by polling its events in the
-store, and ends after the job's terminal status. An idle stream sends a comment line every
+store, and ends after the job's terminal status; a ``succeeded`` is sent once this server
+serves the published version (its store watcher has seen it), so the next predict finds it. An idle stream sends a comment line every
 ``BITFIT_EVENT_KEEPALIVE_S`` (proxies close silent connections). A client that goes away
 ends its stream at once (Starlette cancels it on the disconnect) and frees its slot; at most
 ``BITFIT_MAX_EVENT_STREAMS`` are open at a time (the next is a 503 with Retry-After).
@@ -23,6 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from server.catalog.catalog import TaskCatalog
+from server.catalog.views import view
 from server.exceptions import Forbidden, Overloaded, Unauthorized
 from server.http.auth import require_admin
 from server.http.job_schemas import EventList
@@ -39,6 +42,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=CheckedRoute, depe
 POLL_S = 0.5  # how often an open stream reads the job's new events
 STATUS_EVERY = 4  # polls between reads of the job's record (a status the events may not carry yet)
 TERMINAL_GRACE_S = 2.0  # a finished job's last status event may land just after its record
+SERVABLE_WAIT_S = 10.0  # the most `succeeded` waits for this server to serve the published version
 
 
 class EventStreams:
@@ -70,17 +74,32 @@ def _ends(event: dict) -> bool:
     return status in TERMINAL
 
 
-async def _follow(queue: JobQueue, job_id: str, after: int, keepalive_s: float) -> AsyncIterator[bytes]:
+async def _servable(queue: JobQueue, catalog: TaskCatalog, job_id: str) -> None:
+    """Wait until this server's catalog has the version the job published (its store watcher
+    polls the store): a client that sees `succeeded` can predict with the new task here at once."""
+    job = await run_in_threadpool(queue.get, job_id)
+    version = (job.result or {}).get("version") if (job.result or {}).get("published") else None
+    end = time.monotonic() + SERVABLE_WAIT_S
+    while version is not None and time.monotonic() < end:
+        state = view(catalog, job.task)
+        if state is not None and state.version >= version:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _follow(queue: JobQueue, catalog: TaskCatalog, job_id: str, after: int, keepalive_s: float) -> AsyncIterator[bytes]:
     yield b"retry: 2000\n\n"  # an EventSource reconnects after 2 s, with Last-Event-ID
     sent_at, polls, finished_at = time.monotonic(), 0, None
     while True:
         events = await run_in_threadpool(queue.events, job_id, after)
         for event in events:
             after = max(after, int(event["seq"]))
+            if _ends(event):
+                await _servable(queue, catalog, job_id)
+                yield _frame(event)
+                return
             yield _frame(event)
             sent_at = time.monotonic()
-            if _ends(event):
-                return
         polls += 1
         if finished_at is None and polls % STATUS_EVERY == 0:
             job = await run_in_threadpool(queue.get, job_id)
@@ -137,4 +156,5 @@ async def job_events(
     start = _start(after, last_event_id)
     streams: EventStreams = request.app.state.event_streams
     streams.acquire()
-    return EventStream(_follow(queue, job_id, start, request.app.state.settings.event_keepalive_s), streams)
+    catalog = request.app.state.services.catalog
+    return EventStream(_follow(queue, catalog, job_id, start, request.app.state.settings.event_keepalive_s), streams)

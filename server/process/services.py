@@ -109,7 +109,8 @@ def start_trainers(settings: Settings) -> TrainWorkers | None:
     if settings.train_workers == 0:
         return None
     command = worker_command(settings.store, settings.s3_endpoint_url, settings.backbone, ["--lease", f"{settings.train_lease_s:g}"])
-    trainers = TrainWorkers(command, settings.train_workers, settings.train_worker_nice)
+    trainers = TrainWorkers(command, settings.train_workers, settings.train_worker_nice, settings.train_worker_threads,
+                            idle=settings.train_worker_priority == "idle")
     trainers.start()
     log.info("%d training worker(s) at nice %d on %s", settings.train_workers, settings.train_worker_nice, settings.store)
     return trainers

@@ -158,6 +158,13 @@ class Settings(BaseSettings):
     train_workers: int = Field(
         1, ge=0, description="`bitfit jobs worker` processes started and stopped with the server (on its store); 0 = none")
     train_worker_nice: int = Field(10, ge=0, le=19, description="the niceness (CPU priority) of those worker processes")
+    # Measured in bench/jobs.py (docs/BENCHMARKS.md): what serving keeps while jobs train.
+    train_worker_priority: Literal["nice", "idle"] = Field(
+        "idle", description="idle: the workers are also SCHED_IDLE on Linux (CPU only when the server leaves some); "
+        "nice: the niceness alone")
+    # One thread each: a worker never spreads over every core the server needs (its
+    # OpenMP threads would spin beside the forward). 0: torch's default, every core.
+    train_worker_threads: int = Field(1, ge=0, description="CPU threads of each of those workers (OMP_NUM_THREADS); 0 = every core")
     # A worker that dies (killed, its machine gone) loses its job after this; the next claim re-runs it.
     train_lease_s: float = Field(30.0, ge=1, description="a worker's claim on a job lasts this long without a heartbeat")
     max_train_file_bytes: int = Field(

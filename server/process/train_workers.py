@@ -27,10 +27,13 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _lower_priority(nice: int) -> None:
-    """In the child, before exec: lower its CPU priority; on Linux, end it if the server dies
-    (a SIGKILLed server must not leave trainers behind)."""
+def _lower_priority(nice: int, idle: bool) -> None:
+    """In the child, before exec: lower its CPU priority (``idle``: Linux's SCHED_IDLE, CPU
+    time only when the server's threads leave some); on Linux, end it if the server dies (a
+    SIGKILLed server must not leave trainers behind)."""
     os.nice(nice)
+    if idle and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -52,9 +55,10 @@ def worker_command(store: str, s3_endpoint_url: str | None = None, backbone: str
 class TrainWorkers:
     """``count`` worker processes, kept running by one supervising thread until ``close``."""
 
-    def __init__(self, command: list[str], count: int, nice: int = 10, check_every_s: float = 1.0,
-                 restart_delay_s: float = 2.0) -> None:
-        self.command, self.count, self.nice = command, count, nice
+    def __init__(self, command: list[str], count: int, nice: int = 10, threads: int = 0, idle: bool = False,
+                 check_every_s: float = 1.0, restart_delay_s: float = 2.0) -> None:
+        self.command, self.count, self.nice, self.idle = command, count, nice, idle
+        self.env = {**os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
         self.check_every_s, self.restart_delay_s = check_every_s, restart_delay_s
         self.processes: list[subprocess.Popen | None] = [None] * count
         self.restarts = 0
@@ -72,10 +76,11 @@ class TrainWorkers:
 
     def _spawn(self, slot: int) -> None:
         # Spawned by the supervising thread itself: PDEATHSIG follows the thread that forked.
-        process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, preexec_fn=lambda: _lower_priority(self.nice))
+        process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=self.env,
+                                   preexec_fn=lambda: _lower_priority(self.nice, self.idle))
         with self._lock:
             self.processes[slot] = process
-        log.info("training worker %d started (pid %d, nice %d)", slot, process.pid, self.nice)
+        log.info("training worker %d started (pid %d, nice %d%s)", slot, process.pid, self.nice, ", SCHED_IDLE" if self.idle else "")
 
     def _supervise(self) -> None:
         for slot in range(self.count):

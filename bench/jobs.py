@@ -71,7 +71,8 @@ def submit_all(url: str, n: int, rows: int) -> dict[str, tuple[str, float]]:
         config = {"task": task, "hyperparameters": {"epochs": 1, "learning_rate": 0.003, "batch_size": 16, "max_length": 64}}
         started = time.perf_counter()
         with httpx.Client(timeout=120) as client:
-            answer = client.post(f"{url}/jobs", data={"config": json.dumps(config)}, files={"train": ("train.csv", job_data(rows, i))})
+            answer = client.post(f"{url}/jobs", data={"config": json.dumps(config)},
+                                 files={"train": ("train.csv", job_data(rows, i))})
         answer.raise_for_status()
         with lock:
             submitted[answer.json()["id"]] = (task, started)
@@ -161,7 +162,8 @@ def main() -> int:
 def report(args, done: dict, submit_s: float, makespan: float, idle: list[dict], training: list[dict]) -> None:
     servable = sorted(r["servable_s"] for r in done.values() if r["status"] == "succeeded")
     failed = {r["task"]: r.get("error") for r in done.values() if r["status"] != "succeeded"}
-    emit("jobs_submit_to_servable", jobs=args.jobs, load_windows_s=round(args.window_s * len(training), 1), succeeded=len(servable), failed=failed, submit_all_s=round(submit_s, 2),
+    emit("jobs_submit_to_servable", jobs=args.jobs, load_windows_s=round(args.window_s * len(training), 1),
+         succeeded=len(servable), failed=failed, submit_all_s=round(submit_s, 2),
          p50_s=round(statistics.median(servable), 1) if servable else None, max_s=round(servable[-1], 1) if servable else None,
          makespan_s=round(makespan, 1), jobs_per_minute=round(60 * len(servable) / makespan, 2))
     idle_rps = [w["throughput_rps"] for w in idle if w["throughput_rps"]]

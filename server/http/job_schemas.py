@@ -60,7 +60,8 @@ class JobOut(_Record):
     cancel_requested: bool = False
     progress: dict[str, Any] = Field(default_factory=dict, description="epoch, epochs, step, total_steps, eta_s, elapsed_s.")
     learning_rate: float | None = Field(None, description="The rate used (the one chosen when `auto`).")
-    metrics: list[dict[str, Any]] = Field(default_factory=list, description="One entry per evaluation (epoch, step, train_loss, validation).")
+    metrics: list[dict[str, Any]] = Field(default_factory=list,
+                                          description="One entry per evaluation (epoch, step, train_loss, validation).")
     result: dict[str, Any] | None = Field(None, description="published, version, the publish decision and its scores.")
     error: str | None = Field(None, description="Why the job failed, for a person to act on.")
 

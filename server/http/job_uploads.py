@@ -22,8 +22,8 @@ from server.exceptions import InvalidRequest, LimitExceeded, UnsupportedMediaTyp
 from server.http.job_schemas import JobFromFiles
 from server.http.routes.body import limit_body, limit_json_body
 from server.process.settings import Settings, env_name
-from training.jobs.config import JobConfig
 from training.jobs import datacheck
+from training.jobs.config import JobConfig
 from training.jobs.queue import JobQueue
 
 SPLITS = ("train", "validation", "test")

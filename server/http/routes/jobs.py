@@ -18,7 +18,7 @@ from server.exceptions import Forbidden, InvalidRequest, LimitExceeded, Unauthor
 from server.http.auth import require_admin, scope_of
 from server.http.deps import get_services
 from server.http.job_schemas import FILE_ID, JOB_ID, ArtifactList, JobFromFiles, JobList, JobOut
-from server.http.job_uploads import check_files, media_type, read_job_form, read_job_json, stored_files, store_files
+from server.http.job_uploads import check_files, media_type, read_job_form, read_job_json, store_files, stored_files
 from server.http.paging import decode_cursor, encode_cursor
 from server.http.routes.body import CheckedRoute
 from server.http.routes.responses import errors
@@ -86,8 +86,9 @@ def _submit(queue: JobQueue, config: JobConfig, upload: list | None, ids: dict[s
 )
 async def create_job(
     request: Request,
-    idempotency_key: str | None = Header(None, min_length=1, max_length=200,
-                                         description="The same key with the same config answers the same job (a retry never queues twice)."),
+    idempotency_key: str | None = Header(
+        None, min_length=1, max_length=200,
+        description="The same key with the same config answers the same job (a retry never queues twice)."),
     queue: JobQueue = Depends(get_jobs),
 ) -> dict:
     """Multipart (`config` + `train`, optional `validation`, `test` files) or JSON (`config` + ids
@@ -100,7 +101,7 @@ async def create_job(
     elif kind == "application/json":
         body = await read_job_json(request)
         raw, ids = body.config, dict(body.files)
-        for split, file_id in ids.items():
+        for file_id in ids.values():
             if not re.fullmatch(FILE_ID, file_id):
                 raise JobFileNotFound(file_id)
     else:

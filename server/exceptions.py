@@ -24,6 +24,10 @@ class InvalidRequest(ServerError):
     """A request whose shape is wrong in a way the schema cannot say (e.g. two 'file' parts)."""
 
 
+class UnsupportedMediaType(ServerError):
+    """A body in a content type the route does not read (the message names the ones it does)."""
+
+
 class ReadTimeout(ServerError):
     """The client sent its body too slowly (BITFIT_REQUEST_READ_TIMEOUT_S)."""
 

@@ -7,6 +7,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # suite runs PyTorch unless a test asks for ONNX Runtime (tests/engine/test_onnx.py, the
 # hot-swap tests), so that each test exports a graph only where it checks one.
 os.environ.setdefault("BITFIT_BACKEND", "torch")
+# `bitfit serve` starts a training worker process beside the server by default; the suite's
+# servers start none unless a test asks for them (tests/server/test_jobs_*.py).
+os.environ.setdefault("BITFIT_TRAIN_WORKERS", "0")
 
 import pytest
 import torch

@@ -2,7 +2,10 @@
 only the packages below it, and inside ``server/`` each room only the rooms it may.
 
     bench/                        (anything)
-    server/      training/        the two edges; neither imports the other
+    server/      training/        the two edges; neither imports the other, but for one seam:
+                                  the server is the producer of training jobs, so it imports
+                                  training.jobs (records, config, datacheck, queue, errors) and
+                                  nothing else of training
     engine/                       no FastAPI, no HTTP
     bias_store/                   the bottom: imports no other package of ours
 """
@@ -21,7 +24,7 @@ OURS = {"bias_store", "engine", "server", "training", "bench", "tests"}
 ALLOWED = {
     "bias_store": {"bias_store"},
     "engine": {"bias_store", "engine"},
-    "server": {"bias_store", "engine", "server"},
+    "server": {"bias_store", "engine", "server", "training"},  # training: training.jobs only (below)
     "training": {"bias_store", "engine", "training"},
 }
 # Third-party packages that belong to one edge only.
@@ -57,6 +60,28 @@ def _violations(package: str) -> list[str]:
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_package_imports_only_the_layers_below(package):
     assert _violations(package) == []
+
+
+SERVER_SEAM = "training.jobs"  # the job queue's producer side: what POST /jobs needs
+
+
+def _seam_violations(root: Path) -> list[str]:
+    found = []
+    for path in sorted((root / "server").rglob("*.py")):
+        for name in sorted(_full_imports(path)):
+            if name.split(".")[0] == "training" and not (name == SERVER_SEAM or name.startswith(SERVER_SEAM + ".")):
+                found.append(f"{path.relative_to(root)} imports {name}")
+    return found
+
+
+def test_server_imports_only_the_jobs_seam_of_training():
+    assert _seam_violations(ROOT) == []
+
+
+def test_the_seam_checker_sees_a_crossing(tmp_path):
+    (tmp_path / "server" / "http").mkdir(parents=True)
+    (tmp_path / "server" / "http" / "bad.py").write_text("from training.jobs.queue import JobQueue\nfrom training.loop import train\n")
+    assert _seam_violations(tmp_path) == ["server/http/bad.py imports training.loop", "server/http/bad.py imports training.loop.train"]
 
 
 def test_the_checker_sees_a_crossing(tmp_path, monkeypatch):

@@ -48,11 +48,22 @@ from server.exceptions import (
     ReadTimeout,
     ServerError,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from server.http.paging import scoped_prefixes
 from server.http.tenancy import Scope as KeyScope
 from server.http.tenancy import scope_hidden
 from server.process.settings import env_name
+from training.jobs.errors import (
+    DataFileError,
+    JobArtifactNotFound,
+    JobConfigError,
+    JobConflict,
+    JobError,
+    JobFileNotFound,
+    JobNotCancellable,
+    JobNotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +80,11 @@ class HttpError:
 
 def _reason(exc: Exception) -> dict:
     return {"reason": exc.reason}
+
+
+def _data_file(exc: Exception) -> dict:
+    """Where in which file: the split, the row (1 = the first data row) and the column."""
+    return {name: getattr(exc, name, None) for name in ("split", "row", "column", "reason")}
 
 
 # Looked up along the exception's class hierarchy: the most specific entry wins.
@@ -108,6 +124,17 @@ HTTP_ERRORS: dict[type[BaseException], HttpError] = {
     ClientGone: HttpError(499, "client_closed_request", "The client went away before its answer (never seen by it)."),
     NoFreeSlot: HttpError(503, "capacity", "Every task slot is held by requests in flight (BITFIT_MAX_RESIDENT_TASKS); see Retry-After.",
                           headers={"Retry-After": "1"}),
+    UnsupportedMediaType: HttpError(415, "unsupported_media_type", "A body in a content type the route does not read."),
+    # Training jobs (training/jobs/): a job or file of another tenant answers as an unknown one.
+    JobNotFound: HttpError(404, "job_not_found", "No such job (or not one this key may see)."),
+    JobFileNotFound: HttpError(404, "file_not_found", "No such uploaded file."),
+    JobArtifactNotFound: HttpError(404, "artifact_not_found", "The job has no such artifact (yet)."),
+    JobConfigError: HttpError(422, "invalid_job_config", "The job's config is invalid (the field is named).",
+                              lambda exc: {"field": f"config.{exc.field}"}),
+    DataFileError: HttpError(422, "invalid_data_file", "A training file the trainer cannot use (the split, row and column are named).",
+                             _data_file),
+    JobConflict: HttpError(409, "idempotency_conflict", "The Idempotency-Key was used for a job with another config."),
+    JobNotCancellable: HttpError(409, "job_not_cancellable", "The job has finished already (succeeded, failed or cancelled)."),
 }
 INTERNAL = HttpError(500, "internal_error", "A bug or a device error; the server log has the details.")
 
@@ -258,7 +285,7 @@ def install_error_handlers(app: FastAPI) -> None:
         response = _json(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
         return _answered(request, response, code)
 
-    for kind in (EngineError, BiasStoreError, ServerError):
+    for kind in (EngineError, BiasStoreError, ServerError, JobError):
         app.add_exception_handler(kind, on_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -34,7 +34,10 @@ class BitfitReplica:
     def __init__(self, settings: dict[str, Any]) -> None:
         context = serve.get_replica_context()
         # Settings() also reads BITFIT_* variables of the replica's runtime_env.
-        self.settings = Settings(**{"replica_name": f"{context.deployment}#{context.replica_id.unique_id}", **settings})
+        # No training workers inside replicas (each would start its own): run them as the
+        # deployment's workers instead (docs/TRAINING.md); POST /jobs still queues jobs.
+        self.settings = Settings(**{"replica_name": f"{context.deployment}#{context.replica_id.unique_id}", "train_workers": 0,
+                                    **settings})
         _set_torch_threads(self.settings)
 
     def __serve_build_asgi_app__(self):

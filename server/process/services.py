@@ -25,10 +25,12 @@ from server.catalog.warm_up import WarmUp
 from server.process.budget import host_tier, resident_slots
 from server.process.metrics import Metrics
 from server.process.settings import Settings, available_cores
+from server.process.train_workers import TrainWorkers, worker_command
 from server.serving.admission import TokenBudget
 from server.serving.batcher import Batcher
 from server.serving.predictor import Predictor
 from server.serving.tokenize import Tokenizers
+from training.jobs.queue import JobQueue
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class Services:
     mutations: TaskMutations
     predictor: Predictor  # the predict path: admission, tokenizers, batcher
     warm_up: WarmUp | None = None
+    jobs: JobQueue | None = None  # training jobs, queued in the store (POST /jobs)
+    trainers: TrainWorkers | None = None  # the `bitfit jobs worker` processes beside this server
 
 
 class StartupError(RuntimeError):
@@ -94,7 +98,22 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     budget = TokenBudget(settings.max_inflight_tokens, settings.retry_after_s, metrics.rejected.labels("budget").inc)
     metrics.track_budget(budget)
     predictor = Predictor(engine, tasks, Tokenizers(engine, settings), Batcher(engine, metrics, settings), budget, settings)
-    return Services(settings, metrics, engine, store, tasks, sync, TaskMutations(store, sync, validator), predictor, warm_up)
+    services = Services(settings, metrics, engine, store, tasks, sync, TaskMutations(store, sync, validator), predictor, warm_up)
+    services.jobs = JobQueue.for_store(store)
+    services.trainers = start_trainers(settings)
+    return services
+
+
+def start_trainers(settings: Settings) -> TrainWorkers | None:
+    """``--train-workers`` worker processes on this server's store (server/process/train_workers.py)."""
+    if settings.train_workers == 0:
+        return None
+    command = worker_command(settings.store, settings.s3_endpoint_url, settings.backbone, ["--lease", f"{settings.train_lease_s:g}"])
+    trainers = TrainWorkers(command, settings.train_workers, settings.train_worker_nice, settings.train_worker_threads,
+                            idle=settings.train_worker_priority == "idle")
+    trainers.start()
+    log.info("%d training worker(s) at nice %d on %s", settings.train_workers, settings.train_worker_nice, settings.store)
+    return trainers
 
 
 def _read_kept(store: BiasStore, validator: UploadValidator, name: str, version: int) -> tuple[BiasSet, str]:
@@ -105,6 +124,8 @@ def _read_kept(store: BiasStore, validator: UploadValidator, name: str, version:
 
 def stop_services(services: Services) -> None:
     """Finish queued work, then stop loading and watching the store."""
+    if services.trainers is not None:
+        services.trainers.close()
     services.predictor.close(timeout=services.settings.graceful_timeout_s)
     if services.warm_up is not None:
         services.warm_up.close()

@@ -152,6 +152,28 @@ class Settings(BaseSettings):
     # Estimated before any work: inputs x labels shown x label length.
     max_response_bytes: int = Field(8 * 1024 * 1024, ge=1, description="a predict answer's size; over it: 413, asking for top_k")
 
+    # -- training jobs (POST /jobs; docs/TRAINING.md) ---------------------------------------
+    # Workers train at a low CPU priority, so serving keeps the CPU first. With replicas (Ray,
+    # several servers on one store) set 0 here and run `bitfit jobs worker` on its own.
+    train_workers: int = Field(
+        1, ge=0, description="`bitfit jobs worker` processes started and stopped with the server (on its store); 0 = none")
+    train_worker_nice: int = Field(10, ge=0, le=19, description="the niceness (CPU priority) of those worker processes")
+    # Measured in bench/jobs.py (docs/BENCHMARKS.md): what serving keeps while jobs train.
+    train_worker_priority: Literal["nice", "idle"] = Field(
+        "idle", description="idle: the workers are also SCHED_IDLE on Linux (CPU only when the server leaves some); "
+        "nice: the niceness alone")
+    # One thread each: a worker never spreads over every core the server needs (its
+    # OpenMP threads would spin beside the forward). 0: torch's default, every core.
+    train_worker_threads: int = Field(1, ge=0, description="CPU threads of each of those workers (OMP_NUM_THREADS); 0 = every core")
+    # A worker that dies (killed, its machine gone) loses its job after this; the next claim re-runs it.
+    train_lease_s: float = Field(30.0, ge=1, description="a worker's claim on a job lasts this long without a heartbeat")
+    max_train_file_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, description="size of one training, validation or test file (POST /files, POST /jobs)")
+    max_event_streams: int = Field(
+        100, ge=1, description="GET /jobs/{id}/events streams (Server-Sent Events) open at once; the next gets 503")
+    event_keepalive_s: float = Field(
+        15.0, gt=0, description="an idle events stream sends a comment line this often (proxies close silent connections)")
+
     # -- auth: variables only (a flag's value shows in `ps` and in shell history) ----------
     api_keys: Annotated[list[str], NoDecode] = Field(
         [], description="bearer keys for /tasks mutations (upload, replace, delete, rollback); empty = open")

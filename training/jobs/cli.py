@@ -1,4 +1,5 @@
-"""``bitfit jobs <command>``: the job queue from the command line.
+"""``bitfit jobs <command>``: the job queue from the command line (``worker``; ``submit``,
+``list``, ``show``, ``logs``, ``cancel`` against a server, in remote_cli.py).
 
 Each command is one function that takes its argparse parser, adds its flags and returns
 the function that runs it; ``SUBCOMMANDS`` lists them (add one there to add a command).
@@ -12,6 +13,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from training.jobs import remote_cli
 from training.store_args import add_store_arguments
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,8 @@ def worker(parser: argparse.ArgumentParser) -> Runner:
     return run
 
 
-SUBCOMMANDS: list[Callable[[argparse.ArgumentParser], Runner]] = [worker]
+# `worker` trains from a store's queue; the others talk to a server over HTTP (remote_cli.py).
+SUBCOMMANDS: list[Callable[[argparse.ArgumentParser], Runner]] = [worker, *remote_cli.COMMANDS]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -70,8 +70,8 @@ class _Base:
         """The call's deadline and its X-Request-ID (one for all its tries: the server logs it)."""
         return Deadline(call.timeout if call.timeout is not None else self.timeout), uuid.uuid4().hex
 
-    def _headers(self, request_id: str) -> dict[str, str]:
-        headers = {"X-Request-ID": request_id}
+    def _headers(self, request_id: str, call: Call | None = None) -> dict[str, str]:
+        headers = {"X-Request-ID": request_id, **((call.headers or {}) if call is not None else {})}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
@@ -88,6 +88,8 @@ class _Base:
     def _answer(self, call: Call, answer: Answer, request_id: str) -> tuple[Any, BitfitError | None]:
         """(parsed result, None) for a success, (None, typed error) otherwise."""
         request_id = answer.headers.get("x-request-id", request_id)
+        if answer.status < 300 and call.raw:
+            return call.parse(answer.content), None
         if answer.status < 300:
             try:
                 return call.parse(json.loads(answer.content) if answer.content else {}), None

@@ -24,6 +24,8 @@ class Call:
     files: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
     timeout: float | None = None  # this call's deadline; None: the client's
+    headers: dict[str, str] | None = None  # e.g. Idempotency-Key
+    raw: bool = False  # parse gets the answer's bytes, not its JSON (a downloaded artifact)
 
 
 def _inputs(inputs: Inputs) -> Any:

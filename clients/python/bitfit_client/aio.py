@@ -69,7 +69,7 @@ class AsyncClient(_Base):
             raise httpx.ReadTimeout("the call's deadline passed") from None
 
     async def _read(self, call: Call, deadline: Deadline, request_id: str) -> Answer:
-        headers = self._headers(request_id)
+        headers = self._headers(request_id, call)
         async with self.http.stream(call.method, call.path, headers=headers, timeout=deadline.timeout(), **self._kwargs(call)) as r:
             return Answer(r.status_code, r.headers, b"".join([chunk async for chunk in r.aiter_bytes()]))
 

@@ -12,6 +12,7 @@ import httpx
 from bitfit_client import _calls
 from bitfit_client._base import DEFAULT_URL, Answer, Deadline, _Base
 from bitfit_client._calls import Call, Inputs, Item
+from bitfit_client.jobs import Files, Jobs
 from bitfit_client.models import PredictResult, Ready, TaskInfo, TaskSummary
 from bitfit_client.retry import Retry
 
@@ -26,6 +27,8 @@ class Client(_Base):
     ) -> None:
         super().__init__(base_url, api_key, retry, timeout)
         self.http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
+        self.jobs = Jobs(self)  # training jobs: create, get, list, cancel, wait
+        self.files = Files(self)  # training files: upload once, use in many jobs
 
     def __enter__(self) -> "Client":
         return self
@@ -63,7 +66,7 @@ class Client(_Base):
             time.sleep(wait)
 
     def _try(self, call: Call, deadline: Deadline, request_id: str) -> Answer:
-        headers = self._headers(request_id)
+        headers = self._headers(request_id, call)
         with self.http.stream(call.method, call.path, headers=headers, timeout=deadline.timeout(), **self._kwargs(call)) as r:
             chunks = []
             for chunk in r.iter_bytes():  # a server trickling its answer meets the deadline here

@@ -127,11 +127,62 @@ class ServerError(BitfitError):
     code = "internal_error"
 
 
+class JobNotFound(BitfitError):
+    """404: no such training job (or one this key may not see)."""
+
+    code = "job_not_found"
+
+
+class FileNotFound(BitfitError):
+    code = "file_not_found"
+
+
+class ArtifactNotFound(BitfitError):
+    code = "artifact_not_found"
+
+
+class InvalidJobConfig(BitfitError):
+    """422: a job config field is wrong (``.body["message"]`` names it)."""
+
+    code = "invalid_job_config"
+
+
+class InvalidDataFile(BitfitError):
+    """422: a training file the trainer cannot use; nothing was queued."""
+
+    code = "invalid_data_file"
+
+    @property
+    def split(self) -> str | None:
+        return self.body.get("split")
+
+    @property
+    def row(self) -> int | None:
+        return self.body.get("row")
+
+    @property
+    def column(self) -> str | None:
+        return self.body.get("column")
+
+
+class JobConflict(BitfitError):
+    """409: the idempotency key was used for a job with another config."""
+
+    code = "idempotency_conflict"
+
+
+class JobNotCancellable(BitfitError):
+    """409: the job has ended already."""
+
+    code = "job_not_cancellable"
+
+
 ERRORS: dict[str, type[BitfitError]] = {
     cls.code: cls
     for cls in (
         TaskNotFound, VersionNotFound, ValidationError, InvalidInput, InvalidBiasSet, FingerprintMismatch, LabelChange,
-        LimitExceeded, Unauthorized, Forbidden, Overloaded, NotReady, RateLimited, NotFound, ServerError,
+        LimitExceeded, Unauthorized, Forbidden, Overloaded, NotReady, RateLimited, NotFound, ServerError, JobNotFound,
+        FileNotFound, ArtifactNotFound, InvalidJobConfig, InvalidDataFile, JobConflict, JobNotCancellable,
     )
 }
 _BY_STATUS = {401: Unauthorized, 403: Forbidden, 404: NotFound, 413: LimitExceeded, 422: ValidationError,

@@ -68,3 +68,55 @@ class Ready(_Model):
     dtype: str
     tasks: int
     queue_rows: int
+
+
+class Job(_Model):
+    """A training job (``client.jobs``): its status, progress, metrics and, once published, ``result``."""
+
+    id: str
+    task: str
+    status: str  # validating_files, queued, running, succeeded, failed or cancelled
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    config: dict[str, Any] = {}
+    files: dict[str, str] = {}
+    attempts: int = 0
+    max_attempts: int = 0
+    cancel_requested: bool = False
+    progress: dict[str, Any] = {}
+    learning_rate: float | None = None
+    metrics: list[dict[str, Any]] = []
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("succeeded", "failed", "cancelled")
+
+
+class JobPage(_Model):
+    data: list[Job]
+    has_more: bool
+    next_cursor: str | None = None
+
+
+class JobEvent(_Model):
+    seq: int
+    created_at: float
+    level: str
+    type: str  # status, progress, metrics or message
+    message: str
+    data: dict[str, Any] = {}
+
+
+class DataFile(_Model):
+    """A training file uploaded with ``client.files.upload``: pass its ``id`` to ``jobs.create``."""
+
+    id: str
+    filename: str
+    bytes: int
+    sha256: str
+    created_at: float
+    rows: int
+    columns: list[str]

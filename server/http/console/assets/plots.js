@@ -6,15 +6,15 @@ import { h, s } from "./dom.js";
 
 // Horizontal score bars: [{label, value}] with values in [0, 1] (or scaled to the largest).
 export function bars(items, { scale = null, cls = "" } = {}) {
-  const row = 22, labelW = 170, barW = 220, width = labelW + barW + 70;
+  const row = 22, labelW = 190, barW = 220, width = labelW + barW + 70;
   const max = scale ?? Math.max(1e-9, ...items.map((i) => Math.abs(i.value)));
   const svg = s("svg", { class: `bars ${cls}`, viewBox: `0 0 ${width} ${row * items.length + 4}`, width, height: row * items.length + 4, role: "img" });
   items.forEach((item, k) => {
     const y = k * row + 2;
     const w = Math.max(0, Math.min(1, Math.abs(item.value) / max)) * barW;
     const g = s("g", { class: "bar", dataset: { label: item.label, score: item.value } });
-    g.append(
-      s("text", { x: labelW - 6, y: y + 15, "text-anchor": "end", class: "bar-label" }, clip(item.label, 26)),
+    g.append(s("title", {}, `${item.label}: ${item.value}`),
+      s("text", { x: labelW - 6, y: y + 15, "text-anchor": "end", class: "bar-label" }, clip(item.label, 24)),
       s("rect", { x: labelW, y: y + 3, width: barW, height: row - 8, class: "bar-track" }),
       s("rect", { x: labelW, y: y + 3, width: w.toFixed(1), height: row - 8, class: item.best ? "bar-fill best" : "bar-fill" }),
       s("text", { x: labelW + barW + 6, y: y + 15, class: "bar-value" }, item.value.toFixed(4)),

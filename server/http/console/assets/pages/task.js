@@ -33,7 +33,7 @@ export function render(main, name) {
     replace(tryBox, tryIt(info));
     showVersions(versions, info, load);
     showReport(report, info);
-    replace(danger, uploadForm(() => load(), name), deleteBox(name));
+    if (!danger.firstChild) replace(danger, uploadForm(() => load(), name), deleteBox(name)); // kept: its answer stays shown
   }
   load();
   return () => { alive.on = false; };

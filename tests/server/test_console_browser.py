@@ -71,7 +71,8 @@ def test_catalog_pages_through_2500_tasks(tmp_path, tiny_backbone, chromium):  #
                 break
             until(chromium, button.is_enabled, what="the Next button")
             button.click()
-            until(chromium, lambda: listed(chromium) and listed(chromium)[0] != page[0], what="the next page")
+            first = page[0]
+            until(chromium, lambda: listed(chromium) and listed(chromium)[0] != first, what="the next page")  # noqa: B023
         assert seen == everything  # every task once, in name order
         one(chromium, "#prev-page").click()
         until(chromium, lambda: listed(chromium)[:1] == [everything[2400]], what="the previous page")

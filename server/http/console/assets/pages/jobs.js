@@ -13,7 +13,7 @@ export function render(main) {
   const list = h("div", { id: "jobs-list" });
   const filter = h("select", { id: "jobs-status" }, h("option", { value: "" }, "any status"),
     Object.keys(STATUS_CLASS).map((s) => h("option", { value: s }, s)));
-  const state = { after: [null], index: 0 };
+  const state = { after: [null], index: 0, missing: false };
   main.append(h("h1", {}, "Jobs"), submitForm(), h("h2", {}, "Recent jobs"), h("label", {}, "Status ", filter), list);
   filter.addEventListener("change", () => { state.after = [null]; state.index = 0; load(); });
 
@@ -25,11 +25,13 @@ export function render(main) {
       const next = h("button", { type: "button", disabled: !page.has_more, onclick: () => { state.index += 1; load(); } }, "Older \u2192");
       replace(list, table(page.data || []), h("div", { class: "pager" }, prev, next));
     } catch (err) {
-      if (missingRoute(err)) replace(list, h("p", { class: "notice", id: "no-jobs-api" }, "This server has no jobs API (POST /jobs): train with `bitfit train` and upload the bias set."));
-      else showError(list, err);
+      if (missingRoute(err)) {
+        state.missing = true; // no jobs API: nothing to poll for
+        replace(list, h("p", { class: "notice", id: "no-jobs-api" }, "This server has no jobs API (POST /jobs): train with `bitfit train` and upload the bias set."));
+      } else showError(list, err);
     }
   }
-  return poller(load, 3000);
+  return poller(async () => { if (!state.missing) await load(); }, 3000);
 }
 
 function table(jobs) {

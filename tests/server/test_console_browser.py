@@ -1,7 +1,7 @@
 """The console in a real headless Chromium against a real uvicorn (issue 27's "done when").
 
 Each test saves screenshots of the pages it visits under test-artifacts/console/; with
-BITFIT_DOCS_SCREENSHOT=1 the Tasks page's also becomes docs/img/console.png.
+BITFIT_DOCS_SCREENSHOT=1 the demo task's page (the real MiniLM) also becomes docs/img/console.png.
 """
 
 from __future__ import annotations
@@ -58,8 +58,6 @@ def test_catalog_pages_through_2500_tasks(tmp_path, tiny_backbone, chromium):  #
         assert "2,500 tasks" in one(chromium, "#tasks-summary").text
         until(chromium, lambda: "KiB" in one(chromium, "#tasks-table tbody tr td:nth-child(5)").text, what="a row's details")
         screenshot(chromium, "tasks")
-        if os.environ.get("BITFIT_DOCS_SCREENSHOT") == "1":
-            shutil.copy(screenshot(chromium, "tasks"), ROOT / "docs" / "img" / "console.png")
         seen: list[str] = []
         while True:
             page = listed(chromium)
@@ -128,6 +126,26 @@ def test_try_it_shows_the_scores_of_predict(tmp_path, tiny_backbone, chromium): 
                     assert drawn[label][0] == pytest.approx(score, abs=1e-6) and drawn[label][1] == f"{score:.4f}", (i, version, label)
         until(chromium, lambda: len(css(chromium, "#versions-table tbody tr")) == 2, what="the versions")
         screenshot(chromium, "task")
+        assert page_problems(chromium) == []
+
+
+@pytest.mark.minilm
+def test_the_demo_task_in_the_console(tmp_path, minilm_backbone, chromium):  # noqa: F811
+    """The bundled demo task on the real MiniLM: what README's picture shows."""
+    demo = ROOT / "examples" / "sentiment" / "sentiment.safetensors"
+    texts = ["a gorgeous, witty film", "dull and far too long", "the plot twists kept me guessing until the end"]
+    with running(tmp_path / "store", minilm_backbone, preload=[demo]) as (client, _):
+        open_ui(chromium, str(client.base_url), "#/task/sentiment")
+        until(chromium, lambda: one(chromium, "#try-texts"), what="the try-it form").send_keys("\n".join(texts))
+        one(chromium, "#try-run").click()
+        until(chromium, lambda: len(_scores_shown(chromium)) == 3, what="the scores")
+        labels = [td.get_attribute("data-label") for td in css(chromium, "#try-result td.try-cell")]
+        assert labels[:2] == ["positive", "negative"]
+        until(chromium, lambda: "accuracy" in one(chromium, "#versions-table").text, what="the training record's scores")
+        chromium.execute_script("window.scrollTo(0, 0)")
+        path = screenshot(chromium, "demo-task")
+        if os.environ.get("BITFIT_DOCS_SCREENSHOT") == "1":  # README's picture
+            shutil.copy(path, ROOT / "docs" / "img" / "console.png")
         assert page_problems(chromium) == []
 
 
@@ -237,6 +255,29 @@ def test_health_page(tmp_path, tiny_backbone, chromium):  # noqa: F811
         assert facts["Evictions"].startswith(f"{stats['evictions']} ") and stats["evictions"] >= 2
         assert "ready" in one(chromium, "#health-ready").text
         screenshot(chromium, "health")
+        assert page_problems(chromium) == []
+
+
+def test_the_jobs_form_previews_a_csv_parsed_in_the_browser(tmp_path, tiny_backbone, chromium):  # noqa: F811
+    data = tmp_path / "train.csv"
+    data.write_text('sentence,premise,gold\n"quoted, with a comma",p1,yes\n"two\nlines",p2,no\n'
+                    '"<img src=x onerror=alert(1)>",p3,"say ""hi"""\n' + "".join(f"row {i},p,yes\n" for i in range(20)))
+    with running(tmp_path / "store", tiny_backbone) as (client, app):
+        open_ui(chromium, str(client.base_url), "#/jobs")
+        until(chromium, lambda: one(chromium, "#job-file"), what="the job form").send_keys(str(data))
+        until(chromium, lambda: len(css(chromium, "#job-preview-table tbody tr")) == 10, what="the preview")
+        cells = [[td.text for td in tr.find_elements("css selector", "td")] for tr in css(chromium, "#job-preview-table tbody tr")]
+        assert cells[:3] == [["quoted, with a comma", "p1", "yes"], ["two\u240alines", "p2", "no"],
+                             ["<img src=x onerror=alert(1)>", "p3", 'say "hi"']]
+        from selenium.webdriver.support.ui import Select
+
+        picked = {k: Select(one(chromium, f"#job-{k}-column")).first_selected_option.text for k in ("text", "pair", "label")}
+        assert picked == {"text": "sentence", "pair": "none", "label": "sentence"}  # no column is named like a label
+        assert [o.text for o in Select(one(chromium, "#job-label-column")).options] == ["sentence", "premise", "gold"]
+        no_alert(chromium)
+        if not _has_jobs(app):
+            until(chromium, lambda: css(chromium, "#no-jobs-api"), what="the notice that /jobs is absent")
+        screenshot(chromium, "jobs-form")
         assert page_problems(chromium) == []
 
 

@@ -20,6 +20,10 @@ CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 DRIVER = ("chromedriver",)
 
 
+def chromium_path() -> str | None:
+    return _find(CHROMIUM, "BITFIT_CHROMIUM")
+
+
 def _find(names: tuple[str, ...], variable: str) -> str | None:
     given = os.environ.get(variable)
     if given:
@@ -40,13 +44,14 @@ def missing() -> str | None:
     return None
 
 
-def start_chromium():
-    """A headless Chromium with its console log kept (CSP violations and uncaught errors are read back)."""
+def start_chromium(binary: str | None = None):
+    """A headless Chromium with its console log kept (CSP violations and uncaught errors are read
+    back); ``binary``: another executable to start it with (a wrapper, e.g. under ``nice``)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = _find(CHROMIUM, "BITFIT_CHROMIUM")
+    options.binary_location = binary or _find(CHROMIUM, "BITFIT_CHROMIUM")
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1000",
                 "--disable-extensions", "--no-first-run", "--disable-background-networking"):
         options.add_argument(arg)

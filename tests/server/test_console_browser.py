@@ -285,14 +285,21 @@ def _has_jobs(app) -> bool:
     return any(getattr(route, "path", None) == "/jobs" for route in app.routes)
 
 
-def test_a_job_submitted_from_the_page_succeeds_with_its_plots(tmp_path, tiny_backbone, chromium):  # noqa: F811
-    rows = [("a gorgeous, witty film", "positive"), ("dull and far too long", "negative"), ("loved every minute", "positive"),
-            ("a waste of time", "negative")] * 10
+@pytest.mark.minilm
+def test_a_job_submitted_from_the_page_succeeds_with_its_plots(tmp_path, minilm_backbone, chromium):  # noqa: F811
+    """The Jobs form to a published version: the server's own training worker (the packaged
+    MiniLM, as the server's backbone must be) trains it, the job page follows it live."""
+    from server.process.settings import Settings
+
+    if "train_workers" not in Settings.model_fields:
+        pytest.skip("this build has no jobs API (POST /jobs, issue 25): the Jobs page answers with a notice")
+    good, bad = ["great", "wonderful", "superb", "moving"], ["awful", "boring", "dull", "tedious"]
+    rows = [(f"the film was {(good if i % 2 else bad)[i % 4]} and {(good if i % 2 else bad)[(i + 1) % 4]}",
+             "positive" if i % 2 else "negative") for i in range(32)]
     data = tmp_path / "train.csv"
     data.write_text("review,sentiment\n" + "".join(f'"{t}",{label}\n' for t, label in rows))
-    with running(tmp_path / "store", tiny_backbone) as (client, app):
-        if not _has_jobs(app):
-            pytest.skip("this build has no jobs API (POST /jobs, issue 25): the Jobs page answers with a notice")
+    with running(tmp_path / "store", minilm_backbone, train_workers=1) as (client, app):
+        assert _has_jobs(app)
         open_ui(chromium, str(client.base_url), "#/jobs")
         until(chromium, lambda: one(chromium, "#job-file"), what="the job form").send_keys(str(data))
         until(chromium, lambda: len(css(chromium, "#job-preview-table tbody tr")) == 10, what="the preview")
@@ -301,19 +308,23 @@ def test_a_job_submitted_from_the_page_succeeds_with_its_plots(tmp_path, tiny_ba
         assert Select(one(chromium, "#job-text-column")).first_selected_option.text == "review"
         Select(one(chromium, "#job-label-column")).select_by_value("sentiment")
         one(chromium, "#job-task").send_keys("from-page")
-        epochs = one(chromium, "#job-epochs")
-        epochs.clear()
-        epochs.send_keys("2")
+        for field, value in (("#job-epochs", "2"), ("#job-lr", "0.002"), ("#job-batch", "8"), ("#job-max-length", "32")):
+            box = one(chromium, field)
+            box.clear()
+            box.send_keys(value)
         screenshot(chromium, "jobs")
         one(chromium, "#job-submit").click()
         until(chromium, lambda: "#/job/" in chromium.current_url, what="the job page")
-        until(chromium, lambda: one(chromium, "#job-status").text in ("succeeded", "failed", "cancelled"), timeout=300,
+        until(chromium, lambda: one(chromium, "#job-status").text in ("succeeded", "failed", "cancelled"), timeout=400,
               what="the job to finish")
         assert one(chromium, "#job-status").text == "succeeded", one(chromium, "main").text
         until(chromium, lambda: css(chromium, "#job-plots svg.chart"), what="the report's plots")
-        assert css(chromium, "#job-events li")
+        assert css(chromium, "#job-events li") and css(chromium, "#job-curves svg.chart")
+        assert "Published as" in one(chromium, "#job-published").text
         screenshot(chromium, "job")
         one(chromium, "#job-version-link").click()
         until(chromium, lambda: one(chromium, "#task-name").text == "from-page", what="the new task")
+        until(chromium, lambda: css(chromium, "#task-report svg.chart"), what="the task page's report plots")
+        screenshot(chromium, "job-task")
         assert client.post("/predict/from-page", json={"inputs": "what a film"}).status_code == 200
         assert page_problems(chromium) == []

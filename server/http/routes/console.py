@@ -42,9 +42,6 @@ def secured(response: Response) -> Response:
 class ConsoleFiles(StaticFiles):
     """The console's assets, each answer with the console's security headers."""
 
-    def file_response(self, *args, **kwargs) -> Response:
-        return secured(super().file_response(*args, **kwargs))
-
     async def get_response(self, path: str, scope: Scope) -> Response:
         return secured(await super().get_response(path, scope))
 

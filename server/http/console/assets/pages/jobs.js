@@ -59,6 +59,8 @@ function submitForm() {
   const publish = h("select", { id: "job-publish" }, ["if_better", "always", "never"].map((p) => h("option", { value: p }, p)));
   const epochs = h("input", { id: "job-epochs", type: "text", value: "auto", size: 5 });
   const lr = h("input", { id: "job-lr", type: "text", value: "auto", size: 8 });
+  const batch = h("input", { id: "job-batch", type: "text", value: "auto", size: 5 });
+  const maxLength = h("input", { id: "job-max-length", type: "text", value: "auto", size: 5 });
   const shown = h("div", { id: "job-preview" });
   const out = h("div", { id: "job-submit-result", class: "result" });
   file.addEventListener("change", async () => {
@@ -80,12 +82,14 @@ function submitForm() {
     h("div", { class: "row" }, h("label", {}, "Training file ", file), h("label", {}, "Validation file (optional) ", validation)), shown,
     h("div", { class: "row" }, h("label", {}, "Task ", task), h("label", {}, "Text column ", text), h("label", {}, "Pair column ", pair),
       h("label", {}, "Label column ", label)),
-    h("div", { class: "row" }, h("label", {}, "Publish ", publish), h("label", {}, "Epochs ", epochs), h("label", {}, "Learning rate ", lr)),
+    h("div", { class: "row" }, h("label", {}, "Publish ", publish), h("label", {}, "Epochs ", epochs), h("label", {}, "Learning rate ", lr),
+      h("label", {}, "Batch size ", batch), h("label", {}, "Max length ", maxLength)),
     h("button", { type: "submit", id: "job-submit" }, "Submit job"), out);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     if (!file.files.length) return;
-    const hyper = { epochs: auto(epochs.value, parseInt), learning_rate: auto(lr.value, parseFloat) };
+    const hyper = { epochs: auto(epochs.value, parseInt), learning_rate: auto(lr.value, parseFloat),
+      batch_size: auto(batch.value, parseInt), max_length: auto(maxLength.value, parseInt) };
     const config = { task: task.value.trim(), text_column: text.value, label_column: label.value, publish: publish.value, hyperparameters: hyper };
     if (pair.value) config.text_pair_column = pair.value;
     const body = new FormData();

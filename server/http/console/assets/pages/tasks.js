@@ -1,17 +1,19 @@
 // Tasks: the catalog a page at a time (GET /tasks?limit=&cursor=&prefix=: a page costs the
-// same at any cursor, whatever the catalog holds), each row's details (GET /tasks/{name},
-// one store read per row shown, never for the whole catalog), request figures (GET
-// /stats/tasks for the names shown, every 5 s), and an upload form (POST /tasks).
+// same at any cursor, whatever the catalog holds), each row's details (GET /tasks/{name}, a
+// store read each: only for the rows scrolled into view, and once per version, remembered
+// by name and sha256 while the tab lives), request figures (GET /stats/tasks for the names
+// shown, every 5 s), and an upload form (POST /tasks).
 
 import { api, enc, q } from "../api.js";
 import { badge, poller, scores, showError, stateOf } from "../common.js";
 import { clear, fmtBytes, fmtTime, h, replace } from "../dom.js";
 
 const PAGE = 50;
-const DETAIL_FETCHES = 4; // at once
+const DETAIL_FETCHES = 2; // at once
+const known = new Map(); // "name@sha256" -> GET /tasks/{name}: a version's details never change
 
 export function render(main) {
-  const state = { prefix: "", cursors: [null], index: 0, gen: 0, rows: new Map(), last: null };
+  const state = { prefix: "", cursors: [null], index: 0, gen: 0, rows: new Map(), last: null, observer: null };
   const summary = h("p", { id: "tasks-summary", class: "muted" });
   const status = h("div", { id: "tasks-status" });
   const body = h("tbody");
@@ -39,7 +41,7 @@ export function render(main) {
       next.disabled = !page.next_cursor;
       prev.disabled = state.index === 0;
       pageNo.textContent = `page ${state.index + 1}`;
-      details(gen, page.tasks.map((t) => t.name));
+      watch(gen, page.tasks);
       figures();
     } catch (err) {
       if (gen === state.gen) { showError(status, err); clear(body); }
@@ -68,26 +70,52 @@ export function render(main) {
     return tr;
   }
 
-  async function details(gen, names) {
-    const queue = [...names];
-    const worker = async () => {
-      while (queue.length && gen === state.gen) {
-        const name = queue.shift();
-        const entry = state.rows.get(name);
-        try {
-          const info = await api(`/tasks/${enc(name)}`);
-          if (gen !== state.gen || !entry) return;
-          replace(entry.cells.labels, info.labels.map((l) => h("span", { class: "label" }, l)));
-          replace(entry.cells.size, fmtBytes(info.size_bytes));
-          replace(entry.cells.created, fmtTime(info.created_at));
-          const tr = info.training || {};
-          replace(entry.cells.training, [tr.method, scores(tr.test || tr.validation)].filter(Boolean).join(": "));
-        } catch (err) {
-          if (entry) replace(entry.cells.labels, h("span", { class: "error" }, String(err.status || err)));
-        }
+  // Rows ask for their details when they scroll into view (a page of 50 shows ~18 at first).
+  function watch(gen, tasks) {
+    const queue = [];
+    let running = 0;
+    const pump = () => {
+      while (running < DETAIL_FETCHES && queue.length && gen === state.gen) {
+        running += 1;
+        detail(gen, queue.shift()).finally(() => { running -= 1; pump(); });
       }
     };
-    await Promise.all(Array.from({ length: DETAIL_FETCHES }, worker));
+    const bySha = new Map(tasks.map((t) => [t.name, t.sha256]));
+    state.observer && state.observer.disconnect();
+    state.observer = new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        state.observer.unobserve(entry.target);
+        const name = entry.target.dataset.task;
+        const cached = known.get(`${name}@${bySha.get(name)}`);
+        if (cached) show(name, cached);
+        else queue.push(name);
+      }
+      pump();
+    });
+    for (const tr of body.querySelectorAll("tr[data-task]")) state.observer.observe(tr);
+  }
+
+  async function detail(gen, name) {
+    const entry = state.rows.get(name);
+    try {
+      const info = await api(`/tasks/${enc(name)}`);
+      known.set(`${name}@${info.sha256}`, info);
+      if (known.size > 5000) known.delete(known.keys().next().value); // bounded, oldest out
+      if (gen === state.gen) show(name, info);
+    } catch (err) {
+      if (entry && gen === state.gen) replace(entry.cells.labels, h("span", { class: "error" }, String(err.status || err)));
+    }
+  }
+
+  function show(name, info) {
+    const entry = state.rows.get(name);
+    if (!entry) return;
+    replace(entry.cells.labels, info.labels.map((l) => h("span", { class: "label" }, l)));
+    replace(entry.cells.size, fmtBytes(info.size_bytes));
+    replace(entry.cells.created, fmtTime(info.created_at));
+    const tr = info.training || {};
+    replace(entry.cells.training, [tr.method, scores(tr.test || tr.validation)].filter(Boolean).join(": "));
   }
 
   async function figures() {
@@ -126,7 +154,7 @@ export function render(main) {
   main.append(h("h1", {}, "Tasks"), summary, form, status, table, h("div", { class: "pager" }, prev, pageNo, next), uploadForm(load));
   load();
   const stop = poller(async () => { if (state.rows.size) await figures(); }, 5000);
-  return () => { state.gen += 1; stop(); };
+  return () => { state.gen += 1; stop(); state.observer && state.observer.disconnect(); };
 }
 
 // POST /tasks: a bias-set file (a new task, or a new version of the task its metadata names).

@@ -282,7 +282,8 @@ def test_the_jobs_form_previews_a_csv_parsed_in_the_browser(tmp_path, tiny_backb
 
 
 def _has_jobs(app) -> bool:
-    return any(getattr(route, "path", None) == "/jobs" for route in app.routes)
+    """Whether the app serves the jobs API (its OpenAPI paths: included routers are not walked here)."""
+    return "/jobs" in app.openapi()["paths"]
 
 
 @pytest.mark.minilm
@@ -327,4 +328,19 @@ def test_a_job_submitted_from_the_page_succeeds_with_its_plots(tmp_path, minilm_
         until(chromium, lambda: css(chromium, "#task-report svg.chart"), what="the task page's report plots")
         screenshot(chromium, "job-task")
         assert client.post("/predict/from-page", json={"inputs": "what a film"}).status_code == 200
+        # Again for the same task: the if_better gate compares the new set with v1 on the job's split.
+        open_ui(chromium, str(client.base_url), "#/jobs")
+        until(chromium, lambda: one(chromium, "#job-file"), what="the job form").send_keys(str(data))
+        until(chromium, lambda: len(css(chromium, "#job-preview-table tbody tr")) == 10, what="the preview")
+        Select(one(chromium, "#job-label-column")).select_by_value("sentiment")
+        one(chromium, "#job-task").send_keys("from-page")
+        for field, value in (("#job-epochs", "1"), ("#job-lr", "0.002"), ("#job-batch", "8"), ("#job-max-length", "32")):
+            box = one(chromium, field)
+            box.clear()
+            box.send_keys(value)
+        one(chromium, "#job-submit").click()
+        until(chromium, lambda: one(chromium, "#job-status").text == "succeeded", timeout=400, what="the second job")
+        rows = until(chromium, lambda: css(chromium, "#job-gate-scores tbody tr"), what="the gate's comparison")
+        assert "current v1" in one(chromium, "#job-gate-scores").text and len(rows) >= 1
+        screenshot(chromium, "job-gate")
         assert page_problems(chromium) == []

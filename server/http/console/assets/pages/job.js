@@ -73,12 +73,13 @@ export function render(main, id) {
     const r = job.result;
     if (!r) { replace(decision); return; }
     const gate = r.decision || {};
+    const facts = Object.entries(gate).filter(([, v]) => v == null || typeof v !== "object");
     replace(decision, h("div", { class: "card", id: "job-result" }, h("h3", {}, "Publish gate"),
       h("p", { id: "job-published" }, r.published ? "Published as " : "Not published",
         r.published && r.version != null ? h("a", { id: "job-version-link", href: `#/task/${enc(job.task)}` }, `${job.task} v${r.version}`) : null),
-      Object.keys(gate).length ? h("dl", { class: "facts" }, Object.entries(gate).map(([k, v]) => [h("dt", {}, k),
-        h("dd", {}, typeof v === "object" && v !== null ? scores(v) || JSON.stringify(v) : String(v))])) : null,
-      r.scores ? h("p", {}, "Scores: ", Object.entries(r.scores).map(([k, v]) => `${k}: ${typeof v === "object" ? scores(v) : v}`).join("; ")) : null));
+      facts.length ? h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])) : null,
+      compared(r.scores || gate.scores),
+      r.validation || r.test ? h("p", {}, `validation: ${scores(r.validation)}`, h("br"), `test: ${scores(r.test)}`) : null));
   }
 
   function logEvent(ev) {
@@ -107,6 +108,18 @@ export function render(main, id) {
   }
   follow();
   return () => { alive.on = false; abort.abort(); clearTimeout(alive.refreshing); };
+}
+
+// The if_better comparison: {new: {metric: x}, current: {...}, current_version} as a table.
+function compared(s) {
+  if (!s || !s.new) return null;
+  const metrics = Object.keys(s.new).filter((m) => typeof s.new[m] === "number");
+  const current = s.current || {};
+  return h("table", { class: "grid", id: "job-gate-scores" },
+    h("thead", {}, h("tr", {}, h("th", {}, "metric (this job's validation split)"), h("th", {}, "new set"),
+      h("th", {}, s.current_version != null ? `current v${s.current_version}` : "current"))),
+    h("tbody", {}, metrics.map((m) => h("tr", {}, h("td", {}, m), h("td", { class: "num" }, s.new[m].toFixed(4)),
+      h("td", { class: "num" }, typeof current[m] === "number" ? current[m].toFixed(4) : "\u2014")))));
 }
 
 async function showArtifacts(el, id, signal) {

@@ -144,3 +144,17 @@ def test_get_task_of_a_kept_version(tmp_path, tiny_backbone):
 def test_quantile(buckets, q, expected):
     got = quantile(buckets, q)
     assert got == expected if expected is None else got == pytest.approx(expected)
+
+
+def test_every_console_file_is_package_data():
+    """A wheel carries the console: every file under server/http/console matches a package-data glob."""
+    import fnmatch
+
+    from server.http.routes.console import ROOT
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    pyproject = tomllib.loads((ROOT.parents[2] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["server.http"]
+    files = [p.relative_to(ROOT.parent).as_posix() for p in ROOT.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert files and all(any(fnmatch.fnmatch(f, g) and f.count("/") == g.count("/") for g in globs) for f in files), files

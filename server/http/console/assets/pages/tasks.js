@@ -42,7 +42,7 @@ export function render(main) {
       prev.disabled = state.index === 0;
       pageNo.textContent = `page ${state.index + 1}`;
       watch(gen, page.tasks);
-      figures();
+      figures().catch(() => {}); // no figures is not an error of the page
     } catch (err) {
       if (gen === state.gen) { showError(status, err); clear(body); }
     }

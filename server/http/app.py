@@ -23,7 +23,8 @@ from server.http.json_bytes import OrjsonResponse
 from server.http.middleware import ReplicaHeader, RequestGuard
 from server.http.openapi import declare_limits
 from server.http.request_id import RequestIds
-from server.http.routes import access, files, health, hf_models, job_events, jobs, metrics, oip, oip_extra, predict, tasks
+from server.http.routes import access, files, health, hf_models, job_events, jobs, metrics, oip, oip_extra, predict, stats, tasks
+from server.http.routes.console import add_console
 from server.http.routes.docs import add_docs
 from server.http.tenancy import open_keys_file
 from server.process.metrics import Metrics
@@ -81,10 +82,12 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     app.state.event_streams = job_events.EventStreams(settings.max_event_streams)
     # oip_extra before oip: its /v2/models/stats must not be read as the task "stats".
     routers = (predict.router, hf_models.router, tasks.router, jobs.router, job_events.router, files.router, health.router,
-               metrics.router, access.router, oip.open_router, oip_extra.router, oip_extra.control, oip.router)
+               metrics.router, stats.router, access.router, oip.open_router, oip_extra.router, oip_extra.control, oip.router)
     for router in routers:
         app.include_router(router)
     add_docs(app)
+    if settings.console_enabled():
+        add_console(app)
     declare_limits(app, settings)
     app.add_middleware(RequestGuard, settings=settings, metrics=app.state.metrics)
     app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")

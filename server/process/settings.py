@@ -6,6 +6,7 @@ and keeps it on ``app.state.settings``. docs/OPERATIONS.md lists every variable.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -45,6 +46,16 @@ def describe_error(exc: ValidationError, flags: tuple[str, ...] = ()) -> str:
             where = f"--{field.replace('_', '-')} / {where}"
         lines.append(f"  {where}: {err.get('msg', 'invalid')}")
     return "\n".join(lines)
+
+
+def loopback(host: str) -> bool:
+    """Whether a bind address is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to any interface
 
 
 def available_cores() -> int:
@@ -199,6 +210,10 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(
         None, description="send OpenTelemetry traces over OTLP/HTTP here, e.g. http://collector:4318 (the otel extra)")
     access_log: bool = Field(False, description="one log line per request (method, path, status, duration)")
+    # The console is static files calling the public API, so it shows nothing the API would
+    # not; off by default on other interfaces so that a public bind grows no UI unasked.
+    console: Literal["auto", "on", "off"] = Field(
+        "auto", description="the web console at /ui (docs/CONSOLE.md); auto: on when bound to a loopback address only")
     # Read by the `bitfit` command before any settings exist (server/process/cli.py); here so
     # that it is a known variable.
     log_format: Literal["text", "json"] = Field("text", description="text, or one JSON object per line")
@@ -227,6 +242,12 @@ class Settings(BaseSettings):
     def lazy(self, tasks: int) -> bool:
         """Whether a store of ``tasks`` tasks is loaded lazily (``load``)."""
         return self.load == "lazy" or (self.load == "auto" and tasks > self.lazy_above_tasks)
+
+    def console_enabled(self) -> bool:
+        """Whether /ui is served (``console``; auto: only on a loopback bind)."""
+        if self.console != "auto":
+            return self.console == "on"
+        return loopback(self.host)
 
     def resolved_torch_threads(self, cpu_count: int | None) -> int:
         return self.torch_threads or max(1, (cpu_count or 1) - 1)

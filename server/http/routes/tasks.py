@@ -144,12 +144,16 @@ def _summary(task: TaskView) -> dict:
 
 @router.get(
     "/{task}", response_model=TaskInfo, dependencies=[Depends(require_reader), Depends(min_generation)],
-    responses=errors(*_AUTH, TaskNotFound, CorruptTask, GenerationNotReached), summary="One task and its versions",
+    responses=errors(*_AUTH, TaskNotFound, VersionNotFound, CorruptTask, GenerationNotReached), summary="One task and its versions",
 )
-async def get_task(task: str, services: Services = Depends(get_services)) -> dict:
+async def get_task(
+    task: str, version: int | None = Query(None, ge=1, description="A kept version's metadata instead of the current one's."),
+    services: Services = Depends(get_services),
+) -> dict:
+    """The current version's metadata (or a kept `version`'s: its training record and scores)."""
     if view(services.catalog, task) is None:  # not in the catalog: answered without reading the store
         raise UnknownTask(task, services.catalog.names.near(task, HINTS))
-    record, _ = await run_in_threadpool(services.store.get, task)
+    record, _ = await run_in_threadpool(services.store.get, task, version)
     return _info(record, services)
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from bias_store.snapshots import dump_snapshot, load_snapshot
+from bias_store.snapshots import dump_snapshot, load_snapshot, paused_gc
 
 PARTS = 256
 PART_IDS = [f"{i:02x}" for i in range(PARTS)]
@@ -100,9 +100,9 @@ def read(objects, manifest: Rolling) -> dict:
     """The catalog the manifest describes: its parts, then its layers' changes."""
     keys = [key for _, key in manifest.parts.values() if key is not None]
     catalog: dict = {}
-    with ThreadPoolExecutor(READERS) as pool:  # reads wait on I/O (an S3 GET each); parses take turns
+    with ThreadPoolExecutor(READERS) as pool, paused_gc():  # reads wait on I/O (an S3 GET each), parsed here in turn
         for data in pool.map(lambda k: _get(objects, k), keys):
-            catalog.update(load_snapshot(data)[1])
+            load_snapshot(data, into=catalog)
     for change in layered(objects, manifest):
         if change.deleted:
             catalog.pop(change.task, None)

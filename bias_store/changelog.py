@@ -278,8 +278,8 @@ class ChangeLog:
             manifest = rolling.advance(self.objects, state, generation, latest_per_task(tail))
         else:  # a whole snapshot (an older store) or none: every part written once
             manifest = rolling.first(self.objects, generation, fold(state or {}, tail))
-        self.objects.create(f"snapshots/{log_key(generation)}", manifest.dumps())
-        self._rolling = manifest
+        made = self.objects.create(f"snapshots/{log_key(generation)}", manifest.dumps())
+        self._rolling = manifest if made else None  # another writer's snapshot of this round: read back when needed
         self._drop_older(generation, base, manifest, previous)
         log.info("change log compacted at generation %d", generation)
 

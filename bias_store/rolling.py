@@ -6,7 +6,7 @@ at a round generation G is instead a small manifest, ``snapshots/<G>.json``::
 
     {"generation": G, "format": 2, "next": 8,
      "parts": {"00": [g, "snapshots/parts/00-<g>.json"], ..., "ff": [g, null]},
-     "layers": [[from, to, "snapshots/layers/changes-<to>.json"], ...]}
+     "layers": [[from, to, "snapshots/layers/changes-<from>-<to>.json"], ...]}
 
 - a **part** holds every task whose name hashes to it (``part_of``: the first two hex
   digits of the sha256 of the name; 256 parts) as of generation ``g`` (null: it holds none);
@@ -54,8 +54,8 @@ def part_key(part: str, generation: int) -> str:
     return f"snapshots/parts/{part}-{generation:012d}.json"
 
 
-def layer_key(generation: int) -> str:
-    return f"snapshots/layers/changes-{generation:012d}.json"
+def layer_key(after: int, generation: int) -> str:
+    return f"snapshots/layers/changes-{after:012d}-{generation:012d}.json"
 
 
 def is_manifest(data: bytes) -> bool:
@@ -149,8 +149,9 @@ def advance(objects, state: Rolling, generation: int, changes: Iterable) -> Roll
     changes = list(changes)
     layers = list(state.layers)
     if changes:
-        objects.create(layer_key(generation), dump_snapshot(generation, {c.task: c for c in changes}))
-        layers.append((state.generation, generation, layer_key(generation)))
+        key = layer_key(state.generation, generation)
+        objects.create(key, dump_snapshot(generation, {c.task: c for c in changes}))
+        layers.append((state.generation, generation, key))
     pending = {p: dict(v) for p, v in state.pending.items()}
     for change in changes:
         pending.setdefault(part_of(change.task), {})[change.task] = change

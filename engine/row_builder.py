@@ -56,7 +56,10 @@ class RowBuilder:
 
     def build(self, biases: dict[str, torch.Tensor], gains: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """The absolute row ``[width]`` (fp32, CPU) of ``site -> absolute bias`` (and gains)."""
-        gains = gains or {}
+        with torch.no_grad():  # values may come from a model being trained: the row is data, not a graph
+            return self._build(biases, gains or {})
+
+    def _build(self, biases: dict[str, torch.Tensor], gains: dict[str, torch.Tensor]) -> torch.Tensor:
         key = (tuple(s in biases for s in self.sites), tuple(s in gains for s in self.gain_sites),
                tuple(v in biases for v in self.value_sites) if self.blocks else ())
         plan = self._plans.get(key)
@@ -71,8 +74,10 @@ class RowBuilder:
                 row[plan.columns] = torch.cat(values).to("cpu", torch.float32)
         if plan.value_blocks:
             index = list(plan.value_blocks)
-            shift = torch.stack([biases[self.value_sites[i]] for i in index]).to("cpu", torch.float32) - self.value_base[index]
-            weight = self.weight64 if len(index) == len(self.blocks) else self.weight64[index]
+            every = len(index) == len(self.blocks)
+            shift = torch.stack([biases[self.value_sites[i]] for i in index]).to("cpu", torch.float32)
+            shift -= self.value_base if every else self.value_base[index]
+            weight = self.weight64 if every else self.weight64[index]
             moved = np.matmul(weight, shift.double().numpy()[..., None])[..., 0]  # [blocks, out], fp64
             row.index_add_(0, plan.fold_columns, torch.from_numpy(moved).float().reshape(-1))
         return row

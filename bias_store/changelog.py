@@ -8,12 +8,14 @@ the entries since), so start-up reads one snapshot plus a short tail; entries ol
 the previous snapshot are then deleted.
 
 The snapshot is written **aside**: the append hands the round generation to a background
-thread and returns, so no mutation holds the store's lock, or waits, while a million-task
-catalog is folded (it took ~26 s under the lock). The fold reads only immutable objects
-(the previous snapshot, entries) and the new snapshot appears in one exclusive create, so
-a reader always finds a whole snapshot plus its tail. A process that dies before its
-snapshot is written only makes the next one fold a longer tail. Snapshots are parsed and
-written in chunks (snapshots.py), so other threads get the interpreter between them.
+thread and returns, so no mutation holds the store's lock, or waits, while it is written.
+It is a rolling one (rolling.py): a small manifest naming the catalog's 256 parts and the
+layers of recent changes; a round writes the layer of its own changes and rewrites a few
+parts, so its cost is O(changes since the last round), not O(catalog) (a whole 1M-task
+snapshot made uploads beside it wait over a second). Every object is immutable and the manifest is created last, in one exclusive
+create, so a reader always finds a whole catalog plus its tail. A process that dies before
+its snapshot is written only makes the next one fold a longer tail. An older store's whole
+snapshot (one JSON object) still reads, and its first round is taken over into parts.
 
 ``ChangeLog`` keeps the entries as objects of any ``LogObjects`` (an S3 prefix, a folder):
 an entry is created only if its key is free, so two writers can never both take one
@@ -29,6 +31,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Protocol
 
+from bias_store import rolling
 from bias_store.errors import BiasStoreError
 from bias_store.snapshots import dump_snapshot, load_snapshot  # noqa: F401 (dump_snapshot: used by tools and tests)
 
@@ -133,6 +136,7 @@ class ChangeLog:
         self._round = threading.Condition()
         self._wanted = 0  # the newest round generation handed to the compactor, not yet done
         self._compacting = False  # a compactor thread is running
+        self._rolling: rolling.Rolling | None = None  # the last manifest written here, with its pending changes
 
     def _entry_keys(self, after: int) -> list[str]:
         """The keys of the unbroken run of entries right after ``after`` (a later gap ends it)."""
@@ -187,15 +191,34 @@ class ChangeLog:
 
     def catalog(self) -> tuple[int, Catalog]:
         """The newest snapshot folded with the entries after it: every task's current version."""
-        generations = self._snapshot_generations()
-        generation, catalog = 0, {}
-        try:
-            if generations:
-                generation, catalog = load_snapshot(self.objects.get(f"snapshots/{log_key(generations[-1])}")[0])
-            tail = self.changes(generation)
-        except (LogTruncated, ValueError, KeyError, TypeError) as exc:
-            raise DamagedLog(f"the change log cannot be read back: {exc}") from None
-        return (tail[-1].generation if tail else generation), fold(catalog, tail)
+        for attempt in range(3):
+            generations = self._snapshot_generations()
+            generation, catalog = 0, {}
+            try:
+                if generations:
+                    generation, catalog = self._read_snapshot(generations[-1])
+                tail = self.changes(generation)
+            except (KeyError, LogTruncated) as exc:  # compacted meanwhile (a part, the tail): the newest snapshot again
+                if attempt < 2:
+                    continue
+                raise DamagedLog(f"the change log cannot be read back: {exc}") from None
+            except (ValueError, TypeError) as exc:
+                raise DamagedLog(f"the change log cannot be read back: {exc}") from None
+            return (tail[-1].generation if tail else generation), fold(catalog, tail)
+        raise AssertionError("unreachable")
+
+    def _read_snapshot(self, generation: int, pending: bool = False) -> tuple[int, Catalog | rolling.Rolling]:
+        """A snapshot's generation and catalog (a whole one, or a rolling manifest's parts and
+        layers); ``pending``: a manifest comes back as itself, with its pending changes, unread."""
+        found = self.objects.get(f"snapshots/{log_key(generation)}")
+        if found is None:
+            raise KeyError(f"snapshot {generation} is gone")
+        if not rolling.is_manifest(found[0]):
+            return load_snapshot(found[0])
+        manifest = rolling.Rolling.loads(found[0])
+        if pending:
+            return manifest.generation, rolling.with_pending(self.objects, manifest)
+        return manifest.generation, rolling.read(self.objects, manifest)
 
     def append(self, task: str, version: int | None, sha256: str | None) -> int:
         """Add one entry with the next free generation; returns it."""
@@ -242,18 +265,36 @@ class ChangeLog:
         return [generation_of(k) for k in _ours(self.objects.list("snapshots/"))]
 
     def compact(self, generation: int) -> None:
-        """Snapshot the catalog at ``generation``; drop entries and snapshots older than the previous one."""
+        """Snapshot the catalog at ``generation`` (a rolling manifest, rolling.py: O(changes)
+        a round); drop entries, snapshots and parts older than the previous snapshot."""
         previous = [g for g in self._snapshot_generations() if g < generation]
-        base, catalog = 0, {}
+        base, state = 0, None
         if previous:
-            base, catalog = load_snapshot(self.objects.get(f"snapshots/{log_key(previous[-1])}")[0])
+            base = previous[-1]
+            cached = self._rolling
+            state = cached if cached is not None and cached.generation == base else self._read_snapshot(base, True)[1]
         tail = [c for c in self.changes(base) if c.generation <= generation]
-        self.write_snapshot(generation, fold(catalog, tail))
-        # Keep one interval of entries, so replicas a little behind can still tail.
+        if isinstance(state, rolling.Rolling):
+            manifest = rolling.advance(self.objects, state, generation, latest_per_task(tail))
+        else:  # a whole snapshot (an older store) or none: every part written once
+            manifest = rolling.first(self.objects, generation, fold(state or {}, tail))
+        made = self.objects.create(f"snapshots/{log_key(generation)}", manifest.dumps())
+        self._rolling = manifest if made else None  # another writer's snapshot of this round: read back when needed
+        self._drop_older(generation, base, manifest, previous)
+        log.info("change log compacted at generation %d", generation)
+
+    def _drop_older(self, generation: int, base: int, manifest: rolling.Rolling, previous: list[int]) -> None:
+        """Entries up to ``base`` (one interval is kept, so replicas a little behind can still
+        tail), snapshots before it, and parts and layers neither it nor the new one names."""
         for key in self.objects.list("log/"):
             if generation_of(key) > base:
                 break
             self.objects.delete(key)
+        keep = rolling.referenced(manifest)
+        if previous:
+            found = self.objects.get(f"snapshots/{log_key(base)}")
+            if found is not None and rolling.is_manifest(found[0]):
+                keep |= rolling.referenced(rolling.Rolling.loads(found[0]))
+        rolling.drop_unreferenced(self.objects, keep, base)
         for old in previous[:-1]:
             self.objects.delete(f"snapshots/{log_key(old)}")
-        log.info("change log compacted at generation %d", generation)

@@ -14,6 +14,7 @@ See docs/FORMAT.md for the full specification.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -205,10 +206,39 @@ def loads(data: bytes) -> BiasSet:
         if key != "__metadata__" and (not isinstance(info, dict) or info.get("dtype") != "F32"):
             dtype = info.get("dtype") if isinstance(info, dict) else None
             raise InvalidBiasSet("bad_dtype", f"tensor {key!r} has dtype {dtype}; bias sets store float32 (F32)")
-    try:
-        import safetensors.torch
+    return BiasSet(meta=meta, tensors=_tensors(data, header))
 
-        tensors = safetensors.torch.load(data)
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise InvalidBiasSet("not_safetensors", f"corrupt safetensors file: {exc}") from None
-    return BiasSet(meta=meta, tensors=tensors)
+
+def _tensors(data: bytes, header: dict) -> dict[str, torch.Tensor]:
+    """The (F32) tensors as views of one copy of the data section: one copy and one
+    ``frombuffer`` instead of one of each per tensor (a cold load's parse, ~0.3 ms less).
+    Checked as safetensors' own loader checks a file: every shape and offset well formed,
+    the tensors tiling the data section exactly (no hole, no overlap, nothing after)."""
+    import torch
+
+    start = 8 + struct.unpack("<Q", data[:8])[0]
+    spans = []
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        shape, offsets = info.get("shape"), info.get("data_offsets")
+        if type(shape) is not list or type(offsets) is not list or len(offsets) != 2 or not _ints(offsets) or not _ints(shape):
+            raise InvalidBiasSet("not_safetensors", f"corrupt safetensors file: tensor {key!r} has a bad shape or data_offsets")
+        spans.append((offsets[0], offsets[1], key, shape))
+    spans.sort()
+    end = 0
+    for first, stop, key, shape in spans:
+        if first != end or stop - first != 4 * math.prod(shape):
+            raise InvalidBiasSet("not_safetensors", f"corrupt safetensors file: tensor {key!r} does not sit where the header says")
+        end = stop
+    if end != len(data) - start:
+        raise InvalidBiasSet("not_safetensors", "corrupt safetensors file: its data section is not exactly its tensors' bytes")
+    # A copy: the tensors never alias the bytes (which a store keeps byte for byte).
+    flat = torch.frombuffer(bytearray(memoryview(data)[start:]), dtype=torch.float32) if end else torch.empty(0)
+    pieces = flat.split([(stop - first) // 4 for first, stop, _, _ in spans]) if spans else ()
+    return {key: piece if len(shape) == 1 else piece.view(shape) for (_, _, key, shape), piece in zip(spans, pieces)}
+
+
+def _ints(values: list) -> bool:
+    """Every value a non-negative int (not a bool, not a float)."""
+    return all(type(v) is int and v >= 0 for v in values)

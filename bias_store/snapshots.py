@@ -53,7 +53,9 @@ def dump_snapshot(generation: int, catalog: Catalog) -> bytes:
     return b'{"generation":%d,"tasks":{%s}}' % (generation, b",".join(parts))
 
 
-def load_snapshot(data: bytes) -> tuple[int, Catalog]:
+def load_snapshot(data: bytes, into: Catalog | None = None) -> tuple[int, Catalog]:
+    """A snapshot's generation and catalog (its entries added to ``into`` when given: a rolling
+    snapshot's parts go into one dict, not one dict each then copied)."""
     # A 1,000,000-task snapshot is ~90 MB: parsed in one call it holds the interpreter for
     # seconds. Our own compact layout is cut between entries ('],"' occurs nowhere else:
     # names and hashes are [a-z0-9_-]) and parsed piece by piece; any other layout whole.
@@ -63,9 +65,11 @@ def load_snapshot(data: bytes) -> tuple[int, Catalog]:
         start = data.find(b'"tasks":{')
         if not (data.startswith(b'{"generation":') and start > 0 and data.endswith(b"}}")):
             raw = orjson.loads(data)
-            return int(raw["generation"]), {name: Change(g, name, v, sha) for name, (g, v, sha) in raw["tasks"].items()}
+            catalog = {} if into is None else into
+            catalog.update((name, Change(g, name, v, sha)) for name, (g, v, sha) in raw["tasks"].items())
+            return int(raw["generation"]), catalog
         generation = int(orjson.loads(data[:start].rstrip(b",") + b"}")["generation"])
-        body, catalog, pos = memoryview(data)[start + 9:-2], {}, 0
+        body, catalog, pos = memoryview(data)[start + 9:-2], {} if into is None else into, 0
         while pos < len(body):
             end = data.find(b'],"', start + 9 + pos + _CHUNK_BYTES, len(data) - 2) - start - 9
             end = len(body) if end < 0 else end + 1

@@ -70,9 +70,7 @@ def validate(bias_set: BiasSet, spec: BackboneSpec) -> None:
     if meta.backbone_fingerprint != spec.fingerprint:
         raise FingerprintMismatch(meta.backbone_fingerprint, spec.fingerprint)
 
-    head = spec.head_shapes(len(meta.labels))
-    trained = set(spec.trained_keys(meta.bias_sites))
-    allowed_sites = set(spec.site_keys("all")) | set(spec.gain_keys("all_ln"))
+    head, trained, allowed_sites, dims = _expected(spec, meta.bias_sites, len(meta.labels))
     keys = set(bias_set.tensors)
 
     unknown = sorted(keys - allowed_sites - set(head))
@@ -90,8 +88,6 @@ def validate(bias_set: BiasSet, spec: BackboneSpec) -> None:
             f"missing: {missing[:5]}, not part of it: {extra[:5]}",
         )
 
-    dims = {spec.site_key(s): (d,) for s, d in spec.sites.items()}
-    dims.update({key: (d,) for key, d in zip(spec.gain_keys("all_ln"), spec.gain_sites.values())})
     for key, tensor in bias_set.tensors.items():
         expected = head.get(key) or dims[key]
         if tuple(tensor.shape) != expected:
@@ -103,8 +99,26 @@ def validate(bias_set: BiasSet, spec: BackboneSpec) -> None:
     # One pass over every value; only a failure looks for the tensor to name. Finite but
     # huge values are refused too: they overflow in the forward (fp16 tops out at 65504)
     # and the task would answer NaN scores.
-    if not (torch.cat([t.reshape(-1) for t in bias_set.tensors.values()]).abs() <= MAX_ABS_VALUE).all():
+    if not (torch.cat([t if t.dim() == 1 else t.reshape(-1) for t in bias_set.tensors.values()]).abs() <= MAX_ABS_VALUE).all():
         bad = next(k for k, t in bias_set.tensors.items() if not (t.abs() <= MAX_ABS_VALUE).all())
         raise InvalidBiasSet(
             "non_finite", f"tensor {bad!r} holds NaN, infinite or huge values (|value| must be <= {MAX_ABS_VALUE:g})"
         )
+
+
+_EXPECTED: dict[tuple, tuple] = {}  # (spec, bias_sites, labels) -> what a set must hold: built once, not per load
+
+
+def _expected(spec: BackboneSpec, bias_sites: str, num_labels: int) -> tuple[dict, frozenset, frozenset, dict]:
+    """The head's shapes, the trained keys, every allowed site key and each site key's shape."""
+    key = (spec.fingerprint, spec.model_type, spec.prefix, bias_sites, num_labels)
+    found = _EXPECTED.get(key)
+    if found is None:
+        head = spec.head_shapes(num_labels)
+        dims = {spec.site_key(s): (d,) for s, d in spec.sites.items()}
+        dims.update({k: (d,) for k, d in zip(spec.gain_keys("all_ln"), spec.gain_sites.values())})
+        allowed = frozenset(spec.site_keys("all")) | frozenset(spec.gain_keys("all_ln"))
+        found = (head, frozenset(spec.trained_keys(bias_sites)), allowed, dims)
+        if len(_EXPECTED) < 4096:  # bounded: a few subsets x label counts per backbone
+            _EXPECTED[key] = found
+    return found

@@ -14,6 +14,12 @@ from bias_store.sites import architecture
 ACTIVATIONS = {None: lambda x: x, "tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
 
 
+def _own(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in storage of its own: a parsed set's tensors are views of one buffer (the
+    whole file's values, bias_store.format), which a resident head must not keep alive."""
+    return tensor.clone() if tensor.untyped_storage().nbytes() > tensor.nbytes else tensor
+
+
 @dataclass
 class Head:
     """The Linear stages of one task's head, in fp32 on the serving device."""
@@ -24,8 +30,8 @@ class Head:
     def from_tensors(cls, model_type: str, tensors: dict[str, torch.Tensor], device: torch.device) -> "Head":
         stages = []
         for stage in architecture(model_type).head:
-            weight = tensors[f"{stage.name}.weight"].to(device, torch.float32)
-            bias = tensors[f"{stage.name}.bias"].to(device, torch.float32)
+            weight = _own(tensors[f"{stage.name}.weight"].to(device, torch.float32))
+            bias = _own(tensors[f"{stage.name}.bias"].to(device, torch.float32))
             stages.append((weight, bias, stage.activation))
         return cls(stages)
 

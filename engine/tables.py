@@ -43,6 +43,7 @@ from torch import nn
 from bias_store.sites import site_modules
 from engine.errors import NoFreeSlot
 from engine.layout import SiteLayout
+from engine.row_builder import RowBuilder
 from engine.shortcuts import Shortcuts, shortcuts_for
 
 GROWTH = 1.0625  # small growth step: the table's slack stays within ~6% of the task bytes
@@ -64,6 +65,7 @@ class _Rows:
     layout: SiteLayout
     table: torch.Tensor  # [capacity, width]: each slot's delta
     base: torch.Tensor  # [width]: the encoder's own biases (then gains)
+    builder: RowBuilder  # a task's absolute row for this layout (engine.row_builder)
 
 
 class BiasTable:
@@ -78,9 +80,13 @@ class BiasTable:
         first = next(iter(layout.modules.values())).bias
         self.device, self.dtype = first.device, first.dtype
         self.grow = grow
-        self._rows = _Rows(layout, zeros(max(capacity, 0), layout.width, self.device, self.dtype), layout.base())
+        self._rows = self._rows_for(layout, zeros(max(capacity, 0), layout.width, self.device, self.dtype))
         self._free = list(range(self.capacity - 1, -1, -1))  # popped from the end: lowest slot first
         self._lock = threading.Lock()  # writers only: slots, row writes, growth, widening (never gather)
+
+    def _rows_for(self, layout: SiteLayout, table: torch.Tensor) -> _Rows:
+        base = layout.base()
+        return _Rows(layout, table, base, RowBuilder(layout, base, self.shortcuts))
 
     def _dropped(self) -> frozenset[str]:
         return self.shortcuts.dropped_sites if self.shortcuts else frozenset()
@@ -123,7 +129,7 @@ class BiasTable:
             if used:
                 index = torch.tensor(used, device=self.device)
                 wider[index, : old.layout.width] = old.table.index_select(0, index)  # bias columns first in both layouts
-            self._rows = _Rows(layout, wider, layout.base())
+            self._rows = self._rows_for(layout, wider)
 
     # -- slots -----------------------------------------------------------------------
     def task_row(self, biases: dict[str, torch.Tensor], gains: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -133,21 +139,11 @@ class BiasTable:
         return self._absolute(self._rows, biases, gains)
 
     def _absolute(self, rows: _Rows, biases: dict[str, torch.Tensor], gains: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        if self.shortcuts is not None:
-            base = {site: module.bias for site, module in rows.layout.modules.items()}
-            biases = self.shortcuts.fold(biases, base)
-        row = rows.base.float().cpu().clone()
-        for site, value in biases.items():
-            start, stop = rows.layout.offsets[site]
-            row[start:stop] = value.float().cpu()
-        for site, value in (gains or {}).items():
-            start, stop = rows.layout.gain_offsets[site]
-            row[start:stop] = value.float().cpu()
-        return row
+        return rows.builder.build(biases, gains)  # shortcuts folded, the base value wherever a site is left out
 
     def _delta(self, rows: _Rows, biases: dict[str, torch.Tensor], gains: dict[str, torch.Tensor] | None) -> torch.Tensor:
         # Delta in fp32, then cast: b_base + delta reproduces b_task to rounding.
-        return (self._absolute(rows, biases, gains) - rows.base.float().cpu()).to(self.dtype)
+        return (rows.builder.build(biases, gains) - rows.builder.base).to(self.dtype)
 
     def write(self, biases: dict[str, torch.Tensor], gains: dict[str, torch.Tensor] | None = None) -> int:
         """Take a free slot and fill it with ``site -> absolute bias`` (and gains, after

@@ -1,4 +1,4 @@
-"""The ``bitfit`` console command: ``bitfit serve | train | worker | jobs | keys``.
+"""The ``bitfit`` console command: ``bitfit serve | train | worker | jobs | keys | store``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them together.
@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "worker": ("training.worker_cli", "train and publish tasks dropped into an inbox folder"),
     "jobs": ("training.jobs.cli", "the training job queue: `bitfit jobs worker` trains queued jobs"),
     "keys": ("server.process.keys_cli", "add, list and revoke the scoped API keys of BITFIT_KEYS_FILE"),
+    "store": ("server.process.store_cli", "migrate a folder store's task folders into shards"),
 }
 
 

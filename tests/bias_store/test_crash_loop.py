@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bias_store import FilesystemStore
+from bias_store.backends.folder.tasks import TaskFolders
 from bias_store.format import dumps
 from tests.helpers import random_bias_set
 
@@ -63,7 +64,7 @@ def test_sigkill_at_random_points_leaves_a_consistent_store(tmp_path, tiny_backb
         store = FilesystemStore(root)  # a restart: recovery runs here
         leftovers = [p for p in root.rglob("*") if p.name.startswith(".tmp-") or p.name == ".trash"]
         assert not leftovers, leftovers
-        assert all(any(d.iterdir()) for d in (root / "tasks").iterdir()), "an empty task folder was left"
+        assert all(any(d.iterdir()) for d in TaskFolders(root / "tasks").dirs()), "an empty task folder was left"
         records = store.list()
         assert store.problems() == {}
         for record in records:

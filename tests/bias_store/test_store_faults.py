@@ -50,7 +50,7 @@ FAULTS = {"corrupt version file": _corrupt_version, "CURRENT names a missing ver
 @pytest.mark.parametrize("fault", FAULTS)
 def test_one_bad_task_is_skipped_and_reported_and_a_put_repairs_it(fault, tmp_path, tiny_backbone):
     store = _store(tmp_path, tiny_backbone.spec)
-    FAULTS[fault](store.tasks_dir / "bad")
+    FAULTS[fault](store.folders.dir("bad"))
     assert [r.name for r in store.list()] == ["good"] and list(store.problems()) == ["bad"]
     with serving(tmp_path / "s", tiny_backbone) as c:  # starts despite the bad task
         assert c.post("/predict/good", json={"inputs": "x"}).status_code == 200
@@ -71,7 +71,7 @@ def test_a_bad_task_appearing_while_running_does_not_stop_syncing_the_others(tmp
     from tests.helpers import wait_until
 
     with serving(tmp_path / "s", tiny_backbone, sync_interval_s=0.05) as c:
-        _missing_version(store.tasks_dir / "bad")  # "bad" sorts before "good": it used to block it
+        _missing_version(store.folders.dir("bad"))  # "bad" sorts before "good": it used to block it
         store.put(ValidatedUpload(b := random_bias_set(tiny_backbone.spec, "good", seed=9), dumps(b)))
         assert wait_until(lambda: c.post("/predict/good", json={"inputs": "x"}).json().get("version") == 2, timeout=5)
         assert c.get("/readyz").status_code == 200
@@ -79,7 +79,7 @@ def test_a_bad_task_appearing_while_running_does_not_stop_syncing_the_others(tmp
 
 def test_stray_files_and_a_damaged_change_log_are_survived(tmp_path, tiny_backbone):
     store = _store(tmp_path, tiny_backbone.spec)
-    (store.tasks_dir / "good" / "vbackup.safetensors").write_bytes(b"operator's copy")
+    (store.folders.dir("good") / "vbackup.safetensors").write_bytes(b"operator's copy")
     (store.root / "log" / "notes.txt").write_bytes(b"an operator's file")
     newest = sorted((store.root / "log").glob("*.json"))[-1]
     newest.write_bytes(b"\xff\xfe not json")  # the entry of "bad"'s upload
@@ -98,8 +98,8 @@ def test_stray_files_and_a_damaged_change_log_are_survived(tmp_path, tiny_backbo
 @pytest.mark.parametrize("marked", [True, False], ids=["writer's markers", "store made before markers"])
 def test_crash_leftovers_are_removed_when_a_store_opens(marked, tmp_path, tiny_backbone):
     store = _store(tmp_path, tiny_backbone.spec)
-    leftovers = [store.tasks_dir / "good" / ".tmp-dead-v000002.safetensors", store.root / ".tmp-dead-GENERATION",
-                 store.root / ".trash" / "old-123" / "v000001.safetensors", store.tasks_dir / "never" / ".tmp-x-CURRENT"]
+    leftovers = [store.folders.dir("good") / ".tmp-dead-v000002.safetensors", store.root / ".tmp-dead-GENERATION",
+                 store.root / ".trash" / "old-123" / "v000001.safetensors", store.folders.dir("never") / ".tmp-x-CURRENT"]
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")
@@ -111,7 +111,7 @@ def test_crash_leftovers_are_removed_when_a_store_opens(marked, tmp_path, tiny_b
     FilesystemStore(store.root)
     assert list((store.root / "pending").iterdir()) == []
     assert not any(p.exists() for p in leftovers) and not (store.root / ".trash").exists()
-    assert not (store.tasks_dir / "never").exists() and [r.name for r in store.list()] == ["bad", "good"]
+    assert not (store.folders.dir("never")).exists() and [r.name for r in store.list()] == ["bad", "good"]
 
 
 def test_symlinks_are_refused_and_modes_ignore_the_umask(tmp_path, tiny_backbone):
@@ -125,14 +125,15 @@ def test_symlinks_are_refused_and_modes_ignore_the_umask(tmp_path, tiny_backbone
         assert mode == (0o750 if path.is_dir() else 0o640) or path.name in (".lock", "GENERATION") and mode == 0o640, path
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    (store.tasks_dir / "linked").symlink_to(outside, target_is_directory=True)
+    store.folders.dir("linked").parent.mkdir(exist_ok=True)  # its shard
+    store.folders.dir("linked").symlink_to(outside, target_is_directory=True)
     bias_set = random_bias_set(tiny_backbone.spec, "linked", seed=5)
     with pytest.raises(CorruptTask, match="symlink"):
         store.put(ValidatedUpload(bias_set, dumps(bias_set)))
     store.list()
     assert list(outside.iterdir()) == [] and "linked" in store.problems()
     store.delete("linked")  # removes the link, never what it points to
-    assert outside.is_dir() and not (store.tasks_dir / "linked").exists()
+    assert outside.is_dir() and not (store.folders.dir("linked")).exists()
 
 
 def test_rollback_checks_the_bytes_it_switches_to_under_the_store_lock(tmp_path, tiny_backbone):

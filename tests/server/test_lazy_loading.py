@@ -31,7 +31,7 @@ def test_first_use_loads_the_task_and_answers_like_an_eager_server(tmp_path, tin
     store = FilesystemStore(tmp_path / "s")
     for i, name in enumerate(("alpha", "bad", "beta")):
         put_stored(store, spec, name, seed=i)
-    (store.tasks_dir / "bad" / "v000001.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    (store.folders.dir("bad") / "v000001.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
     with running(tmp_path / "s", tiny_backbone, load="eager") as (eager, _):
         expected = eager.post("/predict", json={"items": [{"task": "alpha", "inputs": TEXTS}, {"task": "beta", "inputs": TEXTS}]})
         assert expected.status_code == 200

@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from bias_store.backends.folder.tasks import TaskFolders
 from bias_store.errors import InvalidTaskName
 from bias_store.format import dumps
 from bias_store.validate import check_task_name
@@ -56,8 +57,8 @@ def test_a_namespaced_task_is_one_folder_of_the_store(tmp_path, tiny_backbone):
     with serving(tmp_path / "s", tiny_backbone) as c:
         assert upload(c, random_bias_set(tiny_backbone.spec, "acme.sentiment", seed=1)).status_code == 201
         assert c.post("/predict/acme.sentiment", json={"inputs": "x"}).status_code == 200
-    assert (tmp_path / "s" / "tasks" / "acme.sentiment").is_dir()
-    assert sorted(p.name for p in (tmp_path / "s" / "tasks").iterdir() if not p.name.startswith(".")) == ["acme.sentiment"]
+    folders = TaskFolders(tmp_path / "s" / "tasks")
+    assert folders.dir("acme.sentiment").is_dir() and folders.names() == ["acme.sentiment"]
 
 
 def test_keys_file_is_reread_on_change_and_a_broken_one_keeps_the_last_keys(tmp_path):
@@ -175,7 +176,7 @@ def test_readyz_names_unhealthy_tasks_only_to_a_key_that_sees_every_task(keyed, 
     store = FilesystemStore(tmp_path / "s")
     bias_set = random_bias_set(tiny_backbone.spec, "acme.secret", seed=1)
     store.put(ValidatedUpload(bias_set, dumps(bias_set)))
-    (store.tasks_dir / "acme.secret" / "v000001.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    (store.folders.dir("acme.secret") / "v000001.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
     keys = tmp_path / "keys.json"
     write_keys(keys, ("acme", ACME, ["predict", "admin"], ["acme.*"]), ("ops", BETA, ["predict"], ["*"]))
     settings = {"predict_api_keys": [METRICS]} if keyed == "predict_keys" else {"keys_file": keys}

@@ -48,30 +48,30 @@ def pending(root: Path, name: str) -> Iterator[None]:
     marker.unlink(missing_ok=True)  # a crash before this only costs one check at the next open
 
 
-def check_on_open(root: Path, tasks_dir: Path, changelog: ChangeLog, locked: Locker) -> None:
+def check_on_open(root: Path, folders: fs_tasks.TaskFolders, changelog: ChangeLog, locked: Locker) -> None:
     """Everything an opening store checks, for the marked tasks only (all of them once, for
     a store made before the markers)."""
     marked = root / PENDING
     journaled = marked.is_dir()
     names = sorted(os.listdir(marked)) if journaled else None
-    remove_leftovers(root, tasks_dir, locked, names)
+    remove_leftovers(root, folders, locked, names)
     if not (root / "log").is_dir():
-        start_log(root, tasks_dir, changelog, locked)
+        start_log(root, folders, changelog, locked)
     if names != []:
-        repair_log(root, tasks_dir, changelog, locked, names)
+        repair_log(root, folders, changelog, locked, names)
     if not journaled:
         with contextlib.suppress(OSError):  # a read-only store: checked whole at every open
             make_dir(marked)
 
 
-def remove_leftovers(root: Path, tasks_dir: Path, locked: Locker, names: list[str] | None = None) -> None:
+def remove_leftovers(root: Path, folders: fs_tasks.TaskFolders, locked: Locker, names: list[str] | None = None) -> None:
     """Remove what a crashed writer left: temp files, .trash, task folders never committed
     (of the tasks ``names``; None: every task)."""
     try:
         with locked():
             leftovers = [p for folder in (root, root / "log", root / "snapshots") for p in folder.glob(".tmp-*")]
-            folders = tasks_dir.iterdir() if names is None else (tasks_dir / name for name in names)
-            for task_dir in folders:
+            task_dirs = folders.dirs() if names is None else (folders.dir(name) for name in names)
+            for task_dir in task_dirs:
                 if task_dir.is_dir() and not task_dir.is_symlink():
                     leftovers += task_dir.glob(".tmp-*")
                     if not any(task_dir.iterdir()) or all(p.name.startswith(".tmp-") for p in task_dir.iterdir()):
@@ -92,28 +92,28 @@ def remove_leftovers(root: Path, tasks_dir: Path, locked: Locker, names: list[st
         log.info("store %s: removed %d leftovers of an interrupted write", root, len(leftovers))
 
 
-def start_log(root: Path, tasks_dir: Path, changelog: ChangeLog, locked: Locker) -> None:
+def start_log(root: Path, folders: fs_tasks.TaskFolders, changelog: ChangeLog, locked: Locker) -> None:
     """A store made before the change log: its tasks become the snapshot at generation 0."""
     with writing("starting the change log"), locked():
         if (root / "log").is_dir():
             return  # another process did it first
-        catalog = fs_tasks.current_catalog(tasks_dir)
+        catalog = fs_tasks.current_catalog(folders)
         changelog.write_snapshot(0, catalog)
         make_dir(root / "log")
         (root / "GENERATION").unlink(missing_ok=True)  # the old change signal
     log.info("store %s: change log started with %d tasks", root, len(catalog))
 
 
-def repair_log(root: Path, tasks_dir: Path, changelog: ChangeLog, locked: Locker, names: list[str] | None = None) -> None:
+def repair_log(root: Path, folders: fs_tasks.TaskFolders, changelog: ChangeLog, locked: Locker, names: list[str] | None = None) -> None:
     """Log what a crash left unlogged, so the log agrees with the task folders again (for the
     tasks ``names``, whose pending markers are then removed; None: every task)."""
     try:
         with locked():
             _, logged = changelog.catalog()
-            for name in sorted(set(fs_tasks.task_names(tasks_dir)) | set(logged)) if names is None else names:
+            for name in sorted(set(fs_tasks.task_names(folders)) | set(logged)) if names is None else names:
                 (root / PENDING / name).unlink(missing_ok=True)  # checked now, under the lock
                 try:
-                    current = fs_tasks.read_current(tasks_dir, name)
+                    current = fs_tasks.read_current(folders, name)
                 except CorruptTask:
                     continue  # reported by list(); repaired by a PUT or DELETE
                 entry = logged.get(name)

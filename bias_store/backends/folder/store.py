@@ -3,8 +3,9 @@
 Layout under ``root``::
 
     .lock                         flock'ed by every mutation (threads and processes)
-    tasks/<name>/v000007.safetensors
-    tasks/<name>/CURRENT          "<version> <sha256>", replaced atomically
+    tasks/.layout                 "sharded 256" (a store made before shards has none: tasks/<name>/)
+    tasks/<shard>/<name>/v000007.safetensors   <shard>: 2 hex digits of sha256(name) (tasks.py)
+    tasks/<shard>/<name>/CURRENT  "<version> <sha256>", replaced atomically
     log/000000000042.json         the change log: one entry per mutation (bias_store/changelog.py)
     snapshots/000000001000.json   the catalog at a round generation
     pending/<name>                a mutation of the task under way (crash checks: recovery.py)
@@ -38,12 +39,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bias_store.backends.base import META_CACHE_SIZE, StoreBase
-from bias_store.backends.folder import recovery
+from bias_store.backends.folder import migrate, recovery
 from bias_store.backends.folder import tasks as fs_tasks
 from bias_store.backends.folder.files import atomic_write, fsync_dir, make_dir, read_file, writing
 from bias_store.backends.folder.objects import FolderObjects
 from bias_store.changelog import COMPACT_EVERY, Catalog, Change, ChangeLog, DamagedLog
-from bias_store.errors import CorruptTask, TaskNotFound, VersionNotFound
+from bias_store.errors import CorruptTask, StoreUnavailable, TaskNotFound, VersionNotFound
 from bias_store.store import TaskRecord
 from bias_store.validate import TASK_NAME, ValidatedUpload
 
@@ -56,14 +57,17 @@ class FilesystemStore(StoreBase):
         super().__init__(keep_versions, meta_cache_size)
         self.root = Path(root)
         self.tasks_dir = self.root / "tasks"
+        if (self.root / migrate.STAGING).exists():
+            raise StoreUnavailable(f"store {self.root}: a `bitfit store migrate` did not finish; run it again")
         if not self.tasks_dir.is_dir():
             self.root.mkdir(parents=True, exist_ok=True)
-            make_dir(self.tasks_dir)
+            migrate.new_tasks_dir(self.root)
+        self.folders = fs_tasks.TaskFolders(self.tasks_dir)
         if not (self.root / ".lock").exists():
             atomic_write(self.root / ".lock", b"", durable=False)
         self._thread_lock = threading.Lock()
         self.log = ChangeLog(FolderObjects(self.root), compact_every)
-        recovery.check_on_open(self.root, self.tasks_dir, self.log, self._locked)
+        recovery.check_on_open(self.root, self.folders, self.log, self._locked)
 
     def __repr__(self) -> str:
         return f"FilesystemStore({str(self.root)!r})"
@@ -74,25 +78,30 @@ class FilesystemStore(StoreBase):
         with self._thread_lock, open(self.root / ".lock", "rb") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                self.folders.refresh()  # a migration under the lock may have sharded the folders
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- what the base reads through -------------------------------------------------------
     def _task_names(self) -> list[str]:
-        return fs_tasks.task_names(self.tasks_dir)
+        return fs_tasks.task_names(self.folders)
 
     def _current(self, name: str) -> tuple[int, str] | None:
-        return fs_tasks.read_current(self.tasks_dir, name)
+        current = fs_tasks.read_current(self.folders, name)
+        if current is None and self.folders.refresh():  # the store was migrated to shards meanwhile
+            current = fs_tasks.read_current(self.folders, name)
+        return current
 
     def _versions(self, name: str) -> list[int]:
-        return fs_tasks.versions(self.tasks_dir / name)
+        return fs_tasks.versions(self.folders.dir(name))
 
     def _load(self, name: str, version: int) -> bytes | None:
-        if (self.tasks_dir / name).is_symlink():
+        task_dir = self.folders.dir(name)
+        if task_dir.is_symlink():
             raise CorruptTask(name, "its folder is a symlink (refused)")
         try:
-            return read_file(fs_tasks.version_file(self.tasks_dir / name, version))
+            return read_file(fs_tasks.version_file(task_dir, version))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
@@ -109,7 +118,7 @@ class FilesystemStore(StoreBase):
         """The folder of a task that exists now; TaskNotFound otherwise (bad names included)."""
         if self._pointer(name) is None:
             raise TaskNotFound(name, self._hint())
-        return self.tasks_dir / name
+        return self.folders.dir(name)
 
     def writable(self) -> bool:
         """Whether mutations can be stored now (False on a read-only or full-permission-denied store)."""
@@ -127,20 +136,21 @@ class FilesystemStore(StoreBase):
         except DamagedLog as exc:
             # The CURRENT files are the truth the log records: rebuild from them.
             log.error("store %s: %s; using the tasks' CURRENT files", self.root, exc)
-            return self.log.head(), fs_tasks.current_catalog(self.tasks_dir)
+            return self.log.head(), fs_tasks.current_catalog(self.folders)
 
     # -- mutations -----------------------------------------------------------------------
     def put(self, upload: ValidatedUpload) -> TaskRecord:
         name, payload = upload.name, upload.data
         sha = hashlib.sha256(payload).hexdigest()
-        task_dir = self.tasks_dir / name
         with writing(f"storing task {name}"), self._locked():
+            task_dir = self.folders.dir(name)
             if task_dir.is_symlink():
                 raise CorruptTask(name, "its folder is a symlink (refused)")
             with recovery.pending(self.root, name):
+                make_dir(task_dir.parent)  # its shard (the tasks folder itself in a store made before shards)
                 make_dir(task_dir)
                 try:
-                    current = fs_tasks.read_current(self.tasks_dir, name)
+                    current = fs_tasks.read_current(self.folders, name)
                 except CorruptTask:
                     current = None  # a damaged CURRENT: this upload repairs the task
                 version = max(fs_tasks.versions(task_dir) + [current[0] if current else 0]) + 1
@@ -154,7 +164,7 @@ class FilesystemStore(StoreBase):
     def delete(self, name: str) -> int:
         """Remove a task, a damaged one included (that is how an operator repairs it)."""
         with writing(f"deleting task {name}"), self._locked():
-            task_dir = self.tasks_dir / name
+            task_dir = self.folders.dir(name)
             if not TASK_NAME.fullmatch(name) or not os.path.lexists(task_dir):
                 raise TaskNotFound(name, self._hint())
             trash = self.root / ".trash"
@@ -162,7 +172,7 @@ class FilesystemStore(StoreBase):
             graveyard = trash / f"{name}-{uuid.uuid4().hex}"
             with recovery.pending(self.root, name):
                 os.replace(task_dir, graveyard)  # atomic: the task is gone in one step (a symlink: the link only)
-                fsync_dir(self.tasks_dir)
+                fsync_dir(task_dir.parent)
                 generation = self.log.append(name, None, None)
         self.meta.forget(name)
         if graveyard.is_symlink():

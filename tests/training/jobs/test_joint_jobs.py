@@ -13,7 +13,7 @@ from training.jobs.joint_run import joint_key
 from training.jobs.queue import JobQueue
 from training.jobs.worker import JobWorker
 
-pytestmark = pytest.mark.minilm
+pytestmark = [pytest.mark.minilm, pytest.mark.slow]
 ALIKE = {"method": "bitfit", "hyperparameters": {"learning_rate": 0.01, "epochs": 1, "batch_size": 8, "max_length": 16}}
 
 

@@ -172,6 +172,7 @@ def report(args, done: dict, submit_s: float, makespan: float, idle: list[dict],
          idle_rps=round(statistics.mean(idle_rps), 2) if idle_rps else None,
          training_rps=round(statistics.mean(train_rps), 2) if train_rps else None,
          ratio=round(statistics.mean(train_rps) / statistics.mean(idle_rps), 3) if idle_rps and train_rps else None,
+         training_window_rps=train_rps, idle_window_rps=idle_rps,
          training_p50_ms=[w["p50_ms"] for w in training], idle_p50_ms=[w["p50_ms"] for w in idle],
          failures=sum(w["failed"] for w in [*idle, *training]), loadavg_1m=os.getloadavg()[0])
     emit("jobs_joint_vs_one_by_one", measured=False,

@@ -114,19 +114,29 @@ def _restore_best(joint: JointModel, best_states: list[tuple[torch.Tensor, list[
             p.copy_(v)
 
 
-def train_joint(
-    tm: TrainModel, tasks: list[JointTask], *, epochs: int = 3, lr: float = 1e-3, batch_size: int = 32,
-    max_length: int = 128, pooling: Pooling = Pooling.CLS, seed: int = 42, clip: float = 1.0, device: str = "cpu",
-    patience: int = 0,
-) -> dict:
-    """Train every task's offsets and head together; returns bias sets and per-task metrics.
-
-    Each task keeps its own best epoch; ``patience`` stops after that many epochs in which
-    no task improved (``epochs.fit``, the loop one-task training uses too).
-    """
+def _check_single_label(tasks: list[JointTask]) -> None:
     if any(t.data.problem_type != ProblemType.SINGLE_LABEL for t in tasks):
         raise ConfigError("joint training handles single-label classification tasks; train regression and "
                           "multi-label tasks one by one")
+
+
+def _tell(observer, info: dict) -> None:
+    """The jobs' progress and cancel checks (training/jobs/joint_run.py); may raise to stop."""
+    if observer is not None:
+        observer(info)
+
+
+def train_joint(
+    tm: TrainModel, tasks: list[JointTask], *, epochs: int = 3, lr: float = 1e-3, batch_size: int = 32,
+    max_length: int = 128, pooling: Pooling = Pooling.CLS, seed: int = 42, clip: float = 1.0, device: str = "cpu",
+    patience: int = 0, observer=None,
+) -> dict:
+    """Train every task's offsets and head together; returns bias sets and per-task metrics.
+
+    Each task keeps its own best epoch; ``patience``: as ``epochs.fit``. ``observer``: as
+    ``TrainConfig.observer`` (an evaluation's ``validation`` is a list, one per task).
+    """
+    _check_single_label(tasks)
     dev = torch.device(device)
     torch.manual_seed(seed)
     tm.model.to(dev)
@@ -141,7 +151,7 @@ def train_joint(
         joint.train()
         batches = bucketed_batches([r for _, r, _ in train_rows], batch_size, generator)  # rows of any tasks, similar lengths
         epoch_start, loss_sum = time.perf_counter(), torch.zeros((), device=dev)
-        for indices in batches:
+        for step, indices in enumerate(batches, start=1):
             chunk = [train_rows[j] for j in indices]
             batch = collate([r for _, r, _ in chunk], pad, dev)
             task_ids = torch.tensor([k for k, _, _ in chunk], device=dev)
@@ -152,11 +162,15 @@ def train_joint(
             torch.nn.utils.clip_grad_norm_(params, clip)
             optimizer.step()
             loss_sum += loss.detach() * len(chunk)
+            _tell(observer, {"phase": "train", "epoch": epoch, "epochs": epochs, "step": (epoch - 1) * len(batches) + step,
+                             "total_steps": epochs * len(batches), "lr": lr, "base_lr": lr})
         seconds = time.perf_counter() - epoch_start
         scores = [evaluate_task(joint, k, rows, tasks[k].data.validation.targets, len(tasks[k].data.labels), dev)
                   for k, rows in enumerate(val_rows)]
-        return {"epoch": epoch, "train_loss": loss_sum.item() / len(train_rows), "train_seconds": seconds,
-                "rows_per_second": len(train_rows) / seconds, "validation": scores}
+        entry = {"epoch": epoch, "train_loss": loss_sum.item() / len(train_rows), "train_seconds": seconds,
+                 "rows_per_second": len(train_rows) / seconds, "validation": scores}
+        _tell(observer, {"phase": "evaluation", "step": epoch * len(batches), **entry})
+        return entry
 
     def snapshot(k: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return joint.biases.delta[k].detach().clone(), [p.detach().clone() for p in joint.heads[k].parameters()]

@@ -125,9 +125,10 @@ class Leasing:
         return self.renew(lease, progress) == OK
 
     def lease_state(self, lease: Lease) -> str:
-        """One read, no write: "ok", "lost" or "cancel" (a worker polls it between heartbeats)."""
+        """One read, no write: "ok", "lost" or "cancel" (a worker polls it between heartbeats).
+        A lease past its expiry that no claimer has taken yet is still held: the next renew keeps it."""
         record = self.get(lease.job_id)
-        if not self._held(record, lease) or (record.lease_expires_at or 0) < self.clock():
+        if not self._held(record, lease):
             return LOST
         return CANCEL if record.cancel_requested else OK
 

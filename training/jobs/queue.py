@@ -147,14 +147,19 @@ class JobQueue(Leasing):
     def _enqueue(self, job_id: str) -> JobRecord:
         self.objects.create(f"{self.prefix}active/{job_id}", b"")  # before "queued": a claimer then finds it
 
+        changed = []
+
         def queue(r: JobRecord) -> JobRecord | None:
+            changed.clear()  # a retried compare-and-swap: only the write that lands counts
             if r.status != "validating_files":
-                return None
+                return None  # a racing submit with the same key queued it
             r.status = "queued"
+            changed.append(True)
             return r
 
         record = self._update(job_id, queue)
-        self._event(job_id, "status", "queued", {"status": "queued"})
+        if changed:
+            self._event(job_id, "status", "queued", {"status": "queued"})
         return record
 
     def list(self, status: str | None = None, task: str | None = None, limit: int = 20,

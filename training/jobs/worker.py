@@ -7,6 +7,7 @@ is trained by one worker at a time, and a dead worker's job is run again by anot
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -20,6 +21,7 @@ from training.errors import TrainingError
 from training.jobs.config import JobConfig
 from training.jobs.errors import Cancelled, JobError, LeaseLost
 from training.jobs.heartbeat import POLL_S, Heartbeat
+from training.jobs.joint_run import joint_key, run_joint
 from training.jobs.leases import CANCEL, LOST
 from training.jobs.progress import EVENT_S, JobProgress
 from training.jobs.publishing import decide, job_version, publish_once
@@ -67,10 +69,17 @@ class JobWorker:
 
     # -- the loop ----------------------------------------------------------------------
     def run_once(self) -> JobRecord | None:
-        """Claim one job and run it to its end; None when the queue had none (or the lease was lost)."""
+        """Claim one job (with ``joint > 1``, also queued jobs that can train with it) and run it
+        to its end; None when the queue had none (or the lease was lost)."""
         lease = self.queue.claim(self.worker_id, self.lease_s)
         if lease is None:
             return None
+        key = joint_key(self.queue.get(lease.job_id)) if self.joint > 1 else None
+        if key is not None:
+            more = self.queue.claim_many(self.worker_id, self.lease_s, self.joint - 1,
+                                         match=lambda record: joint_key(record) == key)
+            if more:
+                return self.run_group([lease, *more])
         return self.run(lease)
 
     def run_forever(self, stop: threading.Event, idle_sleep: float = 1.0) -> None:
@@ -91,22 +100,39 @@ class JobWorker:
         log.info("job %s (task %s): attempt %d on %s", lease.job_id, record.task, lease.attempt, self.worker_id)
         with tempfile.TemporaryDirectory(prefix=f"bitfit-{lease.job_id}-") as tmp, \
                 Heartbeat(self.queue, lease, poll_s=self.poll_s) as heartbeat:
+            return self.guarded(lease, self._train_and_publish, lease, record, Path(tmp), heartbeat)
+
+    def run_group(self, leases: list[Lease]) -> JobRecord | None:
+        """Train several claimed jobs in one joint run (joint_run.py); each is finished on its own."""
+        log.info("jobs %s: one joint run on %s", ", ".join(lease.job_id for lease in leases), self.worker_id)
+        with tempfile.TemporaryDirectory(prefix="bitfit-joint-") as tmp, contextlib.ExitStack() as stack:
+            beats = [stack.enter_context(Heartbeat(self.queue, lease, poll_s=self.poll_s)) for lease in leases]
             try:
-                return self._train_and_publish(lease, record, Path(tmp), heartbeat)
-            except Cancelled:
-                return self._end(lease, "cancelled", {"published": False, "version": None,
-                                                      "decision": {"reason": "cancelled before publishing"}})
-            except LeaseLost as exc:
-                log.warning("%s; stopping without publishing", exc)
-                return None
-            except StoreUnavailable as exc:  # cannot even record a failure: the lease expires, the job re-runs
-                log.warning("job %s: the store is unavailable (%s); leaving it to be re-queued", lease.job_id, exc)
-                return None
-            except (TrainingError, JobError) as exc:
-                return self._end(lease, "failed", error=str(exc))
-            except Exception as exc:  # a bug or an odd input must not kill the worker
-                log.exception("job %s failed unexpectedly", lease.job_id)
-                return self._end(lease, "failed", error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
+                done = run_joint(self, leases, Path(tmp), beats)
+            except Exception as exc:  # the shared run failed: each job still running fails with the reason
+                log.exception("the joint run of %d jobs failed", len(leases))
+                reason = str(exc) if isinstance(exc, (TrainingError, JobError)) else f"{type(exc).__name__}: {exc}"
+                done = [self._end(lease, "failed", error=f"the joint run failed: {reason}") for lease in leases]
+        return next((record for record in done if record is not None), None)
+
+    def guarded(self, lease: Lease, work, *args) -> JobRecord | None:
+        """``work(*args)`` for one job, every way it can end turned into the job's end (never raises)."""
+        try:
+            return work(*args)
+        except Cancelled:
+            return self._end(lease, "cancelled", {"published": False, "version": None,
+                                                  "decision": {"reason": "cancelled before publishing"}})
+        except LeaseLost as exc:
+            log.warning("%s; stopping without publishing", exc)
+            return None
+        except StoreUnavailable as exc:  # cannot even record a failure: the lease expires, the job re-runs
+            log.warning("job %s: the store is unavailable (%s); leaving it to be re-queued", lease.job_id, exc)
+            return None
+        except (TrainingError, JobError) as exc:
+            return self._end(lease, "failed", error=str(exc))
+        except Exception as exc:  # a bug or an odd input must not kill the worker
+            log.exception("job %s failed unexpectedly", lease.job_id)
+            return self._end(lease, "failed", error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
 
     def _end(self, lease: Lease, status: str, result: dict | None = None, error: str | None = None) -> JobRecord | None:
         try:
@@ -116,6 +142,7 @@ class JobWorker:
             return None
 
     def _spec(self, record: JobRecord, config: JobConfig, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
         paths = {}
         for split, file_id in record.files.items():
             suffix = Path(self.queue.file(file_id).filename).suffix.lower() or ".csv"
@@ -126,6 +153,7 @@ class JobWorker:
                                 backbone=self.backbone)
 
     def _train_and_publish(self, lease: Lease, record: JobRecord, folder: Path, heartbeat: Heartbeat) -> JobRecord | None:
+        from training.data import load_task_data
         from training.task import run_task
 
         if lease.attempt > 1 and (version := job_version(self.store, record.task, lease.job_id)) is not None:
@@ -143,27 +171,29 @@ class JobWorker:
         for name in ARTIFACTS:
             if (folder / "run" / name).exists():
                 self.queue.put_artifact(lease, name, (folder / "run" / name).read_bytes())
-        return self._publish(lease, record, config, spec, outcome, observer)
-
-    def _publish(self, lease: Lease, record: JobRecord, config: JobConfig, spec, outcome, observer) -> JobRecord | None:
-        from training.data import load_task_data
 
         def data():
             return load_task_data(spec.train, spec.text_column, spec.label_column, validation=spec.validation,
                                   test=spec.test, pair_column=spec.text_pair_column, problem_type=spec.problem_type,
                                   seed=spec.seed)
 
-        decision = decide(config.publish, self.engine, outcome.bias_set, self.store, data)
+        report = outcome.report
+        summary = {"validation": report["validation"], "test": report["test"], "best_epoch": report["best_epoch"],
+                   "learning_rate": report["recipe"]["lr"]}
+        return self._finish_trained(lease, record, config, outcome.bias_set, outcome.model.spec, data, summary, observer)
+
+    def _finish_trained(self, lease: Lease, record: JobRecord, config: JobConfig, bias_set, backbone_spec, data,
+                        summary: dict, observer: JobProgress) -> JobRecord | None:
+        """Apply the publish policy to a trained set (exactly once) and finish the job."""
+        decision = decide(config.publish, self.engine, bias_set, self.store, data)
         self.queue.event(lease, "message", decision["reason"], {k: v for k, v in decision.items() if k != "reason"})
         observer.check()  # a cancel that came during the comparison: nothing is published
         version, stored = None, False
         if decision["publish"]:
-            version, stored = publish_once(self.store, self.queue, lease, outcome.bias_set, outcome.model.spec, decision)
+            version, stored = publish_once(self.store, self.queue, lease, bias_set, backbone_spec, decision)
             self.queue.event(lease, "message", f"published {record.task} v{version}" if stored
                              else f"{record.task} v{version} was already published by this job")
-        report = outcome.report
         result = {"published": version is not None, "version": version,
                   "decision": {k: v for k, v in decision.items() if k != "scores"},
-                  "scores": decision.get("scores") or {}, "validation": report["validation"], "test": report["test"],
-                  "best_epoch": report["best_epoch"], "learning_rate": report["recipe"]["lr"]}
+                  "scores": decision.get("scores") or {}, **summary}
         return self._end(lease, "succeeded", result)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 
 from bias_store.backends.folder import FilesystemStore
 from tests.training.jobs.support import sentiment
@@ -40,3 +42,18 @@ def test_a_dropped_spec_becomes_a_queued_job_once(tmp_path):
     shutil.copy(inbox / "done" / "reviews" / "reviews.json", inbox / "processing" / "reviews.json")
     worker.run_once()
     assert len(queue.list(limit=10)[0]) == 1
+
+
+def test_bitfit_worker_to_queue_from_the_command_line(tmp_path):
+    from server.process.cli import main
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "train.csv").write_bytes(sentiment(12))
+    (inbox / "news.yaml").write_text("name: news\ntrain: train.csv\ntext_column: text\nlabel_column: label\n")
+    os.utime(inbox / "news.yaml", (time.time() - 10, time.time() - 10))  # settled: not still being written
+    store = tmp_path / "store"
+    assert main(["worker", "--inbox", str(inbox), "--store", str(store), "--to-queue", "--once"]) == 0
+    [job] = JobQueue.for_store(FilesystemStore(store)).list()[0]
+    assert job.task == "news" and job.status == "queued" and job.config["hyperparameters"]["learning_rate"] == "auto"
+    assert main(["worker", "--inbox", str(inbox), "--push", "http://127.0.0.1:9", "--to-queue", "--once"]) == 2

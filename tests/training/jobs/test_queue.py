@@ -90,6 +90,7 @@ def test_an_expired_lease_is_requeued_and_the_old_holder_is_refused(queue):
     first = queue.claim("w1", lease_s=0.3)
     assert first.attempt == 1 and queue.claim("w2", lease_s=0.3) is None
     time.sleep(0.5)
+    assert queue.lease_state(first) == "ok"  # expired, but nobody took it yet: a late renew would keep it
     second = queue.claim("w2", lease_s=30)
     assert second.job_id == job.id and second.attempt == 2
     assert queue.heartbeat(first) is False

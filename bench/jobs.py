@@ -13,11 +13,14 @@ One ``bitfit serve`` (packaged MiniLM, CPU, the demo task preloaded) with ``--tr
    training windows' throughput to the idle ones' (goal >= 0.8: the workers run at nice 10,
    one thread each). The jobs finish without load after those windows: a saturating closed
    loop leaves niced workers next to no CPU, which is the point, but not a makespan to quote.
-3. **Joint vs one by one**: the queue's workers train one job at a time unless ``--joint N``
-   (``bitfit jobs worker --joint``) trains several together; measured only where the worker
-   does joint runs (``--joint-workers``), otherwise reported as not measured.
+3. **Joint vs one by one** (``--joint K``, a separate run without predict load): the same
+   jobs on a fresh server whose workers train one job at a time (``--train-joint 1``) and
+   on one whose workers claim up to K queued jobs that train alike and train them in one
+   joint run (``--train-joint K``); rounds alternate the order, and the ratio of the
+   makespans (one by one / joint) is taken per round.
 
     .venv/bin/python -m bench.jobs --out bench/results/jobs_cpu.jsonl
+    .venv/bin/python -m bench.jobs --joint 5 --out bench/results/jobs_cpu.jsonl
     .venv/bin/python -m bench.jobs --jobs 4 --window-s 5        # a smoke run
 
 On a shared machine the absolute figures move with the other load: quote the ratio, which
@@ -121,9 +124,14 @@ def main() -> int:
                         "before and after)")
     parser.add_argument("--timeout-s", type=float, default=3600.0, help="give up on the jobs after this long")
     parser.add_argument("--server-arg", action="append", default=[], help="one more `bitfit serve` flag (repeatable)")
+    parser.add_argument("--joint", type=int, default=0, metavar="K",
+                        help="also: the same jobs with workers at --train-joint 1 and K, rounds alternating (no predict load)")
+    parser.add_argument("--joint-rounds", type=int, default=2)
     parser.add_argument("--out", help="append the JSON lines here too")
     args = parser.parse_args()
     setup(out=args.out)
+    if args.joint:
+        return joint_vs_one_by_one(args)
     emit("jobs_environment", **environment(), jobs=args.jobs, workers=args.workers, rows=args.rows, server_args=args.server_arg,
          concurrency=args.concurrency, window_s=args.window_s, windows=args.windows, loadavg_1m=os.getloadavg()[0])
     store = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
@@ -172,11 +180,44 @@ def report(args, done: dict, submit_s: float, makespan: float, idle: list[dict],
          idle_rps=round(statistics.mean(idle_rps), 2) if idle_rps else None,
          training_rps=round(statistics.mean(train_rps), 2) if train_rps else None,
          ratio=round(statistics.mean(train_rps) / statistics.mean(idle_rps), 3) if idle_rps and train_rps else None,
+         training_window_rps=train_rps, idle_window_rps=idle_rps,
          training_p50_ms=[w["p50_ms"] for w in training], idle_p50_ms=[w["p50_ms"] for w in idle],
          failures=sum(w["failed"] for w in [*idle, *training]), loadavg_1m=os.getloadavg()[0])
-    emit("jobs_joint_vs_one_by_one", measured=False,
-         reason="the queue's worker trains one job at a time (bitfit jobs worker --joint N claims several, but "
-                "does not run them jointly yet); training/joint.py alone: docs/benchmarks/joint_training.md")
+
+
+def makespan(args, joint: int) -> dict:
+    """The jobs on a fresh server whose workers train ``joint`` at a time: seconds until all serve."""
+    store = Path(tempfile.mkdtemp(prefix="bench-jobs-joint-"))
+    extra = ["--preload", str(DEMO), "--train-workers", str(args.workers), "--train-joint", str(joint), *args.server_arg]
+    server = bitfit_server(store, extra=extra).start()
+    try:
+        server.wait_ready()
+        time.sleep(10)  # the workers' start
+        t0 = time.perf_counter()
+        submitted = submit_all(server.url, args.jobs, args.rows)
+        done: dict[str, dict] = {}
+        follow(server.url, submitted, threading.Event(), done)
+        servable = sorted(r["servable_s"] for r in done.values() if r["status"] == "succeeded")
+        return {"joint": joint, "makespan_s": round(time.perf_counter() - t0, 1), "succeeded": len(servable),
+                "p50_s": round(statistics.median(servable), 1) if servable else None, "loadavg_1m": os.getloadavg()[0]}
+    finally:
+        server.stop()
+        shutil.rmtree(store, ignore_errors=True)
+
+
+def joint_vs_one_by_one(args) -> int:
+    emit("jobs_joint_environment", **environment(), jobs=args.jobs, workers=args.workers, rows=args.rows, joint=args.joint,
+         rounds=args.joint_rounds, loadavg_1m=os.getloadavg()[0])
+    pairs = []
+    for r in range(args.joint_rounds):
+        order = (1, args.joint) if r % 2 == 0 else (args.joint, 1)
+        runs = {joint: makespan(args, joint) for joint in order}
+        for run_ in runs.values():
+            emit("jobs_joint_round", round=r, **run_)
+        pairs.append(runs[1]["makespan_s"] / runs[args.joint]["makespan_s"])
+    emit("jobs_joint_vs_one_by_one", measured=True, joint=args.joint, round_ratios=[round(p, 3) for p in pairs],
+         median_ratio=round(statistics.median(pairs), 3))
+    return 0
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ def start_trainers(settings: Settings) -> TrainWorkers | None:
     """``--train-workers`` worker processes on this server's store (server/process/train_workers.py)."""
     if settings.train_workers == 0:
         return None
-    command = worker_command(settings.store, settings.s3_endpoint_url, settings.backbone, ["--lease", f"{settings.train_lease_s:g}"])
+    flags = ["--lease", f"{settings.train_lease_s:g}", "--joint", str(settings.train_joint)]
+    command = worker_command(settings.store, settings.s3_endpoint_url, settings.backbone, flags)
     trainers = TrainWorkers(command, settings.train_workers, settings.train_worker_nice, settings.train_worker_threads,
                             idle=settings.train_worker_priority == "idle")
     trainers.start()

@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     # One thread each: a worker never spreads over every core the server needs (its
     # OpenMP threads would spin beside the forward). 0: torch's default, every core.
     train_worker_threads: int = Field(1, ge=0, description="CPU threads of each of those workers (OMP_NUM_THREADS); 0 = every core")
+    train_joint: int = Field(
+        1, ge=1, le=64, description="each worker claims up to this many queued jobs that train alike and trains them in one "
+        "joint run (bitfit jobs worker --joint); 1 = one by one")
     # A worker that dies (killed, its machine gone) loses its job after this; the next claim re-runs it.
     train_lease_s: float = Field(30.0, ge=1, description="a worker's claim on a job lasts this long without a heartbeat")
     max_train_file_bytes: int = Field(

@@ -140,7 +140,7 @@ def assert_a_gone_client_frees_its_stream(http: httpx.Client, job_id: str) -> No
             lines.append(line)
             if line.startswith(": keep-alive"):
                 break
-        assert streams.open == 1
+        assert streams.open == 1, lines
     assert "event: status" in lines and any('"status":"queued"' in line for line in lines)
     assert wait_until(lambda: streams.open == 0, timeout=5), "the stream outlived its client"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -24,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from bias_store.errors import StoreUnavailable
 from server.catalog.catalog import TaskCatalog
 from server.catalog.views import view
 from server.exceptions import Forbidden, Overloaded, Unauthorized
@@ -36,6 +38,8 @@ from server.process.settings import env_name
 from training.jobs.errors import JobNotFound
 from training.jobs.queue import JobQueue
 from training.jobs.records import TERMINAL
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=CheckedRoute, dependencies=[Depends(require_admin)])
 
@@ -77,7 +81,10 @@ def _ends(event: dict) -> bool:
 async def _servable(queue: JobQueue, catalog: TaskCatalog, job_id: str) -> None:
     """Wait until this server's catalog has the version the job published (its store watcher
     polls the store): a client that sees `succeeded` can predict with the new task here at once."""
-    job = await run_in_threadpool(queue.get, job_id)
+    try:
+        job = await run_in_threadpool(queue.get, job_id)
+    except (StoreUnavailable, OSError, ValueError):
+        return  # the event goes out without the wait
     version = (job.result or {}).get("version") if (job.result or {}).get("published") else None
     end = time.monotonic() + SERVABLE_WAIT_S
     while version is not None and time.monotonic() < end:
@@ -91,7 +98,11 @@ async def _follow(queue: JobQueue, catalog: TaskCatalog, job_id: str, after: int
     yield b"retry: 2000\n\n"  # an EventSource reconnects after 2 s, with Last-Event-ID
     sent_at, polls, finished_at = time.monotonic(), 0, None
     while True:
-        events = await run_in_threadpool(queue.events, job_id, after)
+        try:
+            events = await run_in_threadpool(queue.events, job_id, after)
+        except (StoreUnavailable, OSError, ValueError) as exc:  # a store hiccup: the next poll tries again
+            log.warning("events of %s: %s: %s; retrying", job_id, type(exc).__name__, exc)
+            events = []
         for event in events:
             after = max(after, int(event["seq"]))
             if _ends(event):
@@ -101,15 +112,22 @@ async def _follow(queue: JobQueue, catalog: TaskCatalog, job_id: str, after: int
             yield _frame(event)
             sent_at = time.monotonic()
         polls += 1
-        if finished_at is None and polls % STATUS_EVERY == 0:
-            job = await run_in_threadpool(queue.get, job_id)
-            finished_at = time.monotonic() if job.status in TERMINAL else None
+        if finished_at is None and polls % STATUS_EVERY == 0 and await _ended(queue, job_id):
+            finished_at = time.monotonic()
         if finished_at is not None and time.monotonic() - finished_at > TERMINAL_GRACE_S:
             return  # finished, and no terminal status event came: end anyway
         if time.monotonic() - sent_at >= keepalive_s:
             yield b": keep-alive\n\n"
             sent_at = time.monotonic()
         await asyncio.sleep(POLL_S)
+
+
+async def _ended(queue: JobQueue, job_id: str) -> bool:
+    try:
+        return (await run_in_threadpool(queue.get, job_id)).status in TERMINAL
+    except (StoreUnavailable, OSError, ValueError) as exc:
+        log.warning("job %s: %s: %s; retrying", job_id, type(exc).__name__, exc)
+        return False
 
 
 class EventStream(StreamingResponse):

@@ -14,32 +14,13 @@ import shutil
 import pytest
 
 from bias_store.format import dumps
-from tests.browser_support import ROOT, chromium, page_problems, screenshot, until  # noqa: F401 (fixture)
+from tests.browser_support import ROOT, chromium, css, no_alert, one, open_ui, page_problems, screenshot, until  # noqa: F401
 from tests.helpers import random_bias_set
 from tests.server_support import running
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 HOSTILE = ["<img src=x onerror=\"window.__pwned=1;alert(1)\">", "bell\x07esc\x1b[31mred\u202eevil\x00end"]
-
-
-def css(driver, selector):
-    return driver.find_elements("css selector", selector)
-
-
-def one(driver, selector):
-    return driver.find_element("css selector", selector)
-
-
-def open_ui(driver, base: str, route: str = "#/tasks") -> None:
-    driver.get(f"{base}/ui{route}")
-
-
-def no_alert(driver) -> None:
-    from selenium.common.exceptions import NoAlertPresentException
-
-    with pytest.raises(NoAlertPresentException):
-        driver.switch_to.alert.text  # noqa: B018
 
 
 def listed(driver) -> list[str]:
@@ -255,92 +236,4 @@ def test_health_page(tmp_path, tiny_backbone, chromium):  # noqa: F811
         assert facts["Evictions"].startswith(f"{stats['evictions']} ") and stats["evictions"] >= 2
         assert "ready" in one(chromium, "#health-ready").text
         screenshot(chromium, "health")
-        assert page_problems(chromium) == []
-
-
-def test_the_jobs_form_previews_a_csv_parsed_in_the_browser(tmp_path, tiny_backbone, chromium):  # noqa: F811
-    data = tmp_path / "train.csv"
-    data.write_text('sentence,premise,gold\n"quoted, with a comma",p1,yes\n"two\nlines",p2,no\n'
-                    '"<img src=x onerror=alert(1)>",p3,"say ""hi"""\n' + "".join(f"row {i},p,yes\n" for i in range(20)))
-    with running(tmp_path / "store", tiny_backbone) as (client, app):
-        open_ui(chromium, str(client.base_url), "#/jobs")
-        until(chromium, lambda: one(chromium, "#job-file"), what="the job form").send_keys(str(data))
-        until(chromium, lambda: len(css(chromium, "#job-preview-table tbody tr")) == 10, what="the preview")
-        cells = [[td.text for td in tr.find_elements("css selector", "td")] for tr in css(chromium, "#job-preview-table tbody tr")]
-        assert cells[:3] == [["quoted, with a comma", "p1", "yes"], ["two\u240alines", "p2", "no"],
-                             ["<img src=x onerror=alert(1)>", "p3", 'say "hi"']]
-        from selenium.webdriver.support.ui import Select
-
-        picked = {k: Select(one(chromium, f"#job-{k}-column")).first_selected_option.text for k in ("text", "pair", "label")}
-        assert picked == {"text": "sentence", "pair": "none", "label": "sentence"}  # no column is named like a label
-        assert [o.text for o in Select(one(chromium, "#job-label-column")).options] == ["sentence", "premise", "gold"]
-        no_alert(chromium)
-        if not _has_jobs(app):
-            until(chromium, lambda: css(chromium, "#no-jobs-api"), what="the notice that /jobs is absent")
-        screenshot(chromium, "jobs-form")
-        assert page_problems(chromium) == []
-
-
-def _has_jobs(app) -> bool:
-    """Whether the app serves the jobs API (its OpenAPI paths: included routers are not walked here)."""
-    return "/jobs" in app.openapi()["paths"]
-
-
-@pytest.mark.minilm
-def test_a_job_submitted_from_the_page_succeeds_with_its_plots(tmp_path, minilm_backbone, chromium):  # noqa: F811
-    """The Jobs form to a published version: the server's own training worker (the packaged
-    MiniLM, as the server's backbone must be) trains it, the job page follows it live."""
-    from server.process.settings import Settings
-
-    if "train_workers" not in Settings.model_fields:
-        pytest.skip("this build has no jobs API (POST /jobs, issue 25): the Jobs page answers with a notice")
-    good, bad = ["great", "wonderful", "superb", "moving"], ["awful", "boring", "dull", "tedious"]
-    rows = [(f"the film was {(good if i % 2 else bad)[i % 4]} and {(good if i % 2 else bad)[(i + 1) % 4]}",
-             "positive" if i % 2 else "negative") for i in range(32)]
-    data = tmp_path / "train.csv"
-    data.write_text("review,sentiment\n" + "".join(f'"{t}",{label}\n' for t, label in rows))
-    with running(tmp_path / "store", minilm_backbone, train_workers=1) as (client, app):
-        assert _has_jobs(app)
-        open_ui(chromium, str(client.base_url), "#/jobs")
-        until(chromium, lambda: one(chromium, "#job-file"), what="the job form").send_keys(str(data))
-        until(chromium, lambda: len(css(chromium, "#job-preview-table tbody tr")) == 10, what="the preview")
-        from selenium.webdriver.support.ui import Select
-
-        assert Select(one(chromium, "#job-text-column")).first_selected_option.text == "review"
-        Select(one(chromium, "#job-label-column")).select_by_value("sentiment")
-        one(chromium, "#job-task").send_keys("from-page")
-        for field, value in (("#job-epochs", "2"), ("#job-lr", "0.002"), ("#job-batch", "8"), ("#job-max-length", "32")):
-            box = one(chromium, field)
-            box.clear()
-            box.send_keys(value)
-        screenshot(chromium, "jobs")
-        one(chromium, "#job-submit").click()
-        until(chromium, lambda: "#/job/" in chromium.current_url, what="the job page")
-        until(chromium, lambda: one(chromium, "#job-status").text in ("succeeded", "failed", "cancelled"), timeout=400,
-              what="the job to finish")
-        assert one(chromium, "#job-status").text == "succeeded", one(chromium, "main").text
-        until(chromium, lambda: css(chromium, "#job-plots svg.chart"), what="the report's plots")
-        assert css(chromium, "#job-events li") and css(chromium, "#job-curves svg.chart")
-        assert "Published as" in one(chromium, "#job-published").text
-        screenshot(chromium, "job")
-        one(chromium, "#job-version-link").click()
-        until(chromium, lambda: one(chromium, "#task-name").text == "from-page", what="the new task")
-        until(chromium, lambda: css(chromium, "#task-report svg.chart"), what="the task page's report plots")
-        screenshot(chromium, "job-task")
-        assert client.post("/predict/from-page", json={"inputs": "what a film"}).status_code == 200
-        # Again for the same task: the if_better gate compares the new set with v1 on the job's split.
-        open_ui(chromium, str(client.base_url), "#/jobs")
-        until(chromium, lambda: one(chromium, "#job-file"), what="the job form").send_keys(str(data))
-        until(chromium, lambda: len(css(chromium, "#job-preview-table tbody tr")) == 10, what="the preview")
-        Select(one(chromium, "#job-label-column")).select_by_value("sentiment")
-        one(chromium, "#job-task").send_keys("from-page")
-        for field, value in (("#job-epochs", "1"), ("#job-lr", "0.002"), ("#job-batch", "8"), ("#job-max-length", "32")):
-            box = one(chromium, field)
-            box.clear()
-            box.send_keys(value)
-        one(chromium, "#job-submit").click()
-        until(chromium, lambda: one(chromium, "#job-status").text == "succeeded", timeout=400, what="the second job")
-        rows = until(chromium, lambda: css(chromium, "#job-gate-scores tbody tr"), what="the gate's comparison")
-        assert "current v1" in one(chromium, "#job-gate-scores").text and len(rows) >= 1
-        screenshot(chromium, "job-gate")
         assert page_problems(chromium) == []

@@ -40,61 +40,80 @@ def _has_jobs(app) -> bool:
     return "/jobs" in app.openapi()["paths"]
 
 
-@pytest.mark.minilm
-def test_a_job_submitted_from_the_page_succeeds_with_its_plots(tmp_path, minilm_backbone, chromium):  # noqa: F811
-    """The Jobs form to a published version: the server's own training worker (the packaged
-    MiniLM, as the server's backbone must be) trains it, the job page follows it live."""
+def _reviews(path, n: int):
+    good, bad = ["great", "wonderful", "superb", "moving"], ["awful", "boring", "dull", "tedious"]
+    rows = [(f"the film was {(good if i % 2 else bad)[i % 4]} and {(good if i % 2 else bad)[(i + 1) % 4]}",
+             "positive" if i % 2 else "negative") for i in range(n)]
+    path.write_text("review,sentiment\n" + "".join(f'"{t}",{label}\n' for t, label in rows))
+    return path
+
+
+def _submit(driver, base: str, data, task: str, epochs: int, shot: str | None = None) -> None:
+    """The Jobs form, filled as a user would, then submitted; waits for the job's page."""
+    from selenium.webdriver.support.ui import Select
+
+    open_ui(driver, base, "#/jobs")
+    until(driver, lambda: one(driver, "#job-file"), what="the job form").send_keys(str(data))
+    until(driver, lambda: len(css(driver, "#job-preview-table tbody tr")) == 10, what="the preview")
+    assert Select(one(driver, "#job-text-column")).first_selected_option.text == "review"
+    Select(one(driver, "#job-label-column")).select_by_value("sentiment")
+    one(driver, "#job-task").send_keys(task)
+    for field, value in (("#job-epochs", str(epochs)), ("#job-lr", "0.002"), ("#job-batch", "8"), ("#job-max-length", "32")):
+        box = one(driver, field)
+        box.clear()
+        box.send_keys(value)
+    if shot:
+        screenshot(driver, shot)
+    one(driver, "#job-submit").click()
+    until(driver, lambda: "#/job/" in driver.current_url, what="the job page")
+
+
+@pytest.fixture
+def jobs_server(tmp_path, minilm_backbone):
+    """A real uvicorn with its training worker (the packaged MiniLM, as the worker's backbone is)."""
     from server.process.settings import Settings
 
     if "train_workers" not in Settings.model_fields:
         pytest.skip("this build has no jobs API (POST /jobs, issue 25): the Jobs page answers with a notice")
-    good, bad = ["great", "wonderful", "superb", "moving"], ["awful", "boring", "dull", "tedious"]
-    rows = [(f"the film was {(good if i % 2 else bad)[i % 4]} and {(good if i % 2 else bad)[(i + 1) % 4]}",
-             "positive" if i % 2 else "negative") for i in range(32)]
-    data = tmp_path / "train.csv"
-    data.write_text("review,sentiment\n" + "".join(f'"{t}",{label}\n' for t, label in rows))
     with running(tmp_path / "store", minilm_backbone, train_workers=1) as (client, app):
         assert _has_jobs(app)
-        open_ui(chromium, str(client.base_url), "#/jobs")
-        until(chromium, lambda: one(chromium, "#job-file"), what="the job form").send_keys(str(data))
-        until(chromium, lambda: len(css(chromium, "#job-preview-table tbody tr")) == 10, what="the preview")
-        from selenium.webdriver.support.ui import Select
+        yield client
 
-        assert Select(one(chromium, "#job-text-column")).first_selected_option.text == "review"
-        Select(one(chromium, "#job-label-column")).select_by_value("sentiment")
-        one(chromium, "#job-task").send_keys("from-page")
-        for field, value in (("#job-epochs", "2"), ("#job-lr", "0.002"), ("#job-batch", "8"), ("#job-max-length", "32")):
-            box = one(chromium, field)
-            box.clear()
-            box.send_keys(value)
-        screenshot(chromium, "jobs")
-        one(chromium, "#job-submit").click()
-        until(chromium, lambda: "#/job/" in chromium.current_url, what="the job page")
-        until(chromium, lambda: one(chromium, "#job-status").text in ("succeeded", "failed", "cancelled"), timeout=400,
-              what="the job to finish")
-        assert one(chromium, "#job-status").text == "succeeded", one(chromium, "main").text
-        until(chromium, lambda: css(chromium, "#job-plots svg.chart"), what="the report's plots")
-        assert css(chromium, "#job-events li") and css(chromium, "#job-curves svg.chart")
-        assert "Published as" in one(chromium, "#job-published").text
-        screenshot(chromium, "job")
-        one(chromium, "#job-version-link").click()
-        until(chromium, lambda: one(chromium, "#task-name").text == "from-page", what="the new task")
-        until(chromium, lambda: css(chromium, "#task-report svg.chart"), what="the task page's report plots")
-        screenshot(chromium, "job-task")
-        assert client.post("/predict/from-page", json={"inputs": "what a film"}).status_code == 200
-        # Again for the same task: the if_better gate compares the new set with v1 on the job's split.
-        open_ui(chromium, str(client.base_url), "#/jobs")
-        until(chromium, lambda: one(chromium, "#job-file"), what="the job form").send_keys(str(data))
-        until(chromium, lambda: len(css(chromium, "#job-preview-table tbody tr")) == 10, what="the preview")
-        Select(one(chromium, "#job-label-column")).select_by_value("sentiment")
-        one(chromium, "#job-task").send_keys("from-page")
-        for field, value in (("#job-epochs", "1"), ("#job-lr", "0.002"), ("#job-batch", "8"), ("#job-max-length", "32")):
-            box = one(chromium, field)
-            box.clear()
-            box.send_keys(value)
-        one(chromium, "#job-submit").click()
-        until(chromium, lambda: one(chromium, "#job-status").text == "succeeded", timeout=400, what="the second job")
-        rows = until(chromium, lambda: css(chromium, "#job-gate-scores tbody tr"), what="the gate's comparison")
-        assert "current v1" in one(chromium, "#job-gate-scores").text and len(rows) >= 1
-        screenshot(chromium, "job-gate")
-        assert page_problems(chromium) == []
+
+@pytest.mark.minilm
+def test_a_job_submitted_from_the_page_succeeds_with_its_plots(tmp_path, jobs_server, chromium):  # noqa: F811
+    """The Jobs form to a published version, followed live; then again through the if_better gate."""
+    client, data = jobs_server, _reviews(tmp_path / "train.csv", 32)
+    _submit(chromium, str(client.base_url), data, "from-page", epochs=2, shot="jobs")
+    until(chromium, lambda: one(chromium, "#job-status").text in ("succeeded", "failed", "cancelled"), timeout=400,
+          what="the job to finish")
+    assert one(chromium, "#job-status").text == "succeeded", one(chromium, "main").text
+    until(chromium, lambda: css(chromium, "#job-plots svg.chart"), what="the report's plots")
+    assert css(chromium, "#job-events li") and css(chromium, "#job-curves svg.chart")  # events came over the stream
+    assert "Published as" in one(chromium, "#job-published").text
+    screenshot(chromium, "job")
+    one(chromium, "#job-version-link").click()
+    until(chromium, lambda: one(chromium, "#task-name").text == "from-page", what="the new task")
+    until(chromium, lambda: css(chromium, "#task-report svg.chart"), what="the task page's report plots")
+    screenshot(chromium, "job-task")
+    assert client.post("/predict/from-page", json={"inputs": "what a film"}).status_code == 200
+    # Again for the same task: the if_better gate compares the new set with v1 on the job's split.
+    _submit(chromium, str(client.base_url), data, "from-page", epochs=1)
+    until(chromium, lambda: one(chromium, "#job-status").text == "succeeded", timeout=400, what="the second job")
+    rows = until(chromium, lambda: css(chromium, "#job-gate-scores tbody tr"), what="the gate's comparison")
+    assert "current v1" in one(chromium, "#job-gate-scores").text and len(rows) >= 1
+    screenshot(chromium, "job-gate")
+    assert page_problems(chromium) == []
+
+
+@pytest.mark.minilm
+def test_cancel_from_the_job_page(tmp_path, jobs_server, chromium):  # noqa: F811
+    client = jobs_server
+    _submit(chromium, str(client.base_url), _reviews(tmp_path / "big.csv", 600), "cancel-me", epochs=30)
+    until(chromium, lambda: css(chromium, "#job-progress-bar"), timeout=300, what="the job to train")
+    one(chromium, "#job-cancel").click()
+    until(chromium, lambda: one(chromium, "#job-status").text == "cancelled", timeout=30, what="the cancel")
+    assert "Not published" in one(chromium, "#job-published").text if css(chromium, "#job-published") else True
+    assert client.get("/tasks/cancel-me").status_code == 404  # nothing published
+    screenshot(chromium, "job-cancelled")
+    assert page_problems(chromium) == []

@@ -86,6 +86,18 @@ def one(driver, selector):
     return driver.find_element("css selector", selector)
 
 
+def text(driver, selector: str) -> str:
+    """The element's text, read again if the page re-rendered it meanwhile (polled pages do)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(20):
+        try:
+            return driver.find_element("css selector", selector).text
+        except StaleElementReferenceException:
+            time.sleep(0.05)
+    raise AssertionError(f"{selector} kept being re-rendered")
+
+
 def open_ui(driver, base: str, route: str = "#/tasks") -> None:
     """The console at ``route`` on the server at ``base``."""
     driver.get(f"{base}/ui{route}")

@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from bias_store.format import dumps
-from tests.browser_support import ROOT, chromium, css, no_alert, one, open_ui, page_problems, screenshot, until  # noqa: F401
+from tests.browser_support import ROOT, chromium, css, no_alert, one, open_ui, page_problems, screenshot, text, until  # noqa: F401
 from tests.helpers import random_bias_set
 from tests.server_support import running
 
@@ -36,8 +36,8 @@ def test_catalog_pages_through_2500_tasks(tmp_path, tiny_backbone, chromium):  #
         base = str(client.base_url)
         open_ui(chromium, base)
         until(chromium, lambda: listed(chromium), what="the first page")
-        assert "2,500 tasks" in one(chromium, "#tasks-summary").text
-        until(chromium, lambda: "KiB" in one(chromium, "#tasks-table tbody tr td:nth-child(5)").text, what="a row's details")
+        assert "2,500 tasks" in text(chromium, "#tasks-summary")
+        until(chromium, lambda: "KiB" in text(chromium, "#tasks-table tbody tr td:nth-child(5)"), what="a row's details")
         screenshot(chromium, "tasks")
         seen: list[str] = []
         while True:
@@ -122,7 +122,7 @@ def test_the_demo_task_in_the_console(tmp_path, minilm_backbone, chromium):  # n
         until(chromium, lambda: len(_scores_shown(chromium)) == 3, what="the scores")
         labels = [td.get_attribute("data-label") for td in css(chromium, "#try-result td.try-cell")]
         assert labels[:2] == ["positive", "negative"]
-        until(chromium, lambda: "accuracy" in one(chromium, "#versions-table").text, what="the training record's scores")
+        until(chromium, lambda: "accuracy" in text(chromium, "#versions-table"), what="the training record's scores")
         chromium.execute_script("window.scrollTo(0, 0)")
         path = screenshot(chromium, "demo-task")
         if os.environ.get("BITFIT_DOCS_SCREENSHOT") == "1":  # README's picture
@@ -144,13 +144,13 @@ def test_an_upload_through_the_form_becomes_servable(tmp_path, tiny_backbone, ch
         answer = client.post("/predict/uploaded", json={"inputs": "hello"})
         assert answer.status_code == 200 and answer.json()["version"] == 1
         link.click()
-        until(chromium, lambda: one(chromium, "#task-name").text == "uploaded", what="the task page")
+        until(chromium, lambda: text(chromium, "#task-name") == "uploaded", what="the task page")
         # Replace it through the task page's form: v2 serves.
         path2 = tmp_path / "v2.safetensors"
         path2.write_bytes(dumps(random_bias_set(tiny_backbone.spec, "uploaded", seed=4)))
         until(chromium, lambda: one(chromium, "#replace-file"), what="the replace form").send_keys(str(path2))
         one(chromium, "#replace-form button[type=submit]").click()
-        until(chromium, lambda: "uploaded v2" in one(chromium, "#replace-result").text, what="the replace's answer")
+        until(chromium, lambda: "uploaded v2" in text(chromium, "#replace-result"), what="the replace's answer")
         assert client.post("/predict/uploaded", json={"inputs": "hello"}).json()["version"] == 2
         # Roll back (confirmed in place), then delete (the name typed).
         until(chromium, lambda: one(chromium, "#rollback-1"), what="the rollback button").click()
@@ -167,7 +167,7 @@ def test_a_hostile_label_shows_as_text_and_runs_nothing(tmp_path, tiny_backbone,
         bias_set = random_bias_set(tiny_backbone.spec, "hostile", labels=HOSTILE, seed=5)
         assert client.post("/tasks", files={"file": ("h.safetensors", dumps(bias_set))}).status_code == 201
         open_ui(chromium, str(client.base_url))
-        until(chromium, lambda: "<img" in one(chromium, "#tasks-table tbody td.labels").text, what="the labels")
+        until(chromium, lambda: "<img" in text(chromium, "#tasks-table tbody td.labels"), what="the labels")
         cell = one(chromium, "#tasks-table tbody td.labels")
         assert HOSTILE[0] in cell.text
         # Controls drawn as symbols (U+2407 BEL, U+241B ESC, U+2400 NUL), the bidi override as an escape.
@@ -200,11 +200,11 @@ def test_a_scoped_key_sees_only_its_tasks(tmp_path, tiny_backbone, chromium):  #
             assert r.status_code == 201
         client.post("/predict/other.secret", json={"inputs": "x"}, headers={"Authorization": f"Bearer {root}"})
         open_ui(chromium, str(client.base_url))
-        until(chromium, lambda: "401" in one(chromium, "#tasks-status").text, what="the 401 without a key")
+        until(chromium, lambda: "401" in text(chromium, "#tasks-status"), what="the 401 without a key")
         one(chromium, "#key-input").send_keys(acme)
         one(chromium, "#key-save").click()
         until(chromium, lambda: listed(chromium) == ["acme.one", "acme.two"], what="acme's tasks")
-        until(chromium, lambda: "KiB" in one(chromium, "#tasks-table tbody td:nth-child(5)").text, what="details")
+        until(chromium, lambda: "KiB" in text(chromium, "#tasks-table tbody td:nth-child(5)"), what="details")
         assert "other" not in chromium.page_source and "zeta" not in chromium.page_source
         assert chromium.execute_script("return sessionStorage.getItem('bitfit.key')") == acme
         assert chromium.execute_script("return document.cookie") == ""
@@ -212,9 +212,9 @@ def test_a_scoped_key_sees_only_its_tasks(tmp_path, tiny_backbone, chromium):  #
         search = one(chromium, "#prefix-input")
         search.send_keys("other")
         one(chromium, "#search-form button").click()
-        until(chromium, lambda: "No task here." in one(chromium, "#tasks-table").text, what="an empty search")
+        until(chromium, lambda: "No task here." in text(chromium, "#tasks-table"), what="an empty search")
         open_ui(chromium, str(client.base_url), "#/task/other.secret")
-        until(chromium, lambda: "404" in one(chromium, "#task-head").text, what="the other tenant's task as unknown")
+        until(chromium, lambda: "404" in text(chromium, "#task-head"), what="the other tenant's task as unknown")
         open_ui(chromium, str(client.base_url), "#/health")
         until(chromium, lambda: css(chromium, "#health-stats dl"), what="the health page")
         assert "other" not in chromium.page_source
@@ -231,9 +231,10 @@ def test_health_page(tmp_path, tiny_backbone, chromium):  # noqa: F811
         open_ui(chromium, str(client.base_url), "#/health")
         until(chromium, lambda: css(chromium, "#health-stats dl"), what="the figures")
         stats = client.get("/stats").json()
-        facts = {dd.get_attribute("data-fact"): dd.text for dd in css(chromium, "#health-stats dd")}
+        facts = until(chromium, lambda: {dd.get_attribute("data-fact"): dd.text for dd in css(chromium, "#health-stats dd")},
+                      what="the figures (read between two refreshes)")
         assert facts["Resident / catalog"] == f"{stats['resident_tasks']} of 4 tasks"
         assert facts["Evictions"].startswith(f"{stats['evictions']} ") and stats["evictions"] >= 2
-        assert "ready" in one(chromium, "#health-ready").text
+        assert "ready" in text(chromium, "#health-ready")
         screenshot(chromium, "health")
         assert page_problems(chromium) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser_support import chromium, css, no_alert, one, open_ui, page_problems, screenshot, until  # noqa: F401 (fixture)
+from tests.browser_support import chromium, css, no_alert, one, open_ui, page_problems, screenshot, text, until  # noqa: F401
 from tests.server_support import running
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -85,23 +85,23 @@ def test_a_job_submitted_from_the_page_succeeds_with_its_plots(tmp_path, jobs_se
     """The Jobs form to a published version, followed live; then again through the if_better gate."""
     client, data = jobs_server, _reviews(tmp_path / "train.csv", 32)
     _submit(chromium, str(client.base_url), data, "from-page", epochs=2, shot="jobs")
-    until(chromium, lambda: one(chromium, "#job-status").text in ("succeeded", "failed", "cancelled"), timeout=400,
+    until(chromium, lambda: text(chromium, "#job-status") in ("succeeded", "failed", "cancelled"), timeout=400,
           what="the job to finish")
-    assert one(chromium, "#job-status").text == "succeeded", one(chromium, "main").text
+    assert text(chromium, "#job-status") == "succeeded", text(chromium, "main")
     until(chromium, lambda: css(chromium, "#job-plots svg.chart"), what="the report's plots")
     assert css(chromium, "#job-events li") and css(chromium, "#job-curves svg.chart")  # events came over the stream
-    assert "Published as" in one(chromium, "#job-published").text
+    assert "Published as" in text(chromium, "#job-published")
     screenshot(chromium, "job")
     one(chromium, "#job-version-link").click()
-    until(chromium, lambda: one(chromium, "#task-name").text == "from-page", what="the new task")
+    until(chromium, lambda: text(chromium, "#task-name") == "from-page", what="the new task")
     until(chromium, lambda: css(chromium, "#task-report svg.chart"), what="the task page's report plots")
     screenshot(chromium, "job-task")
     assert client.post("/predict/from-page", json={"inputs": "what a film"}).status_code == 200
     # Again for the same task: the if_better gate compares the new set with v1 on the job's split.
     _submit(chromium, str(client.base_url), data, "from-page", epochs=1)
-    until(chromium, lambda: one(chromium, "#job-status").text == "succeeded", timeout=400, what="the second job")
+    until(chromium, lambda: text(chromium, "#job-status") == "succeeded", timeout=400, what="the second job")
     rows = until(chromium, lambda: css(chromium, "#job-gate-scores tbody tr"), what="the gate's comparison")
-    assert "current v1" in one(chromium, "#job-gate-scores").text and len(rows) >= 1
+    assert "current v1" in text(chromium, "#job-gate-scores") and len(rows) >= 1
     screenshot(chromium, "job-gate")
     assert page_problems(chromium) == []
 
@@ -112,8 +112,9 @@ def test_cancel_from_the_job_page(tmp_path, jobs_server, chromium):  # noqa: F81
     _submit(chromium, str(client.base_url), _reviews(tmp_path / "big.csv", 600), "cancel-me", epochs=30)
     until(chromium, lambda: css(chromium, "#job-progress-bar"), timeout=300, what="the job to train")
     one(chromium, "#job-cancel").click()
-    until(chromium, lambda: one(chromium, "#job-status").text == "cancelled", timeout=30, what="the cancel")
-    assert "Not published" in one(chromium, "#job-published").text if css(chromium, "#job-published") else True
+    until(chromium, lambda: text(chromium, "#job-status") == "cancelled", timeout=30, what="the cancel")
+    if css(chromium, "#job-published"):
+        assert "Not published" in text(chromium, "#job-published")
     assert client.get("/tasks/cancel-me").status_code == 404  # nothing published
     screenshot(chromium, "job-cancelled")
     assert page_problems(chromium) == []

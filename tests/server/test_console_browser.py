@@ -110,6 +110,24 @@ def test_try_it_shows_the_scores_of_predict(tmp_path, tiny_backbone, chromium): 
         assert page_problems(chromium) == []
 
 
+def test_try_it_with_pairs(tmp_path, tiny_backbone, chromium):  # noqa: F811
+    pairs = [("A man is playing a guitar.", "Someone plays music."), ("A cat sleeps.", "The stock market fell.")]
+    with running(tmp_path / "store", tiny_backbone) as (client, _):
+        bias_set = random_bias_set(tiny_backbone.spec, "nli", labels=["entailment", "neutral", "contradiction"], inputs="text_pair", seed=7)
+        assert client.post("/tasks", files={"file": ("p.safetensors", dumps(bias_set))}).status_code == 201
+        open_ui(chromium, str(client.base_url), "#/task/nli")
+        until(chromium, lambda: one(chromium, "#try-pairs"), what="the pair box").send_keys("\n".join(b for _, b in pairs))
+        one(chromium, "#try-texts").send_keys("\n".join(a for a, _ in pairs))
+        one(chromium, "#try-run").click()
+        until(chromium, lambda: len(_scores_shown(chromium)) == 2, what="the scores")
+        shown = _scores_shown(chromium)
+        inputs = [{"text": a, "text_pair": b} for a, b in pairs]
+        answer = client.post("/predict/nli", json={"inputs": inputs, "return_all_scores": True}).json()
+        for i, prediction in enumerate(answer["predictions"]):
+            assert {k: v[1] for k, v in shown[(i, 1)].items()} == {k: f"{v:.4f}" for k, v in prediction["scores"].items()}
+        assert page_problems(chromium) == []
+
+
 @pytest.mark.minilm
 def test_the_demo_task_in_the_console(tmp_path, minilm_backbone, chromium):  # noqa: F811
     """The bundled demo task on the real MiniLM: what README's picture shows."""

@@ -68,6 +68,43 @@ def console_requests(driver) -> int:
     return total
 
 
+def low_priority_chromium():
+    """Chromium started through a ``nice -n 19`` wrapper (its renderers inherit the priority)."""
+    import tempfile
+
+    from tests.browser_support import chromium_path, missing, start_chromium
+
+    if missing():
+        raise SystemExit(f"console_cost needs a browser: {missing()}")
+    wrapper = Path(tempfile.mkdtemp(prefix="console-cost-")) / "chromium"
+    wrapper.write_text(f'#!/bin/sh\nexec nice -n 19 "{chromium_path()}" "$@"\n')
+    wrapper.chmod(0o755)
+    return start_chromium(binary=str(wrapper))
+
+
+def measure(driver, server, args: argparse.Namespace, texts: list[str], tasks: list[str]) -> tuple[dict, list[dict]]:
+    """Both modes per round (their order alternating): totals per mode and each round's throughputs."""
+    totals = {mode: [0, 0.0, 0.0, 0] for mode in ("none", "console")}  # ok, seconds, server CPU s, console requests
+    rounds: list[dict[str, float]] = []
+    for r in range(args.rounds):
+        rounds.append({})
+        for mode in (("none", "console") if r % 2 == 0 else ("console", "none")):
+            open_console(driver, server.url, mode == "console")
+            if args.settle:  # the same wait in both modes
+                time.sleep(args.settle)
+                reset_counts(driver)
+            make = predict_factory(texts, tasks, seed=r)  # the same draws in both modes
+            cpu0 = server.cpu_seconds()
+            result = run(run_load(server.url, make, concurrency=args.concurrency, max_requests=args.requests,
+                                  max_seconds=args.seconds, check=task_check(make)))
+            calls = console_requests(driver)
+            for k, v in enumerate((result.ok, result.seconds, server.cpu_seconds() - cpu0, calls)):
+                totals[mode][k] += v
+            rounds[-1][mode] = result.ok / result.seconds
+            emit({"bench": "console_cost", "round": r, "mode": mode, "console_requests": calls, **result.summary()})
+    return totals, rounds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serving throughput with the web console open vs none.")
     parser.add_argument("--tasks", type=int, default=100)
@@ -80,42 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     add_server_options(parser)
     args = parser.parse_args(argv)
 
-    import tempfile
-
-    from tests.browser_support import chromium_path, missing, start_chromium
-
-    if missing():
-        raise SystemExit(f"console_cost needs a browser: {missing()}")
     store = build_store(minilm_spec(), args.tasks)
     texts, tasks = short_texts(), [task_name(i) for i in range(args.tasks)]
-    totals = {mode: [0, 0.0, 0.0, 0] for mode in ("none", "console")}  # ok, seconds, server CPU s, console requests
-    rounds: list[dict[str, float]] = []
-    wrapper = Path(tempfile.mkdtemp(prefix="console-cost-")) / "chromium"
-    wrapper.write_text(f'#!/bin/sh\nexec nice -n 19 "{chromium_path()}" "$@"\n')
-    wrapper.chmod(0o755)
-    driver = start_chromium(binary=str(wrapper))
+    driver = low_priority_chromium()
     try:
         driver.switch_to.new_window("tab")
         with bitfit_server(store, extra=["--console", "on", *args.server_arg], env=server_env(args.server_env)) as server:
             server.wait_ready()
             run(run_load(server.url, predict_factory(texts, tasks, 99), concurrency=args.concurrency, max_requests=args.warmup,
                          max_seconds=60))
-            for r in range(args.rounds):
-                rounds.append({})
-                for mode in (("none", "console") if r % 2 == 0 else ("console", "none")):
-                    open_console(driver, server.url, mode == "console")
-                    if args.settle:  # the same wait in both modes
-                        time.sleep(args.settle)
-                        reset_counts(driver)
-                    make = predict_factory(texts, tasks, seed=r)  # the same draws in both modes
-                    cpu0 = server.cpu_seconds()
-                    result = run(run_load(server.url, make, concurrency=args.concurrency, max_requests=args.requests,
-                                          max_seconds=args.seconds, check=task_check(make)))
-                    calls = console_requests(driver)
-                    for k, v in enumerate((result.ok, result.seconds, server.cpu_seconds() - cpu0, calls)):
-                        totals[mode][k] += v
-                    rounds[-1][mode] = result.ok / result.seconds
-                    emit({"bench": "console_cost", "round": r, "mode": mode, "console_requests": calls, **result.summary()})
+            totals, rounds = measure(driver, server, args, texts, tasks)
     finally:
         driver.quit()
     rps = {m: t[0] / t[1] for m, t in totals.items()}

@@ -33,6 +33,7 @@ BENCHES=(
   "-m bench.http_vs_naive"
   "-m bench.upload_to_servable --what-if-no-fsync"
   "-m bench.cold_start"
+  "-m bench.console_cost --rounds 12"
 )
 
 failed=0

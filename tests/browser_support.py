@@ -78,6 +78,38 @@ def until(driver, predicate: Callable[[], object], timeout: float = 30, what: st
     raise AssertionError(f"timed out after {timeout}s waiting for {what} ({last!r}); the page shows:\n{text}")
 
 
+def css(driver, selector):
+    return driver.find_elements("css selector", selector)
+
+
+def one(driver, selector):
+    return driver.find_element("css selector", selector)
+
+
+def text(driver, selector: str) -> str:
+    """The element's text, read again if the page re-rendered it meanwhile (polled pages do)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(20):
+        try:
+            return driver.find_element("css selector", selector).text
+        except StaleElementReferenceException:
+            time.sleep(0.05)
+    raise AssertionError(f"{selector} kept being re-rendered")
+
+
+def open_ui(driver, base: str, route: str = "#/tasks") -> None:
+    """The console at ``route`` on the server at ``base``."""
+    driver.get(f"{base}/ui{route}")
+
+
+def no_alert(driver) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    with pytest.raises(NoAlertPresentException):
+        driver.switch_to.alert.text  # noqa: B018
+
+
 def screenshot(driver, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

@@ -14,32 +14,13 @@ import shutil
 import pytest
 
 from bias_store.format import dumps
-from tests.browser_support import ROOT, chromium, page_problems, screenshot, until  # noqa: F401 (fixture)
+from tests.browser_support import ROOT, chromium, css, no_alert, one, open_ui, page_problems, screenshot, text, until  # noqa: F401
 from tests.helpers import random_bias_set
 from tests.server_support import running
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 HOSTILE = ["<img src=x onerror=\"window.__pwned=1;alert(1)\">", "bell\x07esc\x1b[31mred\u202eevil\x00end"]
-
-
-def css(driver, selector):
-    return driver.find_elements("css selector", selector)
-
-
-def one(driver, selector):
-    return driver.find_element("css selector", selector)
-
-
-def open_ui(driver, base: str, route: str = "#/tasks") -> None:
-    driver.get(f"{base}/ui{route}")
-
-
-def no_alert(driver) -> None:
-    from selenium.common.exceptions import NoAlertPresentException
-
-    with pytest.raises(NoAlertPresentException):
-        driver.switch_to.alert.text  # noqa: B018
 
 
 def listed(driver) -> list[str]:
@@ -55,8 +36,8 @@ def test_catalog_pages_through_2500_tasks(tmp_path, tiny_backbone, chromium):  #
         base = str(client.base_url)
         open_ui(chromium, base)
         until(chromium, lambda: listed(chromium), what="the first page")
-        assert "2,500 tasks" in one(chromium, "#tasks-summary").text
-        until(chromium, lambda: "KiB" in one(chromium, "#tasks-table tbody tr td:nth-child(5)").text, what="a row's details")
+        assert "2,500 tasks" in text(chromium, "#tasks-summary")
+        until(chromium, lambda: "KiB" in text(chromium, "#tasks-table tbody tr td:nth-child(5)"), what="a row's details")
         screenshot(chromium, "tasks")
         seen: list[str] = []
         while True:
@@ -129,6 +110,24 @@ def test_try_it_shows_the_scores_of_predict(tmp_path, tiny_backbone, chromium): 
         assert page_problems(chromium) == []
 
 
+def test_try_it_with_pairs(tmp_path, tiny_backbone, chromium):  # noqa: F811
+    pairs = [("A man is playing a guitar.", "Someone plays music."), ("A cat sleeps.", "The stock market fell.")]
+    with running(tmp_path / "store", tiny_backbone) as (client, _):
+        bias_set = random_bias_set(tiny_backbone.spec, "nli", labels=["entailment", "neutral", "contradiction"], inputs="text_pair", seed=7)
+        assert client.post("/tasks", files={"file": ("p.safetensors", dumps(bias_set))}).status_code == 201
+        open_ui(chromium, str(client.base_url), "#/task/nli")
+        until(chromium, lambda: one(chromium, "#try-pairs"), what="the pair box").send_keys("\n".join(b for _, b in pairs))
+        one(chromium, "#try-texts").send_keys("\n".join(a for a, _ in pairs))
+        one(chromium, "#try-run").click()
+        until(chromium, lambda: len(_scores_shown(chromium)) == 2, what="the scores")
+        shown = _scores_shown(chromium)
+        inputs = [{"text": a, "text_pair": b} for a, b in pairs]
+        answer = client.post("/predict/nli", json={"inputs": inputs, "return_all_scores": True}).json()
+        for i, prediction in enumerate(answer["predictions"]):
+            assert {k: v[1] for k, v in shown[(i, 1)].items()} == {k: f"{v:.4f}" for k, v in prediction["scores"].items()}
+        assert page_problems(chromium) == []
+
+
 @pytest.mark.minilm
 def test_the_demo_task_in_the_console(tmp_path, minilm_backbone, chromium):  # noqa: F811
     """The bundled demo task on the real MiniLM: what README's picture shows."""
@@ -141,7 +140,7 @@ def test_the_demo_task_in_the_console(tmp_path, minilm_backbone, chromium):  # n
         until(chromium, lambda: len(_scores_shown(chromium)) == 3, what="the scores")
         labels = [td.get_attribute("data-label") for td in css(chromium, "#try-result td.try-cell")]
         assert labels[:2] == ["positive", "negative"]
-        until(chromium, lambda: "accuracy" in one(chromium, "#versions-table").text, what="the training record's scores")
+        until(chromium, lambda: "accuracy" in text(chromium, "#versions-table"), what="the training record's scores")
         chromium.execute_script("window.scrollTo(0, 0)")
         path = screenshot(chromium, "demo-task")
         if os.environ.get("BITFIT_DOCS_SCREENSHOT") == "1":  # README's picture
@@ -163,13 +162,13 @@ def test_an_upload_through_the_form_becomes_servable(tmp_path, tiny_backbone, ch
         answer = client.post("/predict/uploaded", json={"inputs": "hello"})
         assert answer.status_code == 200 and answer.json()["version"] == 1
         link.click()
-        until(chromium, lambda: one(chromium, "#task-name").text == "uploaded", what="the task page")
+        until(chromium, lambda: text(chromium, "#task-name") == "uploaded", what="the task page")
         # Replace it through the task page's form: v2 serves.
         path2 = tmp_path / "v2.safetensors"
         path2.write_bytes(dumps(random_bias_set(tiny_backbone.spec, "uploaded", seed=4)))
         until(chromium, lambda: one(chromium, "#replace-file"), what="the replace form").send_keys(str(path2))
         one(chromium, "#replace-form button[type=submit]").click()
-        until(chromium, lambda: "uploaded v2" in one(chromium, "#replace-result").text, what="the replace's answer")
+        until(chromium, lambda: "uploaded v2" in text(chromium, "#replace-result"), what="the replace's answer")
         assert client.post("/predict/uploaded", json={"inputs": "hello"}).json()["version"] == 2
         # Roll back (confirmed in place), then delete (the name typed).
         until(chromium, lambda: one(chromium, "#rollback-1"), what="the rollback button").click()
@@ -186,7 +185,7 @@ def test_a_hostile_label_shows_as_text_and_runs_nothing(tmp_path, tiny_backbone,
         bias_set = random_bias_set(tiny_backbone.spec, "hostile", labels=HOSTILE, seed=5)
         assert client.post("/tasks", files={"file": ("h.safetensors", dumps(bias_set))}).status_code == 201
         open_ui(chromium, str(client.base_url))
-        until(chromium, lambda: "<img" in one(chromium, "#tasks-table tbody td.labels").text, what="the labels")
+        until(chromium, lambda: "<img" in text(chromium, "#tasks-table tbody td.labels"), what="the labels")
         cell = one(chromium, "#tasks-table tbody td.labels")
         assert HOSTILE[0] in cell.text
         # Controls drawn as symbols (U+2407 BEL, U+241B ESC, U+2400 NUL), the bidi override as an escape.
@@ -219,11 +218,11 @@ def test_a_scoped_key_sees_only_its_tasks(tmp_path, tiny_backbone, chromium):  #
             assert r.status_code == 201
         client.post("/predict/other.secret", json={"inputs": "x"}, headers={"Authorization": f"Bearer {root}"})
         open_ui(chromium, str(client.base_url))
-        until(chromium, lambda: "401" in one(chromium, "#tasks-status").text, what="the 401 without a key")
+        until(chromium, lambda: "401" in text(chromium, "#tasks-status"), what="the 401 without a key")
         one(chromium, "#key-input").send_keys(acme)
         one(chromium, "#key-save").click()
         until(chromium, lambda: listed(chromium) == ["acme.one", "acme.two"], what="acme's tasks")
-        until(chromium, lambda: "KiB" in one(chromium, "#tasks-table tbody td:nth-child(5)").text, what="details")
+        until(chromium, lambda: "KiB" in text(chromium, "#tasks-table tbody td:nth-child(5)"), what="details")
         assert "other" not in chromium.page_source and "zeta" not in chromium.page_source
         assert chromium.execute_script("return sessionStorage.getItem('bitfit.key')") == acme
         assert chromium.execute_script("return document.cookie") == ""
@@ -231,9 +230,9 @@ def test_a_scoped_key_sees_only_its_tasks(tmp_path, tiny_backbone, chromium):  #
         search = one(chromium, "#prefix-input")
         search.send_keys("other")
         one(chromium, "#search-form button").click()
-        until(chromium, lambda: "No task here." in one(chromium, "#tasks-table").text, what="an empty search")
+        until(chromium, lambda: "No task here." in text(chromium, "#tasks-table"), what="an empty search")
         open_ui(chromium, str(client.base_url), "#/task/other.secret")
-        until(chromium, lambda: "404" in one(chromium, "#task-head").text, what="the other tenant's task as unknown")
+        until(chromium, lambda: "404" in text(chromium, "#task-head"), what="the other tenant's task as unknown")
         open_ui(chromium, str(client.base_url), "#/health")
         until(chromium, lambda: css(chromium, "#health-stats dl"), what="the health page")
         assert "other" not in chromium.page_source
@@ -250,97 +249,10 @@ def test_health_page(tmp_path, tiny_backbone, chromium):  # noqa: F811
         open_ui(chromium, str(client.base_url), "#/health")
         until(chromium, lambda: css(chromium, "#health-stats dl"), what="the figures")
         stats = client.get("/stats").json()
-        facts = {dd.get_attribute("data-fact"): dd.text for dd in css(chromium, "#health-stats dd")}
+        facts = until(chromium, lambda: {dd.get_attribute("data-fact"): dd.text for dd in css(chromium, "#health-stats dd")},
+                      what="the figures (read between two refreshes)")
         assert facts["Resident / catalog"] == f"{stats['resident_tasks']} of 4 tasks"
         assert facts["Evictions"].startswith(f"{stats['evictions']} ") and stats["evictions"] >= 2
-        assert "ready" in one(chromium, "#health-ready").text
+        assert "ready" in text(chromium, "#health-ready")
         screenshot(chromium, "health")
-        assert page_problems(chromium) == []
-
-
-def test_the_jobs_form_previews_a_csv_parsed_in_the_browser(tmp_path, tiny_backbone, chromium):  # noqa: F811
-    data = tmp_path / "train.csv"
-    data.write_text('sentence,premise,gold\n"quoted, with a comma",p1,yes\n"two\nlines",p2,no\n'
-                    '"<img src=x onerror=alert(1)>",p3,"say ""hi"""\n' + "".join(f"row {i},p,yes\n" for i in range(20)))
-    with running(tmp_path / "store", tiny_backbone) as (client, app):
-        open_ui(chromium, str(client.base_url), "#/jobs")
-        until(chromium, lambda: one(chromium, "#job-file"), what="the job form").send_keys(str(data))
-        until(chromium, lambda: len(css(chromium, "#job-preview-table tbody tr")) == 10, what="the preview")
-        cells = [[td.text for td in tr.find_elements("css selector", "td")] for tr in css(chromium, "#job-preview-table tbody tr")]
-        assert cells[:3] == [["quoted, with a comma", "p1", "yes"], ["two\u240alines", "p2", "no"],
-                             ["<img src=x onerror=alert(1)>", "p3", 'say "hi"']]
-        from selenium.webdriver.support.ui import Select
-
-        picked = {k: Select(one(chromium, f"#job-{k}-column")).first_selected_option.text for k in ("text", "pair", "label")}
-        assert picked == {"text": "sentence", "pair": "none", "label": "sentence"}  # no column is named like a label
-        assert [o.text for o in Select(one(chromium, "#job-label-column")).options] == ["sentence", "premise", "gold"]
-        no_alert(chromium)
-        if not _has_jobs(app):
-            until(chromium, lambda: css(chromium, "#no-jobs-api"), what="the notice that /jobs is absent")
-        screenshot(chromium, "jobs-form")
-        assert page_problems(chromium) == []
-
-
-def _has_jobs(app) -> bool:
-    """Whether the app serves the jobs API (its OpenAPI paths: included routers are not walked here)."""
-    return "/jobs" in app.openapi()["paths"]
-
-
-@pytest.mark.minilm
-def test_a_job_submitted_from_the_page_succeeds_with_its_plots(tmp_path, minilm_backbone, chromium):  # noqa: F811
-    """The Jobs form to a published version: the server's own training worker (the packaged
-    MiniLM, as the server's backbone must be) trains it, the job page follows it live."""
-    from server.process.settings import Settings
-
-    if "train_workers" not in Settings.model_fields:
-        pytest.skip("this build has no jobs API (POST /jobs, issue 25): the Jobs page answers with a notice")
-    good, bad = ["great", "wonderful", "superb", "moving"], ["awful", "boring", "dull", "tedious"]
-    rows = [(f"the film was {(good if i % 2 else bad)[i % 4]} and {(good if i % 2 else bad)[(i + 1) % 4]}",
-             "positive" if i % 2 else "negative") for i in range(32)]
-    data = tmp_path / "train.csv"
-    data.write_text("review,sentiment\n" + "".join(f'"{t}",{label}\n' for t, label in rows))
-    with running(tmp_path / "store", minilm_backbone, train_workers=1) as (client, app):
-        assert _has_jobs(app)
-        open_ui(chromium, str(client.base_url), "#/jobs")
-        until(chromium, lambda: one(chromium, "#job-file"), what="the job form").send_keys(str(data))
-        until(chromium, lambda: len(css(chromium, "#job-preview-table tbody tr")) == 10, what="the preview")
-        from selenium.webdriver.support.ui import Select
-
-        assert Select(one(chromium, "#job-text-column")).first_selected_option.text == "review"
-        Select(one(chromium, "#job-label-column")).select_by_value("sentiment")
-        one(chromium, "#job-task").send_keys("from-page")
-        for field, value in (("#job-epochs", "2"), ("#job-lr", "0.002"), ("#job-batch", "8"), ("#job-max-length", "32")):
-            box = one(chromium, field)
-            box.clear()
-            box.send_keys(value)
-        screenshot(chromium, "jobs")
-        one(chromium, "#job-submit").click()
-        until(chromium, lambda: "#/job/" in chromium.current_url, what="the job page")
-        until(chromium, lambda: one(chromium, "#job-status").text in ("succeeded", "failed", "cancelled"), timeout=400,
-              what="the job to finish")
-        assert one(chromium, "#job-status").text == "succeeded", one(chromium, "main").text
-        until(chromium, lambda: css(chromium, "#job-plots svg.chart"), what="the report's plots")
-        assert css(chromium, "#job-events li") and css(chromium, "#job-curves svg.chart")
-        assert "Published as" in one(chromium, "#job-published").text
-        screenshot(chromium, "job")
-        one(chromium, "#job-version-link").click()
-        until(chromium, lambda: one(chromium, "#task-name").text == "from-page", what="the new task")
-        until(chromium, lambda: css(chromium, "#task-report svg.chart"), what="the task page's report plots")
-        screenshot(chromium, "job-task")
-        assert client.post("/predict/from-page", json={"inputs": "what a film"}).status_code == 200
-        # Again for the same task: the if_better gate compares the new set with v1 on the job's split.
-        open_ui(chromium, str(client.base_url), "#/jobs")
-        until(chromium, lambda: one(chromium, "#job-file"), what="the job form").send_keys(str(data))
-        until(chromium, lambda: len(css(chromium, "#job-preview-table tbody tr")) == 10, what="the preview")
-        Select(one(chromium, "#job-label-column")).select_by_value("sentiment")
-        one(chromium, "#job-task").send_keys("from-page")
-        for field, value in (("#job-epochs", "1"), ("#job-lr", "0.002"), ("#job-batch", "8"), ("#job-max-length", "32")):
-            box = one(chromium, field)
-            box.clear()
-            box.send_keys(value)
-        one(chromium, "#job-submit").click()
-        until(chromium, lambda: one(chromium, "#job-status").text == "succeeded", timeout=400, what="the second job")
-        rows = until(chromium, lambda: css(chromium, "#job-gate-scores tbody tr"), what="the gate's comparison")
-        assert "current v1" in one(chromium, "#job-gate-scores").text and len(rows) >= 1
-        screenshot(chromium, "job-gate")
         assert page_problems(chromium) == []

@@ -20,7 +20,7 @@ function route() {
   leave();
   const main = clear(document.getElementById("main"));
   for (const a of document.querySelectorAll("#nav a")) {
-    a.classList.toggle("active", a.dataset.page === page || (a.dataset.page + "s") === page);
+    a.classList.toggle("active", a.dataset.page === page || a.dataset.page === `${page}s`); // #/job/ID: Jobs
   }
   leave = module.render(main, arg) || (() => {});
 }

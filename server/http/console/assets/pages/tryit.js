@@ -7,7 +7,7 @@ import { h, plain, replace } from "../dom.js";
 import { bars } from "../plots.js";
 
 export function tryIt(info) {
-  const pair = info.inputs === "pair";
+  const pair = info.inputs === "text_pair"; // bias_store/kinds.py InputKind
   const texts = h("textarea", { id: "try-texts", rows: 4, placeholder: pair ? "first texts, one per line" : "one text per line", spellcheck: false });
   const pairs = pair ? h("textarea", { id: "try-pairs", rows: 4, placeholder: "second texts (the pairs), one per line, same order", spellcheck: false }) : null;
   const options = (id, blank) => h("select", { id }, blank ? h("option", { value: "" }, blank) : null,

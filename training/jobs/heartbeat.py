@@ -8,7 +8,7 @@ import threading
 import time
 
 from bias_store.errors import StoreUnavailable
-from training.jobs.leases import LOST, OK
+from training.jobs.leases import CANCEL, LOST, OK
 from training.jobs.records import Lease
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,11 @@ class Heartbeat:
                     state = self.queue.lease_state(self.lease)
                     if self.state != LOST:
                         self.state = state
+                if self.state == CANCEL and self.queue.end_cancelled(self.lease) is not None:
+                    # The job ends as cancelled now, whatever the training thread is doing; it stops
+                    # at its next check, and a publish not yet begun never happens (mark_publishing
+                    # needs a running job). The state stays "cancel" for the loop to stop on.
+                    return
             except StoreUnavailable as exc:
                 log.warning("job %s: the store is unavailable: %s", self.lease.job_id, exc)
             except Exception:  # the training must learn of a broken heartbeat, not run on blind

@@ -144,6 +144,27 @@ class Leasing:
 
         return self._update(lease.job_id, mark)
 
+    def end_cancelled(self, lease: Lease) -> JobRecord | None:
+        """The heartbeat's answer to a cancel: the job ends ``cancelled`` now, whatever the training
+        thread is doing, unless its publish has begun (then the cancel came too late). None if not ended."""
+        ended = []
+
+        def end(r: JobRecord) -> JobRecord | None:
+            ended.clear()  # a retried compare-and-swap: only the write that lands counts
+            if not self._held(r, lease) or not r.cancel_requested or r.publishing is not None:
+                return None
+            r.status, r.finished_at, r.lease_expires_at = "cancelled", self.clock(), None
+            r.result = {"published": False, "version": None, "decision": {"reason": "cancelled; nothing was published"}}
+            ended.append(True)
+            return r
+
+        record = self._update(lease.job_id, end)
+        if not ended:
+            return None
+        self.objects.delete(f"{self.prefix}active/{lease.job_id}")
+        self._event(lease.job_id, "status", "cancelled", {"status": "cancelled"})
+        return record
+
     def finish(self, lease: Lease, status: str, result: dict | None = None, error: str | None = None) -> JobRecord:
         """End the job (succeeded | failed | cancelled); LeaseLost if this worker no longer holds it."""
         if status not in TERMINAL:

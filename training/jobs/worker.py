@@ -124,7 +124,7 @@ class JobWorker:
                                                   "decision": {"reason": "cancelled before publishing"}})
         except LeaseLost as exc:
             log.warning("%s; stopping without publishing", exc)
-            return None
+            return self.queue.get(lease.job_id)  # the job as it is now (another worker's, or ended)
         except StoreUnavailable as exc:  # cannot even record a failure: the lease expires, the job re-runs
             log.warning("job %s: the store is unavailable (%s); leaving it to be re-queued", lease.job_id, exc)
             return None
@@ -137,9 +137,9 @@ class JobWorker:
     def _end(self, lease: Lease, status: str, result: dict | None = None, error: str | None = None) -> JobRecord | None:
         try:
             return self.queue.finish(lease, status, result, error)
-        except LeaseLost as exc:
-            log.warning("%s", exc)
-            return None
+        except LeaseLost as exc:  # e.g. the heartbeat already ended it as cancelled
+            log.info("%s", exc)
+            return self.queue.get(lease.job_id)
 
     def _spec(self, record: JobRecord, config: JobConfig, folder: Path):
         folder.mkdir(parents=True, exist_ok=True)

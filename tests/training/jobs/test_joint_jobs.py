@@ -13,7 +13,7 @@ from training.jobs.joint_run import joint_key
 from training.jobs.queue import JobQueue
 from training.jobs.worker import JobWorker
 
-pytestmark = pytest.mark.minilm
+pytestmark = [pytest.mark.minilm, pytest.mark.slow]
 ALIKE = {"method": "bitfit", "hyperparameters": {"learning_rate": 0.01, "epochs": 1, "batch_size": 8, "max_length": 16}}
 
 
@@ -48,3 +48,26 @@ def test_jobs_that_train_alike_share_one_run_and_are_published_separately(tmp_pa
     assert accuracy["alpha"] > 0.8 and accuracy["gamma"] > 0.8 and accuracy["beta"] < 0.2
     assert queue.get(alone).status == "queued"
     assert worker.run_once().id == alone and queue.get(alone).result["published"]
+
+
+def test_a_job_cancelled_in_a_joint_run_ends_at_once_and_the_others_go_on(tmp_path):
+    import threading
+    import time
+
+    from tests.training.jobs.support import wait_for
+
+    store = FilesystemStore(tmp_path / "store")
+    queue = JobQueue.for_store(store)
+    slow = {"hyperparameters": {**ALIKE["hyperparameters"], "epochs": 2}}
+    kept, cancelled = put(queue, "kept", **slow), put(queue, "dropped", **slow)
+    worker = JobWorker(queue, store, lease_s=15, joint=2, poll_s=0.5)
+    thread = threading.Thread(target=worker.run_once)
+    thread.start()
+    wait_for(lambda: queue.get(cancelled).progress.get("step", 0) >= 1, 120, "the joint run's first step")
+    asked = time.monotonic()
+    queue.cancel(cancelled)
+    wait_for(lambda: queue.get(cancelled).status == "cancelled", 5, "the cancel")
+    assert time.monotonic() - asked < 5
+    thread.join(180)
+    assert queue.get(kept).status == "succeeded" and queue.get(kept).result["joint"]["jobs"] == [kept, cancelled]
+    assert [r.name for r in store.list()] == ["kept"]

@@ -177,3 +177,21 @@ def test_replace_is_a_compare_and_swap_under_contention(make_objects):
     [t.join() for t in threads]
     assert objects.get("counter")[0] == b"60"
     assert not objects.replace("counter", b"x", "stale-etag")
+
+
+def test_a_cancel_ends_a_running_job_at_once_unless_its_publish_began(queue):
+    early, late = submit(queue, "early"), submit(queue, "late")
+    first = queue.claim("w")
+    assert queue.end_cancelled(first) is None  # no cancel asked
+    queue.cancel(early.id)
+    ended = queue.end_cancelled(first)
+    assert ended.status == "cancelled" and not ended.result["published"]
+    assert queue.heartbeat(first) is False and queue.lease_state(first) == "lost"
+    with pytest.raises(LeaseLost):
+        queue.mark_publishing(first)  # so nothing is published after a cancel
+    second = queue.claim("w")
+    queue.mark_publishing(second)
+    queue.cancel(late.id)
+    assert queue.end_cancelled(second) is None  # too late: the publish has begun and goes on
+    assert queue.finish(second, "succeeded").status == "succeeded"
+    assert [e["message"] for e in queue.events(early.id)].count("cancelled") == 1

@@ -18,7 +18,7 @@ from training.jobs.publishing import job_version, publish_once
 from training.jobs.queue import JobQueue
 from training.jobs.worker import JobWorker
 
-pytestmark = pytest.mark.minilm
+pytestmark = [pytest.mark.minilm, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[3]
 
 

@@ -15,6 +15,7 @@ from bitfit_client import Client, Forbidden, InvalidDataFile, InvalidJobConfig, 
 from tests.server.test_jobs_live import ADMIN, config, reviews
 from tests.server_support import running
 
+pytestmark = [pytest.mark.minilm, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.server_support import running
 
+pytestmark = [pytest.mark.minilm, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"^```bash\n(# walk-through: training over HTTP\n.*?)^```", re.S | re.M)
 

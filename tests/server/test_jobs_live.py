@@ -17,6 +17,7 @@ import pytest
 from tests.helpers import wait_until
 from tests.server_support import running
 
+pytestmark = [pytest.mark.minilm, pytest.mark.slow]
 ADMIN = "admin-key-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 POSITIVE = ["great", "wonderful", "superb", "moving", "delightful", "brilliant"]

@@ -170,9 +170,10 @@ class Settings(BaseSettings):
         1, ge=0, description="`bitfit jobs worker` processes started and stopped with the server (on its store); 0 = none")
     train_worker_nice: int = Field(10, ge=0, le=19, description="the niceness (CPU priority) of those worker processes")
     # Measured in bench/jobs.py (docs/BENCHMARKS.md): what serving keeps while jobs train.
+    # "idle" starves a worker's heartbeat too under a saturating load: its lease may run out.
     train_worker_priority: Literal["nice", "idle"] = Field(
-        "idle", description="idle: the workers are also SCHED_IDLE on Linux (CPU only when the server leaves some); "
-        "nice: the niceness alone")
+        "nice", description="nice: the niceness alone; idle: the workers are also SCHED_IDLE on Linux (CPU only when the "
+        "server leaves some; under a sustained full load their leases may expire: raise --train-lease-s)")
     # One thread each: a worker never spreads over every core the server needs (its
     # OpenMP threads would spin beside the forward). 0: torch's default, every core.
     train_worker_threads: int = Field(1, ge=0, description="CPU threads of each of those workers (OMP_NUM_THREADS); 0 = every core")

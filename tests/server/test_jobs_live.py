@@ -68,9 +68,9 @@ def status_of(http: httpx.Client, job_id: str) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, minilm_backbone):
-    """One server, its store and its one training worker (a 3 s lease, so a killed worker's job comes back fast)."""
+    """One server, its store and its one training worker (a 5 s lease, so a killed worker's job comes back fast)."""
     store = tmp_path_factory.mktemp("jobs-store")
-    with running(store, minilm_backbone, api_keys=[ADMIN], train_workers=1, train_lease_s=3, event_keepalive_s=1) as (http, app):
+    with running(store, minilm_backbone, api_keys=[ADMIN], train_workers=1, train_lease_s=5, event_keepalive_s=1) as (http, app):
         http.app = app  # the tests reach the worker processes through it
         yield http
 

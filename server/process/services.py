@@ -7,6 +7,7 @@ life cycle) and the serving path (tokenizers, batcher, admission); the HTTP app 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from functools import partial
@@ -104,9 +105,19 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     return services
 
 
+# What a `bitfit jobs worker` imports beyond serving's packages: its plots and its reader of Parquet.
+TRAINER_NEEDS = ("matplotlib", "pyarrow")
+
+
 def start_trainers(settings: Settings) -> TrainWorkers | None:
     """``--train-workers`` worker processes on this server's store (server/process/train_workers.py)."""
     if settings.train_workers == 0:
+        return None
+    if missing := [m for m in TRAINER_NEEDS if importlib.util.find_spec(m) is None]:
+        # An install without the train extra (the server image; `pip install bitfit-serve`):
+        # jobs still queue in the store, for a `bitfit jobs worker` where training is installed.
+        log.warning("no training workers started: this install lacks %s (pip install 'bitfit-serve[train]'); "
+                    "POST /jobs queues jobs for a `bitfit jobs worker` elsewhere", ", ".join(missing))
         return None
     flags = ["--lease", f"{settings.train_lease_s:g}", "--joint", str(settings.train_joint)]
     command = worker_command(settings.store, settings.s3_endpoint_url, settings.backbone, flags)

@@ -68,8 +68,8 @@ def test_compose_rejects_what_the_specification_forbids(tmp_path: Path) -> None:
 
 
 def test_default_up_starts_only_the_cpu_server_and_the_worker(compose_default: dict, compose_gpu: dict) -> None:
-    assert set(compose_default["services"]) == {"server", "worker"}
-    assert set(compose_gpu["services"]) == {"server", "worker", "server-gpu"}
+    assert set(compose_default["services"]) == {"server", "worker", "inbox"}
+    assert set(compose_gpu["services"]) == {"server", "worker", "inbox", "server-gpu"}
 
 
 def test_server_service(compose_default: dict) -> None:
@@ -92,15 +92,24 @@ def test_server_service(compose_default: dict) -> None:
 
 
 def test_worker_service(compose_default: dict) -> None:
-    server, worker = compose_default["services"]["server"], compose_default["services"]["worker"]
+    services = compose_default["services"]
+    server, worker, inbox = services["server"], services["worker"], services["inbox"]
     assert worker["depends_on"]["server"]["condition"] == "service_healthy"
-    mounts = {v["target"]: v for v in worker["volumes"]}
+    # The server queues POST /jobs in the store and trains nothing itself; the worker trains
+    # the queue, which the inbox service feeds from ./inbox.
+    assert server["environment"]["BITFIT_TRAIN_WORKERS"] in (0, "0")
+    assert worker["command"][:2] == ["jobs", "worker"]
+    assert inbox["command"][0] == "worker" and "--to-queue" in inbox["command"]
+    assert inbox["image"] == worker["image"]
+    mounts = {v["target"]: v for v in inbox["volumes"]}
     assert mounts["/inbox"]["type"] == "bind" and mounts["/inbox"]["source"] == str(ROOT / "inbox")
-    assert mounts["/data/store"]["type"] == "volume" and mounts["/data/store"]["source"] == "store"
-    # It publishes into the store the server serves from.
-    command = worker["command"]
-    assert command[command.index("--store") + 1] == "/data/store" == server["environment"]["BITFIT_STORE"]
-    assert command[command.index("--inbox") + 1] == "/inbox"
+    for service in (worker, inbox):
+        mounts = {v["target"]: v for v in service["volumes"]}
+        assert mounts["/data/store"]["type"] == "volume" and mounts["/data/store"]["source"] == "store"
+        # Both use the store the server serves from (the queue and the published sets live there).
+        command = service["command"]
+        assert command[command.index("--store") + 1] == "/data/store" == server["environment"]["BITFIT_STORE"]
+    assert inbox["command"][inbox["command"].index("--inbox") + 1] == "/inbox"
 
 
 def test_gpu_profile_reserves_nvidia_gpus_for_the_cuda_image(compose_gpu: dict) -> None:
@@ -191,13 +200,13 @@ def _effective_commands(compose_gpu: dict) -> list[tuple[str, list[str]]]:
 def test_every_command_run_is_a_console_script_of_this_project(compose_gpu: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     scripts = _console_scripts()
     commands = _effective_commands(compose_gpu)
-    assert {where for where, _ in commands} >= {"compose:server", "compose:worker", "compose:server-gpu"}
+    assert {where for where, _ in commands} >= {"compose:server", "compose:worker", "compose:inbox", "compose:server-gpu"}
     subcommands = set()
     for where, argv in commands:
         assert argv[0] in scripts, f"{where}: {argv[0]!r} is not a console script of bitfit-serve ([project.scripts])"
         assert scripts[argv[0]] == "server.process.cli:main"
         subcommands.add(_parse_with_the_real_cli(argv[1:], monkeypatch))
-    assert subcommands == {"serve", "worker"}
+    assert subcommands == {"serve", "worker", "jobs"}
 
 
 def test_parsing_with_the_real_cli_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -225,7 +234,8 @@ def test_compose_limit_defaults_are_the_server_defaults(compose_default: dict) -
     from server.process.settings import Settings
 
     env = compose_default["services"]["server"]["environment"]
-    image_specific = {"BITFIT_STORE", "BITFIT_PRELOAD", "BITFIT_DEVICE", "BITFIT_HOST", "BITFIT_PORT"}
+    # BITFIT_TRAIN_WORKERS: compose trains in its worker service, not beside the server.
+    image_specific = {"BITFIT_STORE", "BITFIT_PRELOAD", "BITFIT_DEVICE", "BITFIT_HOST", "BITFIT_PORT", "BITFIT_TRAIN_WORKERS"}
     compared = 0
     for key, value in env.items():
         if key.startswith("BITFIT_") and key not in image_specific:

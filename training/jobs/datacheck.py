@@ -8,6 +8,7 @@ the 1-based data row (the first record under a CSV header is row 1) and the colu
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def check_file(data: bytes, filename: str, config: JobConfig, split: str,
         raise DataFileError(split, f"the file is {len(data)} bytes; the limit is {max_bytes}")
     if not data.strip():
         raise DataFileError(split, "the file is empty")
+    if suffix in (".parquet", ".pq") and importlib.util.find_spec("pyarrow") is None:
+        raise DataFileError(split, "this server cannot read Parquet (pyarrow is not installed: "
+                                   "pip install 'bitfit-serve[train]'); send CSV or JSON lines")
     try:
         return _check(data, suffix, config, split, train_labels)
     except DataError as exc:

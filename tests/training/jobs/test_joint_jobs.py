@@ -58,7 +58,8 @@ def test_a_job_cancelled_in_a_joint_run_ends_at_once_and_the_others_go_on(tmp_pa
 
     store = FilesystemStore(tmp_path / "store")
     queue = JobQueue.for_store(store)
-    slow = {"hyperparameters": {**ALIKE["hyperparameters"], "epochs": 2}}
+    # Enough steps (80) that the cancel lands while the run trains, not after it published.
+    slow = {"hyperparameters": {**ALIKE["hyperparameters"], "epochs": 20}}
     kept, cancelled = put(queue, "kept", **slow), put(queue, "dropped", **slow)
     worker = JobWorker(queue, store, lease_s=15, joint=2, poll_s=0.5)
     thread = threading.Thread(target=worker.run_once)

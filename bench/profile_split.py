@@ -73,26 +73,29 @@ def is_idle(frames: list[str]) -> bool:
     return any(m in inner for m in IDLE_PY) and not any("onnxruntime" in f for f in frames)
 
 
-def split(raw: str) -> dict[str, collections.Counter]:
-    """thread name -> stage -> busy samples, from py-spy's ``--format raw`` output."""
+def split(raw: str) -> tuple[dict[str, collections.Counter], dict[str, str]]:
+    """(thread name -> stage -> busy samples, thread id -> name) from py-spy's ``--format raw`` output."""
     out: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    names: dict[str, str] = {}
     for line in raw.splitlines():
         stack, _, count = line.rstrip().rpartition(" ")
         if not stack or not count.isdigit():
             continue
         frames = stack.split(";")
-        thread = frames[0].split(": ", 1)[-1] if frames[0].startswith("thread") else "?"
-        if "AnyIO worker" in thread:
-            thread = "AnyIO worker thread"
-        body = frames[1:] if frames[0].startswith("thread") else frames
-        if body and not is_idle(body):
-            out[thread][stage_of(body)] += int(count)
-    return out
+        thread = "?"
+        if frames[0].startswith("thread ("):
+            tid, _, thread = frames[0][len("thread ("):].partition("): ")
+            thread = "AnyIO worker thread" if "AnyIO worker" in thread else thread
+            names[tid] = thread
+            frames = frames[1:]
+        if frames and not is_idle(frames):
+            out[thread][stage_of(frames)] += int(count)
+    return out, names
 
 
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds of each thread of ``pid``, summed by thread name."""
-    out: dict[str, float] = collections.defaultdict(float)
+def thread_cpu(pid: int) -> dict[str, tuple[str, float]]:
+    """thread id -> (its comm name, CPU seconds so far), for every thread of ``pid``."""
+    out: dict[str, tuple[str, float]] = {}
     tick = os.sysconf("SC_CLK_TCK")
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -100,8 +103,19 @@ def thread_cpu(pid: int) -> dict[str, float]:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        out[name] += (int(fields[11]) + int(fields[12])) / tick
+        out[task.name] = (name, (int(fields[11]) + int(fields[12])) / tick)
     return out
+
+
+def by_thread(before: dict, after: dict, names: dict[str, str], requests: int) -> dict[str, float]:
+    """CPU ms per request of each thread, named as py-spy names it (native threads: ``comm``),
+    ONNX Runtime's intra-op pool and the like summed under one name."""
+    out: dict[str, float] = collections.defaultdict(float)
+    for tid, (comm, seconds) in after.items():
+        used = seconds - before.get(tid, (comm, 0.0))[1]
+        if used > 0:
+            out[names.get(tid, f"native: {comm}")] += 1000 * used / requests
+    return {k: round(v, 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
 def load_command(url: str, seconds: float, concurrency: int, lua: Path) -> list[str]:
@@ -136,7 +150,6 @@ def profile(pid: int, url: str, seconds: float, concurrency: int, rate: int = 10
     cpu0 = thread_cpu(pid)
     out = subprocess.run(load_command(url, seconds, concurrency, lua), capture_output=True, text=True).stdout
     cpu1, n = thread_cpu(pid), max(answered(out), 1)
-    per_thread = {name: round(1000 * (cpu1[name] - cpu0.get(name, 0)) / n, 3) for name in cpu1 if cpu1[name] - cpu0.get(name, 0) > 0}
     raw = Path(tempfile.mkstemp(prefix="pyspy-", suffix=".txt")[1])
     load = subprocess.Popen(load_command(url, seconds + 2, concurrency, lua), stdout=subprocess.DEVNULL)
     try:
@@ -146,9 +159,10 @@ def profile(pid: int, url: str, seconds: float, concurrency: int, rate: int = 10
                         "-f", "raw", "-o", str(raw)], capture_output=True, check=True)
     finally:
         load.wait()
-    stages = split(raw.read_text())
+    stages, names = split(raw.read_text())
     raw.unlink(missing_ok=True)
-    return {"requests": n, "cpu_ms_per_request_by_thread": dict(sorted(per_thread.items(), key=lambda kv: -kv[1])),
+    per_thread = by_thread(cpu0, cpu1, names, n)
+    return {"requests": n, "seconds": seconds, "cpu_ms_per_request_by_thread": per_thread,
             "cpu_ms_per_request": round(sum(per_thread.values()), 3),
             "busy_samples_by_thread_and_stage": {t: dict(c.most_common()) for t, c in stages.items()}}
 

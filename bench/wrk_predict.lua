@@ -2,9 +2,17 @@
 -- a random task of WRK_TASKS (default 100) and a random text of the five below.
 --   wrk -t2 -c32 -d10s -s bench/wrk_predict.lua http://127.0.0.1:PORT
 -- (bench/http_onnx.py runs it with --wrk; the texts are bench/plain_ceiling.py's WRK_TEXTS)
+-- WRK_TEXTS_FILE (one text per line) replaces the five texts (bench/http_onnx.py's short texts).
 local texts = {"a gorgeous, witty film", "a dull and lifeless mess", "not bad at all",
                "the cast is wonderful but the script is thin", "I walked out halfway"}
 local tasks = tonumber(os.getenv("WRK_TASKS") or "100")
+local file = os.getenv("WRK_TEXTS_FILE")
+if file then
+  texts = {}
+  for line in io.lines(file) do
+    texts[#texts + 1] = line:gsub("\\", "\\\\"):gsub('"', '\\"')
+  end
+end
 
 function setup(thread)
   thread:set("seed", math.random(1, 1000000))

@@ -143,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for server in procs.values():
             server.start()
-        for server in procs.values():
+        for name, server in procs.items():
             server.wait_ready()
             run_warm = load(server.url, texts_of("wrk"), every, args.concurrency, 3, use_wrk, seed=99)
-            emit({"bench": "http_onnx_warm", "server": server.name, "rps": run_warm["rps"]})
+            emit({"bench": "http_onnx_warm", "server": name, "rps": run_warm["rps"]})
         for kind in args.texts.split(","):
             ceiling, best = ceiling_for(kind, args, backbone)
             engine = EngineAlone(backbone, ceiling.texts, args.tasks, threads, best.batch, cache)

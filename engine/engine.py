@@ -64,7 +64,8 @@ class Engine(TaskRegistry):
         super().__init__(backbone, capacity, shortcuts, grow)
         # Chosen once; only ``enable_gains`` replaces it (with a sibling for wider rows).
         self.runner: Runner = build_runner(backbone, self.table.layout, compile_mode, onnx)
-        self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size)
+        self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size,
+                                                      onnxruntime=onnx is not None)
         self._forward_lock = threading.Lock()  # one forward at a time (the site forwards read shared rows)
         self._gains_lock = threading.Lock()  # one widening at a time
 

@@ -118,4 +118,6 @@ def histogram(before: dict[str, float], after: dict[str, float]) -> dict[str, in
 
 
 def merge(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    return {k: a.get(k, 0) + b.get(k, 0) for k in dict.fromkeys([*a, *b])}
+    """Two histograms added, smallest sizes first."""
+    low = lambda key: int(key.lstrip(">").split("-")[0])  # noqa: E731
+    return {k: a.get(k, 0) + b.get(k, 0) for k in sorted({*a, *b}, key=low)}

@@ -13,7 +13,7 @@ Per text set (``--texts``: ``short`` = ``bench.http_load.short_texts()``, ``wrk`
 check's five texts drawn at random), first the ceiling's search (bench/plain_ceiling.py:
 legacy vs dynamo exporter, the BERT fusion optimizer, spinning, threads, batch 32/64,
 the tokenizer; each variant's rows/s is printed) picks the fastest plain loop. Then each
-round times, side by side: that ceiling, the engine alone (``EngineAlone``: the server's
+round times, side by side: that ceiling (the faster of the search's two best loops), the engine alone (``EngineAlone``: the server's
 engine on the same texts, no HTTP), and every server under closed-loop load (wrk
 ``-t2 -c32`` when installed, else the bench's own asyncio generator; one short text per
 request, a random task of 100): req/s, server CPU per request and the batch-size
@@ -87,17 +87,20 @@ def ceiling_for(kind: str, args: argparse.Namespace, backbone) -> tuple[Ceiling,
     for stage, rates in (("one_knob", first), ("finalists", second)):
         for v, rate in sorted(rates.items(), key=lambda kv: -kv[1]):
             emit({"bench": "http_onnx_ceiling_variant", "texts": kind, "stage": stage, "variant": v.name, "rows_per_s": round(rate, 1)})
-    best = max(second, key=second.get)
-    emit({"bench": "http_onnx_ceiling_best", "texts": kind, "variant": best.name})
+    # The two fastest loops of the search both run every round and the faster counts: on a
+    # shared box a 2 s search cannot always tell one thread from two.
+    ranked = sorted({**first, **second}, key=lambda v: -second.get(v, first[v]))
+    best = ranked[:2]
+    emit({"bench": "http_onnx_ceiling_best", "texts": kind, "variants": [v.name for v in best]})
     return ceiling, best
 
 
 def one_round(r: int, kind: str, args, procs: dict, ceiling: Ceiling, best, engine: EngineAlone, every: list[str], use_wrk: bool,
               got: dict) -> None:
-    rows_per_s, cpu_ms = ceiling.measure(best, args.seconds)
+    rows_per_s, cpu_ms, variant = max((*ceiling.measure(v, args.seconds), v.name) for v in best)
     got["ceiling"].append(rows_per_s)
     got["engine"].append(engine.measure(args.seconds))
-    emit({"bench": "http_onnx_round", "texts": kind, "round": r, "ceiling_rows_per_s": round(rows_per_s, 1),
+    emit({"bench": "http_onnx_round", "texts": kind, "round": r, "ceiling_variant": variant, "ceiling_rows_per_s": round(rows_per_s, 1),
           "ceiling_cpu_ms_per_row": round(cpu_ms, 3), "engine_rows_per_s": round(got["engine"][-1], 1)})
     names = list(procs)[r % len(procs):] + list(procs)[: r % len(procs)]
     for name in names:
@@ -118,7 +121,7 @@ def summary(kind: str, args, procs: dict, got: dict, half: dict, best, use_wrk: 
     ratio = lambda name, over: round(med([a / b for a, b in zip(got[name], got[over])]), 3)  # noqa: E731
     emit({"bench": "http_onnx", "summary": True, "texts": kind, "rounds": args.rounds, "seconds_per_phase": args.seconds,
           "load": "wrk -t2" if use_wrk else "bench.http_load (asyncio)", "concurrency": args.concurrency, "cpus": os.cpu_count(),
-          "shared_box": True, "ceiling_variant": best.name, "ceiling_rows_per_s": round(med(got["ceiling"]), 1),
+          "shared_box": True, "ceiling_variants": [v.name for v in best], "ceiling_rows_per_s": round(med(got["ceiling"]), 1),
           "engine_rows_per_s": round(med(got["engine"]), 1),
           **{f"{n}_rps": round(med(got[n]), 1) for n in procs},
           **{f"{n}_over_ceiling": ratio(n, "ceiling") for n in procs},
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             emit({"bench": "http_onnx_warm", "server": name, "rps": run_warm["rps"]})
         for kind in args.texts.split(","):
             ceiling, best = ceiling_for(kind, args, backbone)
-            engine = EngineAlone(backbone, ceiling.texts, args.tasks, threads, best.batch, cache)
+            engine = EngineAlone(backbone, ceiling.texts, args.tasks, threads, best[0].batch, cache)
             got: dict = {"ceiling": [], "engine": [], **{n: [] for n in procs}, **{f"{n}_cpu": [] for n in procs}}
             for r in range(args.rounds):
                 one_round(r, kind, args, procs, ceiling, best, engine, every, use_wrk, got)

@@ -12,14 +12,14 @@ once and loaded in turn, round by round, so that outside load on the box hits ea
 Per text set (``--texts``: ``short`` = ``bench.http_load.short_texts()``, ``wrk`` = the wrk
 check's five texts drawn at random), first the ceiling's search (bench/plain_ceiling.py:
 legacy vs dynamo exporter, the BERT fusion optimizer, spinning, threads, batch 32/64,
-the tokenizer; each variant's rows/s is printed) picks the fastest plain loop. Then each
-round times, side by side: that ceiling (the faster of the search's two best loops), the engine alone (``EngineAlone``: the server's
-engine on the same texts, no HTTP), and every server under closed-loop load (wrk
-``-t2 -c32`` when installed, else the bench's own asyncio generator; one short text per
-request, a random task of 100): req/s, server CPU per request and the batch-size
-histogram. Ratios are medians of per-round ratios. Last, each server gets open-loop
-arrivals at half its throughput: p50/p99 (target p99 <= 2 x p50). One JSON line per
-phase, then a summary per text set::
+the tokenizer; each variant's rows/s is printed) picks the two fastest plain loops. Then
+each round times, side by side: the ceiling (the faster of those two), the engine alone
+(``EngineAlone``: the server's engine on the same texts, no HTTP), and every server under
+closed-loop load (wrk ``-t2 -c32`` when installed, else the bench's own asyncio
+generator; one short text per request, a random task of 100): req/s, server CPU per
+request and the batch-size histogram. Ratios are medians of per-round ratios. Last, each
+server gets open-loop arrivals at half its throughput: p50/p99 (target p99 <= 2 x p50).
+One JSON line per phase, then a summary per text set::
 
     .venv/bin/python -m bench.http_onnx --texts short,wrk --rounds 4 --seconds 8
 """

@@ -89,7 +89,7 @@ def ceiling_for(kind: str, args: argparse.Namespace, backbone) -> tuple[Ceiling,
             emit({"bench": "http_onnx_ceiling_variant", "texts": kind, "stage": stage, "variant": v.name, "rows_per_s": round(rate, 1)})
     # The two fastest loops of the search both run every round and the faster counts: on a
     # shared box a 2 s search cannot always tell one thread from two.
-    ranked = sorted({**first, **second}, key=lambda v: -second.get(v, first[v]))
+    ranked = sorted({**first, **second}, key=lambda v: -(second[v] if v in second else first[v]))
     best = ranked[:2]
     emit({"bench": "http_onnx_ceiling_best", "texts": kind, "variants": [v.name for v in best]})
     return ceiling, best

@@ -1,56 +1,62 @@
-"""HTTP throughput and latency: the server before/after this work, and the plain ONNX Runtime ceiling.
+"""HTTP throughput against the honest ceiling: the fastest plain ONNX Runtime loop this box runs.
 
 Servers (``bitfit serve``, packaged MiniLM, CPU, 100 random tasks in one store), all up at
 once and loaded in turn, round by round, so that outside load on the box hits each alike:
 
-- ``before``: the server at ``--before-src`` (a source tree of an older commit, e.g.
-  ``git archive c8bf47f | tar -x -C /tmp/before``): PyTorch, the old request path;
-- ``torch``: this tree, ``--backend torch``;
-- ``onnxruntime``: this tree, ``--backend onnxruntime`` (and ``onnxruntime_int8`` with ``--int8``).
+- ``onnxruntime``: this tree with its defaults (the CPU default backend);
+- ``onnxruntime_1thread`` (``--one-thread``): the same with ``BITFIT_TORCH_THREADS=1``;
+- ``torch`` (``--torch``): ``--backend torch``; ``onnxruntime_int8`` (``--int8``);
+- ``before`` (``--before-src DIR``): the server of an older source tree
+  (``git archive <commit> | tar -x -C DIR``).
 
-Per round and server: closed-loop load, ``--concurrency`` 32, one short text per request,
-a random task of the 100 per request: throughput, p50/p99 and the server's CPU per request.
+Per text set (``--texts``: ``short`` = ``bench.http_load.short_texts()``, ``wrk`` = the wrk
+check's five texts drawn at random), first the ceiling's search (bench/plain_ceiling.py:
+legacy vs dynamo exporter, the BERT fusion optimizer, spinning, threads, batch 32/64,
+the tokenizer; each variant's rows/s is printed) picks the two fastest plain loops. Then
+each round times, side by side: the ceiling (the faster of those two), the engine alone
+(``EngineAlone``: the server's engine on the same texts, no HTTP), and every server under
+closed-loop load (wrk ``-t2 -c32`` when installed, else the bench's own asyncio
+generator; one short text per request, a random task of 100): req/s, server CPU per
+request and the batch-size histogram. Ratios are medians of per-round ratios. Last, each
+server gets open-loop arrivals at half its throughput: p50/p99 (target p99 <= 2 x p50).
+One JSON line per phase, then a summary per text set::
 
-The ceiling, measured in this process between the rounds on the same texts: plain
-ONNX Runtime (the stock encoder, same exporter) + tokenization + mean pooling + a head,
-batches of ``--batch`` 32, ``--threads`` intra-op threads (what the servers get on this
-box): rows/s. Target: server throughput / ceiling >= 0.8.
-
-Then latency at half load: each server gets open-loop arrivals at half the throughput it
-reached, for ``--seconds``: p50/p99. One JSON line per phase, then a summary::
-
-    .venv/bin/python -m bench.http_onnx --before-src /tmp/before --rounds 4 --seconds 6
+    .venv/bin/python -m bench.http_onnx --texts short,wrk --rounds 4 --seconds 8
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).parent))  # bench/common.py, imported as `common` by the engine's helpers
 
-from bench.bare_http import Connection, split_url
-from bench.http_load import LoadResult, emit, predict_factory, run, run_load, short_texts
-from bench.http_servers import PYTHON, bitfit_server, build_store, minilm_spec, task_name
+from bench.http_load import emit, predict_factory, run  # noqa: E402
+from bench.http_onnx_latency import open_loop  # noqa: E402
+from bench.http_onnx_parts import EngineAlone, batch_sizes, has_wrk, histogram, load, merge  # noqa: E402
+from bench.http_servers import PYTHON, bitfit_server, build_store, minilm_spec, task_name  # noqa: E402
+from bench.plain_ceiling import Ceiling, search, texts_of  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--texts", default="short,wrk", help="comma-separated: short, wrk")
     p.add_argument("--before-src", help="source tree of the 'before' server (omit to skip it)")
+    p.add_argument("--torch", action="store_true", help="also --backend torch")
+    p.add_argument("--one-thread", action="store_true", help="also ONNX Runtime with BITFIT_TORCH_THREADS=1")
     p.add_argument("--int8", action="store_true")
     p.add_argument("--tasks", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--seconds", type=float, default=6.0)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--search-rounds", type=int, default=2, help="rounds of the ceiling's variant search")
+    p.add_argument("--search-seconds", type=float, default=2.0)
+    p.add_argument("--load", choices=["auto", "wrk", "python"], default="auto", help="auto: wrk when installed")
     p.add_argument("--cache", default=None, help="ONNX cache folder for the servers")
     return p.parse_args(argv)
 
@@ -60,145 +66,109 @@ def servers(args: argparse.Namespace, store: Path) -> dict:
     out = {}
     if args.before_src:
         # The CLI's module moved with server/ in rooms (server.cli -> server.process.cli): run whichever the tree has.
-        # (decided by the tree's files: the editable install's finder would map server.process to this tree)
         rooms = (Path(args.before_src) / "server" / "process").is_dir()
         code = (f"import sys, importlib; sys.path.insert(0, {args.before_src!r}); "
                 f"sys.exit(importlib.import_module({'server.process.cli' if rooms else 'server.cli'!r}).main())")
-        launcher = [PYTHON, "-c", code]
-        out["before"] = bitfit_server(store, env={"PYTHONPATH": args.before_src}, launcher=launcher)
-    out["torch"] = bitfit_server(store, extra=["--backend", "torch"], env=env)
+        out["before"] = bitfit_server(store, env={"PYTHONPATH": args.before_src}, launcher=[PYTHON, "-c", code])
     out["onnxruntime"] = bitfit_server(store, extra=["--backend", "onnxruntime"], env=env)
+    if args.one_thread:
+        out["onnxruntime_1thread"] = bitfit_server(store, extra=["--backend", "onnxruntime"], env={**env, "BITFIT_TORCH_THREADS": "1"})
+    if args.torch:
+        out["torch"] = bitfit_server(store, extra=["--backend", "torch"], env=env)
     if args.int8:
         out["onnxruntime_int8"] = bitfit_server(store, extra=["--backend", "onnxruntime", "--quantize", "int8"], env=env)
     return out
 
 
-def ceiling(texts: list[str], batch: int, threads: int, seconds: float) -> dict:
-    """Plain ONNX Runtime rows/s on ``texts`` in batches, tokenization included."""
-    import tempfile
-
-    import onnxruntime as ort
-    import torch
-
-    sys.path.insert(0, str(Path(__file__).parent))  # engine_onnx is a script: it imports `common`
-    from bench.engine_onnx import export_plain, plain_runner
-    from engine import load_backbone
-
-    backbone = load_backbone(device="cpu")
-    tmp = Path(tempfile.mkdtemp(prefix="bitfit-ceiling-"))
-    export_plain(backbone, tmp / "plain.onnx")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(tmp / "plain.onnx"), options, providers=["CPUExecutionProvider"])
-    runner = plain_runner(session, backbone, torch.nn.Linear(backbone.spec.hidden_size, 2))
-    runner(texts[:batch])
-
-    def measure() -> tuple[float, float]:
-        rows, t0, c0, i = 0, time.perf_counter(), time.process_time(), 0
-        while time.perf_counter() - t0 < seconds:
-            runner([texts[(i + k) % len(texts)] for k in range(batch)])
-            rows, i = rows + batch, i + batch
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        return rows / wall, 1000 * cpu / rows
-
-    return {"measure": measure}
+def ceiling_for(kind: str, args: argparse.Namespace, backbone) -> tuple[Ceiling, object]:
+    """The ceiling's loops on these texts and its fastest variant (every variant's rows/s printed)."""
+    ceiling = Ceiling(texts_of(kind), backbone)
+    first, second = search(ceiling, args.search_rounds, args.search_seconds)
+    for stage, rates in (("one_knob", first), ("finalists", second)):
+        for v, rate in sorted(rates.items(), key=lambda kv: -kv[1]):
+            emit({"bench": "http_onnx_ceiling_variant", "texts": kind, "stage": stage, "variant": v.name, "rows_per_s": round(rate, 1)})
+    # The two fastest loops of the search both run every round and the faster counts: on a
+    # shared box a 2 s search cannot always tell one thread from two.
+    ranked = sorted({**first, **second}, key=lambda v: -(second[v] if v in second else first[v]))
+    best = ranked[:2]
+    emit({"bench": "http_onnx_ceiling_best", "texts": kind, "variants": [v.name for v in best]})
+    return ceiling, best
 
 
-async def open_loop(base_url: str, make, rate: float, seconds: float) -> LoadResult:
-    """Arrivals at a fixed ``rate`` per second regardless of answers (a connection per request in flight)."""
-    host, port = split_url(base_url)
-    result, idle = LoadResult(), []
-    t0 = time.perf_counter()
+def one_round(r: int, kind: str, args, procs: dict, ceiling: Ceiling, best, engine: EngineAlone, every: list[str], use_wrk: bool,
+              got: dict) -> None:
+    rows_per_s, cpu_ms, variant = max((*ceiling.measure(v, args.seconds), v.name) for v in best)
+    got["ceiling"].append(rows_per_s)
+    got["engine"].append(engine.measure(args.seconds))
+    emit({"bench": "http_onnx_round", "texts": kind, "round": r, "ceiling_variant": variant, "ceiling_rows_per_s": round(rows_per_s, 1),
+          "ceiling_cpu_ms_per_row": round(cpu_ms, 3), "engine_rows_per_s": round(got["engine"][-1], 1)})
+    names = list(procs)[r % len(procs):] + list(procs)[: r % len(procs)]
+    for name in names:
+        server = procs[name]
+        cpu0, sizes0 = server.cpu_seconds(), batch_sizes(server.url)
+        result = load(server.url, ceiling.texts, every, args.concurrency, args.seconds, use_wrk, seed=r)
+        cpu = 1000 * (server.cpu_seconds() - cpu0) / max(result["ok"], 1)
+        sizes = histogram(sizes0, batch_sizes(server.url))
+        got[name].append(result["rps"])
+        got[f"{name}_cpu"].append(cpu)
+        got[f"{name}_sizes"] = merge(got.get(f"{name}_sizes", {}), sizes)
+        emit({"bench": "http_onnx", "texts": kind, "round": r, "server": name, **result, "server_cpu_ms_per_request": round(cpu, 3),
+              "batch_rows_histogram": sizes})
 
-    async def one(i: int) -> None:
-        conn = idle.pop() if idle else Connection(host, port)
-        method, path, body = make(i)
-        start = time.perf_counter()
-        try:
-            status, _ = await conn.request(method, path, json.dumps(body).encode())
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            result.requests += 1
-            result.failures[type(exc).__name__] += 1
-            return
-        result.requests += 1
-        if status == 200:
-            result.ok += 1
-            result.latencies_ms.append(1000 * (time.perf_counter() - start))
-        else:
-            result.failures[str(status)] += 1
-        idle.append(conn)
 
-    tasks, i = [], 0
-    while (now := time.perf_counter() - t0) < seconds:
-        due = i / rate
-        if due > now:
-            await asyncio.sleep(due - now)
-        tasks.append(asyncio.ensure_future(one(i)))
-        i += 1
-    await asyncio.gather(*tasks)
-    result.seconds = time.perf_counter() - t0
-    for conn in idle:
-        await conn.close()
-    return result
+def summary(kind: str, args, procs: dict, got: dict, half: dict, best, use_wrk: bool) -> None:
+    med = lambda xs: statistics.median(xs)  # noqa: E731
+    ratio = lambda name, over: round(med([a / b for a, b in zip(got[name], got[over])]), 3)  # noqa: E731
+    emit({"bench": "http_onnx", "summary": True, "texts": kind, "rounds": args.rounds, "seconds_per_phase": args.seconds,
+          "load": "wrk -t2" if use_wrk else "bench.http_load (asyncio)", "concurrency": args.concurrency, "cpus": os.cpu_count(),
+          "shared_box": True, "ceiling_variants": [v.name for v in best], "ceiling_rows_per_s": round(med(got["ceiling"]), 1),
+          "engine_rows_per_s": round(med(got["engine"]), 1),
+          **{f"{n}_rps": round(med(got[n]), 1) for n in procs},
+          **{f"{n}_over_ceiling": ratio(n, "ceiling") for n in procs},
+          **{f"{n}_over_engine": ratio(n, "engine") for n in procs},
+          **{f"{n}_server_cpu_ms_per_request": round(med(got[f"{n}_cpu"]), 3) for n in procs},
+          **{f"{n}_batch_rows_histogram": got.get(f"{n}_sizes", {}) for n in procs},
+          "half_load": half, "target_over_ceiling": 0.8})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import torch
+    from engine import load_backbone
+    from server.process.settings import Settings, available_cores
 
-    torch.set_num_threads(args.threads)  # the ceiling's pooling and head; the client is asyncio
+    use_wrk = args.load == "wrk" or (args.load == "auto" and has_wrk())
     store = build_store(minilm_spec(), args.tasks)
-    texts, every = short_texts(), [task_name(i) for i in range(args.tasks)]
+    every = [task_name(i) for i in range(args.tasks)]
     procs = servers(args, store)
-    measure = ceiling(texts, args.batch, args.threads, args.seconds)["measure"]
-    rps: dict[str, list[float]] = {name: [] for name in procs}
-    cpu_ms: dict[str, list[float]] = {name: [] for name in procs}
-    ceilings: list[tuple[float, float]] = []
+    backbone = load_backbone(device="cpu")
+    threads = Settings(store=str(store)).resolved_onnx_threads(available_cores())
+    cache = Path(args.cache) if args.cache else Path.home() / ".cache" / "bitfit" / "onnx"
     try:
         for server in procs.values():
             server.start()
-        for server in procs.values():
-            server.wait_ready()
-            warm = predict_factory(texts, every, seed=99)
-            run(run_load(server.url, warm, concurrency=args.concurrency, max_requests=300, max_seconds=60))
-        for r in range(args.rounds):
-            names = list(procs)[r % len(procs):] + list(procs)[: r % len(procs)]
-            ceilings.append(measure())
-            rows_per_s, cpu_per_row = ceilings[-1]
-            emit({"bench": "http_onnx_ceiling", "round": r, "rows_per_s": round(rows_per_s, 1), "cpu_ms_per_row": round(cpu_per_row, 3)})
-            for name in names:
-                server = procs[name]
-                cpu0 = server.cpu_seconds()
-                result = run(run_load(server.url, predict_factory(texts, every, seed=r), concurrency=args.concurrency,
-                                      max_requests=1_000_000, max_seconds=args.seconds))
-                cpu = 1000 * (server.cpu_seconds() - cpu0) / max(result.ok, 1)
-                rps[name].append(result.ok / result.seconds)
-                cpu_ms[name].append(cpu)
-                emit({"bench": "http_onnx", "round": r, "server": name, **result.summary(), "server_cpu_ms_per_request": round(cpu, 3)})
-        ceiling_rps = statistics.median(c[0] for c in ceilings)
-        half = {}
         for name, server in procs.items():
-            rate = statistics.median(rps[name]) / 2
-            result = run(open_loop(server.url, predict_factory(texts, every, seed=7), rate, args.seconds))
-            half[name] = {"rate": round(rate, 1), "p50_ms": result.summary()["p50_ms"], "p99_ms": result.summary()["p99_ms"],
-                          "failed": result.requests - result.ok}
-            emit({"bench": "http_onnx_half_load", "server": name, **half[name]})
+            server.wait_ready()
+            run_warm = load(server.url, texts_of("wrk"), every, args.concurrency, 3, use_wrk, seed=99)
+            emit({"bench": "http_onnx_warm", "server": name, "rps": run_warm["rps"]})
+        for kind in args.texts.split(","):
+            ceiling, best = ceiling_for(kind, args, backbone)
+            engine = EngineAlone(backbone, ceiling.texts, args.tasks, threads, best[0].batch, cache)
+            got: dict = {"ceiling": [], "engine": [], **{n: [] for n in procs}, **{f"{n}_cpu": [] for n in procs}}
+            for r in range(args.rounds):
+                one_round(r, kind, args, procs, ceiling, best, engine, every, use_wrk, got)
+            half = {}
+            for name, server in procs.items():
+                rate = statistics.median(got[name]) / 2
+                result = run(open_loop(server.url, predict_factory(ceiling.texts, every, seed=7), rate, args.seconds))
+                s = result.summary()
+                half[name] = {"rate": round(rate, 1), "p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"], "failed": result.requests - result.ok,
+                              "p99_within_2x_p50": bool(s["p50_ms"] and s["p99_ms"] <= 2 * s["p50_ms"])}
+                emit({"bench": "http_onnx_half_load", "texts": kind, "server": name, **half[name]})
+            summary(kind, args, procs, got, half, best, use_wrk)
+            ceiling.close()
     finally:
         for server in procs.values():
             server.stop()
-    emit({"bench": "http_onnx", "summary": True, "rounds": args.rounds, "seconds_per_phase": args.seconds, "cpus": os.cpu_count(),
-          "shared_box": True, "ceiling_rows_per_s": round(ceiling_rps, 1),
-          "ceiling_cpu_ms_per_row": round(statistics.median(c[1] for c in ceilings), 3),
-          **{f"{n}_rps": round(statistics.median(v), 1) for n, v in rps.items()},
-          **{f"{n}_over_ceiling": round(statistics.median(v) / ceiling_rps, 3) for n, v in rps.items()},
-          **{f"{n}_server_cpu_ms_per_request": round(statistics.median(v), 3) for n, v in cpu_ms.items()},
-          # CPU per row of the ceiling over CPU per request of the server: the throughput ratio
-          # a CPU-bound pair would show without outside load (the wall ratio favours the
-          # server's several threads when other processes crowd the cores).
-          **{f"{n}_over_ceiling_cpu": round(statistics.median(c[1] for c in ceilings) / statistics.median(v), 3)
-             for n, v in cpu_ms.items()},
-          "half_load": half, "target_over_ceiling": 0.8})
     return 0
 
 

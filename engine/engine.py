@@ -16,7 +16,7 @@ import torch
 from bias_store.kinds import ProblemType
 from engine.backbone import Backbone
 from engine.head_batch import batch_logits
-from engine.heads import probabilities
+from engine.heads import score_list
 from engine.inputs import EncodedRow, check_inputs, collate, encode
 from engine.length_split import resolve_overhead, split_by_length
 from engine.registry import TaskHandle, TaskRegistry
@@ -40,6 +40,15 @@ class Prediction:
     labels: tuple[str, ...] | None = None  # multi-label: every label at or above its threshold
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A batch ready for its forwards (``Engine.prepare``)."""
+
+    items: list[Row]
+    groups: list[tuple[list[int], dict[str, torch.Tensor], torch.Tensor]]  # (row indices, padded inputs, bias rows) per forward
+    runner: Runner  # the runner the rows were gathered for
+
+
 class Engine(TaskRegistry):
     def __init__(
         self, backbone: Backbone, capacity: int = 0, split_overhead_tokens: int | str | None = "auto",
@@ -55,7 +64,8 @@ class Engine(TaskRegistry):
         super().__init__(backbone, capacity, shortcuts, grow)
         # Chosen once; only ``enable_gains`` replaces it (with a sibling for wider rows).
         self.runner: Runner = build_runner(backbone, self.table.layout, compile_mode, onnx)
-        self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size)
+        self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size,
+                                                      onnxruntime=onnx is not None)
         self._forward_lock = threading.Lock()  # one forward at a time (the site forwards read shared rows)
         self._gains_lock = threading.Lock()  # one widening at a time
 
@@ -89,21 +99,37 @@ class Engine(TaskRegistry):
         One forward pass, or a few when rows of very different lengths would pad more
         than a forward costs: ``split`` (``self.split(items)`` when not given).
         """
-        out: list[torch.Tensor | None] = [None] * len(items)
-        with self._forward_lock, torch.inference_mode():
+        return self._logits(self.prepare(items, split), lists=False)
+
+    def prepare(self, items: list[Row], split: Split | None = None) -> "Prepared":
+        """Everything of a batch before its forward: padded inputs and gathered bias rows per
+        forward pass, with the runner they were gathered for (``complete`` runs them)."""
+        groups = []
+        with self._forward_lock, torch.inference_mode():  # rows and runner of one layout (enable_gains)
             for group in split or self.split(items):
-                for i, logits in zip(group, self._forward([items[i] for i in group])):
+                rows = [items[i] for i in group]
+                batch = collate([r for _, r in rows], self.backbone.tokenizer.pad_token_id or 0, self.backbone.device)
+                slots = torch.tensor([h.slot for h, _ in rows], dtype=torch.long)  # [batch]
+                groups.append((group, batch, self.table.gather(slots)))
+            return Prepared(items, groups, self.runner)
+
+    def complete(self, prepared: "Prepared") -> list[Prediction]:
+        """The forwards and answers of a prepared batch. Past the heads' one ``tolist()`` per
+        forward the answers are plain Python: no torch op per row (each would release and
+        retake the GIL, and the serving worker waits for the event loop at every retake)."""
+        logits = self._logits(prepared, lists=True)
+        return [to_prediction(handle, row, row_logits) for (handle, row), row_logits in zip(prepared.items, logits)]
+
+    def _logits(self, prepared: "Prepared", lists: bool) -> list:
+        out: list = [None] * len(prepared.items)
+        with self._forward_lock, torch.inference_mode():
+            for group, batch, bias_rows in prepared.groups:
+                # hidden: [batch, seq, hidden]; pooler: [batch, hidden] or None
+                hidden, pooler = prepared.runner(rows=bias_rows, **batch)
+                handles = [prepared.items[i][0] for i in group]
+                for i, logits in zip(group, batch_logits(self.spec.model_type, handles, hidden, pooler, batch["attention_mask"], lists)):
                     out[i] = logits
         return out
-
-    def _forward(self, items: list[Row]) -> list[torch.Tensor]:
-        """One forward pass for rows of any mix of tasks (the caller holds the forward lock)."""
-        handles = [h for h, _ in items]
-        batch = collate([r for _, r in items], self.backbone.tokenizer.pad_token_id or 0, self.backbone.device)
-        slots = torch.tensor([h.slot for h in handles], dtype=torch.long)  # [batch]
-        # hidden: [batch, seq, hidden]; pooler: [batch, hidden] or None
-        hidden, pooler = self.runner(rows=self.table.gather(slots), **batch)
-        return batch_logits(self.spec.model_type, handles, hidden, pooler, batch["attention_mask"])
 
     @property
     def backend(self) -> str:
@@ -116,7 +142,8 @@ class Engine(TaskRegistry):
             self.runner.warm_up(max_batch, self.backbone.max_length)
 
     def run(self, items: list[Row], split: Split | None = None) -> list[Prediction]:
-        return [to_prediction(handle, row, logits) for (handle, row), logits in zip(items, self.logits(items, split))]
+        """Predictions of rows of any mix of tasks (``prepare`` then ``complete``)."""
+        return self.complete(self.prepare(items, split))
 
     def predict(self, name: str, inputs: list) -> list[Prediction]:
         """Encode and run one task's inputs now (no batching; for scripts and tests)."""
@@ -125,20 +152,20 @@ class Engine(TaskRegistry):
             return self.run([(handle, r) for r in rows])
 
 
-def to_prediction(handle: TaskHandle, row: EncodedRow, logits: torch.Tensor) -> Prediction:
-    scores = probabilities(handle.problem_type, logits)
-    best = int(scores.argmax()) if handle.problem_type != ProblemType.REGRESSION else 0
+def to_prediction(handle: TaskHandle, row: EncodedRow, logits: list[float]) -> Prediction:
+    scores = score_list(handle.problem_type, logits)
+    best = max(range(len(scores)), key=scores.__getitem__) if handle.problem_type != ProblemType.REGRESSION else 0
     active = None
     if handle.problem_type == ProblemType.MULTI_LABEL:
         cuts = handle.meta.thresholds or [0.5] * len(handle.labels)
-        active = tuple(label for label, s, cut in zip(handle.labels, scores.tolist(), cuts) if s >= cut)
+        active = tuple(label for label, s, cut in zip(handle.labels, scores, cuts) if s >= cut)
     return Prediction(
         task=handle.name,
         version=handle.version,
         label=handle.labels[best],
-        score=float(scores[best]),
-        scores={label: float(s) for label, s in zip(handle.labels, scores)},
+        score=scores[best],
+        scores=dict(zip(handle.labels, scores)),
         truncated=row.truncated,
-        logits=tuple(float(x) for x in logits),
+        logits=tuple(logits),
         labels=active,
     )

@@ -12,7 +12,9 @@ Two ways, same answers (to float rounding):
   slice, and each head runs on its slice.
 
 Either way all logits come back in ONE device-to-host copy: on a GPU a copy per task
-would cost a synchronisation per task.
+would cost a synchronisation per task. ``lists=True`` hands them back as Python floats
+from one ``tolist()``: the serving path's answers, without a torch op per row (each
+releases and retakes the GIL).
 """
 
 from __future__ import annotations
@@ -43,14 +45,16 @@ class RowTask(Protocol):
 
 
 def batch_logits(
-    model_type: str, tasks: list[RowTask], hidden: torch.Tensor, pooler: torch.Tensor | None, mask: torch.Tensor
-) -> list[torch.Tensor]:
-    """fp32 logits per row, on the CPU, in batch order; row ``i`` through ``tasks[i].head``."""
+    model_type: str, tasks: list[RowTask], hidden: torch.Tensor, pooler: torch.Tensor | None, mask: torch.Tensor,
+    lists: bool = False,
+) -> list[torch.Tensor] | list[list[float]]:
+    """fp32 logits per row, on the CPU, in batch order; row ``i`` through ``tasks[i].head``
+    (``lists``: as lists of Python floats)."""
     heads = {t.slot: t.head for t in tasks}  # distinct, in order of first appearance
     stacked = all(len(h.stages) == 1 for h in heads.values()) and sum(h.num_labels for h in heads.values()) <= STACKED_MAX_LABELS
     if stacked:
-        return _one_gemm(heads, tasks, _features(model_type, tasks, hidden, pooler, mask))
-    return _per_group(model_type, tasks, hidden, pooler, mask)
+        return _one_gemm(heads, tasks, _features(model_type, tasks, hidden, pooler, mask), lists)
+    return _per_group(model_type, tasks, hidden, pooler, mask, lists)
 
 
 def _features(model_type: str, tasks: list[RowTask], hidden, pooler, mask) -> torch.Tensor:
@@ -64,7 +68,7 @@ def _features(model_type: str, tasks: list[RowTask], hidden, pooler, mask) -> to
     return torch.where(is_mean, mean_pool(hidden, mask), cls_features(model_type, hidden, pooler)).float()
 
 
-def _one_gemm(heads: dict[int, Head], tasks: list[RowTask], features: torch.Tensor) -> list[torch.Tensor]:
+def _one_gemm(heads: dict[int, Head], tasks: list[RowTask], features: torch.Tensor, lists: bool = False) -> list:
     weight = torch.cat([h.stages[0][0] for h in heads.values()])  # [Σ labels, hidden]
     bias = torch.cat([h.stages[0][1] for h in heads.values()])  # [Σ labels]
     activation = next(iter(heads.values())).stages[0][2]  # one architecture, one activation
@@ -73,10 +77,11 @@ def _one_gemm(heads: dict[int, Head], tasks: list[RowTask], features: torch.Tens
     for slot, head in heads.items():
         columns[slot] = (start, start + head.num_labels)
         start += head.num_labels
-    return [row[slice(*columns[t.slot])] for row, t in zip(logits.unbind(0), tasks)]
+    rows = logits.tolist() if lists else logits.unbind(0)
+    return [row[slice(*columns[t.slot])] for row, t in zip(rows, tasks)]
 
 
-def _per_group(model_type: str, tasks: list[RowTask], hidden, pooler, mask) -> list[torch.Tensor]:
+def _per_group(model_type: str, tasks: list[RowTask], hidden, pooler, mask, lists: bool = False) -> list:
     order = sorted(range(len(tasks)), key=lambda i: tasks[i].slot)  # rows grouped by task
     features = _features(model_type, tasks, hidden, pooler, mask)[torch.tensor(order, device=hidden.device)]  # [batch, hidden]
     groups: list[tuple[list[int], torch.Tensor]] = []  # (batch rows, logits [rows, labels])
@@ -86,8 +91,9 @@ def _per_group(model_type: str, tasks: list[RowTask], hidden, pooler, mask) -> l
         groups.append((rows, tasks[rows[0]].head(features[start : start + len(rows)])))
         start += len(rows)
     width = max(logits.shape[1] for _, logits in groups)
-    stacked = torch.cat([F.pad(logits, (0, width - logits.shape[1])) for _, logits in groups]).cpu().unbind(0)
-    results: list[torch.Tensor | None] = [None] * len(tasks)
+    stacked = torch.cat([F.pad(logits, (0, width - logits.shape[1])) for _, logits in groups]).cpu()
+    stacked = stacked.tolist() if lists else stacked.unbind(0)
+    results: list = [None] * len(tasks)
     start = 0
     for rows, logits in groups:
         for j, i in enumerate(rows):

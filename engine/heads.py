@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from array import array
 from dataclasses import dataclass
 
 import torch
@@ -64,10 +66,16 @@ def cls_features(model_type: str, hidden: torch.Tensor, pooler_output: torch.Ten
     return hidden[:, 0]
 
 
-def probabilities(problem_type: ProblemType, logits: torch.Tensor) -> torch.Tensor:
-    """Scores per label: softmax (single-label), sigmoid (multi-label), raw value (regression)."""
+def score_list(problem_type: ProblemType, logits: list[float]) -> list[float]:
+    """Scores per label of one row: softmax (single-label), sigmoid (multi-label), the raw
+    value (regression); Python floats rounded to fp32, as the tensors' were."""
     if problem_type == ProblemType.SINGLE_LABEL:
-        return logits.softmax(-1)
-    if problem_type == ProblemType.MULTI_LABEL:
-        return logits.sigmoid()
-    return logits
+        top = max(logits)
+        exps = [math.exp(x - top) for x in logits]
+        total = sum(exps)
+        scores = [e / total for e in exps]
+    elif problem_type == ProblemType.MULTI_LABEL:
+        scores = [1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x)) for x in logits]
+    else:
+        return list(logits)
+    return array("f", scores).tolist()  # fp32, like the tensor answers before

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from bias_store.kinds import InputKind
@@ -67,19 +68,23 @@ def encode(tokenizer, inputs: list[TextInput], max_length: int) -> list[EncodedR
 
 
 def collate(rows: list[EncodedRow], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Pad to the longest row: input_ids, attention_mask and (if used) token_type_ids, each [batch, seq]."""
+    """Pad to the longest row: input_ids, attention_mask and (if used) token_type_ids, each [batch, seq].
+
+    Built in numpy, then one tensor each: a torch op per row would release and retake the
+    GIL each time, and the serving worker waits for the event loop at every retake
+    (docs/benchmarks/request_path.md)."""
     longest = max(len(r) for r in rows)
-    ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    ids = np.full((len(rows), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), longest), dtype=np.int64)
     use_types = rows[0].token_type_ids is not None
-    types = torch.zeros((len(rows), longest), dtype=torch.long) if use_types else None
+    types = np.zeros((len(rows), longest), dtype=np.int64) if use_types else None
     for i, row in enumerate(rows):
         n = len(row)
-        ids[i, :n] = torch.tensor(row.input_ids)
+        ids[i, :n] = row.input_ids
         mask[i, :n] = 1
         if use_types:
-            types[i, :n] = torch.tensor(row.token_type_ids)
-    batch = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-    if use_types:
-        batch["token_type_ids"] = types.to(device)
-    return batch
+            types[i, :n] = row.token_type_ids
+    arrays = {"input_ids": ids, "attention_mask": mask, **({"token_type_ids": types} if use_types else {})}
+    if torch.device(device).type == "cpu":
+        return {name: torch.from_numpy(a) for name, a in arrays.items()}
+    return {name: torch.from_numpy(a).to(device) for name, a in arrays.items()}

@@ -22,16 +22,23 @@ import torch
 # cost does; a 2-layer toy (32) 381 tokens, all Python and dispatch, which do not shrink
 # with the width. So: 32 tokens, times 384 / hidden below hidden 384.
 CPU_OVERHEAD_TOKENS, REFERENCE_HIDDEN = 32, 384
+# Under ONNX Runtime a forward's fixed cost is larger next to its per-token cost (~140 tokens
+# fitted on MiniLM, one thread), and splitting batches of short texts at 32 cost 11-37% more
+# CPU per row than one forward (docs/benchmarks/request_path.md): 128 there.
+ORT_OVERHEAD_TOKENS = 128
 
 
-def resolve_overhead(setting: int | str | None, device: torch.device, hidden_size: int = REFERENCE_HIDDEN) -> int | None:
-    """``"auto"``: on the CPU, ``CPU_OVERHEAD_TOKENS``, scaled up by 384 / hidden size for
-    narrower models; no split elsewhere, where a forward's fixed cost is thousands of
-    tokens. ``"off"`` or None: never split. An int: that cost."""
+def resolve_overhead(
+    setting: int | str | None, device: torch.device, hidden_size: int = REFERENCE_HIDDEN, onnxruntime: bool = False,
+) -> int | None:
+    """``"auto"``: on the CPU, ``CPU_OVERHEAD_TOKENS`` (``ORT_OVERHEAD_TOKENS`` under ONNX
+    Runtime), scaled up by 384 / hidden size for narrower models; no split elsewhere, where
+    a forward's fixed cost is thousands of tokens. ``"off"`` or None: never split. An int: that cost."""
     if setting == "auto":
         if device.type != "cpu":
             return None
-        return round(CPU_OVERHEAD_TOKENS * max(1.0, REFERENCE_HIDDEN / hidden_size))
+        base = ORT_OVERHEAD_TOKENS if onnxruntime else CPU_OVERHEAD_TOKENS
+        return round(base * max(1.0, REFERENCE_HIDDEN / hidden_size))
     if setting in ("off", None):
         return None
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:

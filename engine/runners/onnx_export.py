@@ -5,6 +5,13 @@ argument, so the exporter traces the per-row adds as ops
 on a graph input: one graph serves every task, and registering a task never touches it.
 Batch and length are dynamic.
 
+The graph comes from the TorchScript exporter (``torch.onnx.export(dynamo=False)``, opset
+17) when it can make one: under ONNX Runtime its graph of MiniLM costs 14% less CPU per
+forward than the dynamo exporter's (bench/plain_ceiling.py and docs/benchmarks/request_path.md)
+and it exports in a quarter of the time. Where it fails (a future torch without it, a
+model it cannot trace) the dynamo exporter (opset 18) makes the graph; ``meta.json``
+names which one did.
+
 The cache folder holds one sub-folder per (backbone fingerprint, exporter version, torch
 version, quantization). A folder is trusted only when its ``meta.json`` names exactly that
 key and the sha256 of every file it lists; anything else (a half-written export, a file
@@ -38,8 +45,10 @@ from engine.runners.pytorch import RowBiasedEncoder
 log = logging.getLogger(__name__)
 
 # Bump when the graph's inputs, outputs or meaning change: older cache folders stop matching.
-EXPORTER_VERSION = "1"
-OPSET = 18
+# 2: the TorchScript exporter first, the dynamo exporter as the fallback.
+EXPORTER_VERSION = "2"
+OPSET = 17  # the TorchScript exporter's; the dynamo fallback writes DYNAMO_OPSET
+DYNAMO_OPSET = 18
 QUANTIZE = ("none", "int8")
 MAX_META_BYTES = 1 << 20  # a meta.json is ~1 KiB; a larger one is not read
 
@@ -73,17 +82,45 @@ def cache_key(backbone: Backbone, layout: SiteLayout, quantize: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-def export_encoder(backbone: Backbone, layout: SiteLayout, path: Path) -> None:
-    """Trace the encoder with rows as an input and write ``path`` (weights inside the file)."""
+def export_encoder(backbone: Backbone, layout: SiteLayout, path: Path) -> str:
+    """Trace the encoder with rows as an input and write ``path`` (weights inside the file);
+    returns the exporter that made it (``torchscript``, else ``dynamo``)."""
     if backbone.device.type != "cpu" or backbone.dtype != torch.float32:
         raise ValueError("the ONNX export runs from the fp32 CPU encoder")
-    names = token_inputs(backbone.encoder)
     module = _Exported(backbone.encoder, layout).eval()
-    batch, seq = 3, 7  # not 1: the exporter would specialise a size-1 dimension
+    try:
+        _export_torchscript(module, backbone, layout, path)
+        return "torchscript"
+    except Exception as exc:  # noqa: BLE001 (any failure of the old exporter: the new one tries)
+        log.info("the TorchScript ONNX exporter failed (%s: %s); exporting with dynamo", type(exc).__name__, exc)
+        path.unlink(missing_ok=True)
+        _export_dynamo(module, backbone, layout, path)
+        return "dynamo"
+
+
+def _example(backbone: Backbone, layout: SiteLayout) -> dict[str, torch.Tensor]:
+    batch, seq = 3, 7  # not 1: the exporters would specialise a size-1 dimension
     ids = torch.full((batch, seq), 100, dtype=torch.long)
     example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
     example["attention_mask"][1, 5:] = 0
-    kwargs = {n: example[n] for n in names} | {"rows": layout.base().expand(batch, -1).contiguous()}
+    names = token_inputs(backbone.encoder)
+    return {n: example[n] for n in names} | {"rows": layout.base().expand(batch, -1).contiguous()}
+
+
+def _export_torchscript(module: _Exported, backbone: Backbone, layout: SiteLayout, path: Path) -> None:
+    kwargs = _example(backbone, layout)
+    # Positional, in forward's order: (input_ids, attention_mask, rows[, token_type_ids]).
+    names = [n for n in ("input_ids", "attention_mask", "rows", "token_type_ids") if n in kwargs]
+    axes = {n: ({0: "batch"} if n == "rows" else {0: "batch", 1: "seq"}) for n in names}
+    outputs = ["hidden", "pooler"] if module.has_pooler else ["hidden"]
+    with torch.no_grad(), _quiet_exporter():
+        torch.onnx.export(module, tuple(kwargs[n] for n in names), str(path), dynamo=False, input_names=names,
+                          output_names=outputs, dynamic_axes=axes, opset_version=OPSET)
+
+
+def _export_dynamo(module: _Exported, backbone: Backbone, layout: SiteLayout, path: Path) -> None:
+    kwargs = _example(backbone, layout)
+    names = [n for n in kwargs if n != "rows"]
     b = torch.export.Dim("batch", min=1, max=65536)
     t = torch.export.Dim("seq", min=1, max=backbone.max_length)
     shapes = {n: {0: b, 1: t} for n in names} | {"rows": {0: b}}
@@ -91,7 +128,7 @@ def export_encoder(backbone: Backbone, layout: SiteLayout, path: Path) -> None:
     with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             module, (), kwargs=kwargs, dynamo=True, input_names=list(kwargs), output_names=outputs,
-            dynamic_shapes=shapes, opset_version=OPSET, verbose=False,
+            dynamic_shapes=shapes, opset_version=DYNAMO_OPSET, verbose=False,
         )
     program.save(str(path), external_data=False)
 
@@ -150,14 +187,14 @@ def _build(backbone: Backbone, layout: SiteLayout, folder: Path, meta: dict, qua
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         log.info("exporting the encoder to ONNX (once per backbone; cached in %s)", folder)
-        export_encoder(backbone, layout, tmp / "fp32.onnx")
+        exporter = export_encoder(backbone, layout, tmp / "fp32.onnx")
         if quantize == "int8":
             quantize_int8(tmp / "fp32.onnx", tmp / "encoder.onnx")
             (tmp / "fp32.onnx").unlink()
         else:
             (tmp / "fp32.onnx").rename(tmp / "encoder.onnx")
         files = sorted(p.name for p in tmp.iterdir())
-        meta = {**meta, "sha256": {name: _sha256(tmp / name) for name in files}}
+        meta = {**meta, "exporter": exporter, "sha256": {name: _sha256(tmp / name) for name in files}}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         os.replace(tmp, folder)
     finally:

@@ -102,9 +102,9 @@ class OrtEncoder:
         """Nothing to do: the session was built (and its graph exported) at construction."""
 
     def __call__(self, rows: torch.Tensor, **batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        ids = batch["input_ids"]
+        ids = batch["input_ids"].numpy()
         # A tokenizer without token types (RoBERTa's) leaves them out; the encoder's default is zeros.
-        feeds = {name: (batch[name] if name in batch else torch.zeros_like(ids)).numpy() for name in self.inputs if name != "rows"}
+        feeds = {name: (batch[name].numpy() if name in batch else np.zeros_like(ids)) for name in self.inputs if name != "rows"}
         feeds["rows"] = np.ascontiguousarray(rows.numpy())  # [batch, width]
         out = self.session.run(None, feeds)
         hidden = torch.from_numpy(out[0])  # shares the runtime's buffer

@@ -18,7 +18,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from engine import Backbone
 from server.http.access_log import AccessLog
+from server.http.auth import accepted_keys
 from server.http.errors import install_error_handlers
+from server.http.fast_predict import FastPredict
 from server.http.json_bytes import OrjsonResponse
 from server.http.middleware import ReplicaHeader, RequestGuard
 from server.http.openapi import declare_limits
@@ -89,6 +91,9 @@ def create_app(settings: Settings, *, backbone: Backbone | None = None) -> FastA
     if settings.console_enabled():
         add_console(app)
     declare_limits(app, settings)
+    # Innermost: the hot request's fast lane, past the guard, the replica header, the catch-all,
+    # the access log and the request id like every request (server/http/fast_predict.py).
+    app.add_middleware(FastPredict, settings=settings, open_server=accepted_keys(settings, "reader", app.state.keys is not None) is None)
     app.add_middleware(RequestGuard, settings=settings, metrics=app.state.metrics)
     app.add_middleware(ReplicaHeader, name=settings.replica_name or f"{socket.gethostname()}:{os.getpid()}")
     install_error_handlers(app)  # its catch-all wraps every middleware above

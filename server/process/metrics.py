@@ -36,7 +36,8 @@ OTHER = "other"
 UNKNOWN = "unknown"
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Every 4 rows up to the default batch of 32: where batches form under load shows (bench/http_onnx.py).
+_ROWS = (1, 2, 4, 8, 12, 16, 20, 24, 28, 31, 32, 48, 64, 128, 256)
 _FORWARDS = (1, 2, 3, 4, 6, 8, 16)
 _REQUEST_LABELS = ("task", "status", "route", "method", "protocol")
 _PREDICT = {"route": "/predict/{task}", "method": "POST", "protocol": "native"}

@@ -145,7 +145,8 @@ class Settings(BaseSettings):
     # 0 = one fewer than the CPU cores, at least 1: the event loop and tokenizers keep a core,
     # so a torch thread is not preempted mid-forward while its sibling spins at a barrier. On
     # a shared 2-core machine that was ~4x less server CPU per request than 2 threads.
-    torch_threads: int = Field(0, ge=0, description="intra-op threads of the encoder (torch or ONNX Runtime); 0 = CPU cores - 1")
+    torch_threads: int = Field(
+        0, ge=0, description="intra-op threads of the encoder (torch or ONNX Runtime); 0 = cores - 1 (torch), every core (ONNX Runtime)")
     # A short text takes ~30 us to tokenize, less than the hop to the pool; longer ones go to
     # the pool so that they never hold up other requests.
     tokenize_inline_chars: int = Field(
@@ -255,6 +256,11 @@ class Settings(BaseSettings):
 
     def resolved_torch_threads(self, cpu_count: int | None) -> int:
         return self.torch_threads or max(1, (cpu_count or 1) - 1)
+
+    def resolved_onnx_threads(self, cpu_count: int | None) -> int:
+        """ONNX Runtime's threads never spin, so they hand a core back to the event loop
+        between ops: by default the forward gets every core (docs/benchmarks/request_path.md)."""
+        return self.torch_threads or max(1, cpu_count or 1)
 
     def resolved_onnx_cache(self) -> Path:
         return self.onnx_cache or Path.home() / ".cache" / "bitfit" / "onnx"

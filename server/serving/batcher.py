@@ -4,7 +4,8 @@ Requests of any mix of tasks are queued as rows ``(TaskHandle, EncodedRow)``. Th
 takes rows first-in first-out until the batch holds ``max_rows`` rows or ``max_tokens``
 padded tokens, waiting at most ``max_wait`` after the oldest row arrived, and runs them as
 ONE forward pass (the engine only groups rows by task at the heads). A request larger
-than a batch is split over consecutive batches.
+than a batch is split over consecutive batches. Between a forward and its answers the
+worker takes and prepares the next batch (``_work``).
 
 The event loop never runs torch: the forward runs on the single worker thread (one
 forward at a time is also a correctness need of the engine). Rows arrive tokenized
@@ -14,6 +15,7 @@ Back-pressure: when ``max_queue_rows`` rows are waiting, ``submit`` raises Overl
 (HTTP 503 + Retry-After) instead of letting the queue grow without bound. Rows of a
 request whose client went away are dropped before they reach a forward pass.
 """
+# size: the queue, its worker's pipeline and the settling of requests share one condition's state
 
 from __future__ import annotations
 
@@ -59,6 +61,19 @@ class _Pending:
             self.future.set_exception(error)
         else:
             self.future.set_result(self.results)
+
+
+@dataclass(eq=False)
+class _Prepared:
+    """A batch taken from the queue and prepared by the engine, waiting for its forward."""
+
+    taken: list[tuple[_Pending, int]]  # (request, row index) per batch row
+    requests: list[_Pending]  # distinct, in order
+    items: list[Item]
+    split: list[list[int]]
+    prepared: object  # the engine's
+    start: float  # time.perf_counter() when taken
+    start_ns: int
 
 
 def _record_spans(pending: _Pending) -> None:
@@ -154,46 +169,64 @@ class Batcher:
 
     # -- worker side -----------------------------------------------------------------------
     def _work(self) -> None:
+        """Take a batch, prepare it, run it; between a forward and its answers, take and prepare
+        the next batch. The worker's GIL-bound steps (padding, gathering rows, answers) then
+        run while the event loop is idle, and its burst of answers and new requests overlaps
+        the next forward, which holds no GIL: at each release and retake of the GIL the worker
+        would otherwise wait for a busy event loop (docs/benchmarks/request_path.md)."""
+        ready: _Prepared | None = None
         while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            if batch:
-                self._run(batch)
+            if ready is None:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                ready = self._prepare(batch) if batch else None
+                continue
+            done = self._complete(ready)
+            batch = self._next_batch(wait=False)  # rows already due; [] if none
+            ready = self._prepare(batch) if batch else None
+            _settle_all(done)
 
-    def _next_batch(self) -> list[tuple[_Pending, int]] | None:
-        """Wait for rows and take one batch's worth; None once closed and drained."""
+    def _next_batch(self, wait: bool = True) -> list[tuple[_Pending, int]] | None:
+        """Wait for rows and take one batch's worth; None once closed and drained.
+        ``wait=False``: only rows already due (a full batch, or the oldest row's wait over), else []."""
         with self._cond:
+            if not wait and (not self._queue or not self._due()):
+                return []
             while not self._queue:
                 if self._closing:
                     return None
                 self._cond.wait()
             deadline = self._queue[0].enqueued + self.max_wait
-            while not self._closing and self._queued_rows < self.max_rows and self._queued_tokens < self.max_tokens:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            taken: list[tuple[_Pending, int]] = []
-            longest = 0
-            while self._queue and len(taken) < self.max_rows:
-                pending = self._queue[0]
-                if pending.dropped:
-                    self._pop_rest(pending)
-                    continue
-                row = pending.items[pending.taken][1]
-                grown = max(longest, len(row))
-                if taken and grown * (len(taken) + 1) > self.max_tokens:
-                    break  # padding is to the longest row, so this is the batch's real cost
-                taken.append((pending, pending.taken))
-                longest = grown
-                pending.taken += 1
-                self._queued_rows -= 1
-                self._queued_tokens -= len(row)
-                if pending.taken == len(pending.items):
-                    self._queue.popleft()
-            self.metrics.queue_depth.set(self._queued_rows)
-            return taken
+            while not self._due():
+                self._cond.wait(deadline - time.perf_counter())
+            return self._take()
+
+    def _due(self) -> bool:  # caller holds self._cond; the queue is not empty
+        full = self._queued_rows >= self.max_rows or self._queued_tokens >= self.max_tokens
+        return self._closing or full or time.perf_counter() >= self._queue[0].enqueued + self.max_wait
+
+    def _take(self) -> list[tuple[_Pending, int]]:  # caller holds self._cond
+        taken: list[tuple[_Pending, int]] = []
+        longest = 0
+        while self._queue and len(taken) < self.max_rows:
+            pending = self._queue[0]
+            if pending.dropped:
+                self._pop_rest(pending)
+                continue
+            row = pending.items[pending.taken][1]
+            grown = max(longest, len(row))
+            if taken and grown * (len(taken) + 1) > self.max_tokens:
+                break  # padding is to the longest row, so this is the batch's real cost
+            taken.append((pending, pending.taken))
+            longest = grown
+            pending.taken += 1
+            self._queued_rows -= 1
+            self._queued_tokens -= len(row)
+            if pending.taken == len(pending.items):
+                self._queue.popleft()
+        self.metrics.queue_depth.set(self._queued_rows)
+        return taken
 
     def _pop_rest(self, pending: _Pending) -> None:  # caller holds self._cond
         rest = pending.items[pending.taken :]
@@ -202,7 +235,8 @@ class Batcher:
         pending.taken = len(pending.items)
         self._queue.popleft()
 
-    def _run(self, taken: list[tuple[_Pending, int]]) -> None:
+    def _prepare(self, taken: list[tuple[_Pending, int]]) -> _Prepared | None:
+        """Pad the batch and gather its rows' biases (the engine's ``prepare``); None if that failed."""
         start, start_ns = time.perf_counter(), time.time_ns()
         requests = list(dict.fromkeys(p for p, _ in taken))  # distinct, in order
         for pending in requests:
@@ -212,28 +246,42 @@ class Batcher:
         items = [p.items[i] for p, i in taken]
         split = self.engine.split(items)  # computed once: run by the engine, reported in the metrics
         try:
-            predictions = self.engine.run(items, split)
+            prepared = self.engine.prepare(items, split)
         except Exception as exc:  # a bug or a device error: fail these requests, keep serving
-            # Not logged here: each request's answer logs it once, at the HTTP edge.
-            for pending in requests:
-                pending.dropped = True
-            _settle_all(requests, exc)
-            return
-        self.metrics.inference.observe(time.perf_counter() - start)
+            self._fail(requests, exc)
+            return None
+        return _Prepared(taken, requests, items, split, prepared, start, start_ns)
+
+    def _complete(self, ready: _Prepared) -> list[_Pending]:
+        """Run a prepared batch; its requests now answered in full (settled by the caller)."""
+        try:
+            predictions = self.engine.complete(ready.prepared)
+        except Exception as exc:  # a bug or a device error: fail these requests, keep serving
+            self._fail(ready.requests, exc)
+            return []
+        items = ready.items
+        self.metrics.inference.observe(time.perf_counter() - ready.start)
         self.metrics.batch_rows.observe(len(items))
         self.metrics.rows.inc(len(items))
         self.metrics.batch_tasks.observe(len({h.slot for h, _ in items}))
-        self._observe_padding(items, split)
+        self._observe_padding(items, ready.split)
         end_ns = time.time_ns()
-        for pending in requests:
-            pending.batches.append((start_ns, end_ns, len(items)))
+        for pending in ready.requests:
+            pending.batches.append((ready.start_ns, end_ns, len(items)))
         done = []
-        for (pending, i), prediction in zip(taken, predictions):
+        for (pending, i), prediction in zip(ready.taken, predictions):
             pending.results[i] = prediction
             pending.finished += 1
             if pending.finished == len(pending.items):
                 done.append(pending)
-        _settle_all(done)
+        return done
+
+    @staticmethod
+    def _fail(requests: list[_Pending], exc: Exception) -> None:
+        # Not logged here: each request's answer logs it once, at the HTTP edge.
+        for pending in requests:
+            pending.dropped = True
+        _settle_all(requests, exc)
 
     def _observe_padding(self, items: list[Item], split: list[list[int]]) -> None:
         lengths = [len(row) for _, row in items]

@@ -26,6 +26,12 @@ def tracer() -> Any:
     return trace.get_tracer("bitfit") if trace is not None else None
 
 
+def tracer_configured() -> bool:
+    """Whether a tracer provider is set (without one, FastAPI makes no server span and every
+    call here is a no-op)."""
+    return trace is not None and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 @contextmanager
 def span(name: str, **attributes: Any) -> Iterator[None]:
     """A child span of the current one (the request's), around a block."""

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import Engine
-from engine.length_split import CPU_OVERHEAD_TOKENS, resolve_overhead, split_by_length
+from engine.length_split import CPU_OVERHEAD_TOKENS, ORT_OVERHEAD_TOKENS, resolve_overhead, split_by_length
 from tests.helpers import random_bias_set
 
 
@@ -37,6 +37,7 @@ def test_overhead_setting():
     assert resolve_overhead("auto", cpu, hidden_size=768) == CPU_OVERHEAD_TOKENS
     assert resolve_overhead("auto", cpu, hidden_size=32) == 12 * CPU_OVERHEAD_TOKENS  # a toy's forward is all overhead
     assert resolve_overhead("auto", gpu) is None
+    assert resolve_overhead("auto", cpu, onnxruntime=True) == ORT_OVERHEAD_TOKENS > CPU_OVERHEAD_TOKENS  # its forwards cost more fixed
     assert resolve_overhead("off", cpu) is None
     assert resolve_overhead(100, gpu) == 100
     with pytest.raises(ValueError, match="positive"):

@@ -212,3 +212,36 @@ def test_backend_choice():
         resolve_backend("onnxruntime", gpu)
     with pytest.raises(ValueError, match="backend must be one of"):
         resolve_backend("tensorrt", cpu)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "distilbert"])
+def test_the_graph_comes_from_the_torchscript_exporter(backbones, onnx_cache, model_type):
+    """Its graph costs less CPU per forward under ONNX Runtime than the dynamo exporter's
+    (docs/benchmarks/request_path.md); the dynamo exporter is only the fallback."""
+    _, backbone = backbones(model_type)
+    layout = Engine(backbone).table.layout
+    meta = json.loads((cached_graph(backbone, layout, onnx_cache).parent / "meta.json").read_text())
+    assert meta["exporter"] == "torchscript" and meta["opset"] == 17
+
+
+def test_the_dynamo_exporter_takes_over_when_torchscript_fails(backbones, tmp_path, monkeypatch):
+    from engine.runners import onnx_export
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no TorchScript exporter here")
+
+    monkeypatch.setattr(onnx_export, "_export_torchscript", broken)
+    _, backbone = backbones("bert")
+    engine = ort_engine(backbone, tmp_path / "cache")
+    meta = json.loads(next((tmp_path / "cache").glob("*/meta.json")).read_text())
+    assert meta["exporter"] == "dynamo"
+    bs = random_bias_set(backbone.spec, "t", ["a", "b"], seed=1)
+    engine.register(bs)
+    handle = engine.get("t")
+    got = engine.run([(handle, row) for row in engine.encode(handle, TEXTS)])
+    want = Engine(backbone)
+    want.register(bs)
+    expected = want.run([(want.get("t"), row) for row in want.encode(want.get("t"), TEXTS)])
+    assert [p.label for p in got] == [p.label for p in expected]
+    for a, b in zip(got, expected):
+        assert abs(a.score - b.score) < 1e-4

@@ -37,6 +37,12 @@ class FakeEngine:
     def split(self, items):
         return [list(range(len(items)))]  # one forward
 
+    def prepare(self, items, split=None):
+        return items, split
+
+    def complete(self, prepared):
+        return self.run(*prepared)
+
     def encode(self, handle, inputs):
         self.encoded_on = threading.current_thread().name
         return [EncodedRow([i] + [0] * (len(text) - 1), None, False) for i, text in enumerate(inputs)]
@@ -191,3 +197,37 @@ def test_padding_and_forwards_per_batch_are_measured_as_the_engine_splits_them()
     assert registry.get_sample_value("bitfit_batch_forwards_sum") == 1 + 2
     # one forward pads to 3 x 10 = 30 tokens (16 of padding); split: 2 x 2 + 10 = 14, none
     assert registry.get_sample_value("bitfit_batch_padding_ratio_sum") == pytest.approx(16 / 30)
+
+
+def test_the_next_batch_is_prepared_before_the_answers_of_the_last_one_go_out():
+    """The worker's GIL-bound steps for batch B run before it wakes the event loop with A's
+    answers, so the loop's burst of work overlaps B's forward (server/serving/batcher.py)."""
+    events: list[str] = []
+
+    class Recording(FakeEngine):
+        def prepare(self, items, split=None):
+            events.append("prepare " + items[0][0].name)
+            return super().prepare(items, split)
+
+        def complete(self, prepared):
+            events.append("complete " + prepared[0][0][0].name)
+            return super().complete(prepared)
+
+    engine = Recording()
+    engine.gate.clear()  # A's forward waits until B is queued
+    batcher = make(engine, max_batch_rows=4, max_wait_ms=0)
+
+    async def main():
+        a = asyncio.ensure_future(batcher.submit(rows("a", 1, 4)))
+        a.add_done_callback(lambda _: events.append("answered a"))
+        while "complete a" not in events:
+            await asyncio.sleep(0.005)
+        b = asyncio.ensure_future(batcher.submit(rows("b", 2, 4)))
+        await asyncio.sleep(0.05)  # b is queued (and due) while a's forward runs
+        engine.gate.set()
+        return await a, await b
+
+    a, b = asyncio.run(main())
+    batcher.close()
+    assert a == [("a", i) for i in range(4)] and b == [("b", i) for i in range(4)]
+    assert events.index("complete a") < events.index("prepare b") < events.index("answered a")

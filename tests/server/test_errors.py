@@ -69,10 +69,10 @@ def test_one_failed_forward_is_one_error_line(tmp_path, tiny_backbone, caplog):
         assert upload(client, random_bias_set(tiny_backbone.spec, "t", seed=1)).status_code == 201
         engine = client.app.state.services.engine
 
-        def broken_run(items, split):  # what a device error in the forward looks like
+        def broken_forward(prepared):  # what a device error in the forward looks like
             raise RuntimeError("device lost")
 
-        engine.run = broken_run
+        engine.complete = broken_forward  # the batcher's forward step (engine.prepare, then this)
         caplog.clear()
         with caplog.at_level(logging.INFO):
             r = client.post("/predict/t", json={"inputs": "x"})

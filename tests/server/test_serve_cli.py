@@ -104,3 +104,28 @@ def test_a_taken_port_is_refused_before_the_backbone_loads(capsys):
     err = capsys.readouterr().err
     assert f"--port / BITFIT_PORT: 127.0.0.1:{port} is not free" in err
     assert time.perf_counter() - started < 2
+
+
+def test_the_serving_process_hands_the_gil_back_quickly_and_collects_less_often(tmp_path):
+    """bitfit serve's process settings (docs/benchmarks/request_path.md): the inference worker
+    waits at most 0.5 ms for a busy event loop's GIL, and the cyclic GC runs less often."""
+    import gc
+
+    import torch
+
+    before = sys.getswitchinterval(), gc.get_threshold(), torch.get_num_threads()
+    try:
+        serve_cli._tune_process(Settings(store=str(tmp_path), torch_threads=1), torch)
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        assert gc.get_threshold() == serve_cli.GC_THRESHOLDS and serve_cli.GC_THRESHOLDS[0] > 700
+        assert torch.get_num_threads() == 1
+    finally:
+        sys.setswitchinterval(before[0])
+        gc.set_threshold(*before[1])
+        torch.set_num_threads(before[2])
+
+
+def test_onnx_runtime_gets_every_core_and_torch_all_but_one():
+    settings = Settings(store="s")
+    assert settings.resolved_onnx_threads(2) == 2 and settings.resolved_torch_threads(2) == 1
+    assert Settings(store="s", torch_threads=3).resolved_onnx_threads(2) == 3

@@ -1,0 +1,253 @@
+"""The honest ceiling: the fastest plain single-model ONNX Runtime loop this box runs on given texts.
+
+A single-model server's whole step, in one thread of Python: tokenize a batch of texts,
+run the stock encoder (no per-row inputs), mean-pool, one head, logits to numpy. Every
+knob that could make that loop faster is a variant, timed interleaved round by round:
+
+- ``exporter``: ``legacy`` (``torch.onnx.export(..., dynamo=False)``, opset 17) or
+  ``dynamo`` (the exporter the server uses, opset 18);
+- ``fused``: the graph after ``onnxruntime.transformers``' BERT optimizer (Attention,
+  SkipLayerNormalization, BiasGelu);
+- ``spin``: ``session.intra_op.allow_spinning`` on or off;
+- ``threads``: intra-op threads (1 or 2 on this box);
+- ``batch``: rows per step (32 or 64);
+- ``tokenizer``: ``raw`` (``tokenizers.Tokenizer.encode_batch``, padding in Rust) or ``hf``
+  (``transformers``' ``__call__`` with ``padding=True``, what ``bench/engine_onnx.py`` ran).
+
+``search`` times the base variant and each one-knob change from it, then the combination
+of every change that won, and returns the rows/s of each: the best is the ceiling.
+Run alone::
+
+    python -m bench.plain_ceiling --texts short --rounds 3 --seconds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# The texts of the issue's wrk check (bench/wrk_predict.lua draws one at random per request).
+WRK_TEXTS = ["a gorgeous, witty film", "a dull and lifeless mess", "not bad at all",
+             "the cast is wonderful but the script is thin", "I walked out halfway"]
+TOKEN_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    exporter: str = "legacy"
+    fused: bool = False
+    spin: bool = False
+    threads: int = 2
+    batch: int = 32
+    tokenizer: str = "raw"
+
+    @property
+    def name(self) -> str:
+        return (f"{self.exporter}{'_fused' if self.fused else ''}_t{self.threads}_{'spin' if self.spin else 'nospin'}"
+                f"_b{self.batch}_{self.tokenizer}")
+
+
+def texts_of(kind: str, n: int = 4096, seed: int = 0) -> list[str]:
+    """``short``: bench.http_load.short_texts(); ``wrk``: the wrk check's five texts drawn at random."""
+    if kind == "short":
+        from bench.http_load import short_texts
+
+        return short_texts()
+    rng = random.Random(seed)
+    return [rng.choice(WRK_TEXTS) for _ in range(n)]
+
+
+def export(backbone, path: Path, exporter: str) -> None:
+    """The stock encoder (hidden states out), by the legacy TorchScript or the dynamo exporter."""
+    import torch
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, encoder) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+
+    ids = torch.full((3, 7), 100, dtype=torch.long)  # not 1: the exporter would specialise a size-1 dimension
+    module, example = Encoder(backbone.encoder).eval(), (ids, torch.ones_like(ids), torch.zeros_like(ids))
+    if exporter == "dynamo":
+        b, t = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=1, max=backbone.max_length)
+        with torch.no_grad():
+            program = torch.onnx.export(module, example, dynamo=True, input_names=TOKEN_INPUTS, output_names=["hidden"],
+                                        dynamic_shapes={n: {0: b, 1: t} for n in TOKEN_INPUTS}, opset_version=18, verbose=False)
+        program.save(str(path), external_data=False)
+        return
+    with torch.no_grad():
+        torch.onnx.export(module, example, str(path),
+                          dynamo=False, opset_version=17, input_names=TOKEN_INPUTS, output_names=["hidden"],
+                          dynamic_axes={n: {0: "batch", 1: "seq"} for n in TOKEN_INPUTS})
+
+
+def fuse(source: Path, target: Path, backbone) -> None:
+    from onnxruntime.transformers import optimizer
+
+    config = backbone.encoder.config
+    model = optimizer.optimize_model(str(source), model_type="bert", num_heads=config.num_attention_heads,
+                                     hidden_size=config.hidden_size, opt_level=1)
+    model.save_model_to_file(str(target))
+
+
+def session(path: Path, threads: int, spin: bool):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class PlainLoop:
+    """One step: tokenize ``texts``, the encoder, mean pooling, one head (numpy) -> logits."""
+
+    def __init__(self, sess, backbone, kind: str, head: tuple[np.ndarray, np.ndarray]) -> None:
+        from tokenizers import Tokenizer
+
+        self.session, self.kind, self.head = sess, kind, head
+        self.names = [i.name for i in sess.get_inputs()]
+        self.hf, self.max_length = backbone.tokenizer, backbone.max_length
+        self.raw = Tokenizer.from_str(backbone.tokenizer.backend_tokenizer.to_str())
+        self.raw.enable_truncation(self.max_length)
+        self.raw.enable_padding(pad_id=backbone.tokenizer.pad_token_id, pad_token=backbone.tokenizer.pad_token)
+
+    def tokenize(self, texts: list[str]) -> dict[str, np.ndarray]:
+        if self.kind == "hf":
+            enc = self.hf(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
+            return {n: enc[n].astype(np.int64) for n in TOKEN_INPUTS}
+        encs = self.raw.encode_batch(texts)
+        return {"input_ids": np.array([e.ids for e in encs], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64)}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        feeds = self.tokenize(texts)
+        hidden = self.session.run(None, {n: feeds[n] for n in self.names})[0]
+        mask = feeds["attention_mask"][..., None].astype(np.float32)
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        return pooled @ self.head[0].T + self.head[1]
+
+
+class Ceiling:
+    """The graphs (exported once each), a loop per variant, and the timing of one."""
+
+    def __init__(self, texts: list[str], backbone=None) -> None:
+        from engine import load_backbone
+
+        self.texts = texts
+        self.backbone = backbone or load_backbone(device="cpu")
+        self.tmp = Path(tempfile.mkdtemp(prefix="bitfit-ceiling-"))
+        rng = np.random.default_rng(0)
+        hidden = self.backbone.spec.hidden_size
+        self.head = (rng.standard_normal((2, hidden)).astype(np.float32), np.zeros(2, np.float32))
+        self._graphs: dict[tuple[str, bool], Path] = {}
+        self._loops: dict[Variant, PlainLoop] = {}
+
+    def graph(self, exporter: str, fused: bool) -> Path:
+        key = (exporter, fused)
+        if key not in self._graphs:
+            path = self.tmp / f"{exporter}{'_fused' if fused else ''}.onnx"
+            if fused:
+                fuse(self.graph(exporter, False), path, self.backbone)
+            else:
+                export(self.backbone, path, exporter)
+            self._graphs[key] = path
+        return self._graphs[key]
+
+    def loop(self, v: Variant) -> PlainLoop:
+        if v not in self._loops:
+            self._loops[v] = PlainLoop(session(self.graph(v.exporter, v.fused), v.threads, v.spin), self.backbone, v.tokenizer, self.head)
+            self._loops[v](self.texts[: v.batch])  # warm
+        return self._loops[v]
+
+    def measure(self, v: Variant, seconds: float) -> tuple[float, float]:
+        """(rows/s wall, ms of this process's CPU per row) over ``seconds`` of consecutive batches."""
+        run, n = self.loop(v), len(self.texts)
+        rows, i, t0, c0 = 0, 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - t0 < seconds:
+            run([self.texts[(i + k) % n] for k in range(v.batch)])
+            rows, i = rows + v.batch, i + v.batch
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return rows / wall, 1000 * cpu / rows
+
+    def close(self) -> None:
+        import shutil
+
+        self._loops.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def one_knob_variants(base: Variant, threads: tuple[int, ...]) -> list[Variant]:
+    flips = [replace(base, exporter="dynamo" if base.exporter == "legacy" else "legacy"), replace(base, fused=not base.fused),
+             replace(base, spin=not base.spin), replace(base, batch=64 if base.batch == 32 else 32),
+             replace(base, tokenizer="hf" if base.tokenizer == "raw" else "raw")]
+    flips += [replace(base, threads=t) for t in threads if t != base.threads]
+    return [base, *flips]
+
+
+def interleave(ceiling: Ceiling, variants: list[Variant], rounds: int, seconds: float) -> dict[Variant, float]:
+    """Median rows/s of each variant over ``rounds`` rounds, the order rotating each round."""
+    got: dict[Variant, list[float]] = {v: [] for v in variants}
+    for r in range(rounds):
+        shift = r % len(variants)
+        for v in variants[shift:] + variants[:shift]:
+            got[v].append(ceiling.measure(v, seconds)[0])
+    return {v: statistics.median(x) for v, x in got.items()}
+
+
+def search(ceiling: Ceiling, rounds: int, seconds: float, threads: tuple[int, ...] = (1, 2)) -> tuple[dict, dict]:
+    """Stage 1: the base and every one-knob change from it. Stage 2: the stage's best and
+    the base with every winning change at once, timed against each other. Returns both
+    stages' median rows/s; the ceiling is stage 2's best."""
+    base = Variant()
+    first = interleave(ceiling, one_knob_variants(base, threads), rounds, seconds)
+    combined = base
+    for v, rate in first.items():
+        if v != base and rate > first[base]:
+            combined = replace(combined, **{f: getattr(v, f) for f in v.__dataclass_fields__ if getattr(v, f) != getattr(base, f)})
+    finalists = list(dict.fromkeys([max(first, key=first.get), combined]))
+    return first, interleave(ceiling, finalists, rounds, seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.http_load import emit
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--texts", choices=["short", "wrk"], default="short")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=3.0)
+    args = p.parse_args(argv)
+    ceiling = Ceiling(texts_of(args.texts))
+    try:
+        first, second = search(ceiling, args.rounds, args.seconds)
+    finally:
+        ceiling.close()
+    for stage, rates in (("one_knob", first), ("finalists", second)):
+        for v, rate in sorted(rates.items(), key=lambda kv: -kv[1]):
+            emit({"bench": "plain_ceiling", "texts": args.texts, "stage": stage, "variant": v.name, "rows_per_s": round(rate, 1)})
+    best = max(second, key=second.get)
+    emit({"bench": "plain_ceiling", "texts": args.texts, "best": best.name, "rows_per_s": round(second[best], 1), "shared_box": True})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

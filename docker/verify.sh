@@ -9,7 +9,8 @@
 #
 # Steps: the engine (installed if missing) -> the base image -> a local torch index -> build
 # `server` and `worker` -> compose up -> healthy -> /readyz -> a prediction equal to the
-# checkout's own `bitfit serve` -> an upload -> a spec trained by the worker, then served ->
+# checkout's own `bitfit serve` -> an upload -> a spec queued by the inbox service, trained by
+# the worker (the store's job queue), then served ->
 # compose down -v. A trap stops everything it started; no container is left running.
 # .ci/run runs this whenever the inputs' hash differs from docker/verified.sha256
 # (docs/DOCKER.md, "Building without Docker Hub").
@@ -253,7 +254,7 @@ done
 wait "$up_pid" || { cat "$WORK/compose-up.log"; fail "compose up"; }
 echo "healthy in $((SECONDS - t0)) s"
 compose ps --format 'table {{.Service}}\t{{.State}}\t{{.Status}}'
-[ "$(compose ps --format '{{.Service}}' --status running | sort | tr '\n' ' ')" = "server worker " ] || fail "not both services running"
+[ "$(compose ps --format '{{.Service}}' --status running | sort | tr '\n' ' ')" = "inbox server worker " ] || fail "not all three services running"
 
 # ---- 7. the served answers --------------------------------------------------------------------
 log "/readyz, a prediction equal to the checkout's bitfit serve"
@@ -296,8 +297,8 @@ python3 -c 'import json,sys; a,b=(json.load(open(p))["predictions"] for p in sys
     "$WORK/uploaded.json" "$WORK/container.json" || fail "the uploaded copy answers differently"
 echo "  uploaded-sentiment served"
 
-# ---- 8. a spec dropped into ./inbox: trained by the worker, then served ------------------------
-log "a spec in ./inbox, trained by the worker"
+# ---- 8. a spec dropped into ./inbox: queued by the inbox service, trained by the worker, served ---
+log "a spec in ./inbox, queued as a job, trained by the worker"
 t0=$SECONDS
 mkdir -p "$WORK/inbox/tiny"
 # A few sentences of each class from the committed split: trained in seconds.
@@ -340,8 +341,12 @@ for _ in $(seq 200); do
 done
 [ "$served" = 1 ] || fail "verify-tiny was not served within 600 s"
 predict "$URL" verify-tiny > "$WORK/tiny.json" || fail "/predict/verify-tiny"
-[ -f "$WORK/inbox/done/verify-tiny/result.json" ] || fail "no inbox/done/verify-tiny/result.json"
-[ "$(stat -c %g "$WORK/inbox/done/verify-tiny/result.json")" = 10001 ] || fail "the worker's files are not group 10001"
+[ -f "$WORK/inbox/done/verify-tiny/job.json" ] || fail "no inbox/done/verify-tiny/job.json"
+[ "$(stat -c %g "$WORK/inbox/done/verify-tiny/job.json")" = 10001 ] || fail "the inbox service's files are not group 10001"
+job="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["job"])' "$WORK/inbox/done/verify-tiny/job.json")" \
+    || fail "job.json names no job"
+curl -sf "$URL/jobs/$job" | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(0 if r["status"] == "succeeded" else 1)' \
+    || fail "job $job is not succeeded on GET /jobs"
 echo "  trained and served in $((SECONDS - t0)) s: $(python3 -c 'import json,sys; print([p["label"] for p in json.load(open(sys.argv[1]))["predictions"]])' "$WORK/tiny.json")"
 
 # ---- 9. down -v --------------------------------------------------------------------------------

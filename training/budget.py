@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 MIN_STEPS = 600  # optimizer steps before early stopping may end a run
-MAX_STEPS = 1200  # the longest planned run, whatever the data's size
+MAX_STEPS = 1000  # the longest planned run, whatever the data's size
 TARGET_EPOCHS = 8  # passes over the data when that lands between the two
 EVALUATIONS = 12  # validation scores over a planned run
 PATIENCE = 3  # evaluations in a row without a better score (a quarter of the run)

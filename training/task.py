@@ -49,8 +49,8 @@ class TaskSpec:
     epochs: int | None = None  # None: the step budget below (training/budget.py); N: exactly N epochs
     min_steps: int = MIN_STEPS
     max_steps: int = MAX_STEPS
-    max_seconds: float | None = MAX_SECONDS  # training's wall-clock budget; None: none
-    # None: the method's rate (training/bitfit.py; measured as good as the search, docs/TRAINING.md);
+    max_seconds: float | None = MAX_SECONDS  # training's wall-clock budget; None or 0: none
+    # None: the method's rate (training/bitfit.py; why no search by default: docs/TRAINING.md);
     # "auto": chosen on validation (lr_search.py)
     lr: float | str | None = None
     head_lr: float | None = None  # None: the method's head rate (training/bitfit.py)
@@ -82,7 +82,7 @@ class TaskSpec:
 
     def train_config(self, progress: bool = True) -> TrainConfig:
         return TrainConfig(
-            epochs=self.epochs, min_steps=self.min_steps, max_steps=self.max_steps, max_seconds=self.max_seconds,
+            epochs=self.epochs, min_steps=self.min_steps, max_steps=self.max_steps, max_seconds=self.max_seconds or None,
             lr=None if self.searches_lr else self.lr, head_lr=self.head_lr, schedule=self.schedule,
             batch_size=self.batch_size, max_length=self.max_length,
             pooling=check_pooling(self.pooling or Pooling.CLS), seed=self.seed, weight_decay=self.weight_decay, clip=self.clip,
@@ -150,7 +150,7 @@ def run_task(
         before_training(tm.spec)
     pooling = spec.pooling or default_pooling(spec.backbone)
     # The tighter of the spec's budget and the caller's (the worker's --max-train-seconds).
-    limits = [t for t in (spec.max_seconds, max_seconds) if t is not None]
+    limits = [t for t in (spec.max_seconds, max_seconds) if t]
     cfg = dataclasses.replace(spec.train_config(progress), pooling=pooling, eval_train=eval_train,
                               max_seconds=min(limits) if limits else None)
     log.info("task %s: %d train / %d validation / %d test rows, labels %s, pooling %s", spec.task,

@@ -95,3 +95,13 @@ def test_epochs_mode_scores_after_each_epoch(tmp_path, tiny_bert_dir):
     report = run_task(tiny_spec(tmp_path, tiny_bert_dir, epochs=2), progress=False).report
     assert [h["epoch"] for h in report["history"]] == [1, 2] and [h["step"] for h in report["history"]] == [5, 10]
     assert report["recipe"]["budget"]["min_steps"] == 0 and report["recipe"]["steps_run"] == 10
+
+
+def test_a_spec_turns_the_time_budget_off_with_zero_or_null():
+    from training.task import TaskSpec
+
+    base = {"name": "t", "train": "d.csv", "text_column": "text", "label_column": "label"}
+    assert TaskSpec.from_dict({**base, "max_seconds": 0}).train_config().max_seconds is None
+    assert TaskSpec.from_dict({**base, "max_seconds": None}).train_config().max_seconds is None
+    assert TaskSpec.from_dict({**base, "max-seconds": "90"}).train_config().max_seconds == 90.0
+    assert TaskSpec.from_dict(base).train_config().max_seconds == 480.0

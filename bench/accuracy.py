@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.accuracy_data import DATASET_SOURCES, prepare_carry, write_splits  # noqa: E402 - needs ROOT on the path
 from bench.accuracy_summary import METHODS, summarize  # noqa: E402
+from training.budget import MAX_STEPS, MIN_STEPS, PATIENCE  # noqa: E402
 
 log = logging.getLogger("bench.accuracy")
 
@@ -60,6 +61,8 @@ def one_run(job: dict, token_cache: dict | None = None) -> dict:
 
     from training.task import TaskSpec, run_task
 
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
     if job["device"].startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = job["tf32"]
         torch.backends.cudnn.allow_tf32 = job["tf32"]
@@ -67,7 +70,8 @@ def one_run(job: dict, token_cache: dict | None = None) -> dict:
     spec = TaskSpec(
         task="bench", train=paths["train"], validation=paths["validation"], test=paths["test"], text_column="text",
         label_column="label", method=job["method"], lr=job["lr"], seed=job["seed"], epochs=job["epochs"],
-        patience=job["patience"], schedule=job["schedule"],
+        patience=job["patience"], schedule=job["schedule"], min_steps=job["min_steps"], max_steps=job["max_steps"],
+        max_seconds=job["train_seconds"] or None,
         batch_size=job["batch_size"], max_length=job["max_length"], pooling=job["pooling"], device=job["device"],
         backbone=job["backbone"],
     )
@@ -80,8 +84,11 @@ def one_run(job: dict, token_cache: dict | None = None) -> dict:
     out = {
         "dataset": job["dataset"], "method": job["method"], "lr": report["recipe"]["lr"], "seed": job["seed"],
         "head_lr": report["recipe"]["head_lr"], "lr_search": (report["recipe"]["lr_search"] or {}).get("scores"),
-        "schedule": job["schedule"], "phase": job["phase"], "epochs": job["epochs"], "epochs_run": len(report["history"]),
-        "best_epoch": report["best_epoch"],
+        "schedule": job["schedule"], "phase": job["phase"], "epochs": job["epochs"], "epochs_run": report["history"][-1]["epoch"],
+        "best_epoch": report["best_epoch"], "recipe": job["recipe"], "patience": job["patience"],
+        "budget": report["recipe"]["budget"], "steps_run": report["recipe"]["steps_run"],
+        "best_step": report["recipe"]["best_step"], "hit_time_limit": report["recipe"]["hit_time_limit"],
+        "evaluations": len(report["history"]), "threads": job.get("threads"),
         "validation_accuracy": report["validation"]["accuracy"], "test_accuracy": report["test"]["accuracy"],
         "test_macro_f1": report["test"]["macro_f1"], "test_mcc": report["test"]["mcc"],
         "train_accuracy": (report["train_metrics"] or {}).get("accuracy"),
@@ -125,14 +132,27 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--imdb-methods", nargs="+", default=["bitfit", "full"], choices=METHODS)
     parser.add_argument("--lrs", nargs="*", help="METHOD=LR[,LR...] (default grids: %s)" % DEFAULT_LRS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="the first one also runs the lr search")
-    parser.add_argument("--epochs", type=int, default=6, help="at most (early stopping: --patience)")
-    parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--epochs", type=int, help="exactly this many epochs, validation after each (default: the step "
+                        "budget of training/budget.py, as `bitfit train` runs)")
+    parser.add_argument("--patience", type=int, help="evaluations (epochs with --epochs) without a better validation "
+                        "score (default: bitfit train's)")
+    parser.add_argument("--min-steps", type=int, help="step budget's minimum (default: bitfit train's)")
+    parser.add_argument("--max-steps", type=int, help="step budget's maximum (default: bitfit train's)")
+    parser.add_argument("--train-seconds", type=float, default=0, help="each run's wall-clock training budget (default 0: "
+                        "none, so results do not depend on the box's load)")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's)")
+    parser.add_argument("--compare", nargs="+", metavar="JSONL", help="print the table of these saved runs (per data set, "
+                        "method and recipe; bench/accuracy_compare.py), then exit")
+    parser.add_argument("--against", metavar="METHOD@RECIPE", help="with --compare: the reference group, e.g. full@epochs6")
+    parser.add_argument("--search-only", action="store_true", help="run only --lr auto's search on each seed and record "
+                        "its choice (bench/accuracy_search.py)")
+    parser.add_argument("--recipe", default="default", help="a label stored with every run (e.g. budget, epochs6)")
     parser.add_argument("--schedule", default="linear", choices=("linear", "constant"))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128, help="RT; IMDB uses --imdb-max-length")
     parser.add_argument("--imdb-max-length", type=int, default=256)
     parser.add_argument("--imdb-epochs", type=int, default=2)
-    parser.add_argument("--subset", type=int, help="train rows for RT (default: all 6,824)")
+    parser.add_argument("--subset", type=int, help="train rows for RT, BBC and the other sets (default: all)")
     parser.add_argument("--imdb-subset", type=int, default=4000, help="IMDB train rows (of 20,000)")
     parser.add_argument("--eval-subset", type=int, help="cap on validation/test rows (RT; default: all 853)")
     parser.add_argument("--imdb-eval-subset", type=int, default=1000)
@@ -192,7 +212,12 @@ class Sweep:
             self.skipped += 1
             return None
         try:
-            result = self.executor.submit(_isolated, job).result() if self.executor else one_run(job, cache)
+            if self.args.search_only:
+                from bench.accuracy_search import search_only
+
+                result = search_only(job)
+            else:
+                result = self.executor.submit(_isolated, job).result() if self.executor else one_run(job, cache)
         except Exception as exc:  # one broken run must not lose the rest of the sweep
             self.failed({k: job[k] for k in ("dataset", "method", "lr", "seed")} | {"error": f"{type(exc).__name__}: {exc}"})
             return None
@@ -219,12 +244,19 @@ class Sweep:
             "dataset": dataset, "paths": paths, "device": self.device, "tf32": not args.no_tf32,
             "epochs": args.imdb_epochs if imdb else args.epochs, "batch_size": args.batch_size,
             "max_length": args.imdb_max_length if imdb else args.max_length, "pooling": args.pooling,
-            "backbone": args.backbone, "eval_train": not args.no_eval_train, "patience": args.patience, "schedule": args.schedule,
+            "backbone": args.backbone, "eval_train": not args.no_eval_train, "schedule": args.schedule,
+            "patience": args.patience if args.patience is not None else PATIENCE, "recipe": args.recipe,
+            "min_steps": args.min_steps or MIN_STEPS, "max_steps": args.max_steps or MAX_STEPS,
+            "train_seconds": args.train_seconds, "threads": args.threads,
         }
         cache: dict = {}
         grids = parse_lrs(args.imdb_lrs) if imdb else lrs
         seeds = args.imdb_seeds if imdb else args.seeds
         for method in args.imdb_methods if imdb else args.methods:
+            if args.search_only:
+                for seed in seeds:
+                    self.run({**base, "method": method, "lr": "auto", "seed": seed, "phase": "search-only"}, cache)
+                continue
             done: list[dict] = []
             while jobs := plan(grids[method], seeds, done):
                 for phase, lr, seed in jobs:
@@ -234,13 +266,18 @@ class Sweep:
     def close(self) -> dict:
         if self.executor:
             self.executor.shutdown()
-        return {"summary": summarize(self.runs), "runs": len(self.runs), "failed": self.failures,
+        return {"summary": summarize(self.runs) if not self.args.search_only else None, "runs": len(self.runs), "failed": self.failures,
                 "skipped_for_time": self.skipped, "seconds": round(time.perf_counter() - self.started, 1),
                 "device": self.device, "args": vars(self.args)}
 
 
 def main() -> int:
     args = parse_args()
+    if args.compare:
+        from bench.accuracy_compare import load, markdown, table
+
+        print(markdown(table(load(args.compare), args.against), args.against))
+        return 0
     if args.prepare:
         prepare_carry(Path(args.prepare), args)
         return 0

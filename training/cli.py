@@ -12,6 +12,7 @@ import logging
 import sys
 
 from bias_store.kinds import Pooling
+from training.budget import MAX_SECONDS, MAX_STEPS, MIN_STEPS, PATIENCE
 from training.store_args import add_store_arguments
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="bitfit-ln: all biases + every LayerNorm gain + head (default); bitfit: the biases + head; "
                        "bitfit-qm: query + intermediate biases + head; "
                        "head-only; full: full fine-tuning baseline (reports metrics, exports nothing)")
-    train.add_argument("--epochs", type=int, default=6, help="at most this many passes over the training data (see --patience)")
-    train.add_argument("--lr", type=_lr, default="auto", help="the biases' (or full fine-tuning's) learning rate, or 'auto' "
-                       "(default): one short run per candidate rate, the best on the validation split")
+    train.add_argument("--epochs", type=int, help="exactly this many passes over the data, validation after each (default: "
+                       "the step budget: 8 epochs, but at least --min-steps and at most --max-steps optimizer steps)")
+    train.add_argument("--min-steps", type=int, default=MIN_STEPS, help="step budget: no early stop before this many "
+                       "optimizer steps")
+    train.add_argument("--max-steps", type=int, default=MAX_STEPS, help="step budget: the longest planned run")
+    train.add_argument("--max-seconds", type=float, default=MAX_SECONDS, help="training's wall-clock budget; the best "
+                       "evaluation so far is kept; 0: none")
+    train.add_argument("--lr", type=_lr, help="the biases' (or full fine-tuning's) learning rate (default: the method's, "
+                       "3e-3 for the bitfit methods), or 'auto': a short run per candidate rate, the best on validation")
     train.add_argument("--head-lr", type=float, help="the head's learning rate (default: 1e-2 for the bitfit methods, else --lr)")
     train.add_argument("--schedule", default="linear", choices=("linear", "constant"),
                        help="linear: 6%% warm-up then linear decay (default); constant: the paper's fixed rate")
@@ -48,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--max-length", type=int, default=128, help="tokens per input, truncated beyond")
     train.add_argument("--pooling", choices=Pooling.values(), help="default: mean for the packaged MiniLM, cls otherwise")
     train.add_argument("--seed", type=int, default=42, help="seeds the split, the head's init and the shuffling")
-    train.add_argument("--patience", type=int, default=2, help="stop after N epochs without a better validation score (0: off)")
+    train.add_argument("--patience", type=int, default=PATIENCE, help="stop after N evaluations without a better validation "
+                       "score, once --min-steps are done; 0: off")
     train.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (BitFit uses none)")
     train.add_argument("--clip", type=float, default=1.0, help="max gradient norm")
     train.add_argument("--backbone", metavar="PATH", help="backbone folder (default: the packaged all-MiniLM-L6-v2)")
@@ -92,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
             task=args.task, train=args.train, validation=args.validation, test=args.test,
             text_column=args.text_column, text_pair_column=args.text_pair_column, label_column=args.label_column,
             problem_type=args.problem_type, method=args.method, backbone=args.backbone, pooling=args.pooling,
-            epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, schedule=args.schedule, batch_size=args.batch_size,
+            epochs=args.epochs, min_steps=args.min_steps, max_steps=args.max_steps, max_seconds=args.max_seconds or None,
+            lr=args.lr, head_lr=args.head_lr, schedule=args.schedule, batch_size=args.batch_size,
             max_length=args.max_length, seed=args.seed,
             patience=args.patience, weight_decay=args.weight_decay, clip=args.clip, device=device,
         ).check()

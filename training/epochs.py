@@ -1,9 +1,12 @@
-"""The epoch loop shared by one-task and joint training: best epochs, patience, a finite loss.
+"""The round loop shared by one-task and joint training: best rounds, patience, a finite loss.
 
-``fit`` runs epochs until ``epochs`` are done or, with ``patience``, until that many epochs
-in a row improved no part's validation score. A *part* is what keeps its own best epoch:
-the one task of ``loop.train``, each task of ``joint.train_joint``. A loss that stops
-being finite ends training with a ConfigError that says what to change.
+A *round* trains for a while and ends with a validation score: one epoch in joint
+training, ``eval_every`` optimizer steps in one-task training (training/budget.py).
+``fit`` runs rounds until ``epochs`` are done or, with ``patience``, until that many rounds
+in a row improved no part's validation score (never before ``min_rounds``). A *part* is
+what keeps its own best round: the one task of ``loop.train``, each task of
+``joint.train_joint``. A loss that stops being finite ends training with a ConfigError
+that says what to change.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ def check_finite(mean_loss: float, epoch: int, lr: float) -> None:
 
 @dataclass
 class Fit:
-    history: list[dict]  # one entry per epoch: train_loss, validation, timing
-    best_epochs: list[int]  # per part, 1-based
+    history: list[dict]  # one entry per round: train_loss, validation, timing
+    best_epochs: list[int]  # per part, the best round, 1-based
     best_states: list[object]  # per part: its snapshot at its best epoch
     stopped_early: bool = False
     best_scores: list[float] = field(default_factory=list)
@@ -36,11 +39,13 @@ class Fit:
 def fit(
     epochs: int, patience: int, lr: float, run_epoch: Callable[[int], dict],
     scores: Callable[[dict], list[float]], snapshot: Callable[[int], object], deadline: float | None = None,
+    min_rounds: int = 0,
 ) -> Fit:
-    """``run_epoch(epoch)`` trains one epoch and returns its history entry; ``scores(entry)``
+    """``run_epoch(round)`` trains one round and returns its history entry; ``scores(entry)``
     is each part's validation score (higher is better); ``snapshot(part)`` copies a part's
-    weights, kept for the epoch where it scored best. Past ``deadline`` (time.monotonic())
-    no new epoch starts: the best one so far is kept."""
+    weights, kept for the round where it scored best. Patience stops no run before
+    ``min_rounds`` rounds. Past ``deadline`` (time.monotonic()) no new round starts: the
+    best one so far is kept."""
     result = Fit([], [], [])
     stale = 0
     for epoch in range(1, epochs + 1):
@@ -58,12 +63,12 @@ def fit(
                 result.best_states[part] = snapshot(part)
                 improved = True
         stale = 0 if improved else stale + 1
-        if patience and stale >= patience:
+        if patience and stale >= patience and min_rounds <= epoch < epochs:
             result.stopped_early = True
-            log.info("early stop: %d epochs without a better validation score", stale)
+            log.info("early stop: %d rounds without a better validation score", stale)
             break
         if deadline is not None and time.monotonic() >= deadline and epoch < epochs:
             result.stopped_early = True
-            log.warning("time limit reached after epoch %d of %d: keeping the best epoch so far", epoch, epochs)
+            log.warning("time limit reached after round %d of %d: keeping the best round so far", epoch, epochs)
             break
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 # Metrics on another scale than accuracy-like scores, or with their own panel, stay out of the metric panel.
@@ -58,9 +59,9 @@ def _loss_panel(ax, history: list[dict], steps: list[dict]) -> None:
         ax.plot(xs, losses, linewidth=0.8, alpha=0.3, color="C0", label="training loss (per step)")
         ax.plot(xs, smoothed(losses), linewidth=1.8, color="C0", label="training loss (smoothed)")
     else:
-        _marked(ax, epochs, [h["train_loss"] for h in history], "training loss (per epoch)")
+        _marked(ax, epochs, [h["train_loss"] for h in history], "training loss (per evaluation)")
     if "validation_loss" in history[0]:
-        _marked(ax, epochs, [h["validation_loss"] for h in history], "validation loss (end of epoch)", color="C1")
+        _marked(ax, epochs, [h["validation_loss"] for h in history], "validation loss (each evaluation)", color="C1")
     ax.set(title="loss", xlabel="epoch", ylabel="loss")
 
 
@@ -95,7 +96,7 @@ def plot_learning_curves(plt, report: dict, path: Path) -> None:
     val_axes = _metric_panel(ax_val, history)
     for ax in (ax_loss, ax_val):
         ax.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"kept: epoch {best}")
-        ax.set_xticks(range(0, max(epochs) + 1))
+        ax.set_xticks(range(0, math.ceil(max(epochs)) + 1))
         ax.set_xlim(-0.05, max(epochs) + 0.25)
     ax_loss.legend(fontsize=8)
     handles = [h for a in val_axes for h in a.get_legend_handles_labels()[0]]

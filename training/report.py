@@ -28,16 +28,19 @@ def run_config(spec_fields: dict, pooling: Pooling, result: TrainResult, backbon
 
 
 def recipe_of(cfg: TrainConfig, result: TrainResult, lr_choice: LrChoice | None) -> dict:
-    """How the run trained: rates (and the search that chose them), schedule, epochs, patience."""
+    """How the run trained: rates (and the search that chose them), schedule, its step budget, patience."""
     return {"lr": result.lr, "head_lr": result.head_lr, "lr_search": lr_choice.as_dict() if lr_choice else None,
             "schedule": cfg.schedule, "warmup_fraction": cfg.warmup_fraction if cfg.schedule == "linear" else 0.0,
-            "epochs": cfg.epochs, "patience": cfg.patience}
+            "epochs": cfg.epochs, "budget": result.extra.get("budget"), "patience": cfg.patience,
+            "max_seconds": cfg.max_seconds, "steps_run": result.extra.get("steps_run"),
+            "best_step": result.extra.get("best_step"), "hit_time_limit": result.extra.get("hit_time_limit")}
 
 
 def training_summary(method: Method, config: dict, data: TaskData, result: TrainResult, recipe: dict) -> dict:
     """What a bias set's ``training`` metadata records of its run."""
     return {
-        "method": method.name, "epochs_run": len(result.history), "best_epoch": result.best_epoch, "lr": result.lr,
+        "method": method.name, "epochs_run": result.history[-1]["epoch"], "evaluations": len(result.history),
+        "best_epoch": result.best_epoch, "best_step": result.extra.get("best_step"), "lr": result.lr,
         "head_lr": result.head_lr, "lr_search": recipe["lr_search"], "schedule": recipe["schedule"],
         "stopped_early": result.stopped_early,
         "batch_size": config["batch_size"], "max_length": config["max_length"], "seed": config["seed"],

@@ -16,6 +16,7 @@ from bias_store.spec import BackboneSpec
 from bias_store.validate import check_task_name
 from engine.backbone import backbone_name
 from training.bitfit import method as get_method
+from training.budget import MAX_SECONDS, MAX_STEPS, MIN_STEPS, PATIENCE
 from training.data import load_task_data
 from training.errors import ConfigError
 from training.export import export_bias_set
@@ -27,10 +28,6 @@ from training.report import build_report, recipe_of, run_config, training_summar
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-# Enough for the decayed schedule to settle on small tasks; early stopping ends larger ones
-# sooner (docs/benchmarks/accuracy.md has the epoch counts).
-DEFAULT_EPOCHS = 6
-DEFAULT_PATIENCE = 2
 
 
 @dataclass
@@ -49,14 +46,19 @@ class TaskSpec:
     method: str = "bitfit-ln"
     backbone: str | None = None  # None: the packaged MiniLM
     pooling: str | None = None  # None: the backbone's default (see model.default_pooling)
-    epochs: int = DEFAULT_EPOCHS
-    lr: float | str | None = AUTO  # "auto": chosen on validation (lr_search.py); None: the method's default
+    epochs: int | None = None  # None: the step budget below (training/budget.py); N: exactly N epochs
+    min_steps: int = MIN_STEPS
+    max_steps: int = MAX_STEPS
+    max_seconds: float | None = MAX_SECONDS  # training's wall-clock budget; None or 0: none
+    # None: the method's rate (training/bitfit.py; why no search by default: docs/TRAINING.md);
+    # "auto": chosen on validation (lr_search.py)
+    lr: float | str | None = None
     head_lr: float | None = None  # None: the method's head rate (training/bitfit.py)
     schedule: str = "linear"  # warm-up + linear decay, or "constant" (the paper's)
     batch_size: int = 32
     max_length: int = 128
     seed: int = 42
-    patience: int = DEFAULT_PATIENCE
+    patience: int = PATIENCE  # evaluations without a better validation score
     weight_decay: float = 0.0
     clip: float = 1.0
     device: str = "cpu"
@@ -80,7 +82,8 @@ class TaskSpec:
 
     def train_config(self, progress: bool = True) -> TrainConfig:
         return TrainConfig(
-            epochs=self.epochs, lr=None if self.searches_lr else self.lr, head_lr=self.head_lr, schedule=self.schedule,
+            epochs=self.epochs, min_steps=self.min_steps, max_steps=self.max_steps, max_seconds=self.max_seconds or None,
+            lr=None if self.searches_lr else self.lr, head_lr=self.head_lr, schedule=self.schedule,
             batch_size=self.batch_size, max_length=self.max_length,
             pooling=check_pooling(self.pooling or Pooling.CLS), seed=self.seed, weight_decay=self.weight_decay, clip=self.clip,
             patience=self.patience, device=self.device, progress=progress,
@@ -104,8 +107,8 @@ class TaskSpec:
         for key in ("train", "validation", "test"):
             if raw.get(key) and base_dir is not None and not Path(raw[key]).is_absolute():
                 raw[key] = str(base_dir / raw[key])
-        types = {"epochs": int, "batch_size": int, "max_length": int, "seed": int, "patience": int,
-                 "lr": float, "head_lr": float, "weight_decay": float, "clip": float}
+        types = {"epochs": int, "batch_size": int, "max_length": int, "seed": int, "patience": int, "min_steps": int,
+                 "max_steps": int, "lr": float, "head_lr": float, "weight_decay": float, "clip": float, "max_seconds": float}
         for key, kind in types.items():
             if raw.get(key) is not None and raw[key] != AUTO:
                 try:
@@ -147,8 +150,10 @@ def run_task(
     if before_training is not None:
         before_training(tm.spec)
     pooling = spec.pooling or default_pooling(spec.backbone)
-    cfg = dataclasses.replace(spec.train_config(progress), pooling=pooling, eval_train=eval_train, max_seconds=max_seconds,
-                              observer=observer)
+    # The tighter of the spec's budget and the caller's (the worker's --max-train-seconds).
+    limits = [t for t in (spec.max_seconds, max_seconds) if t]
+    cfg = dataclasses.replace(spec.train_config(progress), pooling=pooling, eval_train=eval_train,
+                              max_seconds=min(limits) if limits else None, observer=observer)
     log.info("task %s: %d train / %d validation / %d test rows, labels %s, pooling %s", spec.task,
              len(data.train), len(data.validation), len(data.test) if data.test else 0, data.labels, pooling)
     lr_choice = None

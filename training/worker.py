@@ -86,7 +86,7 @@ def read_spec(
         if roots is not None:
             raw = {**raw, **{k: confined(raw[k], base_dir, roots) for k in DATA_FIELDS if raw.get(k) is not None}}
         spec = TaskSpec.from_dict({**(defaults or {}), **raw}, base_dir)
-        if max_epochs is not None and spec.epochs > max_epochs:
+        if max_epochs is not None and spec.epochs is not None and spec.epochs > max_epochs:
             raise ConfigError(f"epochs is {spec.epochs}; this worker trains at most {max_epochs} (--max-epochs)")
         return spec
     except ConfigError as exc:

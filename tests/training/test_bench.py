@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,20 @@ def test_bbc_news_split_is_fixed_and_has_five_topics():
     for name in first:
         assert first[name].equals(again[name])
     assert not set(first["train"].text) & set(first["test"].text)
+
+
+def test_compare_groups_by_recipe_and_measures_against_the_reference(tmp_path):
+    from bench.accuracy_compare import load, markdown, table
+
+    old = [{**run("bitfit-ln", 3e-3, s, val=0.8, test=t, phase="auto"), "epochs": 6, "cpu_seconds": 300.0}
+           for s, t in enumerate([0.80, 0.81, 0.79], 1)]
+    new = [{**run("bitfit-ln", 3e-3, s, val=0.8, test=t), "recipe": "budget", "epochs": None, "cpu_seconds": 500.0}
+           for s, t in enumerate([0.82, 0.83, 0.81], 1)]
+    path = tmp_path / "runs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in old + new + [{"phase": "search-only", "chosen_lr": 3e-3}]) + "\n")
+    rows = {r["recipe"]: r for r in table(load([str(path)]), "bitfit-ln@epochs6")}
+    assert set(rows) == {"epochs6", "budget"} and rows["budget"]["seeds"] == [1, 2, 3]
+    assert rows["budget"]["minus_reference_points"] == pytest.approx(2.0) and "minus_reference_points" not in rows["epochs6"]
+    low, high = rows["budget"]["welch95_points"]
+    assert low < 2.0 < high and rows["budget"]["cpu_seconds"] == 500.0
+    assert "| rt | bitfit-ln | budget | 3 | 0.820 ± 0.010 |" in markdown(list(rows.values()), "bitfit-ln@epochs6")

@@ -170,7 +170,7 @@ def test_every_flag_has_help_and_shows_its_default(capsys):
                 assert f"default: {action.default}" in text.replace("\n", " ").replace("  ", " ") or "default" in action.help, (
                     f"{name} {action.option_strings[0]}: the default is not shown"
                 )
-    assert "(default: 6)" in _all_parsers()["bitfit train"].format_help()
+    assert "(default: 600)" in _all_parsers()["bitfit train"].format_help()  # --min-steps
 
 
 def test_version_options_on_the_subcommand_and_unknown_variables(capsys, monkeypatch):

@@ -9,7 +9,7 @@ import torch
 
 from tests.training.test_bitfit import tiny_spec
 from training.bitfit import METHODS
-from training.lr_search import search_data
+from training.lr_search import pick, search_data
 from training.recipe import lr_factor, param_groups, warmup_steps
 from training.report import rounded
 from training.task import run_task
@@ -38,7 +38,8 @@ def test_lr_auto_is_chosen_on_validation_and_recorded(tmp_path, tiny_bert_dir):
     search = recipe["lr_search"]
     candidates = sorted(METHODS["bitfit"].auto_lrs)
     assert list(search["scores"]) == [str(lr) for lr in candidates]
-    best = max(candidates, key=lambda lr: search["scores"][str(lr)])
+    top = max(search["scores"].values())  # ties (within one validation example) go to the higher rate
+    best = max(lr for lr in candidates if search["scores"][str(lr)] >= top - 1 / search["validation_rows"] - 1e-12)
     assert recipe["lr"] == search["lr"] == best == outcome.report["config"]["lr"]
     assert recipe["head_lr"] == METHODS["bitfit"].head_lr and recipe["schedule"] == "linear"
     meta = outcome.bias_set.meta.training
@@ -63,3 +64,10 @@ def test_fixed_lr_and_constant_schedule_skip_the_search(tmp_path, tiny_bert_dir)
     recipe = outcome.report["recipe"]
     assert recipe["lr_search"] is None and (recipe["lr"], recipe["head_lr"]) == (2e-3, 5e-3)
     assert {s["lr"] for s in outcome.report["steps"]} == {2e-3}
+
+
+def test_the_search_breaks_ties_toward_the_faster_rate():
+    # 0.001 and 0.003 within one validation example (1/200) of each other: the higher rate wins
+    assert pick({"0.001": 0.800, "0.003": 0.797, "0.01": 0.5}, tie=1 / 200) == 0.003
+    assert pick({"0.001": 0.800, "0.003": 0.790, "0.01": 0.5}, tie=1 / 200) == 0.001  # two examples apart: no tie
+    assert pick({"0.001": 0.7, "0.003": 0.7, "0.01": 0.7}, tie=0.0) == 0.01

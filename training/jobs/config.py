@@ -19,8 +19,10 @@ from training.jobs.errors import JobConfigError
 from training.jobs.records import DEFAULT_MAX_ATTEMPTS, PUBLISH_POLICIES
 
 AUTO = "auto"
-# What "auto" means for each hyperparameter: the defaults of `bitfit train` (TaskSpec).
-AUTO_DEFAULTS = {"epochs": 6, "batch_size": 32, "max_length": 128}
+# What "auto" means for each hyperparameter: the defaults of `bitfit train` (TaskSpec): epochs
+# None is the step budget (training/budget.py); the learning rate's "auto" is the method's own
+# rate, as `bitfit train` without --lr (docs/TRAINING.md has the evidence for both).
+AUTO_DEFAULTS = {"epochs": None, "batch_size": 32, "max_length": 128}
 LIMITS = {"epochs": (1, 100), "batch_size": (1, 1024), "max_length": (8, 512)}
 MAX_ATTEMPTS_LIMIT = 10
 
@@ -85,13 +87,12 @@ class JobConfig:
 
     def task_spec(self, train: str, validation: str | None = None, test: str | None = None, **extra):
         """The ``bitfit train`` run this job is (``extra``: worker-side fields such as device, backbone)."""
-        from training.task import AUTO as LR_AUTO
         from training.task import TaskSpec
 
         hp = self.hyperparameters
         lr = hp.get("learning_rate", AUTO)
 
-        def pick(name: str) -> int:
+        def pick(name: str) -> int | None:
             value = hp.get(name, AUTO)
             return AUTO_DEFAULTS[name] if value == AUTO else value
 
@@ -99,7 +100,7 @@ class JobConfig:
             task=self.task, train=train, validation=validation, test=test, text_column=self.text_column,
             label_column=self.label_column, text_pair_column=self.text_pair_column, problem_type=self.problem_type,
             method=self.resolved_method, epochs=pick("epochs"), batch_size=pick("batch_size"),
-            max_length=pick("max_length"), lr=LR_AUTO if lr == AUTO else float(lr), seed=int(hp.get("seed", 42)),
+            max_length=pick("max_length"), lr=None if lr == AUTO else float(lr), seed=int(hp.get("seed", 42)),
             **extra,
         ).check()
 

@@ -28,7 +28,8 @@ def job_config(spec: TaskSpec) -> JobConfig:
         "task": spec.task, "text_column": spec.text_column, "label_column": spec.label_column,
         "text_pair_column": spec.text_pair_column, "problem_type": spec.problem_type, "method": spec.method,
         "publish": "always",  # what the inbox has always done
-        "hyperparameters": {"learning_rate": lr, "epochs": spec.epochs, "batch_size": spec.batch_size,
+        "hyperparameters": {"learning_rate": lr, "epochs": AUTO if spec.epochs is None else spec.epochs,
+                            "batch_size": spec.batch_size,
                             "max_length": spec.max_length, "seed": spec.seed},
     })
 

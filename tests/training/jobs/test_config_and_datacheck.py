@@ -42,11 +42,13 @@ def test_a_bad_config_names_its_field(raw, field):
 
 
 def test_auto_maps_onto_the_bitfit_train_recipe():
-    from training.task import DEFAULT_EPOCHS, TaskSpec
+    from training.task import TaskSpec
 
     config = JobConfig.parse({"task": "acme.sentiment"})
     spec = config.task_spec("train.csv")
-    assert spec.lr == "auto" and spec.epochs == DEFAULT_EPOCHS and spec.method == TaskSpec.method
+    # "auto" is what `bitfit train` does with no options: the step budget, the method's own rate.
+    assert spec.lr == TaskSpec.lr and spec.epochs == TaskSpec.epochs and spec.method == TaskSpec.method
+    assert spec.lr is None and spec.epochs is None
     assert (spec.batch_size, spec.max_length, spec.seed) == (TaskSpec.batch_size, TaskSpec.max_length, 42)
     fixed = JobConfig.parse({"task": "t", "method": "bitfit", "hyperparameters": {"learning_rate": 0.01, "epochs": 2,
                                                                                   "max_length": 32}})

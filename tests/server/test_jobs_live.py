@@ -148,8 +148,8 @@ def assert_a_gone_client_frees_its_stream(http: httpx.Client, job_id: str) -> No
 
 def test_worker_sigkilled_mid_job_is_restarted_and_the_job_published_once(server):
     trainers = server_app_trainers(server)
-    # 160 steps: the kill lands while it trains (2 epochs could finish before the kill on a quiet box).
-    job = submit(server, config("live.killed", epochs=20), reviews(64)).json()
+    # 800 steps: the kill lands while it trains (a short job could finish before the kill on a quiet box).
+    job = submit(server, config("live.killed", epochs=50), reviews(128)).json()
     running = _running(server, job["id"])
     pid = trainers.pids[0]
     assert running["worker"] and running["attempts"] == 1

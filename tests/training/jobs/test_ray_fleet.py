@@ -54,8 +54,10 @@ def test_four_jobs_over_two_nodes_and_a_node_lost_mid_job(seaweedfs, monkeypatch
         publishers = {queue.get(j).worker.split("-")[1] for j in first_wave}
         assert publishers == nodes  # both nodes trained and published
 
-        # Two idle workers, two new jobs: each claims one. The second node dies mid-job.
-        second_wave = [submit(queue, f"late{i}", n=64, max_length=16).id for i in range(2)]
+        # Two idle workers, three longer jobs: the second node's worker surely claims one (two
+        # short ones could both go to the first node, or end before it is seen training). The
+        # second node dies mid-job.
+        second_wave = [submit(queue, f"late{i}", n=128, max_length=16).id for i in range(3)]
 
         def doomed_training():
             records = [queue.get(j) for j in second_wave]

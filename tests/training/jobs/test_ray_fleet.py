@@ -54,10 +54,10 @@ def test_four_jobs_over_two_nodes_and_a_node_lost_mid_job(seaweedfs, monkeypatch
         publishers = {queue.get(j).worker.split("-")[1] for j in first_wave}
         assert publishers == nodes  # both nodes trained and published
 
-        # Two idle workers, three longer jobs: the second node's worker surely claims one (two
-        # short ones could both go to the first node, or end before it is seen training). The
-        # second node dies mid-job.
-        second_wave = [submit(queue, f"late{i}", n=128, max_length=16).id for i in range(3)]
+        # Two idle workers, three jobs of ~200 steps each: the second node's worker surely claims
+        # one and is still training it when the record's progress is written (at most every 2 s;
+        # a 16-step job could end before its first progress write). The second node dies mid-job.
+        second_wave = [submit(queue, f"late{i}", n=128, max_length=16, epochs=12).id for i in range(3)]
 
         def doomed_training():
             records = [queue.get(j) for j in second_wave]

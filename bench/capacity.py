@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", type=int, default=1_000_000)
     p.add_argument("--distinct", type=int, default=100_000)
-    p.add_argument("--slots", type=int, default=50_000)
+    p.add_argument("--slots", type=int, default=50_000, help="resident slots (0: the server's default budget)")
     p.add_argument("--touch", type=int, default=40_000)
     p.add_argument("--touch-slots", type=int, default=10_000)
     p.add_argument("--uploads", type=int, default=10_000)
@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
         if "cold" in phases:
             cold(server.url, args.tasks, 300, start=args.tasks // 2)
         if "zipf" in phases:
-            zipf(server, args.tasks, args.seconds, args.rounds, warm=min(args.prewarm, args.slots))
+            slots = httpx.get(server.url + "/readyz").json()["task_slots"]  # --slots 0: the server's default budget
+            zipf(server, args.tasks, args.seconds, args.rounds, warm=min(args.prewarm, slots))
         if "uploads" in phases:
             uploads(server.url, args.uploads, f"{args.tasks} tasks")
     if "uploads" in phases:

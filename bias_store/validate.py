@@ -39,13 +39,7 @@ def validate_upload(
     data: bytes, spec: BackboneSpec, *, max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None
 ) -> ValidatedUpload:
     """Parse and fully validate ``data`` once; ``name`` overrides the task name in the metadata."""
-    if len(data) > max_bytes:
-        raise BiasSetTooLarge(len(data), max_bytes)
-    bias_set = loads(data)
-    renamed = name is not None and name != bias_set.meta.task
-    if renamed:
-        bias_set.meta.task = name
-    validate(bias_set, spec)
+    bias_set, renamed = _parsed(data, spec, max_bytes, name)
     # Stored byte for byte, unless the name was overridden: the file must carry its task's name.
     return ValidatedUpload(bias_set, dumps(bias_set) if renamed else data)
 
@@ -53,8 +47,20 @@ def validate_upload(
 def validate_bytes(
     data: bytes, spec: BackboneSpec, *, max_bytes: int = DEFAULT_MAX_BYTES, name: str | None = None
 ) -> BiasSet:
-    """The validated BiasSet of ``data`` (see ``validate_upload``)."""
-    return validate_upload(data, spec, max_bytes=max_bytes, name=name).bias_set
+    """The validated BiasSet of ``data`` (the checks of ``validate_upload``), for bytes that are
+    read, not stored: nothing is re-serialized when ``name`` overrides the metadata's."""
+    return _parsed(data, spec, max_bytes, name)[0]
+
+
+def _parsed(data: bytes, spec: BackboneSpec, max_bytes: int, name: str | None) -> tuple[BiasSet, bool]:
+    if len(data) > max_bytes:
+        raise BiasSetTooLarge(len(data), max_bytes)
+    bias_set = loads(data)
+    renamed = name is not None and name != bias_set.meta.task
+    if renamed:
+        bias_set.meta.task = name
+    validate(bias_set, spec)
+    return bias_set, renamed
 
 
 def validate(bias_set: BiasSet, spec: BackboneSpec) -> None:

@@ -15,7 +15,7 @@ from bias_store.errors import CorruptTask, InvalidBiasSet, TaskNotFound, Version
 from bias_store.format import BiasSet
 from bias_store.spec import BackboneSpec
 from bias_store.store import BiasStore
-from bias_store.validate import ValidatedUpload, validate_upload
+from bias_store.validate import ValidatedUpload, validate_bytes, validate_upload
 from server.process.metrics import Metrics
 
 
@@ -24,9 +24,18 @@ class UploadValidator:
         self.spec, self.max_bytes, self.metrics = spec, max_bytes, metrics
 
     def __call__(self, data: bytes, name: str | None = None) -> ValidatedUpload:
+        """An upload's bytes: validated, and kept as the store will store them."""
+        return self._timed(validate_upload, data, name)
+
+    def stored(self, data: bytes, name: str) -> BiasSet:
+        """A stored version's bytes, read back to serve ``name``: validated, never re-serialized
+        (a file shared by several names, such as a hard link, keeps its own metadata's name)."""
+        return self._timed(validate_bytes, data, name)
+
+    def _timed(self, check, data: bytes, name: str | None):  # noqa: ANN001, ANN202 - one of the two above
         start = time.perf_counter()
         try:
-            return validate_upload(data, self.spec, max_bytes=self.max_bytes, name=name)
+            return check(data, self.spec, max_bytes=self.max_bytes, name=name)
         except InvalidBiasSet as exc:
             self.metrics.upload_rejections.labels(exc.reason).inc()
             raise
@@ -60,6 +69,6 @@ def fetch(store: BiasStore, validator: UploadValidator, change: Change) -> BiasS
     if hashlib.sha256(data).hexdigest() != change.sha256:
         raise Unreadable(f"version {change.version} does not hold the bytes the change log names")
     try:
-        return validator(data, change.task).bias_set
+        return validator.stored(data, change.task)
     except InvalidBiasSet as exc:
         raise Rejected(f"version {change.version} cannot be served by this backbone: {exc}") from None

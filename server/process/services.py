@@ -131,7 +131,7 @@ def start_trainers(settings: Settings) -> TrainWorkers | None:
 def _read_kept(store: BiasStore, validator: UploadValidator, name: str, version: int) -> tuple[BiasSet, str]:
     """A kept version's bias set and sha256 (stored files passed validation on put; parsed once here)."""
     record, data = store.get(name, version)  # VersionNotFound (404) names the kept versions
-    return validator(data, name).bias_set, record.sha256
+    return validator.stored(data, name), record.sha256
 
 
 def stop_services(services: Services) -> None:

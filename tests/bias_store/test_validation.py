@@ -135,3 +135,16 @@ def test_a_valid_bias_set_passes_and_roundtrips(store, tiny_backbone):
     _, data = store.get("ok")
     again = validate_bytes(data, tiny_backbone.spec)
     assert all(torch.equal(again.tensors[k], bs.tensors[k]) for k in bs.tensors)
+
+
+def test_a_renamed_upload_is_stored_under_its_new_name_and_read_back_bytes_are_never_rewritten(tiny_backbone):
+    """An upload whose name overrides its metadata's is re-serialized (the stored file names its
+    task); bytes read back to serve another name (a hard-linked store) are only parsed."""
+    data = dumps(random_bias_set(tiny_backbone.spec, "original"))
+    upload = validate_upload(data, tiny_backbone.spec, name="renamed")
+    assert upload.data != data and validate_bytes(upload.data, tiny_backbone.spec).meta.task == "renamed"
+    read = validate_bytes(data, tiny_backbone.spec, name="alias")
+    assert read.meta.task == "alias"
+    assert validate_bytes(data, tiny_backbone.spec).meta.task == "original"  # the bytes themselves are untouched
+    with pytest.raises(InvalidTaskName):
+        validate_bytes(data, tiny_backbone.spec, name="Not A Name")

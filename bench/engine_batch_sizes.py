@@ -1,0 +1,66 @@
+"""The engine's rows/s by batch size, beside the plain ONNX Runtime loop on the same texts.
+
+The forward has a fixed cost per call (thread wake-ups per op), so a server that runs half
+batches pays for it: docs/benchmarks/request_path.md (section 5). Interleaved rounds, medians:
+
+    .venv/bin/python -m bench.engine_batch_sizes --texts short --rounds 3 --seconds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # bench/common.py, imported as `common` by EngineAlone
+
+from bench.http_load import emit  # noqa: E402
+from bench.http_onnx_parts import EngineAlone  # noqa: E402
+from bench.plain_ceiling import Ceiling, Variant, texts_of  # noqa: E402
+
+
+def plain_rate(loop, texts: list[str], batch: int, seconds: float) -> float:
+    rows, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        start = rows % (len(texts) - batch + 1)
+        loop(texts[start : start + batch])
+        rows += batch
+    return rows / (time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--texts", default="short", choices=["short", "wrk"])
+    p.add_argument("--sizes", default="8,12,16,24,32")
+    p.add_argument("--tasks", type=int, default=100)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "bitfit" / "onnx")
+    args = p.parse_args(argv)
+    from engine import load_backbone
+
+    backbone = load_backbone(device="cpu")
+    texts = texts_of(args.texts)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    ceiling = Ceiling(texts, backbone)
+    engines = {b: EngineAlone(backbone, texts, args.tasks, args.threads, b, args.cache) for b in sizes}
+    base = Variant(threads=args.threads)
+    got: dict[tuple[str, int], list[float]] = {(k, b): [] for k in ("engine", "plain") for b in sizes}
+    for _ in range(args.rounds):
+        for b in sizes:
+            got[("engine", b)].append(engines[b].measure(args.seconds))
+            got[("plain", b)].append(plain_rate(ceiling.loop(dataclasses.replace(base, batch=b)), texts, b, args.seconds))
+    for b in sizes:
+        engine, plain = statistics.median(got[("engine", b)]), statistics.median(got[("plain", b)])
+        emit({"bench": "engine_batch_sizes", "texts": args.texts, "batch": b, "engine_rows_per_s": round(engine, 1),
+              "plain_rows_per_s": round(plain, 1), "engine_over_plain": round(engine / plain, 3)})
+    ceiling.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

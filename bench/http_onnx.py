@@ -5,6 +5,7 @@ once and loaded in turn, round by round, so that outside load on the box hits ea
 
 - ``onnxruntime``: this tree with its defaults (the CPU default backend);
 - ``onnxruntime_1thread`` (``--one-thread``): the same with ``BITFIT_TORCH_THREADS=1``;
+- ``onnxruntime_spin`` (``--spin``): the same with ``BITFIT_ONNX_SPIN=1``;
 - ``torch`` (``--torch``): ``--backend torch``; ``onnxruntime_int8`` (``--int8``);
 - ``before`` (``--before-src DIR``): the server of an older source tree
   (``git archive <commit> | tar -x -C DIR``).
@@ -49,6 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--before-src", help="source tree of the 'before' server (omit to skip it)")
     p.add_argument("--torch", action="store_true", help="also --backend torch")
     p.add_argument("--one-thread", action="store_true", help="also ONNX Runtime with BITFIT_TORCH_THREADS=1")
+    p.add_argument("--spin", action="store_true", help="also ONNX Runtime with BITFIT_ONNX_SPIN=1 (spinning intra-op threads)")
     p.add_argument("--int8", action="store_true")
     p.add_argument("--tasks", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=32)
@@ -73,6 +75,8 @@ def servers(args: argparse.Namespace, store: Path) -> dict:
     out["onnxruntime"] = bitfit_server(store, extra=["--backend", "onnxruntime"], env=env)
     if args.one_thread:
         out["onnxruntime_1thread"] = bitfit_server(store, extra=["--backend", "onnxruntime"], env={**env, "BITFIT_TORCH_THREADS": "1"})
+    if args.spin:
+        out["onnxruntime_spin"] = bitfit_server(store, extra=["--backend", "onnxruntime"], env={**env, "BITFIT_ONNX_SPIN": "1"})
     if args.torch:
         out["torch"] = bitfit_server(store, extra=["--backend", "torch"], env=env)
     if args.int8:

@@ -54,13 +54,14 @@ class OnnxOptions:
     spin: bool = False  # spin-wait between ops: only where the cores are the runtime's alone
 
 
-def onnx_options(backend: str, device: torch.device, cache_dir: Path, quantize: str = "none", threads: int = 1) -> OnnxOptions | None:
+def onnx_options(backend: str, device: torch.device, cache_dir: Path, quantize: str = "none", threads: int = 1,
+                 spin: bool = False) -> OnnxOptions | None:
     """The engine's ONNX Runtime options when ``backend`` resolves to it, else None (PyTorch)."""
     if resolve_backend(backend, device) == "torch":
         if quantize != "none":
             raise ValueError("--quantize int8 needs the onnxruntime backend")
         return None
-    return OnnxOptions(Path(cache_dir), quantize, threads)
+    return OnnxOptions(Path(cache_dir), quantize, threads, spin)
 
 
 class OrtEncoder:

@@ -147,6 +147,8 @@ class Settings(BaseSettings):
     # a shared 2-core machine that was ~4x less server CPU per request than 2 threads.
     torch_threads: int = Field(
         0, ge=0, description="intra-op threads of the encoder (torch or ONNX Runtime); 0 = cores - 1 (torch), every core (ONNX Runtime)")
+    # Off: a spinning thread holds a core the event loop needs between ops (request_path.md).
+    onnx_spin: bool = Field(False, description="ONNX Runtime's intra-op threads spin between ops instead of sleeping")
     # A short text takes ~30 us to tokenize, less than the hop to the pool; longer ones go to
     # the pool so that they never hold up other requests.
     tokenize_inline_chars: int = Field(

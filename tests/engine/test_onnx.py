@@ -245,3 +245,16 @@ def test_the_dynamo_exporter_takes_over_when_torchscript_fails(backbones, tmp_pa
     assert [p.label for p in got] == [p.label for p in expected]
     for a, b in zip(got, expected):
         assert abs(a.score - b.score) < 1e-4
+
+
+@pytest.mark.parametrize("spin", [False, True])
+def test_spinning_is_the_sessions_setting_and_changes_no_answer(backbones, onnx_cache, spin):
+    """BITFIT_ONNX_SPIN reaches ONNX Runtime's session; the logits are the same either way."""
+    base, backbone = backbones("bert")
+    engine = Engine(backbone, onnx=OnnxOptions(onnx_cache, threads=2, spin=spin))
+    options = engine.runner.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spin else "0")
+    bs = random_bias_set(backbone.spec, "t", seed=7)
+    engine.register(bs)
+    torch.testing.assert_close(torch.stack(engine.logits([(engine.get("t"), r) for r in engine.encode(engine.get("t"), TEXTS)])),
+                               reference_logits(base, bs, TEXTS), atol=1e-4, rtol=0)

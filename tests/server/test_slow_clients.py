@@ -78,3 +78,16 @@ def test_a_client_hanging_up_mid_body_is_one_info_line_and_a_count(tmp_path, tin
     mine = [r for r in caplog.records if "disconnected before its body" in r.getMessage()]
     assert len(mine) == 3 and all(r.levelno == logging.INFO and not r.exc_info for r in mine)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_an_upload_over_the_limit_gets_its_413_while_still_sending(tmp_path, tiny_backbone):
+    """8 MB sent at a 1 MB limit: the server answers 413 after the first MB and keeps reading
+    (and dropping) the rest, so the client gets the JSON answer, not a connection reset."""
+    import httpx
+
+    with live_server(tmp_path / "s", tiny_backbone, max_upload_bytes=1 << 20) as url:
+        for _ in range(3):
+            r = httpx.post(f"{url}/tasks", files={"file": ("big.safetensors", b"\0" * (8 << 20))}, timeout=30)
+            assert r.status_code == 413, r.text[:300]
+            assert "max_upload_bytes" in r.json()["error"]["message"].lower()
+        assert httpx.get(f"{url}/healthz").status_code == 200

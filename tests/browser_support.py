@@ -98,6 +98,24 @@ def text(driver, selector: str) -> str:
     raise AssertionError(f"{selector} kept being re-rendered")
 
 
+def click(driver, selector: str, tries: int = 20) -> None:
+    """Click ``selector`` as a user does: found again on each try, scrolled into view. A page
+    that re-renders as events arrive (a job's) can replace the element between finding and
+    clicking it (stale), or a row still being laid out can cover it for a moment."""
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+
+    for attempt in range(tries):
+        try:
+            element = driver.find_element("css selector", selector)
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+            element.click()
+            return
+        except (StaleElementReferenceException, ElementClickInterceptedException):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.1)
+
+
 def open_ui(driver, base: str, route: str = "#/tasks") -> None:
     """The console at ``route`` on the server at ``base``."""
     driver.get(f"{base}/ui{route}")

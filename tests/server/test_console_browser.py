@@ -15,7 +15,7 @@ import time
 import pytest
 
 from bias_store.format import dumps
-from tests.browser_support import ROOT, chromium, css, no_alert, one, open_ui, page_problems, screenshot, text, until  # noqa: F401
+from tests.browser_support import ROOT, chromium, click, css, no_alert, one, open_ui, page_problems, screenshot, text, until  # noqa: F401
 from tests.helpers import random_bias_set
 from tests.server_support import running
 
@@ -75,7 +75,7 @@ def test_catalog_pages_through_2500_tasks(tmp_path, tiny_backbone, chromium):  #
         search = one(chromium, "#prefix-input")
         search.clear()
         search.send_keys("task-00012")
-        one(chromium, "#search-form button").click()
+        click(chromium, "#search-form button")
         until(chromium, lambda: listed(chromium)[:1] == ["task-0001200"], what="the search")
         assert listed(chromium) == [f"task-00012{i:02d}" for i in range(50)]
         press(chromium, one(chromium, "#next-page"))
@@ -109,7 +109,7 @@ def test_try_it_shows_the_scores_of_predict(tmp_path, tiny_backbone, chromium): 
         from selenium.webdriver.support.ui import Select
 
         Select(one(chromium, "#try-compare")).select_by_value("1")
-        one(chromium, "#try-run").click()
+        click(chromium, "#try-run")
         until(chromium, lambda: len(_scores_shown(chromium)) == 6, what="the scores")
         shown = _scores_shown(chromium)
         for version in (2, 1):
@@ -135,7 +135,7 @@ def test_try_it_with_pairs(tmp_path, tiny_backbone, chromium):  # noqa: F811
         open_ui(chromium, str(client.base_url), "#/task/nli")
         until(chromium, lambda: one(chromium, "#try-pairs"), what="the pair box").send_keys("\n".join(b for _, b in pairs))
         one(chromium, "#try-texts").send_keys("\n".join(a for a, _ in pairs))
-        one(chromium, "#try-run").click()
+        click(chromium, "#try-run")
         until(chromium, lambda: len(_scores_shown(chromium)) == 2, what="the scores")
         shown = _scores_shown(chromium)
         inputs = [{"text": a, "text_pair": b} for a, b in pairs]
@@ -153,7 +153,7 @@ def test_the_demo_task_in_the_console(tmp_path, minilm_backbone, chromium):  # n
     with running(tmp_path / "store", minilm_backbone, preload=[demo]) as (client, _):
         open_ui(chromium, str(client.base_url), "#/task/sentiment")
         until(chromium, lambda: one(chromium, "#try-texts"), what="the try-it form").send_keys("\n".join(texts))
-        one(chromium, "#try-run").click()
+        click(chromium, "#try-run")
         until(chromium, lambda: len(_scores_shown(chromium)) == 3, what="the scores")
         labels = [td.get_attribute("data-label") for td in css(chromium, "#try-result td.try-cell")]
         assert labels[:2] == ["positive", "negative"]
@@ -173,7 +173,7 @@ def test_an_upload_through_the_form_becomes_servable(tmp_path, tiny_backbone, ch
         open_ui(chromium, str(client.base_url))
         until(chromium, lambda: one(chromium, "#upload-file"), what="the upload form").send_keys(str(path))
         one(chromium, "#upload-name").send_keys("uploaded")
-        one(chromium, "#upload-form button[type=submit]").click()
+        click(chromium, "#upload-form button[type=submit]")
         link = until(chromium, lambda: css(chromium, "#upload-result a"), what="the upload's answer")[0]
         assert link.text == "uploaded v1"
         answer = client.post("/predict/uploaded", json={"inputs": "hello"})
@@ -184,15 +184,15 @@ def test_an_upload_through_the_form_becomes_servable(tmp_path, tiny_backbone, ch
         path2 = tmp_path / "v2.safetensors"
         path2.write_bytes(dumps(random_bias_set(tiny_backbone.spec, "uploaded", seed=4)))
         until(chromium, lambda: one(chromium, "#replace-file"), what="the replace form").send_keys(str(path2))
-        one(chromium, "#replace-form button[type=submit]").click()
+        click(chromium, "#replace-form button[type=submit]")
         until(chromium, lambda: "uploaded v2" in text(chromium, "#replace-result"), what="the replace's answer")
         assert client.post("/predict/uploaded", json={"inputs": "hello"}).json()["version"] == 2
         # Roll back (confirmed in place), then delete (the name typed).
         until(chromium, lambda: one(chromium, "#rollback-1"), what="the rollback button").click()
-        one(chromium, "#rollback-1-yes").click()
+        click(chromium, "#rollback-1-yes")
         until(chromium, lambda: client.get("/tasks/uploaded").json()["version"] == 1, what="the rollback")
         until(chromium, lambda: one(chromium, "#delete-confirm"), what="the delete form").send_keys("uploaded")
-        one(chromium, "#delete-button").click()
+        click(chromium, "#delete-button")
         until(chromium, lambda: client.get("/tasks/uploaded").status_code == 404, what="the delete")
         assert page_problems(chromium) == []
 
@@ -209,7 +209,7 @@ def test_a_hostile_label_shows_as_text_and_runs_nothing(tmp_path, tiny_backbone,
         assert "bell\u2407esc\u241b[31mred\\u{202e}evil\u2400end" in cell.text
         open_ui(chromium, str(client.base_url), "#/task/hostile")
         until(chromium, lambda: one(chromium, "#try-texts"), what="the try-it form").send_keys("anything")
-        one(chromium, "#try-run").click()
+        click(chromium, "#try-run")
         until(chromium, lambda: css(chromium, "#try-result g.bar"), what="the scores")
         labels = {b.get_attribute("data-label") for b in css(chromium, "#try-result g.bar")}
         assert labels == set(HOSTILE)
@@ -237,7 +237,7 @@ def test_a_scoped_key_sees_only_its_tasks(tmp_path, tiny_backbone, chromium):  #
         open_ui(chromium, str(client.base_url))
         until(chromium, lambda: "401" in text(chromium, "#tasks-status"), what="the 401 without a key")
         one(chromium, "#key-input").send_keys(acme)
-        one(chromium, "#key-save").click()
+        click(chromium, "#key-save")
         until(chromium, lambda: listed(chromium) == ["acme.one", "acme.two"], what="acme's tasks")
         until(chromium, lambda: "KiB" in text(chromium, "#tasks-table tbody td:nth-child(5)"), what="details")
         assert "other" not in chromium.page_source and "zeta" not in chromium.page_source
@@ -246,7 +246,7 @@ def test_a_scoped_key_sees_only_its_tasks(tmp_path, tiny_backbone, chromium):  #
         assert acme not in chromium.current_url
         search = one(chromium, "#prefix-input")
         search.send_keys("other")
-        one(chromium, "#search-form button").click()
+        click(chromium, "#search-form button")
         until(chromium, lambda: "No task here." in text(chromium, "#tasks-table"), what="an empty search")
         open_ui(chromium, str(client.base_url), "#/task/other.secret")
         until(chromium, lambda: "404" in text(chromium, "#task-head"), what="the other tenant's task as unknown")

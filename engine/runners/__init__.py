@@ -14,6 +14,10 @@ Optional backends sit behind ``is_*_available()`` (nothing is imported to answer
 extra: the fused per-row GEMM of ``row_bias_gemm``, which ``form_choice`` picks on CUDA where
 it measures faster).
 
+Only ONNX Runtime's runner is ``thread_safe``: a session runs concurrent calls, each with its
+own inputs, so the server can run several forwards at once. PyTorch's runners put a batch's
+rows into the encoder's site modules for the length of a forward, so theirs run one at a time.
+
 A runner also knows its row layout and makes a sibling for another (``for_layout``), which
 is how the engine widens its rows when the first ``bitfit-ln`` set arrives; and it does its
 start-up work in ``warm_up``.
@@ -36,6 +40,7 @@ from engine.runners.row_bias_gemm import is_triton_available
 class Runner(Protocol):
     backend: str  # "torch", "onnxruntime" or "onnxruntime-int8"
     layout: SiteLayout  # how the rows it takes are laid out
+    thread_safe: bool  # two threads may run forwards at once (each with its own rows)
 
     def __call__(self, rows: torch.Tensor, **batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 

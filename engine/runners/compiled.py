@@ -61,6 +61,7 @@ class CompiledEncoder:
     As the engine's runner (``engine.runners``) it reports the "torch" backend."""
 
     backend = "torch"
+    thread_safe = False  # it runs RowBiasedEncoder's forward
 
     def __init__(self, encoder: RowBiasedEncoder, mode: str, max_length: int, backend: str = "inductor") -> None:
         """``backend``: "inductor" to serve; tests use "aot_eager" to count graphs cheaply."""

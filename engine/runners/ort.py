@@ -65,11 +65,15 @@ def onnx_options(backend: str, device: torch.device, cache_dir: Path, quantize: 
 
 
 class OrtEncoder:
-    """One ONNX Runtime session over the cached graph; call it from one thread at a time.
+    """One ONNX Runtime session over the cached graph. Threads may call it at once: a
+    session runs concurrent ``run`` calls, each on its caller's thread plus its own share of
+    the intra-op pool, with inputs and outputs of its own.
 
     Called like ``runners.pytorch.RowBiasedEncoder``: ``(rows=, input_ids=, attention_mask=, [token_type_ids=])``
     -> (hidden [batch, seq, hidden], pooler [batch, hidden] or None).
     """
+
+    thread_safe = True
 
     def __init__(self, path: Path, options: OnnxOptions, layout: SiteLayout | None = None, backbone: Backbone | None = None) -> None:
         """``layout`` and ``backbone``: what the graph was exported from (``for_backbone``

@@ -88,6 +88,7 @@ class RowBiasedEncoder(nn.Module):
     """
 
     backend = "torch"
+    thread_safe = False  # a forward patches the site modules with its rows (per_row_biases)
 
     def __init__(self, encoder: nn.Module, layout: SiteLayout, linear_form: str | None = None) -> None:
         super().__init__()

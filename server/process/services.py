@@ -98,7 +98,11 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     log.info("resident budget: %d task slots of %d bytes each", slots, engine.row_bytes)
     budget = TokenBudget(settings.max_inflight_tokens, settings.retry_after_s, metrics.rejected.labels("budget").inc)
     metrics.track_budget(budget)
-    predictor = Predictor(engine, tasks, Tokenizers(engine, settings), Batcher(engine, metrics, settings), budget, settings)
+    if settings.inference_workers > 1 and not engine.parallel_forwards:
+        log.warning("BITFIT_INFERENCE_WORKERS=%d is for ONNX Runtime; the %s backend runs one forward at a time",
+                    settings.inference_workers, engine.backend)
+    batcher = Batcher(engine, metrics, settings, settings.resolved_inference_workers(engine.parallel_forwards))
+    predictor = Predictor(engine, tasks, Tokenizers(engine, settings), batcher, budget, settings)
     services = Services(settings, metrics, engine, store, tasks, sync, TaskMutations(store, sync, validator), predictor, warm_up)
     services.jobs = JobQueue.for_store(store)
     services.trainers = start_trainers(settings)

@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     # a shared 2-core machine that was ~4x less server CPU per request than 2 threads.
     torch_threads: int = Field(
         0, ge=0, description="intra-op threads of the encoder (torch or ONNX Runtime); 0 = cores - 1 (torch), every core (ONNX Runtime)")
+    # Two plain loops at once beat one on both cores by 5-20%, but on 2 cores the server with
+    # two workers measured within noise of one (docs/benchmarks/request_path.md, section 6): the
+    # option is for machines whose cores one small forward cannot keep busy.
+    inference_workers: int = Field(
+        1, ge=1, le=64, description="forwards that run at once, each on its own batch from the one queue, sharing the "
+        "intra-op threads (ONNX Runtime; PyTorch runs one at a time)")
     # Off: a spinning thread holds a core the event loop needs between ops (request_path.md).
     onnx_spin: bool = Field(False, description="ONNX Runtime's intra-op threads spin between ops instead of sleeping")
     # A short text takes ~30 us to tokenize, less than the hop to the pool; longer ones go to
@@ -259,9 +265,15 @@ class Settings(BaseSettings):
     def resolved_torch_threads(self, cpu_count: int | None) -> int:
         return self.torch_threads or max(1, (cpu_count or 1) - 1)
 
+    def resolved_inference_workers(self, parallel: bool) -> int:
+        """Forwards at once: as asked where the engine runs forwards in parallel (``parallel``:
+        ONNX Runtime), else 1."""
+        return self.inference_workers if parallel else 1
+
     def resolved_onnx_threads(self, cpu_count: int | None) -> int:
         """ONNX Runtime's threads never spin, so they hand a core back to the event loop
-        between ops: by default the forward gets every core (docs/benchmarks/request_path.md)."""
+        between ops: by default the forward gets every core, and forwards at once share them
+        (docs/benchmarks/request_path.md)."""
         return self.torch_threads or max(1, cpu_count or 1)
 
     def resolved_onnx_cache(self) -> Path:

@@ -1,4 +1,4 @@
-"""Dynamic micro-batching across tasks, with one inference worker thread.
+"""Dynamic micro-batching across tasks, with inference worker threads.
 
 Requests of any mix of tasks are queued as rows ``(TaskHandle, EncodedRow)``. The worker
 takes rows first-in first-out until the batch holds ``max_rows`` rows or ``max_tokens``
@@ -7,9 +7,11 @@ ONE forward pass (the engine only groups rows by task at the heads). A request l
 than a batch is split over consecutive batches. Between a forward and its answers the
 worker takes and prepares the next batch (``_work``).
 
-The event loop never runs torch: the forward runs on the single worker thread (one
-forward at a time is also a correctness need of the engine). Rows arrive tokenized
-(server/serving/tokenize.py), so the worker only pads and runs the forward.
+The event loop never runs torch: forwards run on the worker threads. There is one worker
+unless the engine runs forwards in parallel (ONNX Runtime, ``Engine.parallel_forwards``);
+then ``workers`` of them each take their own batch from the one queue, so a forward never
+waits for another to end before the next starts. Rows arrive tokenized
+(server/serving/tokenize.py), so a worker only pads and runs the forward.
 
 Back-pressure: when ``max_queue_rows`` rows are waiting, ``submit`` raises Overloaded
 (HTTP 503 + Retry-After) instead of letting the queue grow without bound. Rows of a
@@ -99,7 +101,7 @@ def _settle_all(done: list[_Pending], error: BaseException | None = None) -> Non
 
 
 class Batcher:
-    def __init__(self, engine: Engine, metrics: Metrics, settings: Settings) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics, settings: Settings, workers: int = 1) -> None:
         self.engine = engine
         self.metrics = metrics
         self.max_rows = settings.max_batch_rows
@@ -111,9 +113,13 @@ class Batcher:
         self._queued_rows = 0
         self._queued_tokens = 0
         self._cond = threading.Condition()
+        self._idle = 0  # workers waiting for rows in _next_batch
+        self._shared = False  # the last take left rows as another worker's share: they are due
         self._closing = False
-        self._worker = threading.Thread(target=self._work, name="bitfit-inference", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._work, name=f"bitfit-inference-{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        for worker in self._workers:
+            worker.start()
 
     # -- request side (event loop) ---------------------------------------------------------
     async def submit(self, items: list[Item], disconnected: Callable[[], Awaitable] | None = None) -> list[Prediction]:
@@ -193,23 +199,33 @@ class Batcher:
         with self._cond:
             if not wait and (not self._queue or not self._due()):
                 return []
-            while not self._queue:
-                if self._closing:
-                    return None
-                self._cond.wait()
-            deadline = self._queue[0].enqueued + self.max_wait
-            while not self._due():
-                self._cond.wait(deadline - time.perf_counter())
-            return self._take()
+            if not wait:
+                return self._take(sharers=1 + self._idle)
+            self._idle += 1
+            try:
+                while True:  # another worker may take the rows this one waits for
+                    while not self._queue:
+                        if self._closing:
+                            return None
+                        self._cond.wait()
+                    if self._due():
+                        return self._take(sharers=self._idle)
+                    self._cond.wait(self._queue[0].enqueued + self.max_wait - time.perf_counter())
+            finally:
+                self._idle -= 1
 
     def _due(self) -> bool:  # caller holds self._cond; the queue is not empty
         full = self._queued_rows >= self.max_rows or self._queued_tokens >= self.max_tokens
-        return self._closing or full or time.perf_counter() >= self._queue[0].enqueued + self.max_wait
+        return self._closing or full or self._shared or time.perf_counter() >= self._queue[0].enqueued + self.max_wait
 
-    def _take(self) -> list[tuple[_Pending, int]]:  # caller holds self._cond
+    def _take(self, sharers: int = 1) -> list[tuple[_Pending, int]]:  # caller holds self._cond
+        """One batch from the head of the queue. ``sharers``: the workers free to run the rows
+        now (this one and the idle ones); each takes an even share, so that a burst of
+        requests runs as forwards side by side rather than as one while the others idle."""
         taken: list[tuple[_Pending, int]] = []
         longest = 0
-        while self._queue and len(taken) < self.max_rows:
+        limit = min(self.max_rows, -(-self._queued_rows // max(1, sharers)))
+        while self._queue and len(taken) < limit:
             pending = self._queue[0]
             if pending.dropped:
                 self._pop_rest(pending)
@@ -226,6 +242,9 @@ class Batcher:
             if pending.taken == len(pending.items):
                 self._queue.popleft()
         self.metrics.queue_depth.set(self._queued_rows)
+        self._shared = bool(self._queue) and sharers > 1
+        if self._queue and len(self._workers) > 1:
+            self._cond.notify()  # rows are left: an idle worker takes them (submit wakes none now)
         return taken
 
     def _pop_rest(self, pending: _Pending) -> None:  # caller holds self._cond
@@ -295,9 +314,15 @@ class Batcher:
     def queued_rows(self) -> int:
         return self._queued_rows
 
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
     def close(self, timeout: float | None = None) -> None:
-        """Refuse new work, finish every queued row, then stop the worker."""
+        """Refuse new work, finish every queued row, then stop the workers."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._worker.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))

@@ -61,8 +61,8 @@ def settings(**kw) -> Settings:
     return Settings(**{"max_wait_ms": 20, "max_inputs_per_request": 1, **kw})
 
 
-def make(engine, **kw) -> Batcher:
-    return Batcher(engine, Metrics(), settings(**kw))
+def make(engine, workers: int = 1, **kw) -> Batcher:
+    return Batcher(engine, Metrics(), settings(**kw), workers)
 
 
 def test_requests_of_different_tasks_share_one_batch_and_answer_in_order():
@@ -231,3 +231,70 @@ def test_the_next_batch_is_prepared_before_the_answers_of_the_last_one_go_out():
     batcher.close()
     assert a == [("a", i) for i in range(4)] and b == [("b", i) for i in range(4)]
     assert events.index("complete a") < events.index("prepare b") < events.index("answered a")
+
+
+class OneSlowTask(FakeEngine):
+    """Batches with a row of task "slow" wait in their forward until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def run(self, items, split=None):
+        if any(h.name == "slow" for h, _ in items):
+            self.release.wait(10)
+        return super().run(items, split)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_with_two_workers_a_batch_is_answered_while_the_other_is_in_its_forward(workers):
+    engine = OneSlowTask()
+    batcher = make(engine, workers, max_batch_rows=2, max_wait_ms=0)
+
+    async def main():
+        slow = asyncio.ensure_future(batcher.submit(rows("slow", 1, 1)))
+        await asyncio.sleep(0.05)  # a worker is inside the slow forward
+        fast = asyncio.ensure_future(batcher.submit(rows("fast", 2, 2)))
+        done, _ = await asyncio.wait({fast}, timeout=1.0)
+        answered_first = bool(done)
+        engine.release.set()
+        return answered_first, await slow, await fast
+
+    answered_first, slow, fast = asyncio.run(main())
+    batcher.close()
+    assert answered_first == (workers == 2)  # one worker: "fast" waits for the slow forward
+    assert slow == [("slow", 0)] and fast == [("fast", 0), ("fast", 1)]
+    assert batcher.workers == workers
+
+
+def test_four_workers_answer_every_row_once_and_in_order_under_load():
+    engine = FakeEngine(delay=0.002)
+    batcher = make(engine, 4, max_batch_rows=5, max_wait_ms=1)
+
+    async def main():
+        sizes = [1 + (k * 7) % 6 for k in range(60)]
+        results = await asyncio.wait_for(asyncio.gather(*(batcher.submit(rows(f"t{k}", k + 1, n)) for k, n in enumerate(sizes))), 30)
+        return sizes, results
+
+    sizes, results = asyncio.run(main())
+    batcher.close()
+    assert results == [[(f"t{k}", i) for i in range(n)] for k, n in enumerate(sizes)]
+    assert sorted(row for batch in engine.batches for row in batch) == sorted(row for r in results for row in r)
+    assert all(len(batch) <= 5 for batch in engine.batches)
+
+
+def test_idle_workers_split_a_burst_evenly_instead_of_one_taking_it_all():
+    engine = FakeEngine(delay=0.05)
+    engine.gate.clear()  # hold the workers until the whole burst is queued
+    batcher = make(engine, 2, max_batch_rows=32, max_wait_ms=30)
+
+    async def main():
+        futures = [asyncio.ensure_future(batcher.submit(rows(f"t{k}", k + 1, 1))) for k in range(24)]
+        await asyncio.sleep(0.2)  # both workers took their share and wait at the gate
+        engine.gate.set()
+        return await asyncio.wait_for(asyncio.gather(*futures), 10)
+
+    results = asyncio.run(main())
+    batcher.close()
+    assert results == [[(f"t{k}", 0)] for k in range(24)]
+    assert sorted(len(b) for b in engine.batches) == [12, 12]

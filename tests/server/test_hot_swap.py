@@ -88,12 +88,16 @@ def expected_scores(tiny_backbone, content: dict[tuple[str, int], list[int]]) ->
     return expected
 
 
-@pytest.mark.parametrize("backend", ["torch", pytest.param("onnxruntime", marks=needs_onnxruntime)])
-def test_predicts_stay_consistent_while_tasks_change(tmp_path, tiny_backbone, onnx_cache, backend):
+@pytest.mark.parametrize("backend, workers", [("torch", 1), pytest.param("onnxruntime", 1, marks=needs_onnxruntime),
+                                              pytest.param("onnxruntime", 2, marks=needs_onnxruntime)])
+def test_predicts_stay_consistent_while_tasks_change(tmp_path, tiny_backbone, onnx_cache, backend, workers):
+    """Workers 2: two forwards at once (BITFIT_INFERENCE_WORKERS), every answer still its version's."""
     spec = tiny_backbone.spec
     traffic = Traffic()
 
-    with serving(tmp_path / "store", tiny_backbone, max_wait_ms=1, backend=backend, onnx_cache=onnx_cache) as client:
+    with serving(tmp_path / "store", tiny_backbone, max_wait_ms=1, backend=backend, onnx_cache=onnx_cache,
+                 inference_workers=workers) as client:
+        assert client.app.state.services.predictor.batcher.workers == workers
         for seed, task in enumerate(TASKS):
             r = upload(client, random_bias_set(spec, task, seed=seed))
             traffic.content[(task, r.json()["version"])].append(seed)

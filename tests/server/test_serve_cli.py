@@ -129,3 +129,13 @@ def test_onnx_runtime_gets_every_core_and_torch_all_but_one():
     settings = Settings(store="s")
     assert settings.resolved_onnx_threads(2) == 2 and settings.resolved_torch_threads(2) == 1
     assert Settings(store="s", torch_threads=3).resolved_onnx_threads(2) == 3
+
+
+def test_parallel_forwards_are_asked_for_and_only_onnx_runtime_gets_them():
+    assert Settings(store="s").resolved_inference_workers(parallel=True) == 1
+    asked = Settings(store="s", inference_workers=3)
+    assert asked.resolved_inference_workers(parallel=True) == 3
+    assert asked.resolved_inference_workers(parallel=False) == 1  # PyTorch's forward patches shared modules
+    for bad in (0, -1, 65):
+        with pytest.raises(ValueError):
+            Settings(store="s", inference_workers=bad)

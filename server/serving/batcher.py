@@ -8,10 +8,10 @@ than a batch is split over consecutive batches. Between a forward and its answer
 worker takes and prepares the next batch (``_work``).
 
 The event loop never runs torch: forwards run on the worker threads. There is one worker
-unless the engine runs forwards in parallel (ONNX Runtime, ``Engine.parallel_forwards``);
-then ``workers`` of them each take their own batch from the one queue, so a forward never
-waits for another to end before the next starts. Rows arrive tokenized
-(server/serving/tokenize.py), so a worker only pads and runs the forward.
+by default; where the engine runs forwards in parallel (ONNX Runtime,
+``Engine.parallel_forwards``) there may be ``workers`` (BITFIT_INFERENCE_WORKERS), each
+taking its own batch from the one queue, idle ones an even share of a burst (``_take``).
+Rows arrive tokenized (server/serving/tokenize.py), so a worker only pads and runs the forward.
 
 Back-pressure: when ``max_queue_rows`` rows are waiting, ``submit`` raises Overloaded
 (HTTP 503 + Retry-After) instead of letting the queue grow without bound. Rows of a

@@ -147,9 +147,8 @@ class Settings(BaseSettings):
     # a shared 2-core machine that was ~4x less server CPU per request than 2 threads.
     torch_threads: int = Field(
         0, ge=0, description="intra-op threads of the encoder (torch or ONNX Runtime); 0 = cores - 1 (torch), every core (ONNX Runtime)")
-    # Two plain loops at once beat one on both cores by 5-20%, but on 2 cores the server with
-    # two workers measured within noise of one (docs/benchmarks/request_path.md, section 6): the
-    # option is for machines whose cores one small forward cannot keep busy.
+    # For machines whose cores one small forward cannot keep busy: on 2 cores two workers
+    # measured within noise of one (docs/benchmarks/request_path.md, section 6).
     inference_workers: int = Field(
         1, ge=1, le=64, description="forwards that run at once, each on its own batch from the one queue, sharing the "
         "intra-op threads (ONNX Runtime; PyTorch runs one at a time)")

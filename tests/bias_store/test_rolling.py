@@ -79,10 +79,12 @@ def test_every_part_turns_over_and_old_layers_and_parts_go(tmp_path):
     assert log.wait_compacted(timeout=120)
     manifest = rolling.Rolling.loads((tmp_path / "snapshots" / f"{g - g % 10:012d}.json").read_bytes())
     assert len(manifest.layers) <= rolling.PARTS // rolling.PARTS_PER_ROUND + 1  # layers older than every part are gone
+    # The newest snapshot and the one before it stay (a busy compactor skips rounds, so that
+    # one is not always ten generations back); parts named by neither are gone.
+    snapshots = sorted(int(p.stem) for p in (tmp_path / "snapshots").glob("*.json"))
+    assert len(snapshots) == 2 and snapshots[-1] == manifest.generation
     kept = {f"snapshots/parts/{p.name}" for p in (tmp_path / "snapshots" / "parts").iterdir()}
-    assert kept <= rolling.referenced(manifest) | _previous_refs(tmp_path, manifest.generation - 10)
-    assert sorted(p.name for p in (tmp_path / "snapshots").glob("*.json")) == [f"{manifest.generation - 10:012d}.json",
-                                                                               f"{manifest.generation:012d}.json"]
+    assert kept <= rolling.referenced(manifest) | _previous_refs(tmp_path, snapshots[0])
     assert ChangeLog(FolderObjects(tmp_path)).catalog() == (g, catalog)  # a replica starting now
 
 

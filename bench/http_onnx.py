@@ -5,8 +5,8 @@ once and loaded in turn, round by round, so that outside load on the box hits ea
 
 - ``onnxruntime``: this tree with its defaults (the CPU default backend);
 - ``onnxruntime_1thread`` (``--one-thread``): the same with ``BITFIT_TORCH_THREADS=1``;
-- ``onnxruntime_1worker`` (``--one-worker``): the same with ``BITFIT_INFERENCE_WORKERS=1`` (one
-  forward at a time on every core: the default before parallel forwards);
+- ``onnxruntime_1worker`` (``--one-worker``): the same with ``BITFIT_INFERENCE_WORKERS=1`` set
+  (today's default, pinned: the baseline beside ``--variant`` servers with more workers);
 - ``onnxruntime_spin`` (``--spin``): the same with ``BITFIT_ONNX_SPIN=1``;
 - ``torch`` (``--torch``): ``--backend torch``; ``onnxruntime_int8`` (``--int8``);
 - ``before`` (``--before-src DIR``): the server of an older source tree
@@ -121,7 +121,7 @@ def one_round(r: int, kind: str, args, procs: dict, ceiling: Ceiling, best, engi
     got["ceiling"].append(rows_per_s)
     got["engine"].append(engine.measure(args.seconds))
     loops = available_cores()
-    parallel = max(ceiling.measure_parallel(replace(best[0], threads=1, batch=b), args.seconds, loops)[0] for b in (16, 32))
+    parallel = max(ceiling.measure(replace(best[0], threads=1, batch=b), args.seconds, loops)[0] for b in (16, 32))
     got["parallel"].append(parallel)
     emit({"bench": "http_onnx_round", "texts": kind, "round": r, "ceiling_variant": variant, "ceiling_rows_per_s": round(rows_per_s, 1),
           "ceiling_cpu_ms_per_row": round(cpu_ms, 3), "engine_rows_per_s": round(got["engine"][-1], 1),

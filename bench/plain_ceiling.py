@@ -16,9 +16,9 @@ knob that could make that loop faster is a variant, timed interleaved round by r
 
 ``search`` times the base variant and each one-knob change from it, then the combination
 of every change that won, and returns the rows/s of each: the best is the ceiling.
-``Ceiling.measure_parallel`` runs one variant in several threads at once over one session:
-not a single loop, so not the ceiling, but what a plain server with the same parallel
-forwards as ``bitfit serve``'s (one per core, one intra-op thread each) would do.
+``Ceiling.measure(..., loops=N)`` runs one variant in N threads at once over one session:
+not a single loop, so not the ceiling, but what a plain server running a forward per core
+at once would do (the plain counterpart of ``BITFIT_INFERENCE_WORKERS``).
 Run alone::
 
     python -m bench.plain_ceiling --texts short --rounds 3 --seconds 3
@@ -32,6 +32,7 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -164,6 +165,7 @@ class Ceiling:
         self.head = (rng.standard_normal((2, hidden)).astype(np.float32), np.zeros(2, np.float32))
         self._graphs: dict[tuple[str, bool], Path] = {}
         self._loops: dict[Variant, PlainLoop] = {}
+        self._extra: dict[Variant, list[PlainLoop]] = {}  # more loops over the same sessions (measure's loops)
 
     def graph(self, exporter: str, fused: bool) -> Path:
         key = (exporter, fused)
@@ -182,25 +184,12 @@ class Ceiling:
             self._loops[v](self.texts[: v.batch])  # warm
         return self._loops[v]
 
-    def measure(self, v: Variant, seconds: float) -> tuple[float, float]:
-        """(rows/s wall, ms of this process's CPU per row) over ``seconds`` of consecutive batches."""
-        run, n = self.loop(v), len(self.texts)
-        rows, i, t0, c0 = 0, 0, time.perf_counter(), time.process_time()
-        while time.perf_counter() - t0 < seconds:
-            run([self.texts[(i + k) % n] for k in range(v.batch)])
-            rows, i = rows + v.batch, i + v.batch
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        return rows / wall, 1000 * cpu / rows
-
-    def measure_parallel(self, v: Variant, seconds: float, loops: int) -> tuple[float, float]:
-        """(rows/s wall, ms of CPU per row) of ``loops`` threads each running ``v``'s loop at once,
-        over one shared session (ONNX Runtime runs concurrent calls; the GIL is released in
-        ``run`` and in the tokenizer): the plain counterpart of a server whose workers run
-        forwards at once (BITFIT_INFERENCE_WORKERS)."""
-        import threading
-
-        first = self.loop(v)
-        runs = [first] + [PlainLoop(first.session, self.backbone, v.tokenizer, self.head) for _ in range(loops - 1)]
+    def measure(self, v: Variant, seconds: float, loops: int = 1) -> tuple[float, float]:
+        """(rows/s wall, ms of this process's CPU per row) over ``seconds`` of consecutive batches.
+        ``loops`` > 1: that many threads run ``v``'s loop at once over one shared session (ONNX
+        Runtime runs concurrent calls; the GIL is released in ``run`` and in the tokenizer): the
+        plain counterpart of a server running forwards at once (BITFIT_INFERENCE_WORKERS)."""
+        runs = self.loops(v, loops)
         n, rows = len(self.texts), [0] * loops
         t0, c0 = time.perf_counter(), time.process_time()
         stop = t0 + seconds
@@ -211,18 +200,30 @@ class Ceiling:
                 runs[j]([self.texts[(i + k) % n] for k in range(v.batch)])
                 rows[j], i = rows[j] + v.batch, i + v.batch
 
-        threads = [threading.Thread(target=go, args=(j,)) for j in range(loops)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        if loops == 1:
+            go(0)
+        else:
+            threads = [threading.Thread(target=go, args=(j,)) for j in range(loops)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         return sum(rows) / wall, 1000 * cpu / max(1, sum(rows))
+
+    def loops(self, v: Variant, count: int) -> list[PlainLoop]:
+        """``count`` loops of ``v`` over its one session (each its own tokenizer), made once."""
+        first = self.loop(v)
+        extra = self._extra.setdefault(v, [])
+        while len(extra) < count - 1:
+            extra.append(PlainLoop(first.session, self.backbone, v.tokenizer, self.head))
+        return [first, *extra[: count - 1]]
 
     def close(self) -> None:
         import shutil
 
         self._loops.clear()
+        self._extra.clear()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

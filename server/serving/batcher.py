@@ -17,8 +17,6 @@ Back-pressure: when ``max_queue_rows`` rows are waiting, ``submit`` raises Overl
 (HTTP 503 + Retry-After) instead of letting the queue grow without bound. Rows of a
 request whose client went away are dropped before they reach a forward pass.
 """
-# size: the queue, its worker's pipeline and the settling of requests share one condition's state
-
 from __future__ import annotations
 
 import asyncio
@@ -26,78 +24,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
-from engine import Engine, Prediction, TaskHandle
-from engine.inputs import EncodedRow
+from engine import Engine, Prediction
 from server.exceptions import ClientGone, NotReady, Overloaded
 from server.process.metrics import Metrics
 from server.process.settings import Settings, env_name
-from server.serving import spans
-
-Item = tuple[TaskHandle, EncodedRow]
-
-
-@dataclass(eq=False)
-class _Pending:
-    """One request's rows on their way through the queue."""
-
-    items: list[Item]
-    future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
-    enqueued: float  # time.perf_counter() when queued
-    results: list[Prediction | None] = field(default_factory=list)
-    taken: int = 0  # rows already handed to a batch (a prefix of items)
-    finished: int = 0  # rows with a result
-    dropped: bool = False  # client gone, or an earlier batch failed: skip the rest
-    started: bool = False  # its first row entered a batch (queue wait observed)
-    # time.time_ns() when queued, and (start, end, rows) of each batch its rows were in: its spans.
-    enqueued_ns: int = field(default_factory=time.time_ns)
-    batches: list[tuple[int, int, int]] = field(default_factory=list)
-
-    def settle(self, error: BaseException | None = None) -> None:
-        """Complete the future (on its event loop's thread)."""
-        if self.future.done():  # cancelled: the client went away
-            return
-        if error is not None:
-            self.future.set_exception(error)
-        else:
-            self.future.set_result(self.results)
-
-
-@dataclass(eq=False)
-class _Prepared:
-    """A batch taken from the queue and prepared by the engine, waiting for its forward."""
-
-    taken: list[tuple[_Pending, int]]  # (request, row index) per batch row
-    requests: list[_Pending]  # distinct, in order
-    items: list[Item]
-    split: list[list[int]]
-    prepared: object  # the engine's
-    start: float  # time.perf_counter() when taken
-    start_ns: int
-
-
-def _record_spans(pending: _Pending) -> None:
-    """The request's queue wait and forwards as spans of its own trace (server/serving/spans.py)."""
-    if not pending.batches:
-        return
-    tasks = ",".join(dict.fromkeys(handle.name for handle, _ in pending.items))
-    spans.record("queue_wait", pending.enqueued_ns, pending.batches[0][0], **{spans.TASK: tasks})
-    for start_ns, end_ns, rows in pending.batches:
-        spans.record("forward", start_ns, end_ns, **{spans.TASK: tasks, "bitfit.batch_rows": rows})
-
-
-def _settle_all(done: list[_Pending], error: BaseException | None = None) -> None:
-    """Hand finished requests back to their event loops: one wake-up per loop, not per request."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
-    for pending in done:
-        by_loop.setdefault(pending.loop, []).append(pending)
-    for loop, group in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(lambda g=group: [p.settle(error) for p in g])
-        except RuntimeError:  # the loop is closed: nobody waits for these any more
-            pass
+from server.serving.pending import Item, Pending, Prepared, record_spans, settle_all
 
 
 class Batcher:
@@ -109,7 +41,7 @@ class Batcher:
         self.max_wait = settings.max_wait_ms / 1000
         self.max_queue_rows = settings.max_queue_rows
         self.retry_after_s = settings.retry_after_s
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[Pending] = deque()
         self._queued_rows = 0
         self._queued_tokens = 0
         self._cond = threading.Condition()
@@ -129,7 +61,7 @@ class Batcher:
         request's rows not yet in a batch are then dropped and ClientGone is raised.
         """
         loop = asyncio.get_running_loop()
-        pending = _Pending(items, loop.create_future(), loop, time.perf_counter(), [None] * len(items))
+        pending = Pending(items, loop.create_future(), loop, time.perf_counter(), [None] * len(items))
         tokens = sum(len(row) for _, row in items)
         with self._cond:
             if self._closing:
@@ -153,13 +85,13 @@ class Batcher:
                 self._cond.notify()
         try:
             predictions = await self._wait(pending, disconnected)
-            _record_spans(pending)
+            record_spans(pending)
             return predictions
         except (asyncio.CancelledError, ClientGone):
             pending.dropped = True  # the worker skips whatever it has not started yet
             raise
 
-    async def _wait(self, pending: _Pending, disconnected: Callable[[], Awaitable] | None) -> list[Prediction]:
+    async def _wait(self, pending: Pending, disconnected: Callable[[], Awaitable] | None) -> list[Prediction]:
         if disconnected is None:
             return await pending.future
         watcher = asyncio.ensure_future(disconnected())
@@ -180,7 +112,7 @@ class Batcher:
         run while the event loop is idle, and its burst of answers and new requests overlaps
         the next forward, which holds no GIL: at each release and retake of the GIL the worker
         would otherwise wait for a busy event loop (docs/benchmarks/request_path.md)."""
-        ready: _Prepared | None = None
+        ready: Prepared | None = None
         while True:
             if ready is None:
                 batch = self._next_batch()
@@ -191,16 +123,14 @@ class Batcher:
             done = self._complete(ready)
             batch = self._next_batch(wait=False)  # rows already due; [] if none
             ready = self._prepare(batch) if batch else None
-            _settle_all(done)
+            settle_all(done)
 
-    def _next_batch(self, wait: bool = True) -> list[tuple[_Pending, int]] | None:
+    def _next_batch(self, wait: bool = True) -> list[tuple[Pending, int]] | None:
         """Wait for rows and take one batch's worth; None once closed and drained.
         ``wait=False``: only rows already due (a full batch, or the oldest row's wait over), else []."""
         with self._cond:
-            if not wait and (not self._queue or not self._due()):
-                return []
             if not wait:
-                return self._take(sharers=1 + self._idle)
+                return self._take(sharers=1 + self._idle) if self._queue and self._due() else []
             self._idle += 1
             try:
                 while True:  # another worker may take the rows this one waits for
@@ -218,11 +148,11 @@ class Batcher:
         full = self._queued_rows >= self.max_rows or self._queued_tokens >= self.max_tokens
         return self._closing or full or self._shared or time.perf_counter() >= self._queue[0].enqueued + self.max_wait
 
-    def _take(self, sharers: int = 1) -> list[tuple[_Pending, int]]:  # caller holds self._cond
+    def _take(self, sharers: int = 1) -> list[tuple[Pending, int]]:  # caller holds self._cond
         """One batch from the head of the queue. ``sharers``: the workers free to run the rows
         now (this one and the idle ones); each takes an even share, so that a burst of
         requests runs as forwards side by side rather than as one while the others idle."""
-        taken: list[tuple[_Pending, int]] = []
+        taken: list[tuple[Pending, int]] = []
         longest = 0
         limit = min(self.max_rows, -(-self._queued_rows // max(1, sharers)))
         while self._queue and len(taken) < limit:
@@ -247,14 +177,14 @@ class Batcher:
             self._cond.notify()  # rows are left: an idle worker takes them (submit wakes none now)
         return taken
 
-    def _pop_rest(self, pending: _Pending) -> None:  # caller holds self._cond
+    def _pop_rest(self, pending: Pending) -> None:  # caller holds self._cond
         rest = pending.items[pending.taken :]
         self._queued_rows -= len(rest)
         self._queued_tokens -= sum(len(row) for _, row in rest)
         pending.taken = len(pending.items)
         self._queue.popleft()
 
-    def _prepare(self, taken: list[tuple[_Pending, int]]) -> _Prepared | None:
+    def _prepare(self, taken: list[tuple[Pending, int]]) -> Prepared | None:
         """Pad the batch and gather its rows' biases (the engine's ``prepare``); None if that failed."""
         start, start_ns = time.perf_counter(), time.time_ns()
         requests = list(dict.fromkeys(p for p, _ in taken))  # distinct, in order
@@ -269,9 +199,9 @@ class Batcher:
         except Exception as exc:  # a bug or a device error: fail these requests, keep serving
             self._fail(requests, exc)
             return None
-        return _Prepared(taken, requests, items, split, prepared, start, start_ns)
+        return Prepared(taken, requests, items, split, prepared, start, start_ns)
 
-    def _complete(self, ready: _Prepared) -> list[_Pending]:
+    def _complete(self, ready: Prepared) -> list[Pending]:
         """Run a prepared batch; its requests now answered in full (settled by the caller)."""
         try:
             predictions = self.engine.complete(ready.prepared)
@@ -296,11 +226,11 @@ class Batcher:
         return done
 
     @staticmethod
-    def _fail(requests: list[_Pending], exc: Exception) -> None:
+    def _fail(requests: list[Pending], exc: Exception) -> None:
         # Not logged here: each request's answer logs it once, at the HTTP edge.
         for pending in requests:
             pending.dropped = True
-        _settle_all(requests, exc)
+        settle_all(requests, exc)
 
     def _observe_padding(self, items: list[Item], split: list[list[int]]) -> None:
         lengths = [len(row) for _, row in items]

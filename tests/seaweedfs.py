@@ -46,6 +46,11 @@ class SeaweedFS:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._pick_ports()
+        self.proc: subprocess.Popen | None = None
+        self.started = False
+
+    def _pick_ports(self) -> None:
         master, volume, filer, s3, s3_grpc, iceberg, lance = _free_ports(7)
         self.s3_port = s3
         self.endpoint = f"http://127.0.0.1:{s3}"
@@ -58,7 +63,6 @@ class SeaweedFS:
             # One master: a restart need not wait the default 10 s for a raft election.
             "-master.electionTimeout=1s",
         ]
-        self.proc: subprocess.Popen | None = None
 
     def client(self):
         import boto3
@@ -70,7 +74,20 @@ class SeaweedFS:
             config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
         )
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, tries: int = 3) -> None:
+        """Start weed and wait for the bucket. The first start picks its ports again when one
+        was taken between picking and binding ("address already in use"); a restart keeps them."""
+        for attempt in range(tries):
+            try:
+                self._start_once(timeout)
+                self.started = True
+                return
+            except RuntimeError as exc:
+                if self.started or attempt == tries - 1 or "address already in use" not in str(exc):
+                    raise
+                self._pick_ports()
+
+    def _start_once(self, timeout: float) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         log = open(self.data_dir / "weed.log", "ab")

@@ -93,7 +93,10 @@ class Engine(TaskRegistry):
         return encode(self.backbone.tokenizer, checked, self.backbone.max_length)
 
     def split(self, items: list[Row]) -> Split:
-        """How ``logits`` runs these rows: row indices per forward pass."""
+        """How ``logits`` runs these rows: row indices per forward pass (one when the runner
+        packs rows: it has no padding to save)."""
+        if self.runner.packs:
+            return [list(range(len(items)))]
         return split_by_length([len(row) for _, row in items], self.split_overhead_tokens)
 
     def logits(self, items: list[Row], split: Split | None = None) -> list[torch.Tensor]:

@@ -14,6 +14,10 @@ Optional backends sit behind ``is_*_available()`` (nothing is imported to answer
 extra: the fused per-row GEMM of ``row_bias_gemm``, which ``form_choice`` picks on CUDA where
 it measures faster).
 
+ONNX Runtime's runner also ``packs``: where the encoder allows, its graph runs several short
+rows side by side in one sequence (``engine.packing``), so padding costs nothing and the
+engine needs no length split. It still takes and returns the padded layout.
+
 Only ONNX Runtime's runner is ``thread_safe``: a session runs concurrent calls, each with its
 own inputs, so the server can run several forwards at once. PyTorch's runners put a batch's
 rows into the encoder's site modules for the length of a forward, so theirs run one at a time.
@@ -41,6 +45,7 @@ class Runner(Protocol):
     backend: str  # "torch", "onnxruntime" or "onnxruntime-int8"
     layout: SiteLayout  # how the rows it takes are laid out
     thread_safe: bool  # two threads may run forwards at once (each with its own rows)
+    packs: bool  # it packs each padded batch's rows into fewer, fuller sequences (engine.packing)
 
     def __call__(self, rows: torch.Tensor, **batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 

@@ -62,6 +62,7 @@ class CompiledEncoder:
 
     backend = "torch"
     thread_safe = False  # it runs RowBiasedEncoder's forward
+    packs = False
 
     def __init__(self, encoder: RowBiasedEncoder, mode: str, max_length: int, backend: str = "inductor") -> None:
         """``backend``: "inductor" to serve; tests use "aot_eager" to count graphs cheaply."""

@@ -40,13 +40,15 @@ from torch import nn
 
 from engine.backbone import Backbone
 from engine.layout import SiteLayout
+from engine.runners.onnx_packed import PACKED_INPUTS, PackedEncoder, packed_example, packs_exactly
 from engine.runners.pytorch import RowBiasedEncoder
 
 log = logging.getLogger(__name__)
 
 # Bump when the graph's inputs, outputs or meaning change: older cache folders stop matching.
 # 2: the TorchScript exporter first, the dynamo exporter as the fallback.
-EXPORTER_VERSION = "2"
+# 3: packed batches (engine.packing) where the encoder runs them exactly.
+EXPORTER_VERSION = "3"
 OPSET = 17  # the TorchScript exporter's; the dynamo fallback writes DYNAMO_OPSET
 DYNAMO_OPSET = 18
 QUANTIZE = ("none", "int8")
@@ -73,23 +75,33 @@ def token_inputs(encoder: nn.Module) -> list[str]:
     return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in params]
 
 
-def cache_key(backbone: Backbone, layout: SiteLayout, quantize: str) -> str:
+def cache_key(backbone: Backbone, layout: SiteLayout, quantize: str, pack: bool = True) -> str:
     """Everything the graph depends on: the weights, which sites take per-row biases (the
     shortcuts leave some out) and which LayerNorms take per-row gains, the exporter, the
     quantization."""
     parts = [backbone.spec.fingerprint, ",".join(layout.modules), "gains:" + ",".join(layout.gain_modules), EXPORTER_VERSION,
-             torch.__version__, f"opset{OPSET}", quantize]
+             torch.__version__, f"opset{OPSET}", quantize] + ([] if pack else ["padded"])
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-def export_encoder(backbone: Backbone, layout: SiteLayout, path: Path) -> str:
+def export_encoder(backbone: Backbone, layout: SiteLayout, path: Path, pack: bool = True) -> str:
     """Trace the encoder with rows as an input and write ``path`` (weights inside the file);
-    returns the exporter that made it (``torchscript``, else ``dynamo``)."""
+    returns the exporter that made it: ``torchscript-packed`` (a graph over packed batches,
+    ``runners.onnx_packed``), else ``torchscript`` or ``dynamo`` (padded batches)."""
     if backbone.device.type != "cpu" or backbone.dtype != torch.float32:
         raise ValueError("the ONNX export runs from the fp32 CPU encoder")
+    pad_id = backbone.tokenizer.pad_token_id or 0
+    with_types = "token_type_ids" in token_inputs(backbone.encoder)
+    if pack and packs_exactly(backbone.encoder, layout, pad_id, with_types):
+        try:
+            _export_packed(PackedEncoder(backbone.encoder, layout).eval(), layout, pad_id, with_types, path)
+            return "torchscript-packed"
+        except Exception as exc:  # noqa: BLE001 (a graph over padded batches serves as well, slower)
+            log.info("exporting the packed graph failed (%s: %s); exporting a padded one", type(exc).__name__, exc)
+            path.unlink(missing_ok=True)
     module = _Exported(backbone.encoder, layout).eval()
     try:
-        _export_torchscript(module, backbone, layout, path)
+        _export_padded(module, backbone, layout, path)
         return "torchscript"
     except Exception as exc:  # noqa: BLE001 (any failure of the old exporter: the new one tries)
         log.info("the TorchScript ONNX exporter failed (%s: %s); exporting with dynamo", type(exc).__name__, exc)
@@ -107,15 +119,29 @@ def _example(backbone: Backbone, layout: SiteLayout) -> dict[str, torch.Tensor]:
     return {n: example[n] for n in names} | {"rows": layout.base().expand(batch, -1).contiguous()}
 
 
-def _export_torchscript(module: _Exported, backbone: Backbone, layout: SiteLayout, path: Path) -> None:
+def _export_torchscript(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: list[str], axes: dict, path: Path) -> None:
+    """``inputs``: the example, by name, in ``module.forward``'s positional order."""
+    with torch.no_grad(), _quiet_exporter():
+        torch.onnx.export(module, tuple(inputs.values()), str(path), dynamo=False, input_names=list(inputs),
+                          output_names=outputs, dynamic_axes={n: a for n, a in axes.items() if n in [*inputs, *outputs]},
+                          opset_version=OPSET)
+
+
+def _export_padded(module: _Exported, backbone: Backbone, layout: SiteLayout, path: Path) -> None:
     kwargs = _example(backbone, layout)
     # Positional, in forward's order: (input_ids, attention_mask, rows[, token_type_ids]).
-    names = [n for n in ("input_ids", "attention_mask", "rows", "token_type_ids") if n in kwargs]
-    axes = {n: ({0: "batch"} if n == "rows" else {0: "batch", 1: "seq"}) for n in names}
-    outputs = ["hidden", "pooler"] if module.has_pooler else ["hidden"]
-    with torch.no_grad(), _quiet_exporter():
-        torch.onnx.export(module, tuple(kwargs[n] for n in names), str(path), dynamo=False, input_names=names,
-                          output_names=outputs, dynamic_axes=axes, opset_version=OPSET)
+    inputs = {n: kwargs[n] for n in ("input_ids", "attention_mask", "rows", "token_type_ids") if n in kwargs}
+    axes = {n: ({0: "batch"} if n == "rows" else {0: "batch", 1: "seq"}) for n in inputs}
+    _export_torchscript(module, inputs, ["hidden", "pooler"] if module.has_pooler else ["hidden"], axes, path)
+
+
+def _export_packed(module: PackedEncoder, layout: SiteLayout, pad_id: int, with_types: bool, path: Path) -> None:
+    feeds = packed_example(layout, pad_id, with_types)["feeds"]
+    inputs = {n: feeds[n] for n in PACKED_INPUTS + (["token_type_ids"] if with_types else [])}
+    tokens = {0: "bins", 1: "width"}
+    axes = {n: tokens for n in inputs} | {"attention_mask": {0: "bins", 2: "width", 3: "width"}, "rows": {0: "batch"},
+                                          "first": {0: "batch"}, "hidden": tokens, "pooler": {0: "batch"}}
+    _export_torchscript(module, inputs, ["hidden", "pooler"] if module.pooler is not None else ["hidden"], axes, path)
 
 
 def _export_dynamo(module: _Exported, backbone: Backbone, layout: SiteLayout, path: Path) -> None:
@@ -156,12 +182,13 @@ def quantize_int8(source: Path, target: Path) -> None:
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
 
 
-def cached_graph(backbone: Backbone, layout: SiteLayout, cache_dir: Path, quantize: str = "none") -> Path:
-    """The graph file for this backbone, exported (and quantized) on a miss, verified on a hit."""
+def cached_graph(backbone: Backbone, layout: SiteLayout, cache_dir: Path, quantize: str = "none", pack: bool = True) -> Path:
+    """The graph file for this backbone, exported (and quantized) on a miss, verified on a hit.
+    ``pack``: a graph over packed batches where the encoder runs them exactly (else padded)."""
     if quantize not in QUANTIZE:
         raise ValueError(f"quantize must be one of {QUANTIZE}, not {quantize!r}")
-    folder = Path(cache_dir) / cache_key(backbone, layout, quantize)
-    meta = _expected_meta(backbone, layout, quantize)
+    folder = Path(cache_dir) / cache_key(backbone, layout, quantize, pack)
+    meta = _expected_meta(backbone, layout, quantize) | {"pack": pack}
     folder.parent.mkdir(parents=True, exist_ok=True)
     with _locked(folder.parent / f"{folder.name}.lock"):
         if _verified(folder, meta):
@@ -170,7 +197,7 @@ def cached_graph(backbone: Backbone, layout: SiteLayout, cache_dir: Path, quanti
         if folder.is_symlink() or folder.exists():
             log.warning("ONNX cache %s is stale, corrupt or not a plain folder; exporting again", folder)
             _remove(folder)
-        _build(backbone, layout, folder, meta, quantize)
+        _build(backbone, layout, folder, meta, quantize, pack)
     return folder / "encoder.onnx"
 
 
@@ -182,12 +209,12 @@ def _expected_meta(backbone: Backbone, layout: SiteLayout, quantize: str) -> dic
     }
 
 
-def _build(backbone: Backbone, layout: SiteLayout, folder: Path, meta: dict, quantize: str) -> None:
+def _build(backbone: Backbone, layout: SiteLayout, folder: Path, meta: dict, quantize: str, pack: bool) -> None:
     """Export into a temporary folder, then rename it into place: a crash leaves no half folder."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         log.info("exporting the encoder to ONNX (once per backbone; cached in %s)", folder)
-        exporter = export_encoder(backbone, layout, tmp / "fp32.onnx")
+        exporter = export_encoder(backbone, layout, tmp / "fp32.onnx", pack)
         if quantize == "int8":
             quantize_int8(tmp / "fp32.onnx", tmp / "encoder.onnx")
             (tmp / "fp32.onnx").unlink()

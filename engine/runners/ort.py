@@ -18,6 +18,7 @@ import torch
 
 from engine.backbone import Backbone
 from engine.layout import SiteLayout
+from engine.packing import pack, unpack
 from engine.runners.onnx_export import cached_graph
 
 log = logging.getLogger(__name__)
@@ -52,16 +53,17 @@ class OnnxOptions:
     quantize: str = "none"  # "none" | "int8" (dynamic quantization of the MatMul weights)
     threads: int = 1  # intra-op threads
     spin: bool = False  # spin-wait between ops: only where the cores are the runtime's alone
+    pack: bool = True  # run packed batches where the encoder allows (engine.packing)
 
 
 def onnx_options(backend: str, device: torch.device, cache_dir: Path, quantize: str = "none", threads: int = 1,
-                 spin: bool = False) -> OnnxOptions | None:
+                 spin: bool = False, pack: bool = True) -> OnnxOptions | None:
     """The engine's ONNX Runtime options when ``backend`` resolves to it, else None (PyTorch)."""
     if resolve_backend(backend, device) == "torch":
         if quantize != "none":
             raise ValueError("--quantize int8 needs the onnxruntime backend")
         return None
-    return OnnxOptions(Path(cache_dir), quantize, threads, spin)
+    return OnnxOptions(Path(cache_dir), quantize, threads, spin, pack)
 
 
 class OrtEncoder:
@@ -74,6 +76,7 @@ class OrtEncoder:
     """
 
     thread_safe = True
+    packs = False  # set per graph: True when it runs packed batches (engine.packing)
 
     def __init__(self, path: Path, options: OnnxOptions, layout: SiteLayout | None = None, backbone: Backbone | None = None) -> None:
         """``layout`` and ``backbone``: what the graph was exported from (``for_backbone``
@@ -91,10 +94,11 @@ class OrtEncoder:
         session.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin else "0")
         self.session = ort.InferenceSession(str(path), session, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self.packs = "segment" in self.inputs  # a graph over packed batches (engine.packing)
 
     @classmethod
     def for_backbone(cls, backbone: Backbone, layout: SiteLayout, options: OnnxOptions) -> "OrtEncoder":
-        return cls(cached_graph(backbone, layout, options.cache_dir, options.quantize), options, layout, backbone)
+        return cls(cached_graph(backbone, layout, options.cache_dir, options.quantize, options.pack), options, layout, backbone)
 
     def for_layout(self, layout: SiteLayout) -> "OrtEncoder":
         """A session over the graph for rows laid out as ``layout`` (exported, or read from the
@@ -107,11 +111,18 @@ class OrtEncoder:
         """Nothing to do: the session was built (and its graph exported) at construction."""
 
     def __call__(self, rows: torch.Tensor, **batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A padded batch in, its states out in the padded layout, whether or not the graph packs."""
         ids = batch["input_ids"].numpy()
         # A tokenizer without token types (RoBERTa's) leaves them out; the encoder's default is zeros.
-        feeds = {name: (batch[name].numpy() if name in batch else np.zeros_like(ids)) for name in self.inputs if name != "rows"}
+        types = batch["token_type_ids"].numpy() if "token_type_ids" in batch else np.zeros_like(ids)
+        if self.packs:
+            packed = pack(ids, batch["attention_mask"].numpy(), types if "token_type_ids" in self.inputs else None)
+            feeds = dict(packed.feeds)
+        else:
+            feeds = {"input_ids": ids, "attention_mask": batch["attention_mask"].numpy(), "token_type_ids": types}
+        feeds = {name: feeds[name] for name in self.inputs if name != "rows"}
         feeds["rows"] = np.ascontiguousarray(rows.numpy())  # [batch, width]
         out = self.session.run(None, feeds)
-        hidden = torch.from_numpy(out[0])  # shares the runtime's buffer
+        hidden = torch.from_numpy(unpack(out[0], packed) if self.packs else out[0])  # padded: shares the runtime's buffer
         pooler = torch.from_numpy(out[1]) if len(out) > 1 else None
         return hidden, pooler

@@ -42,17 +42,24 @@ from engine.runners.row_bias_gemm import row_bias_linear
 
 
 @contextlib.contextmanager
-def per_row_biases(layout: SiteLayout, rows: torch.Tensor, linear_form: str | None = None) -> Iterator[None]:
+def per_row_biases(layout: SiteLayout, rows: torch.Tensor, linear_form: str | None = None,
+                   segment: torch.Tensor | None = None) -> Iterator[None]:
     """Within this block, batch row ``i`` uses ``rows[i]`` ([batch, width]) as its biases.
 
     ``linear_form`` picks how Linear sites add them (``LINEAR_FORMS``); by default
-    "accumulate" on the CPU and "add" elsewhere. One block per encoder at a time: the
+    "accumulate" on the CPU and "add" elsewhere. ``segment`` (``[bins, seq]``, a packed
+    batch's, ``engine.packing``): token ``(b, t)`` belongs to batch row ``segment[b, t]`` and
+    gets that row's biases (one gather per site). One block per encoder at a time: the
     sites' forwards are shared state.
     """
     linear_form = linear_form or ("accumulate" if rows.device.type == "cpu" else "add")
     forwards = {nn.Linear: LINEAR_FORMS[linear_form], nn.LayerNorm: _layer_norm}  # exact types; subclasses get the hook
-    biases = layout.split(rows.unsqueeze(1))  # per site: [batch, 1, dim]
-    gains = layout.split_gains(rows.unsqueeze(1))  # per LayerNorm site: [batch, 1, dim]
+    if segment is None:
+        biases = layout.split(rows.unsqueeze(1))  # per site: [batch, 1, dim]
+        gains = layout.split_gains(rows.unsqueeze(1))  # per LayerNorm site: [batch, 1, dim]
+    else:  # per site: [bins, seq, dim], each token its row's
+        biases = {site: b[segment] for site, b in layout.split(rows).items()}
+        gains = {site: g[segment] for site, g in layout.split_gains(rows).items()}
     rewritten, hooks = [], []
     try:
         for (site, module), bias in zip(layout.modules.items(), biases.values()):
@@ -89,6 +96,7 @@ class RowBiasedEncoder(nn.Module):
 
     backend = "torch"
     thread_safe = False  # a forward patches the site modules with its rows (per_row_biases)
+    packs = False  # padded batches (engine.packing is the ONNX graph's)
 
     def __init__(self, encoder: nn.Module, layout: SiteLayout, linear_form: str | None = None) -> None:
         super().__init__()

@@ -73,6 +73,7 @@ def start_services(settings: Settings, metrics: Metrics, backbone: Backbone | No
     onnx = onnx_options(
         backend, backbone.device, settings.resolved_onnx_cache(), settings.quantize,
         threads=settings.resolved_onnx_threads(available_cores()), spin=settings.onnx_spin,
+        pack=settings.onnx_pack,
     )
     catalog = store.catalog()  # names, versions, sha256: no bias set is read for it
     slots = resident_slots(settings, backbone)

@@ -135,8 +135,7 @@ class Settings(BaseSettings):
     # Under load the queue fills while the previous forward runs, so this only delays
     # requests on an idle server.
     max_wait_ms: float = Field(2.0, ge=0, description="how long the first queued row waits for company")
-    # "auto": 32 tokens per forward on the CPU, measured for MiniLM and BERT-base, more for
-    # narrower models; never on a GPU.
+    # "auto": 32 tokens per forward on the CPU (MiniLM, BERT-base), never on a GPU or packed.
     split_overhead_tokens: Annotated[int, Field(ge=1)] | Literal["auto", "off"] = Field(
         "auto", description="split a batch of uneven lengths into forwards grouped by length when that pads less than a "
         "forward costs: auto, off, or a forward's cost in tokens")
@@ -154,6 +153,7 @@ class Settings(BaseSettings):
         "intra-op threads (ONNX Runtime; PyTorch runs one at a time)")
     # Off: a spinning thread holds a core the event loop needs between ops (request_path.md).
     onnx_spin: bool = Field(False, description="ONNX Runtime's intra-op threads spin between ops instead of sleeping")
+    onnx_pack: bool = Field(True, description="ONNX Runtime runs several short rows per sequence instead of padding them")
     # A short text takes ~30 us to tokenize, less than the hop to the pool; longer ones go to
     # the pool so that they never hold up other requests.
     tokenize_inline_chars: int = Field(

@@ -217,11 +217,14 @@ def test_backend_choice():
 @pytest.mark.parametrize("model_type", ["bert", "roberta", "distilbert"])
 def test_the_graph_comes_from_the_torchscript_exporter(backbones, onnx_cache, model_type):
     """Its graph costs less CPU per forward under ONNX Runtime than the dynamo exporter's
-    (docs/benchmarks/request_path.md); the dynamo exporter is only the fallback."""
+    (docs/benchmarks/request_path.md); the dynamo exporter is only the fallback. Each of
+    these runs packed batches (engine.packing; tests/engine/test_packing.py)."""
+    exporter = "torchscript-packed"
     _, backbone = backbones(model_type)
     layout = Engine(backbone).table.layout
     meta = json.loads((cached_graph(backbone, layout, onnx_cache).parent / "meta.json").read_text())
-    assert meta["exporter"] == "torchscript" and meta["opset"] == 17
+    assert meta["exporter"] == exporter and meta["opset"] == 17
+    assert ort_engine(backbone, onnx_cache).runner.packs == exporter.endswith("packed")
 
 
 def test_the_dynamo_exporter_takes_over_when_torchscript_fails(backbones, tmp_path, monkeypatch):

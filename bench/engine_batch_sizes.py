@@ -1,4 +1,4 @@
-"""The engine's rows/s by batch size, beside the plain ONNX Runtime loop on the same texts.
+"""The engine's rows/s by batch size, packed and padded, beside the plain ONNX Runtime loop on the same texts.
 
 The forward has a fixed cost per call (thread wake-ups per op), so a server that runs half
 batches pays for it: docs/benchmarks/request_path.md (section 5). Interleaved rounds, medians:
@@ -37,17 +37,22 @@ def main(argv: list[str] | None = None) -> int:
     texts = texts_of(args.texts)
     sizes = [int(s) for s in args.sizes.split(",")]
     ceiling = Ceiling(texts, backbone)
-    engines = {b: EngineAlone(backbone, texts, args.tasks, args.threads, b, args.cache) for b in sizes}
+    engines = {(pack, b): EngineAlone(backbone, texts, args.tasks, args.threads, b, args.cache, pack=pack)
+               for pack in (True, False) for b in sizes}
     base = Variant(threads=args.threads)
-    got: dict[tuple[str, int], list[float]] = {(k, b): [] for k in ("engine", "plain") for b in sizes}
+    kinds = ("engine", "engine_padded", "plain", "plain_packed")
+    got: dict[tuple[str, int], list[float]] = {(k, b): [] for k in kinds for b in sizes}
     for _ in range(args.rounds):
         for b in sizes:
-            got[("engine", b)].append(engines[b].measure(args.seconds))
+            got[("engine", b)].append(engines[(True, b)].measure(args.seconds))
+            got[("engine_padded", b)].append(engines[(False, b)].measure(args.seconds))
             got[("plain", b)].append(ceiling.measure(dataclasses.replace(base, batch=b), args.seconds)[0])
+            got[("plain_packed", b)].append(ceiling.measure(dataclasses.replace(base, batch=b, packed=True), args.seconds)[0])
     for b in sizes:
-        engine, plain = statistics.median(got[("engine", b)]), statistics.median(got[("plain", b)])
-        emit({"bench": "engine_batch_sizes", "texts": args.texts, "batch": b, "engine_rows_per_s": round(engine, 1),
-              "plain_rows_per_s": round(plain, 1), "engine_over_plain": round(engine / plain, 3)})
+        m = {k: statistics.median(got[(k, b)]) for k in kinds}
+        emit({"bench": "engine_batch_sizes", "texts": args.texts, "batch": b, **{f"{k}_rows_per_s": round(v, 1) for k, v in m.items()},
+              "engine_over_plain": round(m["engine"] / m["plain"], 3), "engine_over_padded": round(m["engine"] / m["engine_padded"], 3),
+              "plain_packed_over_plain": round(m["plain_packed"] / m["plain"], 3)})
     ceiling.close()
     return 0
 

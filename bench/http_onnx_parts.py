@@ -29,13 +29,13 @@ LUA = Path(__file__).with_name("wrk_predict.lua")
 class EngineAlone:
     """The server's engine on the same texts, batch by batch, no HTTP (rows/s)."""
 
-    def __init__(self, backbone, texts: list[str], tasks: int, threads: int, batch: int, cache: Path) -> None:
+    def __init__(self, backbone, texts: list[str], tasks: int, threads: int, batch: int, cache: Path, pack: bool = True) -> None:
         import common  # bench/common.py (bench/ is on sys.path: http_onnx puts it there)
 
         from engine import Engine
         from engine.runners.ort import OnnxOptions
 
-        self.engine = Engine(backbone, onnx=OnnxOptions(cache, threads=threads))
+        self.engine = Engine(backbone, onnx=OnnxOptions(cache, threads=threads, pack=pack))
         self.handles = common.register_random_tasks(self.engine, tasks, seed=0)
         self.texts, self.batch, self.rng = texts, batch, random.Random(0)
         self.step(0)  # warm

@@ -12,7 +12,10 @@ knob that could make that loop faster is a variant, timed interleaved round by r
 - ``threads``: intra-op threads (1 or 2 on this box);
 - ``batch``: rows per step (32 or 64);
 - ``tokenizer``: ``raw`` (``tokenizers.Tokenizer.encode_batch``, padding in Rust) or ``hf``
-  (``transformers``' ``__call__`` with ``padding=True``, what ``bench/engine_onnx.py`` ran).
+  (``transformers``' ``__call__`` with ``padding=True``, what ``bench/engine_onnx.py`` ran);
+- ``packed``: the batch's rows packed several to a sequence (``engine.packing``, as the
+  server's graph runs them) instead of padded to the longest; the graph then takes a
+  block attention mask and per-row positions.
 
 ``search`` times the base variant and each one-knob change from it, then the combination
 of every change that won, and returns the rows/s of each: the best is the ceiling.
@@ -44,10 +47,11 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.plain_graphs import TOKEN_INPUTS, export, fuse, session  # noqa: E402
+
 # The texts of the issue's wrk check (bench/wrk_predict.lua draws one at random per request).
 WRK_TEXTS = ["a gorgeous, witty film", "a dull and lifeless mess", "not bad at all",
              "the cast is wonderful but the script is thin", "I walked out halfway"]
-TOKEN_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,13 @@ class Variant:
     threads: int = 2
     batch: int = 32
     tokenizer: str = "raw"
+    packed: bool = False
 
     @property
     def name(self) -> str:
-        return (f"{self.exporter}{'_fused' if self.fused else ''}_t{self.threads}_{'spin' if self.spin else 'nospin'}"
-                f"_b{self.batch}_{self.tokenizer}")
+        exporter = "legacy" if self.packed else self.exporter  # a packed graph comes from the TorchScript exporter
+        return (f"{exporter}{'_fused' if self.fused else ''}_t{self.threads}_{'spin' if self.spin else 'nospin'}"
+                f"_b{self.batch}_{self.tokenizer}{'_packed' if self.packed else ''}")
 
 
 def texts_of(kind: str, n: int = 4096, seed: int = 0) -> list[str]:
@@ -73,52 +79,6 @@ def texts_of(kind: str, n: int = 4096, seed: int = 0) -> list[str]:
         return short_texts()
     rng = random.Random(seed)
     return [rng.choice(WRK_TEXTS) for _ in range(n)]
-
-
-def export(backbone, path: Path, exporter: str) -> None:
-    """The stock encoder (hidden states out), by the legacy TorchScript or the dynamo exporter."""
-    import torch
-
-    class Encoder(torch.nn.Module):
-        def __init__(self, encoder) -> None:
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-
-    ids = torch.full((3, 7), 100, dtype=torch.long)  # not 1: the exporter would specialise a size-1 dimension
-    module, example = Encoder(backbone.encoder).eval(), (ids, torch.ones_like(ids), torch.zeros_like(ids))
-    if exporter == "dynamo":
-        b, t = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=1, max=backbone.max_length)
-        with torch.no_grad():
-            program = torch.onnx.export(module, example, dynamo=True, input_names=TOKEN_INPUTS, output_names=["hidden"],
-                                        dynamic_shapes={n: {0: b, 1: t} for n in TOKEN_INPUTS}, opset_version=18, verbose=False)
-        program.save(str(path), external_data=False)
-        return
-    with torch.no_grad():
-        torch.onnx.export(module, example, str(path),
-                          dynamo=False, opset_version=17, input_names=TOKEN_INPUTS, output_names=["hidden"],
-                          dynamic_axes={n: {0: "batch", 1: "seq"} for n in TOKEN_INPUTS})
-
-
-def fuse(source: Path, target: Path, backbone) -> None:
-    from onnxruntime.transformers import optimizer
-
-    config = backbone.encoder.config
-    model = optimizer.optimize_model(str(source), model_type="bert", num_heads=config.num_attention_heads,
-                                     hidden_size=config.hidden_size, opt_level=1)
-    model.save_model_to_file(str(target))
-
-
-def session(path: Path, threads: int, spin: bool):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 class PlainLoop:
@@ -145,7 +105,13 @@ class PlainLoop:
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         feeds = self.tokenize(texts)
-        hidden = self.session.run(None, {n: feeds[n] for n in self.names})[0]
+        if "position_ids" in self.names:  # a packed graph: pack the padded rows, lay the states out padded again
+            from engine.packing import pack, unpack
+
+            packed = pack(feeds["input_ids"], feeds["attention_mask"], feeds["token_type_ids"])
+            hidden = unpack(self.session.run(None, {n: packed.feeds[n] for n in self.names})[0], packed)
+        else:
+            hidden = self.session.run(None, {n: feeds[n] for n in self.names})[0]
         mask = feeds["attention_mask"][..., None].astype(np.float32)
         pooled = (hidden * mask).sum(1) / mask.sum(1)
         return pooled @ self.head[0].T + self.head[1]
@@ -163,24 +129,25 @@ class Ceiling:
         rng = np.random.default_rng(0)
         hidden = self.backbone.spec.hidden_size
         self.head = (rng.standard_normal((2, hidden)).astype(np.float32), np.zeros(2, np.float32))
-        self._graphs: dict[tuple[str, bool], Path] = {}
+        self._graphs: dict[tuple[str, bool, bool], Path] = {}
         self._loops: dict[Variant, PlainLoop] = {}
         self._extra: dict[Variant, list[PlainLoop]] = {}  # more loops over the same sessions (measure's loops)
 
-    def graph(self, exporter: str, fused: bool) -> Path:
-        key = (exporter, fused)
+    def graph(self, exporter: str, fused: bool, packed: bool = False) -> Path:
+        key = (exporter, fused, packed)
         if key not in self._graphs:
-            path = self.tmp / f"{exporter}{'_fused' if fused else ''}.onnx"
+            path = self.tmp / f"{exporter}{'_fused' if fused else ''}{'_packed' if packed else ''}.onnx"
             if fused:
-                fuse(self.graph(exporter, False), path, self.backbone)
+                fuse(self.graph(exporter, False, packed), path, self.backbone)
             else:
-                export(self.backbone, path, exporter)
+                export(self.backbone, path, exporter, packed)
             self._graphs[key] = path
         return self._graphs[key]
 
     def loop(self, v: Variant) -> PlainLoop:
         if v not in self._loops:
-            self._loops[v] = PlainLoop(session(self.graph(v.exporter, v.fused), v.threads, v.spin), self.backbone, v.tokenizer, self.head)
+            sess = session(self.graph(v.exporter, v.fused, v.packed), v.threads, v.spin)
+            self._loops[v] = PlainLoop(sess, self.backbone, v.tokenizer, self.head)
             self._loops[v](self.texts[: v.batch])  # warm
         return self._loops[v]
 
@@ -230,7 +197,7 @@ class Ceiling:
 def one_knob_variants(base: Variant, threads: tuple[int, ...]) -> list[Variant]:
     flips = [replace(base, exporter="dynamo" if base.exporter == "legacy" else "legacy"), replace(base, fused=not base.fused),
              replace(base, spin=not base.spin), replace(base, batch=64 if base.batch == 32 else 32),
-             replace(base, tokenizer="hf" if base.tokenizer == "raw" else "raw")]
+             replace(base, tokenizer="hf" if base.tokenizer == "raw" else "raw"), replace(base, packed=not base.packed)]
     flips += [replace(base, threads=t) for t in threads if t != base.threads]
     return [base, *flips]
 

@@ -40,7 +40,7 @@ from torch import nn
 
 from engine.backbone import Backbone
 from engine.layout import SiteLayout
-from engine.runners.onnx_packed import PACKED_INPUTS, PackedEncoder, packed_example, packs_exactly
+from engine.runners.onnx_packed import PACKED_INPUTS, PackedEncoder, packed_example, packs_exactly, vocab_size
 from engine.runners.pytorch import RowBiasedEncoder
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def _export_padded(module: _Exported, backbone: Backbone, layout: SiteLayout, pa
 
 
 def _export_packed(module: PackedEncoder, layout: SiteLayout, pad_id: int, with_types: bool, path: Path) -> None:
-    feeds = packed_example(layout, pad_id, with_types)["feeds"]
+    feeds = packed_example(layout, pad_id, with_types, vocab_size(module.encoder))["feeds"]
     inputs = {n: feeds[n] for n in PACKED_INPUTS + (["token_type_ids"] if with_types else [])}
     tokens = {0: "bins", 1: "width"}
     axes = {n: tokens for n in inputs} | {"attention_mask": {0: "bins", 2: "width", 3: "width"}, "rows": {0: "batch"},

@@ -5,8 +5,8 @@ every token gets its own row's biases (``per_row_biases(segment=)``), the block 
 rows apart, and positions restart at each row. The pooler (BERT's, the one site that reads
 one token per row) runs after the encoder, on each row's first token with that row's bias.
 
-Packing needs an encoder that takes ``position_ids`` and a 4-D attention mask, which BERT
-and RoBERTa-style models do and DistilBERT does not; and positions that are a row's own
+Packing needs an encoder that takes ``position_ids`` and a 4-D attention mask (BERT,
+RoBERTa and DistilBERT do, under transformers 5), and positions that are a row's own
 offsets (RoBERTa's start after the padding index). ``packs_exactly`` does not assume any
 of that: it runs a probe batch of mixed lengths both ways, eagerly, before anything is
 exported, and packing is used only when every row's states and pooler output agree.
@@ -72,17 +72,21 @@ def _without_pooler(encoder: nn.Module) -> Iterator[None]:
         encoder.pooler = pooler
 
 
+def vocab_size(encoder: nn.Module) -> int:
+    return int(getattr(getattr(encoder, "config", None), "vocab_size", 0) or 1000)
+
+
 def takes_packed_inputs(encoder: nn.Module) -> bool:
     params = inspect.signature(encoder.forward).parameters
     return "position_ids" in params and "attention_mask" in params
 
 
-def packed_example(layout: SiteLayout, pad_id: int, with_types: bool, lengths=(7, 3, 5, 2)) -> dict[str, torch.Tensor]:
-    """A packed batch of rows of ``lengths`` tokens (packed into fewer bins than rows)."""
+def packed_example(layout: SiteLayout, pad_id: int, with_types: bool, vocab: int, lengths=(7, 3, 5, 2)) -> dict[str, torch.Tensor]:
+    """A packed batch of rows of ``lengths`` tokens (packed into fewer bins than rows), ids below ``vocab``."""
     ids = np.full((len(lengths), max(lengths)), pad_id, dtype=np.int64)
     mask = np.zeros_like(ids)
     for i, n in enumerate(lengths):
-        ids[i, :n] = 100 + 7 * i + np.arange(n)
+        ids[i, :n] = (100 + 7 * i + np.arange(n)) % vocab
         mask[i, :n] = 1
     types = (mask * (np.arange(ids.shape[1]) >= 2)) if with_types else None
     packed = pack(ids, mask, types, pad_id, width=max(lengths) + 3)
@@ -99,7 +103,7 @@ def packs_exactly(encoder: nn.Module, layout: SiteLayout, pad_id: int, with_type
     """Whether ``PackedEncoder`` reproduces the padded forward on a probe batch (eagerly)."""
     if not takes_packed_inputs(encoder):
         return False
-    example = packed_example(layout, pad_id, with_types)
+    example = packed_example(layout, pad_id, with_types, vocab_size(encoder))
     try:
         with torch.no_grad():
             packed = PackedEncoder(encoder, layout).eval()(**example["feeds"])

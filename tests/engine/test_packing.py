@@ -121,3 +121,18 @@ def test_a_failed_packed_export_falls_back_to_a_padded_graph(tiny_backbone, tmp_
     assert not engine.runner.packs
     engine.register(random_bias_set(tiny_backbone.spec, "a", seed=3))
     assert len(engine.predict("a", ["fine", "a dull and lifeless mess"])) == 2
+
+
+def test_pack_off_exports_a_padded_graph_with_the_same_answers(tiny_backbone, onnx_cache, monkeypatch):
+    """BITFIT_ONNX_PACK=0 (settings.onnx_pack) reaches the export: a graph of its own, padded."""
+    from server.process.settings import Settings
+
+    monkeypatch.setenv("BITFIT_ONNX_PACK", "0")
+    assert Settings().onnx_pack is False
+    packed, padded = Engine(tiny_backbone, onnx=OnnxOptions(onnx_cache)), Engine(tiny_backbone, onnx=OnnxOptions(onnx_cache, pack=False))
+    assert packed.runner.packs and not padded.runner.packs
+    texts = ["a gorgeous, witty film", "meh", "the plot twists kept me guessing until the very last scene"]
+    for engine in (packed, padded):
+        engine.register(random_bias_set(tiny_backbone.spec, "a", seed=4, pooling="mean"))
+    torch.testing.assert_close(torch.tensor([p.logits for p in packed.predict("a", texts)]),
+                               torch.tensor([p.logits for p in padded.predict("a", texts)]), atol=1e-4, rtol=0)

@@ -3,7 +3,9 @@
 ``runners.pytorch.RowBiasedEncoder`` takes the gathered rows ``[batch, width]`` as a forward
 argument, so the exporter traces the per-row adds as ops
 on a graph input: one graph serves every task, and registering a task never touches it.
-Batch and length are dynamic.
+Batch and length are dynamic. Where the encoder allows, the graph runs packed batches
+(``runners.onnx_packed.PackedEncoder``: several short rows per sequence, no padding), after a
+probe shows them equal to padded ones; otherwise, or with ``pack=False``, it pads.
 
 The graph comes from the TorchScript exporter (``torch.onnx.export(dynamo=False)``, opset
 17) when it can make one: under ONNX Runtime its graph of MiniLM costs 14% less CPU per

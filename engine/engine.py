@@ -95,7 +95,7 @@ class Engine(TaskRegistry):
     def split(self, items: list[Row]) -> Split:
         """How ``logits`` runs these rows: row indices per forward pass (one when the runner
         packs rows: it has no padding to save)."""
-        if self.runner.packs:
+        if self.packs:
             return [list(range(len(items)))]
         return split_by_length([len(row) for _, row in items], self.split_overhead_tokens)
 
@@ -125,6 +125,11 @@ class Engine(TaskRegistry):
         retake the GIL, and the serving worker waits for the event loop at every retake)."""
         logits = self._logits(prepared, lists=True)
         return [to_prediction(handle, row, row_logits) for (handle, row), row_logits in zip(prepared.items, logits)]
+
+    @property
+    def packs(self) -> bool:
+        """Whether a forward runs its rows packed (``engine.packing``) rather than padded."""
+        return self.runner.packs
 
     @property
     def parallel_forwards(self) -> bool:

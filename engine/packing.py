@@ -59,15 +59,31 @@ def bins_for(lengths: list[int], width: int) -> list[list[int]]:
     return bins
 
 
+def plan(lengths: list[int], width: int = PACK_WIDTH) -> tuple[list[list[int]], int]:
+    """The bins (row indices) and the tokens each sequence spans; a bin per row, as long as the
+    longest, when packing would not compute fewer token slots than padding."""
+    bins = bins_for(lengths, width)
+    span = max(sum(lengths[i] for i in b) for b in bins)
+    longest = max(lengths)
+    if len(bins) * span >= len(lengths) * longest:
+        return [[i] for i in range(len(lengths))], longest
+    return bins, span
+
+
+def computed_tokens(lengths: list[int], packed: bool) -> int:
+    """Token slots one forward over rows of these lengths computes, padding included."""
+    if not packed:
+        return len(lengths) * max(lengths)
+    bins, span = plan(lengths)
+    return len(bins) * span
+
+
 def pack(input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray | None = None,
          pad_id: int = 0, width: int = PACK_WIDTH) -> Packed:
     """The packed feeds of a padded batch (rows left-aligned, as ``inputs.collate`` pads them)."""
     rows, seq = input_ids.shape
     lengths = attention_mask.sum(axis=1).astype(np.int64).tolist()
-    bins = bins_for(lengths, width)
-    span = max(sum(lengths[i] for i in b) for b in bins)
-    if len(bins) * span >= rows * seq:  # packing saves nothing: a bin per row
-        bins, span = [[i] for i in range(rows)], seq
+    bins, span = plan(lengths, width)
     ids = np.full((len(bins), span), pad_id, dtype=np.int64)
     types = np.zeros((len(bins), span), dtype=np.int64)
     positions = np.zeros((len(bins), span), dtype=np.int64)

@@ -125,7 +125,7 @@ class Metrics:
             buckets=_FORWARDS, registry=r,
         )
         self.batch_padding = Histogram(
-            "bitfit_batch_padding_ratio", "Share of a batch's computed tokens that are padding, after any split.",
+            "bitfit_batch_padding_ratio", "Share of a batch's computed tokens that are padding, after any split or packing.",
             buckets=_SHARE, registry=r,
         )
         self.queue_depth = Gauge("bitfit_queue_depth_rows", "Rows waiting for the inference worker.", registry=r)

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from engine import Engine, Prediction
+from engine.packing import computed_tokens
 from server.exceptions import ClientGone, NotReady, Overloaded
 from server.process.metrics import Metrics
 from server.process.settings import Settings, env_name
@@ -235,7 +236,7 @@ class Batcher:
     def _observe_padding(self, items: list[Item], split: list[list[int]]) -> None:
         lengths = [len(row) for _, row in items]
         self.metrics.tokens.inc(sum(lengths))
-        computed = sum(len(group) * max(lengths[i] for i in group) for group in split)
+        computed = sum(computed_tokens([lengths[i] for i in group], self.engine.packs) for group in split)
         self.metrics.batch_forwards.observe(len(split))
         self.metrics.batch_padding.observe(1 - sum(lengths) / computed)
 

@@ -34,6 +34,8 @@ class FakeEngine:
             raise RuntimeError("boom")
         return rows
 
+    packs = False  # padded forwards
+
     def split(self, items):
         return [list(range(len(items)))]  # one forward
 
@@ -159,8 +161,11 @@ def test_padding_and_forwards_per_batch_are_measured_as_the_engine_splits_them()
         def split(self, items):  # the long row in a forward of its own
             return [[i for i, (_, r) in enumerate(items) if len(r) < 8], [i for i, (_, r) in enumerate(items) if len(r) >= 8]]
 
+    class PackingEngine(FakeEngine):
+        packs = True  # the three rows share one sequence of 14 tokens
+
     metrics = Metrics()
-    for engine in (FakeEngine(), SplittingEngine()):
+    for engine in (FakeEngine(), SplittingEngine(), PackingEngine()):
         batcher = Batcher(engine, metrics, settings(max_wait_ms=200, max_batch_rows=3))
         items = rows("t", 1, 2, length=2) + rows("t", 1, 1, length=10)  # 14 real tokens
 
@@ -171,8 +176,8 @@ def test_padding_and_forwards_per_batch_are_measured_as_the_engine_splits_them()
         batcher.close()
         assert len(engine.batches) == 1
     registry = metrics.registry
-    assert registry.get_sample_value("bitfit_batch_forwards_sum") == 1 + 2
-    # one forward pads to 3 x 10 = 30 tokens (16 of padding); split: 2 x 2 + 10 = 14, none
+    assert registry.get_sample_value("bitfit_batch_forwards_sum") == 1 + 2 + 1
+    # one forward pads to 3 x 10 = 30 tokens (16 of padding); split: 2 x 2 + 10 = 14, none; packed: 14, none
     assert registry.get_sample_value("bitfit_batch_padding_ratio_sum") == pytest.approx(16 / 30)
 
 

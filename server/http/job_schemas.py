@@ -62,7 +62,8 @@ class JobOut(_Record):
     learning_rate: float | None = Field(None, description="The rate used (the one chosen when `auto`).")
     metrics: list[dict[str, Any]] = Field(default_factory=list,
                                           description="One entry per evaluation (epoch, step, train_loss, validation).")
-    result: dict[str, Any] | None = Field(None, description="published, version, the publish decision and its scores.")
+    result: dict[str, Any] | None = Field(None, description="published, version, generation (the publish's change-log entry: "
+                                          "`X-Bitfit-Min-Generation` on another replica), the publish decision and its scores.")
     error: str | None = Field(None, description="Why the job failed, for a person to act on.")
 
 

@@ -52,17 +52,18 @@ def decide(policy: str, engine_factory, new: BiasSet, store: BiasStore, data_fac
     return {"policy": policy, **compare(engine_factory(), new, current, version, data_factory())}
 
 
-def publish_once(store: BiasStore, queue, lease: Lease, bias_set: BiasSet, spec, decision: dict) -> tuple[int, bool]:
-    """Store the set as the task's next version unless this job already has one: (version, newly stored)."""
+def publish_once(store: BiasStore, queue, lease: Lease, bias_set: BiasSet, spec, decision: dict) -> tuple[int, int, bool]:
+    """Store the set as the task's next version unless this job already has one: (version, the
+    change-log generation that has it, newly stored)."""
     queue.mark_publishing(lease)  # LeaseLost here: another worker owns the job now, publish nothing
     task = bias_set.meta.task
     existing = job_version(store, task, lease.job_id)
     if existing is not None:
         log.info("job %s: %s v%d is already this job's (an earlier attempt published it)", lease.job_id, task, existing)
-        return existing, False
+        return existing, store.generation(), False
     bias_set.meta.training["job"] = {
         "id": lease.job_id, "attempt": lease.attempt, "worker": lease.worker, "policy": decision.get("policy"),
         "decision": decision.get("reason"), "scores": decision.get("scores") or {},
     }
     record = store.put(validate_upload(dumps(bias_set), spec))
-    return record.version, True
+    return record.version, record.generation, True

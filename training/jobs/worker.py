@@ -159,7 +159,7 @@ class JobWorker:
         if lease.attempt > 1 and (version := job_version(self.store, record.task, lease.job_id)) is not None:
             self.queue.event(lease, "message", f"v{version} of {record.task} is already this job's: an earlier attempt "
                              "published it and stopped before recording it")
-            return self._end(lease, "succeeded", {"published": True, "version": version,
+            return self._end(lease, "succeeded", {"published": True, "version": version, "generation": self.store.generation(),
                                                   "decision": {"reason": "published by an earlier attempt"}})
         config = JobConfig.parse(record.config)
         spec = self._spec(record, config, folder)
@@ -188,12 +188,12 @@ class JobWorker:
         decision = decide(config.publish, self.engine, bias_set, self.store, data)
         self.queue.event(lease, "message", decision["reason"], {k: v for k, v in decision.items() if k != "reason"})
         observer.check()  # a cancel that came during the comparison: nothing is published
-        version, stored = None, False
+        version, generation, stored = None, None, False
         if decision["publish"]:
-            version, stored = publish_once(self.store, self.queue, lease, bias_set, backbone_spec, decision)
+            version, generation, stored = publish_once(self.store, self.queue, lease, bias_set, backbone_spec, decision)
             self.queue.event(lease, "message", f"published {record.task} v{version}" if stored
                              else f"{record.task} v{version} was already published by this job")
-        result = {"published": version is not None, "version": version,
+        result = {"published": version is not None, "version": version, "generation": generation,
                   "decision": {k: v for k, v in decision.items() if k != "scores"},
                   "scores": decision.get("scores") or {}, **summary}
         return self._end(lease, "succeeded", result)

@@ -4,7 +4,8 @@ The stream (``Accept: text/event-stream`` or ``?stream=true``) sends every event
 ``after`` (or the ``Last-Event-ID`` a reconnecting EventSource sends) as ``id: <seq>``,
 ``event: <type>``, ``data: <event JSON>``, then follows the job by polling its events in the
 store, and ends after the job's terminal status; a ``succeeded`` is sent once this server
-serves the published version (its store watcher has seen it), so the next predict finds it. An idle stream sends a comment line every
+serves the published version (``served``: its store watcher has applied the publish), so the
+next predict finds it. An idle stream sends a comment line every
 ``BITFIT_EVENT_KEEPALIVE_S`` (proxies close silent connections). A client that goes away
 ends its stream at once (Starlette cancels it on the disconnect) and frees its slot; at most
 ``BITFIT_MAX_EVENT_STREAMS`` are open at a time (the next is a 503 with Retry-After).
@@ -26,13 +27,11 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from bias_store.errors import StoreUnavailable
-from server.catalog.catalog import TaskCatalog
-from server.catalog.views import view
 from server.exceptions import Forbidden, Overloaded, Unauthorized
 from server.http.auth import require_admin
 from server.http.job_schemas import EventList
 from server.http.routes.body import CheckedRoute
-from server.http.routes.jobs import get_jobs, visible_job
+from server.http.routes.jobs import get_jobs, served, visible_job
 from server.http.routes.responses import errors
 from server.process.settings import env_name
 from training.jobs.errors import JobNotFound
@@ -46,7 +45,6 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=CheckedRoute, depe
 POLL_S = 0.5  # how often an open stream reads the job's new events
 STATUS_EVERY = 4  # polls between reads of the job's record (a status the events may not carry yet)
 TERMINAL_GRACE_S = 2.0  # a finished job's last status event may land just after its record
-SERVABLE_WAIT_S = 10.0  # the most `succeeded` waits for this server to serve the published version
 
 
 class EventStreams:
@@ -78,23 +76,7 @@ def _ends(event: dict) -> bool:
     return status in TERMINAL
 
 
-async def _servable(queue: JobQueue, catalog: TaskCatalog, job_id: str) -> None:
-    """Wait until this server's catalog has the version the job published (its store watcher
-    polls the store): a client that sees `succeeded` can predict with the new task here at once."""
-    try:
-        job = await run_in_threadpool(queue.get, job_id)
-    except (StoreUnavailable, OSError, ValueError):
-        return  # the event goes out without the wait
-    version = (job.result or {}).get("version") if (job.result or {}).get("published") else None
-    end = time.monotonic() + SERVABLE_WAIT_S
-    while version is not None and time.monotonic() < end:
-        state = view(catalog, job.task)
-        if state is not None and state.version >= version:
-            return
-        await asyncio.sleep(0.05)
-
-
-async def _follow(queue: JobQueue, catalog: TaskCatalog, job_id: str, after: int, keepalive_s: float) -> AsyncIterator[bytes]:
+async def _follow(request: Request, queue: JobQueue, job_id: str, after: int, keepalive_s: float) -> AsyncIterator[bytes]:
     yield b"retry: 2000\n\n"  # an EventSource reconnects after 2 s, with Last-Event-ID
     sent_at, polls, finished_at = time.monotonic(), 0, None
     while True:
@@ -106,7 +88,8 @@ async def _follow(queue: JobQueue, catalog: TaskCatalog, job_id: str, after: int
         for event in events:
             after = max(after, int(event["seq"]))
             if _ends(event):
-                await _servable(queue, catalog, job_id)
+                with contextlib.suppress(StoreUnavailable, OSError, ValueError):  # else the event goes out without the wait
+                    await served(request, await run_in_threadpool(queue.get, job_id))
                 yield _frame(event)
                 return
             yield _frame(event)
@@ -174,5 +157,4 @@ async def job_events(
     start = _start(after, last_event_id)
     streams: EventStreams = request.app.state.event_streams
     streams.acquire()
-    catalog = request.app.state.services.catalog
-    return EventStream(_follow(queue, catalog, job_id, start, request.app.state.settings.event_keepalive_s), streams)
+    return EventStream(_follow(request, queue, job_id, start, request.app.state.settings.event_keepalive_s), streams)

@@ -8,13 +8,14 @@ creates and sees only jobs for those tasks: another tenant's job answers as an u
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 
-from server.exceptions import Forbidden, InvalidRequest, LimitExceeded, Unauthorized, UnsupportedMediaType
+from server.exceptions import Forbidden, InvalidRequest, LimitExceeded, Overloaded, Unauthorized, UnsupportedMediaType
 from server.http.auth import require_admin, scope_of
 from server.http.deps import get_services
 from server.http.job_schemas import FILE_ID, JOB_ID, ArtifactList, JobFromFiles, JobList, JobOut
@@ -44,6 +45,7 @@ _JOB_ID = re.compile(JOB_ID.strip("^$"))
 _ARTIFACT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 _MEDIA = {".json": "application/json", ".png": "image/png", ".txt": "text/plain; charset=utf-8", ".csv": "text/csv"}
 MAX_PAGE = 100
+SERVABLE_WAIT_S = 10.0  # the most a `succeeded` answer waits for this server to serve the published version
 _CREATE_BODY = {
     "requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["config", "train"], "properties": {
@@ -67,6 +69,20 @@ async def visible_job(request: Request, job_id: str, queue: JobQueue) -> JobReco
     job = await run_in_threadpool(queue.get, job_id)
     if not scope_of(request).allows(job.task):
         raise JobNotFound(job_id)
+    return job
+
+
+async def served(request: Request, job: JobRecord) -> JobRecord:
+    """``job``, answered once this server serves what it published: a succeeded job's result
+    carries the change-log ``generation`` of its publish, and the answer waits (at most
+    SERVABLE_WAIT_S, holding no thread) until this server's store watcher has applied it, so a
+    predict right after `succeeded` finds the new version here. Another replica: pass that
+    generation as ``X-Bitfit-Min-Generation``."""
+    generation = (job.result or {}).get("generation") if job.status == "succeeded" else None
+    sync = request.app.state.services.sync
+    if isinstance(generation, int) and generation > sync.generation.value and sync.healthy:
+        with contextlib.suppress(Overloaded):  # too many waiters: answer now rather than fail a status read
+            await sync.generation.wait(generation, SERVABLE_WAIT_S)
     return job
 
 
@@ -150,7 +166,7 @@ async def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut, responses=errors(*_AUTH, JobNotFound), summary="One job: status, progress, metrics, result")
 async def get_job(job_id: str, request: Request, queue: JobQueue = Depends(get_jobs)) -> dict:
-    return (await visible_job(request, job_id, queue)).to_dict()
+    return (await served(request, await visible_job(request, job_id, queue))).to_dict()
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=errors(*_AUTH, JobNotFound, JobNotCancellable),

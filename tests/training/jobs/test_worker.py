@@ -121,10 +121,11 @@ def test_a_retry_after_a_publish_finds_the_version_and_does_not_publish_again(tm
     job = submit(queue, "once")
     first = queue.claim("w1", lease_s=0.5)
     bias_set = random_bias_set(minilm_backbone.spec, "once", ["negative", "positive"])
-    assert publish_once(store, queue, first, bias_set, minilm_backbone.spec, {"policy": "always"}) == (1, True)
+    assert publish_once(store, queue, first, bias_set, minilm_backbone.spec, {"policy": "always"}) == (1, store.generation(), True)
     assert queue.get(job.id).publishing["attempt"] == 1
     time.sleep(0.7)  # attempt 1 dies after storing its version, before finishing the job
     record = JobWorker(queue, store, worker_id="w2", lease_s=10).run_once()
     assert record.status == "succeeded" and record.attempts == 2 and record.result["version"] == 1
+    assert record.result["generation"] >= store.get("once")[0].generation
     assert "earlier attempt" in record.result["decision"]["reason"]
     assert store.get("once")[0].versions == (1,)

@@ -2,10 +2,11 @@
 
 Both graphs run the same packed batches (the engine's with each row's task biases, 100
 random tasks; the plain one is the stock encoder of the ceiling, bench/plain_ceiling.py),
-alternately, under ONNX Runtime's profiler (2 intra-op threads, no spinning). Prints one
-JSON line per graph: kernel milliseconds per run in total, per op type, and MatMul by input
-width (a weight's output width is not in the profile; two activations' is), so that "the
-per-row biases cost X" is a measured split, not a guess:
+alternately, each going first every other batch (the first run after the Python work pays
+more for waking ONNX Runtime's threads), under ONNX Runtime's profiler (2 intra-op threads,
+no spinning). Prints one JSON line per graph: kernel milliseconds per run in total, per op
+type, and MatMul by input width (a weight's output width is not in the profile; two
+activations' is), so that "the per-row biases cost X" is a measured split, not a guess:
 
     .venv/bin/python -m bench.onnx_op_profile --texts wrk --batch 16 --runs 60
 """
@@ -92,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         _, batch, rows = engine.prepare(items).groups[0]
         types = batch["token_type_ids"].numpy() if "token_type_ids" in names["engine"] else None
         packed = pack(batch["input_ids"].numpy(), batch["attention_mask"].numpy(), types)
-        feeds = {n: packed.feeds[n] for n in names["engine"] if n != "rows"} | {"rows": np.ascontiguousarray(rows.numpy())}
-        sessions["engine"].run(None, feeds)
+        feeds = {"engine": {n: packed.feeds[n] for n in names["engine"] if n != "rows"} | {"rows": np.ascontiguousarray(rows.numpy())}}
         tokens = plain.tokenize(chunk)
         same = pack(tokens["input_ids"], tokens["attention_mask"], tokens["token_type_ids"])
-        sessions["plain"].run(None, {n: same.feeds[n] for n in names["plain"]})
+        feeds["plain"] = {n: same.feeds[n] for n in names["plain"]}
+        for name in ("engine", "plain") if run % 2 == 0 else ("plain", "engine"):  # either may pay for going first
+            sessions[name].run(None, feeds[name])
     for name, session in sessions.items():
         emit({"bench": "onnx_op_profile", "graph": name, "texts": args.texts, "batch": args.batch, "runs": args.runs,
               "threads": args.threads, **op_times(Path(session.end_profiling()), args.runs)})

@@ -25,17 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # bench/common.py, imported as `
 
 from bench.http_load import emit  # noqa: E402
 from bench.plain_ceiling import Ceiling, Variant, texts_of  # noqa: E402
-
-
-def profiled(path: Path, threads: int, prefix: str):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.enable_profiling, options.profile_file_prefix = True, prefix
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+from bench.plain_graphs import session  # noqa: E402
 
 
 def op_times(profile: Path, runs: int) -> dict:
@@ -66,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "bitfit" / "onnx")
     args = p.parse_args(argv)
     import common
-    import numpy as np
 
     from engine import Engine, load_backbone
     from engine.packing import pack
@@ -85,23 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(tempfile.mkdtemp(prefix="bitfit-op-profile-"))
     graphs = {"engine": cached_graph(backbone, engine.table.layout, options.cache_dir, "none", True),
               "plain": ceiling.graph("legacy", False, True)}
-    sessions = {name: profiled(path, args.threads, str(out / name)) for name, path in graphs.items()}
-    names = {name: [i.name for i in s.get_inputs()] for name, s in sessions.items()}
+    sessions = {name: session(path, args.threads, False, str(out / name)) for name, path in graphs.items()}
+    names = [i.name for i in sessions["plain"].get_inputs()]
     for run in range(args.runs):
         chunk = [texts[(run * args.batch + k) % len(texts)] for k in range(args.batch)]
         items = [(h, engine.encode(h, [t])[0]) for h, t in ((handles[rng.randrange(len(handles))], t) for t in chunk)]
         _, batch, rows = engine.prepare(items).groups[0]
-        types = batch["token_type_ids"].numpy() if "token_type_ids" in names["engine"] else None
-        packed = pack(batch["input_ids"].numpy(), batch["attention_mask"].numpy(), types)
-        feeds = {"engine": {n: packed.feeds[n] for n in names["engine"] if n != "rows"} | {"rows": np.ascontiguousarray(rows.numpy())}}
+        feeds = {"engine": engine.runner.feeds(rows, **batch)[0]}
         tokens = plain.tokenize(chunk)
         same = pack(tokens["input_ids"], tokens["attention_mask"], tokens["token_type_ids"])
-        feeds["plain"] = {n: same.feeds[n] for n in names["plain"]}
+        feeds["plain"] = {n: same.feeds[n] for n in names}
         for name in ("engine", "plain") if run % 2 == 0 else ("plain", "engine"):  # either may pay for going first
             sessions[name].run(None, feeds[name])
-    for name, session in sessions.items():
+    for name, sess in sessions.items():
         emit({"bench": "onnx_op_profile", "graph": name, "texts": args.texts, "batch": args.batch, "runs": args.runs,
-              "threads": args.threads, **op_times(Path(session.end_profiling()), args.runs)})
+              "threads": args.threads, **op_times(Path(sess.end_profiling()), args.runs)})
     ceiling.close()
     return 0
 

@@ -76,11 +76,14 @@ def fuse(source: Path, target: Path, backbone) -> None:
     model.save_model_to_file(str(target))
 
 
-def session(path: Path, threads: int, spin: bool):
+def session(path: Path, threads: int, spin: bool, profile_prefix: str | None = None):
+    """``profile_prefix``: ONNX Runtime's profiler on, its file starting there (``end_profiling``)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if profile_prefix is not None:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

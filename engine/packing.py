@@ -22,6 +22,7 @@ ones, say), every row gets a bin of its own: the padded batch, in the packed gra
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,15 +60,21 @@ def bins_for(lengths: list[int], width: int) -> list[list[int]]:
     return bins
 
 
-def plan(lengths: list[int], width: int = PACK_WIDTH) -> tuple[list[list[int]], int]:
+def plan(lengths: list[int], width: int = PACK_WIDTH) -> tuple[tuple[tuple[int, ...], ...], int]:
     """The bins (row indices) and the tokens each sequence spans; a bin per row, as long as the
-    longest, when packing would not compute fewer token slots than padding."""
-    bins = bins_for(lengths, width)
+    longest, when packing would not compute fewer token slots than padding. Remembered for the
+    last few batches: the runner packs a batch and the batcher's padding metric asks again."""
+    return _plan(tuple(lengths), width)
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(lengths: tuple[int, ...], width: int) -> tuple[tuple[tuple[int, ...], ...], int]:
+    bins = bins_for(list(lengths), width)
     span = max(sum(lengths[i] for i in b) for b in bins)
     longest = max(lengths)
     if len(bins) * span >= len(lengths) * longest:
-        return [[i] for i in range(len(lengths))], longest
-    return bins, span
+        return tuple((i,) for i in range(len(lengths))), longest
+    return tuple(tuple(b) for b in bins), span
 
 
 def computed_tokens(lengths: list[int], packed: bool) -> int:

@@ -18,7 +18,7 @@ import torch
 
 from engine.backbone import Backbone
 from engine.layout import SiteLayout
-from engine.packing import pack, unpack
+from engine.packing import Packed, pack, unpack
 from engine.runners.onnx_export import cached_graph
 
 log = logging.getLogger(__name__)
@@ -112,9 +112,18 @@ class OrtEncoder:
 
     def __call__(self, rows: torch.Tensor, **batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A padded batch in, its states out in the padded layout, whether or not the graph packs."""
+        feeds, packed = self.feeds(rows, **batch)
+        out = self.session.run(None, feeds)
+        hidden = torch.from_numpy(unpack(out[0], packed) if packed is not None else out[0])  # padded: shares the runtime's buffer
+        pooler = torch.from_numpy(out[1]) if len(out) > 1 else None
+        return hidden, pooler
+
+    def feeds(self, rows: torch.Tensor, **batch: torch.Tensor) -> tuple[dict[str, np.ndarray], Packed | None]:
+        """The session's feeds for a padded batch, and its packing (None when the graph pads)."""
         ids = batch["input_ids"].numpy()
         # A tokenizer without token types (RoBERTa's) leaves them out; the encoder's default is zeros.
         types = batch["token_type_ids"].numpy() if "token_type_ids" in batch else np.zeros_like(ids)
+        packed = None
         if self.packs:
             packed = pack(ids, batch["attention_mask"].numpy(), types if "token_type_ids" in self.inputs else None)
             feeds = dict(packed.feeds)
@@ -122,7 +131,4 @@ class OrtEncoder:
             feeds = {"input_ids": ids, "attention_mask": batch["attention_mask"].numpy(), "token_type_ids": types}
         feeds = {name: feeds[name] for name in self.inputs if name != "rows"}
         feeds["rows"] = np.ascontiguousarray(rows.numpy())  # [batch, width]
-        out = self.session.run(None, feeds)
-        hidden = torch.from_numpy(unpack(out[0], packed) if self.packs else out[0])  # padded: shares the runtime's buffer
-        pooler = torch.from_numpy(out[1]) if len(out) > 1 else None
-        return hidden, pooler
+        return feeds, packed

@@ -49,23 +49,6 @@ class AttentionSites:
 
 
 @dataclass(frozen=True)
-class NormSites:
-    """Module-name suffixes of a post-LayerNorm block's norms and the Linears that read them.
-
-    The engine folds a task's LayerNorm bias into the Linears downstream
-    (``engine.shortcuts``): each norm's output is read by Linears and added back, as the
-    residual, to one Linear's output before the next norm.
-    """
-
-    embeddings: str  # the norm that ends the embeddings (a full module path): the first block's input
-    query: str  # the attention's query projection (with the key and value, it reads the block's input)
-    middle: str  # the norm after the attention block
-    reader: str  # the FFN's first Linear: reads ``middle``
-    ffn_output: str  # the FFN's second Linear: ``middle``'s output is added to its own
-    end: str  # the norm that ends the block: the next block's input
-
-
-@dataclass(frozen=True)
 class Architecture:
     """How ``AutoModelForSequenceClassification`` reads features and applies its head."""
 
@@ -78,21 +61,17 @@ class Architecture:
     query_intermediate: tuple[str, ...]
     # The attention projections, where the shortcuts apply; None keeps the general path.
     attention: AttentionSites | None = None
-    # The post-LayerNorm blocks' norms, whose biases the shortcuts fold; None keeps them per row.
-    norms: NormSites | None = None
 
 
 _ROBERTA_HEAD = (HeadStage("classifier.dense", "tanh"), HeadStage("classifier.out_proj", None))
 _BERT_QM = ("attention.self.query", "intermediate.dense")
 _BERT_ATTENTION = AttentionSites("attention.self.key", "attention.self.value", "attention.output.dense")
-_BERT_NORMS = NormSites("embeddings.LayerNorm", "attention.self.query", "attention.output.LayerNorm", "intermediate.dense",
-                        "output.dense", "output.LayerNorm")
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "bert": Architecture((HeadStage("classifier", None),), "pooler", _BERT_QM, _BERT_ATTENTION, _BERT_NORMS),
-    "roberta": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM, _BERT_ATTENTION, _BERT_NORMS),
-    "xlm-roberta": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM, _BERT_ATTENTION, _BERT_NORMS),
-    "camembert": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM, _BERT_ATTENTION, _BERT_NORMS),
+    "bert": Architecture((HeadStage("classifier", None),), "pooler", _BERT_QM, _BERT_ATTENTION),
+    "roberta": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM, _BERT_ATTENTION),
+    "xlm-roberta": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM, _BERT_ATTENTION),
+    "camembert": Architecture(_ROBERTA_HEAD, "first_token", _BERT_QM, _BERT_ATTENTION),
     # MPNet adds a relative position bias to its scores; no shortcut until a test covers it.
     "mpnet": Architecture(_ROBERTA_HEAD, "first_token", ("attention.attn.q", "intermediate.dense")),
     "distilbert": Architecture(
@@ -100,7 +79,6 @@ ARCHITECTURES: dict[str, Architecture] = {
         "first_token",
         ("attention.q_lin", "ffn.lin1"),
         AttentionSites("attention.k_lin", "attention.v_lin", "attention.out_lin"),
-        NormSites("embeddings.LayerNorm", "attention.q_lin", "sa_layer_norm", "ffn.lin1", "ffn.lin2", "output_layer_norm"),
     ),
 }
 

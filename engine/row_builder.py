@@ -8,10 +8,9 @@ needs. Here a row is:
 - one ``torch.cat`` of the task's site tensors in the layout's column order (a plan per
   combination of sites present, cached: a set that leaves sites out is scattered into a
   copy of the base row with one indexed write);
-- with the exact shortcuts (``engine.shortcuts``), the folded norms' terms
-  (``Shortcuts.norm_terms``, fp32 products, added in place), then one batched fp64 product
-  (numpy's, which releases the GIL) for every block's ``W_o (b_v - b_v0 + W_v Δβ)`` (the
-  weights converted once, here) and one ``index_add_`` into the output columns.
+- with the exact shortcuts (``engine.shortcuts``), one batched fp64 product (numpy's, which releases the GIL) for every
+  block's ``W_o (b_v - b_v0)`` (the weights converted once, here) and one ``index_add_``
+  into the output columns.
 
 The result equals ``Shortcuts.fold`` followed by the per-site writes bit for bit (the same
 fp32 subtraction, fp64 product, fp32 addition; ``tests/engine/test_row_builder.py``).
@@ -35,7 +34,7 @@ class _Plan:
     sites: tuple[str, ...]  # the bias sites present, in column order
     gain_sites: tuple[str, ...]  # the LayerNorm gains present, in column order
     columns: torch.Tensor | None  # where their values go; None: every column, in order
-    value_blocks: tuple[int, ...]  # the attention blocks whose value bias (or input norm's bias) the task sets
+    value_blocks: tuple[int, ...]  # the attention blocks whose value bias the task sets
     fold_columns: torch.Tensor | None  # those blocks' output columns, flat
 
 
@@ -46,15 +45,10 @@ class RowBuilder:
         self.base = base.detach().to("cpu", torch.float32)  # [width], the value of every site left out
         self.sites = tuple(layout.modules)
         self.gain_sites = tuple(layout.gain_modules)
-        self.shortcuts = shortcuts
         self.blocks = shortcuts.blocks if shortcuts is not None else ()
-        self.folded_norms: frozenset[str] = frozenset()
         self._plans: dict[tuple, _Plan] = {}
-        self._site_columns: dict[tuple[str, ...], torch.Tensor] = {}
         if self.blocks:
             self.value_sites = tuple(b.value for b in self.blocks)
-            self.input_norms = tuple(b.input_norm for b in self.blocks)
-            self.folded_norms = frozenset(n for b in self.blocks for n in b.folded_norms)
             self.value_base = torch.stack([shortcuts.value_base[v] for v in self.value_sites]).to("cpu", torch.float32)
             self.weight64 = np.stack(  # [blocks, out, in]; numpy's batched product is ~10x torch's bmm in fp64 here
                 [shortcuts.output_weight[b.output].detach().to("cpu", torch.float64).numpy() for b in self.blocks]
@@ -67,7 +61,7 @@ class RowBuilder:
 
     def _build(self, biases: dict[str, torch.Tensor], gains: dict[str, torch.Tensor]) -> torch.Tensor:
         key = (tuple(s in biases for s in self.sites), tuple(s in gains for s in self.gain_sites),
-               tuple(v in biases or n in biases for v, n in zip(self.value_sites, self.input_norms)) if self.blocks else ())
+               tuple(v in biases for v in self.value_sites) if self.blocks else ())
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._plan(key)
@@ -78,31 +72,15 @@ class RowBuilder:
             row = self.base.clone()
             if values:
                 row[plan.columns] = torch.cat(values).to("cpu", torch.float32)
-        extra: dict[int, torch.Tensor] = {}
-        if self.folded_norms and not self.folded_norms.isdisjoint(biases):
-            extra, terms = self.shortcuts.norm_terms(biases)
-            sites = tuple(site for site, _ in terms)  # each at most once: one index_add_ equals one add per site
-            row.index_add_(0, self._columns(sites), torch.cat([term for _, term in terms]))
         if plan.value_blocks:
             index = list(plan.value_blocks)
             every = len(index) == len(self.blocks)
-            values = [biases.get(self.value_sites[i], self.value_base[i]) for i in index]
-            shift = torch.stack([v.to("cpu", torch.float32) for v in values])
+            shift = torch.stack([biases[self.value_sites[i]] for i in index]).to("cpu", torch.float32)
             shift -= self.value_base if every else self.value_base[index]
-            for k, i in enumerate(index):
-                if i in extra:
-                    shift[k] += extra[i]
             weight = self.weight64 if every else self.weight64[index]
             moved = np.matmul(weight, shift.double().numpy()[..., None])[..., 0]  # [blocks, out], fp64
             row.index_add_(0, plan.fold_columns, torch.from_numpy(moved).float().reshape(-1))
         return row
-
-    def _columns(self, sites: tuple[str, ...]) -> torch.Tensor:
-        """The columns of ``sites``, in order (cached: a task sets the same sites as most)."""
-        columns = self._site_columns.get(sites)
-        if columns is None:
-            columns = self._site_columns[sites] = torch.cat([torch.arange(*self.layout.offsets[s]) for s in sites])
-        return columns
 
     def _plan(self, key: tuple) -> _Plan:
         present, gains_present, values_present = key

@@ -13,8 +13,7 @@ bias and adds the row's:
   adds each row's bias in its epilogue (``row_bias_gemm``, the "fused" form);
 - ``nn.LayerNorm``: ``F.layer_norm(x, ..., W, None).add_(b)``; with per-row gains
   (``bitfit-ln`` sets, a layout built with ``gains=True``): ``layer_norm(x, no affine)``
-  then ``mul_(g).add_(b)`` in place (a norm whose bias the shortcuts fold is not a
-  site, and adds its own bias after the row's gain);
+  then ``mul_(g).add_(b)`` in place;
 - any other module type (a subclass, say): a forward hook adds ``b - b_base``.
 
 On the CPU the Linear sites cost no extra pass over memory; the LayerNorm sites cost one.
@@ -75,13 +74,6 @@ def per_row_biases(layout: SiteLayout, rows: torch.Tensor, linear_form: str | No
                 raise RuntimeError("this encoder is already inside another per-row block; run one forward at a time")
             else:
                 module.__dict__["forward"] = forward(module, bias)  # an instance attribute shadows the class's forward
-                rewritten.append(module)
-        for site, gain in gains.items():
-            if site not in layout.modules:  # a norm whose bias the shortcuts fold: the row's gain, the backbone's bias
-                module = layout.gain_modules[site]
-                if type(module) is not nn.LayerNorm or "forward" in module.__dict__:
-                    raise RuntimeError(f"per-row gains need a plain nn.LayerNorm at {site!r}, not inside another block")
-                module.__dict__["forward"] = _layer_norm_gain(module, module.bias, gain)
                 rewritten.append(module)
         yield
     finally:
@@ -192,15 +184,14 @@ def _layer_norm(module: nn.LayerNorm, bias: torch.Tensor):
 
 
 def _layer_norm_gain(module: nn.LayerNorm, bias: torch.Tensor, gain: torch.Tensor):
-    """``layer_norm(x, no affine) * g[row] + b[row]`` (or ``+ b``, one ``[dim]`` bias for every
-    row: a norm the shortcuts fold), in place on the norm's fresh output.
+    """``layer_norm(x, no affine) * g[row] + b[row]``, in place on the norm's fresh output.
 
     On the CPU a broadcast ``torch.addcmul`` measured 10x the time of ``layer_norm(x, W)
     .add_(b)`` at MiniLM's shape (32 x 64 x 384); ``mul_`` then ``add_`` measured 1.7x."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         out = F.layer_norm(x, module.normalized_shape, None, None, module.eps)
-        return out.mul_(_per_row(gain, x)).add_(bias if bias.dim() == 1 else _per_row(bias, x))
+        return out.mul_(_per_row(gain, x)).add_(_per_row(bias, x))
 
     return forward
 

@@ -37,7 +37,7 @@ def test_builder_equals_the_site_by_site_row(tmp_path, model_type):
     backbone = load_backbone(str(save_tiny_backbone(tmp_path / model_type, model_type, seed=5)), device="cpu")
     spec = backbone.spec
     table = BiasTable(backbone.encoder, 4, model_type)
-    assert table.shortcuts is not None and table.shortcuts.norm_base
+    assert table.shortcuts is not None
     roles = architecture(model_type).attention
     first_output = table.shortcuts.blocks[0].output
     cases = [
@@ -47,13 +47,6 @@ def test_builder_equals_the_site_by_site_row(tmp_path, model_type):
         site_dicts(spec, random_bias_set(spec, "no-value", seed=4), leave_out=("." + roles.value,)),
         site_dicts(spec, random_bias_set(spec, "no-output", seed=5), leave_out=("." + roles.output,)),
         site_dicts(spec, random_bias_set(spec, "one-output-less", seed=5), leave_out=(first_output,)),
-    ]
-    norms = architecture(model_type).norms
-    cases += [  # the folded norms' terms, onto sites the task sets or leaves at the backbone's
-        site_dicts(spec, random_bias_set(spec, "no-value-query", seed=7), leave_out=("." + roles.value, "." + norms.query)),
-        site_dicts(spec, random_bias_set(spec, "no-ffn", seed=8), leave_out=("." + norms.reader, "." + norms.ffn_output)),
-        {s: v for s, v in site_dicts(spec, random_bias_set(spec, "norms-only", seed=9)).items()
-         if s.endswith((norms.embeddings, "." + norms.middle, "." + norms.end))},
     ]
     first_value_only = site_dicts(spec, random_bias_set(spec, "one-value", seed=6))
     del first_value_only[table.shortcuts.blocks[-1].value]  # one block folds, the other keeps b_v0

@@ -1,14 +1,12 @@
-"""The exact shortcuts: no per-row key, value or (but the last) LayerNorm add, and still the stock model's logits."""
+"""The exact shortcuts: no per-row key or value add, and still the stock model's logits."""
 
 import json
 
 import pytest
 import torch
-from torch import nn
 
-from bias_store.sites import architecture, site_modules
+from bias_store.sites import architecture
 from engine import Engine, load_backbone
-from engine.shortcuts import shortcuts_for
 from tests.helpers import random_bias_set, reference_logits, save_tiny_backbone
 
 # Different lengths in one forward, so every row but the longest is padded.
@@ -41,22 +39,14 @@ def test_shortcut_logits_equal_the_stock_model_with_padding(tmp_path, model_type
     base = save_tiny_backbone(tmp_path / model_type, model_type, seed=3)
     backbone = load_backbone(str(base), device="cpu")
     engine = Engine(backbone, split_overhead_tokens="off")
-    roles, norms = architecture(model_type).attention, architecture(model_type).norms
-    # The shortcuts are in force: the key, value and every norm but the last are not per-row sites any more.
-    per_row = engine.table.layout.modules
-    assert not any(s.endswith((roles.key, roles.value)) for s in per_row)
-    last_end = [s for s in per_row if s.endswith("." + norms.end)][-1]
-    assert [s for s, m in per_row.items() if isinstance(m, nn.LayerNorm)] == [last_end]
+    roles = architecture(model_type).attention
+    # Both shortcuts are in force: the key and value sites are not per-row sites any more.
+    assert not any(s.endswith((roles.key, roles.value)) for s in engine.table.layout.modules)
     assert engine.table.width < backbone.spec.bias_params_per_task
-    spec = backbone.spec
-    full = random_bias_set(spec, "full", ["a", "b", "c"], seed=1)
-    no_output = drop(random_bias_set(spec, "no-output", ["a", "b"], seed=2), spec, roles.output)
-    no_value = drop(random_bias_set(spec, "no-value", ["a", "b"], seed=3), spec, roles.value)
-    # Norm biases whose downstream sites the task leaves out: the folds land on the backbone's biases there.
-    no_readers = drop(drop(drop(random_bias_set(spec, "no-readers", ["a", "b"], seed=4), spec, norms.query), spec, norms.reader),
-                      spec, norms.ffn_output)
-    no_norms = drop(drop(random_bias_set(spec, "no-norms", ["a", "b"], seed=5), spec, norms.middle), spec, norms.end)
-    sets = [full, no_output, no_value, no_readers, no_norms]
+    full = random_bias_set(backbone.spec, "full", ["a", "b", "c"], seed=1)
+    no_output = drop(random_bias_set(backbone.spec, "no-output", ["a", "b"], seed=2), backbone.spec, roles.output)
+    no_value = drop(random_bias_set(backbone.spec, "no-value", ["a", "b"], seed=3), backbone.spec, roles.value)
+    sets = [full, no_output, no_value]
     for bs in sets:
         engine.register(bs)
     assert_equal_to_stock(base, engine, sets)
@@ -80,15 +70,3 @@ def test_general_path_where_positions_are_not_absolute(tmp_path):
 def test_shortcuts_off_keeps_every_site(tiny_backbone):
     engine = Engine(tiny_backbone, shortcuts=False)
     assert engine.table.shortcuts is None and engine.table.width == tiny_backbone.spec.bias_params_per_task
-
-
-def test_norms_stay_per_row_where_a_block_lacks_one(tmp_path):
-    """A block without its middle norm's bias site is not the post-norm layout: no norm folds, the attention ones stay."""
-    backbone = load_backbone(str(save_tiny_backbone(tmp_path / "bert", "bert", seed=5)), device="cpu")
-    sites = site_modules(backbone.encoder)
-    whole = shortcuts_for(backbone.encoder, "bert", sites)
-    assert whole.norm_base and all(b.middle for b in whole.blocks)
-    del sites["encoder.layer.1.attention.output.LayerNorm"]
-    partial = shortcuts_for(backbone.encoder, "bert", sites)
-    assert partial.blocks and not partial.norm_base and not any(b.folded_norms for b in partial.blocks)
-    assert partial.dropped_sites == {s for b in whole.blocks for s in (b.key, b.value)}

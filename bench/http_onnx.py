@@ -9,6 +9,8 @@ once and loaded in turn, round by round, so that outside load on the box hits ea
   (today's default, pinned: the baseline beside ``--variant`` servers with more workers);
 - ``onnxruntime_spin`` (``--spin``): the same with ``BITFIT_ONNX_SPIN=1``;
 - ``torch`` (``--torch``): ``--backend torch``; ``onnxruntime_int8`` (``--int8``);
+- ``plain_http`` (``--plain-http``): no tasks, the ceiling's own loop behind a minimal HTTP
+  app (bench/plain_http.py): what HTTP and batching leave of the ceiling on this box;
 - ``before`` (``--before-src DIR``): the server of an older source tree
   (``git archive <commit> | tar -x -C DIR``).
 
@@ -46,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # bench/common.py, imported as `
 from bench.http_load import emit, predict_factory, run  # noqa: E402
 from bench.http_onnx_latency import open_loop  # noqa: E402
 from bench.http_onnx_parts import EngineAlone, batch_sizes, has_wrk, histogram, load, merge  # noqa: E402
-from bench.http_servers import PYTHON, bitfit_server, build_store, minilm_spec, task_name  # noqa: E402
+from bench.http_servers import PYTHON, bitfit_server, build_store, minilm_spec, plain_http_server, task_name  # noqa: E402
 from bench.plain_ceiling import Ceiling, search, texts_of  # noqa: E402
 from server.process.settings import available_cores  # noqa: E402
 
@@ -60,6 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--one-worker", action="store_true", help="also ONNX Runtime with BITFIT_INFERENCE_WORKERS=1")
     p.add_argument("--spin", action="store_true", help="also ONNX Runtime with BITFIT_ONNX_SPIN=1 (spinning intra-op threads)")
     p.add_argument("--int8", action="store_true")
+    p.add_argument("--plain-http", action="store_true", help="also the ceiling's loop behind a minimal HTTP app (bench/plain_http.py)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE[,VAR=VALUE]",
                    help="also ONNX Runtime with these environment variables (repeatable), e.g. w2t2:BITFIT_TORCH_THREADS=2")
     p.add_argument("--tasks", type=int, default=100)
@@ -97,6 +100,8 @@ def servers(args: argparse.Namespace, store: Path) -> dict:
         out["torch"] = bitfit_server(store, extra=["--backend", "torch"], env=env)
     if args.int8:
         out["onnxruntime_int8"] = bitfit_server(store, extra=["--backend", "onnxruntime", "--quantize", "int8"], env=env)
+    if args.plain_http:
+        out["plain_http"] = plain_http_server()
     return out
 
 
@@ -151,6 +156,7 @@ def summary(kind: str, args, procs: dict, got: dict, half: dict, best, use_wrk: 
           **{f"{n}_over_ceiling": ratio(n, "ceiling") for n in procs},
           **{f"{n}_over_parallel": ratio(n, "parallel") for n in procs},
           **{f"{n}_over_engine": ratio(n, "engine") for n in procs},
+          **({f"{n}_over_plain_http": ratio(n, "plain_http") for n in procs if n != "plain_http"} if "plain_http" in procs else {}),
           **{f"{n}_server_cpu_ms_per_request": round(med(got[f"{n}_cpu"]), 3) for n in procs},
           **{f"{n}_batch_rows_histogram": got.get(f"{n}_sizes", {}) for n in procs},
           "half_load": half, "target_over_ceiling": 0.8})

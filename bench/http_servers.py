@@ -188,6 +188,12 @@ def naive_server(store: Path, port: int | None = None, env: dict | None = None) 
     return ServerProcess("naive", cmd, port, env)
 
 
+def plain_http_server(port: int | None = None) -> ServerProcess:
+    """The ceiling's plain loop behind a minimal HTTP app (bench/plain_http.py): no tasks."""
+    port = port or free_port()
+    return ServerProcess("plain_http", [PYTHON, "-m", "bench.plain_http", "--port", str(port)], port)
+
+
 def add_server_options(parser: argparse.ArgumentParser) -> None:
     """The flags every HTTP benchmark takes to vary the server it starts."""
     parser.add_argument("--server-arg", action="append", default=[], metavar="FLAG",

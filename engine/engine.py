@@ -18,7 +18,7 @@ from bias_store.kinds import ProblemType
 from engine.backbone import Backbone
 from engine.head_batch import batch_logits
 from engine.heads import score_list
-from engine.inputs import EncodedRow, check_inputs, collate, encode
+from engine.inputs import EncodedRow, RowTokenizer, check_inputs, collate
 from engine.length_split import resolve_overhead, split_by_length
 from engine.registry import TaskHandle, TaskRegistry
 from engine.runners import OnnxOptions, Runner, build_runner
@@ -63,6 +63,7 @@ class Engine(TaskRegistry):
         and ``grow``: the bias table's slots (``TaskRegistry``; ``grow=False`` to serve
         within a fixed budget)."""
         super().__init__(backbone, capacity, shortcuts, grow)
+        self._tokenize = RowTokenizer(backbone.tokenizer, backbone.max_length)
         # Chosen once; only ``enable_gains`` replaces it (with a sibling for wider rows).
         self.runner: Runner = build_runner(backbone, self.table.layout, compile_mode, onnx)
         self.split_overhead_tokens = resolve_overhead(split_overhead_tokens, backbone.device, backbone.spec.hidden_size,
@@ -89,8 +90,7 @@ class Engine(TaskRegistry):
 
     def encode(self, handle: TaskHandle, inputs: list) -> list[EncodedRow]:
         """Validate and tokenize inputs for a task (safe to call from many threads)."""
-        checked = check_inputs(inputs, handle.inputs)
-        return encode(self.backbone.tokenizer, checked, self.backbone.max_length)
+        return self._tokenize(check_inputs(inputs, handle.inputs))
 
     def split(self, items: list[Row]) -> Split:
         """How ``logits`` runs these rows: row indices per forward pass (one when the runner

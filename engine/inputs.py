@@ -67,6 +67,36 @@ def encode(tokenizer, inputs: list[TextInput], max_length: int) -> list[EncodedR
     ]
 
 
+class RowTokenizer:
+    """``encode`` without transformers' per-call work: the backbone's own Rust tokenizer (a
+    copy, set once to truncate at ``max_length`` as ``truncation=True`` does, never to pad).
+
+    ``PreTrainedTokenizerFast.__call__`` re-applies its truncation and padding settings to the
+    Rust tokenizer and wraps the result in a ``BatchEncoding`` on every call: ~40 us of
+    Python for a short text, on the event loop, against ~10 us for the tokenizing itself
+    (docs/benchmarks/request_path.md). The rows are ``encode``'s, id for id
+    (``tests/engine/test_inputs.py``); calls from many threads are safe (its settings never
+    change after construction).
+    """
+
+    def __init__(self, tokenizer, max_length: int) -> None:
+        from tokenizers import Tokenizer
+
+        self.raw = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self.raw.no_padding()
+        self.raw.enable_truncation(max_length, stride=0, strategy="longest_first", direction=tokenizer.truncation_side)
+        self.types = "token_type_ids" in tokenizer.model_input_names  # what transformers returns by default
+
+    def __call__(self, inputs: list[TextInput]) -> list[EncodedRow]:
+        if len(inputs) > 1:
+            encodings = self.raw.encode_batch(list(inputs))
+        elif isinstance(inputs[0], tuple):
+            encodings = [self.raw.encode(*inputs[0])]
+        else:
+            encodings = [self.raw.encode(inputs[0])]
+        return [EncodedRow(e.ids, e.type_ids if self.types else None, bool(e.overflowing)) for e in encodings]
+
+
 def collate(rows: list[EncodedRow], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     """Pad to the longest row: input_ids, attention_mask and (if used) token_type_ids, each [batch, seq].
 

@@ -94,6 +94,8 @@ class Metrics:
         disable_created_metrics()  # no `_created` series beside every counter (process-wide, idempotent)
         self.registry = CollectorRegistry(auto_describe=True)
         self.task_label = TaskLabels(max_task_labels)
+        # (task label, status, route, method, protocol) -> (its requests counter, its latency histogram)
+        self._children: dict[tuple, tuple] = {}
         r = self.registry
         # The collectors the global registry would have (process_*, python_info,
         # python_gc_*), on this app's own registry, and what build is running.
@@ -152,11 +154,17 @@ class Metrics:
     def observe_request(self, tasks: list[str], status: int, seconds: float, loaded: Callable[[str], bool],
                         route: dict[str, str] = _PREDICT) -> None:
         """Count one predict request under each distinct task it named (bounded labels)."""
+        children = self._children  # one read: forget_task replaces the dict, never edits it
         for task in dict.fromkeys(tasks):
             label = self.task_label(task) if loaded(task) else UNKNOWN
-            self.requests.labels(task=label, status=str(status), **route).inc()
+            key = (label, status, route["route"], route["method"], route["protocol"])
+            pair = children.get(key)
+            if pair is None:  # labels() checks and hashes its arguments: once per series, not per request
+                pair = children[key] = (self.requests.labels(task=label, status=str(status), **route),
+                                        self.request_latency.labels(label))
+            pair[0].inc()
             if status == 200:
-                self.request_latency.labels(label).observe(seconds)
+                pair[1].observe(seconds)
 
     def observe_call(self, route: dict[str, str], status: int) -> None:
         """Count one request that is not a predict (uploads, /tasks reads, OIP metadata)."""
@@ -177,6 +185,7 @@ class Metrics:
         """A task is no longer served: free its label slot and drop its series."""
         if not self.task_label.forget(task):
             return
+        self._children = {k: v for k, v in self._children.items() if k[0] != task}
         for metric, names in ((self.requests, _REQUEST_LABELS), (self.request_latency, ("task",))):
             series = {tuple(sample.labels[n] for n in names)
                       for family in metric.collect() for sample in family.samples if sample.labels.get("task") == task}

@@ -57,7 +57,7 @@ class Prepared:
 
 def record_spans(pending: Pending) -> None:
     """The request's queue wait and forwards as spans of its own trace (server/serving/spans.py)."""
-    if not pending.batches:
+    if not pending.batches or spans.tracer() is None:
         return
     tasks = ",".join(dict.fromkeys(handle.name for handle, _ in pending.items))
     spans.record("queue_wait", pending.enqueued_ns, pending.batches[0][0], **{spans.TASK: tasks})

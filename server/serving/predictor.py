@@ -136,6 +136,8 @@ class Predictor:
         return results
 
     async def _encode(self, items: list[TaskInputs], handles: list[TaskHandle]) -> list[list]:
+        if len(items) == 1:  # the common case, without gather's task
+            return [await self.tokenizers.encode(handles[0], items[0].inputs)]
         encoded = await asyncio.gather(
             *(self.tokenizers.encode(handle, item.inputs) for handle, item in zip(handles, items)), return_exceptions=True
         )

@@ -10,8 +10,7 @@ request's own context: ``queue_wait`` and one ``forward`` per batch its rows wer
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 try:
@@ -20,10 +19,25 @@ except ImportError:  # the otel extra is not installed
     trace = None
 
 TASK = "bitfit.task"
+_NO_SPAN = nullcontext()  # reusable: it holds no state
+
+
+_cached: tuple[Any, Any] = (None, None)  # (provider, its "bitfit" tracer)
 
 
 def tracer() -> Any:
-    return trace.get_tracer("bitfit") if trace is not None else None
+    """The tracer of the global provider, or None where none is set: a span of the default
+    proxy provider records nothing, and making one cost the event loop ~10% of a request
+    (docs/benchmarks/request_path.md)."""
+    global _cached
+    if trace is None:
+        return None
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider):
+        return None
+    if _cached[0] is not provider:
+        _cached = (provider, provider.get_tracer("bitfit"))
+    return _cached[1]
 
 
 def tracer_configured() -> bool:
@@ -32,15 +46,12 @@ def tracer_configured() -> bool:
     return trace is not None and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
-@contextmanager
-def span(name: str, **attributes: Any) -> Iterator[None]:
+def span(name: str, **attributes: Any) -> AbstractContextManager:
     """A child span of the current one (the request's), around a block."""
     t = tracer()
     if t is None:
-        yield
-        return
-    with t.start_as_current_span(name, attributes={k: v for k, v in attributes.items() if v is not None}):
-        yield
+        return _NO_SPAN
+    return t.start_as_current_span(name, attributes={k: v for k, v in attributes.items() if v is not None})
 
 
 def record(name: str, start_ns: int, end_ns: int, **attributes: Any) -> None:

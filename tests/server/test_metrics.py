@@ -52,6 +52,10 @@ def test_no_created_series_and_a_forgotten_task_loses_its_series():
     metrics.forget_task("a")
     text = metrics.render().decode()
     assert 'task="a"' not in text and 'task="b"' in text
+    metrics.observe_request(["a"], 200, 0.01, loaded)  # a task of the same name served again: a new series, counted
+    text = metrics.render().decode()
+    assert _value(text, "bitfit_requests_total", task="a", status="200") == 1.0
+    assert _value(text, "bitfit_requests_total", task="b", status="200") == 1.0
 
 
 def _value(text: str, name: str, **labels: str) -> float:

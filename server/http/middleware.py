@@ -32,6 +32,7 @@ from server.process.settings import Settings, env_name
 log = logging.getLogger(__name__)
 
 EXCHANGE = "bitfit.exchange"  # the scope key of a request's BodyExchange
+_timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
 
 
 class RequestGuard:
@@ -86,7 +87,7 @@ class BodyExchange:
         if self.body_done:
             return await self._receive()
         try:
-            message = await asyncio.wait_for(self._receive(), max(0.0, self.deadline - time.monotonic()))
+            message = await self._receive_within(max(0.0, self.deadline - time.monotonic()))
         except asyncio.TimeoutError:
             await self._answer(ReadTimeout(f"the request body did not arrive in time ({env_name('request_read_timeout_s')})"))
             return {"type": "http.disconnect"}
@@ -99,6 +100,14 @@ class BodyExchange:
                 await self._answer(LimitExceeded(f"request body is over the limit of {self.limit} bytes ({self.setting})"))
                 return {"type": "http.disconnect"}
         return message
+
+    async def _receive_within(self, delay: float) -> Message:
+        """The next message, or TimeoutError after ``delay`` seconds. ``asyncio.timeout``
+        (Python 3.11+) arms one timer; ``wait_for`` would also make a task per message."""
+        if _timeout is None:
+            return await asyncio.wait_for(self._receive(), delay)
+        async with _timeout(delay):
+            return await self._receive()
 
     async def send(self, message: Message) -> None:
         if self.answered:

@@ -3,8 +3,8 @@ put in every log line written while the request is handled (server/process/logs.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,7 +25,7 @@ class RequestIds:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         given = next((v for k, v in scope["headers"] if k == HEADER), b"")
-        rid = given.decode() if _SANE.fullmatch(given) else uuid.uuid4().hex
+        rid = given.decode() if given and _SANE.fullmatch(given) else os.urandom(16).hex()  # 128 random bits, as a uuid4 less its object
 
         async def with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

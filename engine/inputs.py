@@ -72,9 +72,8 @@ class RowTokenizer:
     copy, set once to truncate at ``max_length`` as ``truncation=True`` does, never to pad).
 
     ``PreTrainedTokenizerFast.__call__`` re-applies its truncation and padding settings to the
-    Rust tokenizer and wraps the result in a ``BatchEncoding`` on every call: ~40 us of
-    Python for a short text, on the event loop, against ~10 us for the tokenizing itself
-    (docs/benchmarks/request_path.md). The rows are ``encode``'s, id for id
+    Rust tokenizer and wraps the result in a ``BatchEncoding`` on every call: 28 us for a
+    short text, on the event loop, against 13 us here (docs/benchmarks/request_path.md, §9). The rows are ``encode``'s, id for id
     (``tests/engine/test_inputs.py``); calls from many threads are safe (its settings never
     change after construction).
     """

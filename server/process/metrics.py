@@ -185,7 +185,8 @@ class Metrics:
         """A task is no longer served: free its label slot and drop its series."""
         if not self.task_label.forget(task):
             return
-        self._children = {k: v for k, v in self._children.items() if k[0] != task}
+        # dict() copies in one step under the GIL: the event loop may be adding a child meanwhile.
+        self._children = {k: v for k, v in dict(self._children).items() if k[0] != task}
         for metric, names in ((self.requests, _REQUEST_LABELS), (self.request_latency, ("task",))):
             series = {tuple(sample.labels[n] for n in names)
                       for family in metric.collect() for sample in family.samples if sample.labels.get("task") == task}

@@ -110,8 +110,9 @@ class Batcher:
         try:
             return await pending.future
         except asyncio.CancelledError:
-            if not gone:
-                raise  # the request itself was cancelled
+            task = asyncio.current_task()
+            if not gone or (task is not None and getattr(task, "cancelling", lambda: 0)()):
+                raise  # the request itself was cancelled (too)
             self.metrics.rejected.labels("client_gone").inc()
             raise ClientGone("the client disconnected before the prediction was ready") from None
         finally:

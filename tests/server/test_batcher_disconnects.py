@@ -64,3 +64,22 @@ def test_a_cancelled_request_is_cancelled_not_gone_and_a_failed_watcher_counts_a
     batcher, ran = behind_a_stuck_forward(body)
     assert batcher.metrics.rejected.labels("client_gone")._value.get() == 1
     assert not ran & {"cancelled", "failed"}
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Task, "cancelling"), reason="Task.cancelling() is Python 3.11+")
+def test_a_cancel_that_meets_a_disconnect_stays_a_cancel():
+    """The client leaves and, before the request wakes, the request is cancelled from
+    outside: the cancel wins (a ClientGone would swallow it)."""
+
+    async def body(batcher):
+        gone = asyncio.get_running_loop().create_future()
+        both = asyncio.ensure_future(batcher.submit(rows("both", 2, 2), disconnected=lambda: gone))
+        await asyncio.sleep(0.01)
+        gone.set_result(None)
+        await asyncio.sleep(0)  # the disconnect callback runs: the request's wait is woken, not yet resumed
+        both.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await both
+
+    _, ran = behind_a_stuck_forward(body)
+    assert "both" not in ran

@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     every = [task_name(i) for i in range(args.tasks)]
     procs = servers(args, store)
     backbone = load_backbone(device="cpu")
-    threads = Settings(store=str(store)).resolved_onnx_threads(available_cores())
-    cache = Path(args.cache) if args.cache else Path.home() / ".cache" / "bitfit" / "onnx"
+    settings = Settings(store=str(store), onnx_cache=args.cache)  # the servers' own defaults
+    threads, cache = settings.resolved_onnx_threads(available_cores()), settings.resolved_onnx_cache()
     try:
         for server in procs.values():
             server.start()

@@ -53,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=60)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tasks", type=int, default=100)
-    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "bitfit" / "onnx")
+    p.add_argument("--cache", type=Path, help="ONNX cache folder (default: the server's, BITFIT_ONNX_CACHE or ~/.cache/bitfit/onnx)")
     args = p.parse_args(argv)
+    from server.process.settings import Settings
+
+    args.cache = Settings(onnx_cache=args.cache).resolved_onnx_cache()
     import common
 
     from engine import Engine, load_backbone

@@ -17,23 +17,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))  # bench/common.py, imported as `common` by EngineAlone
 
 from bench.http_load import emit  # noqa: E402
-from bench.http_onnx_parts import EngineAlone  # noqa: E402
+from bench.http_onnx_parts import EngineAlone, add_engine_options  # noqa: E402
 from bench.plain_ceiling import Ceiling, Variant, texts_of  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--texts", default="short", choices=["short", "wrk"])
+    add_engine_options(p, texts="short")
     p.add_argument("--sizes", default="8,12,16,24,32")
-    p.add_argument("--tasks", type=int, default=100)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=2.0)
-    p.add_argument("--cache", type=Path, help="ONNX cache folder (default: the server's, BITFIT_ONNX_CACHE or ~/.cache/bitfit/onnx)")
     args = p.parse_args(argv)
-    from server.process.settings import Settings
-
-    args.cache = Settings(onnx_cache=args.cache).resolved_onnx_cache()
     from engine import load_backbone
 
     backbone = load_backbone(device="cpu")

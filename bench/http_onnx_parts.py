@@ -8,10 +8,12 @@
   ``bench.http_load``'s asyncio generator. Both report requests, seconds, p50/p99.
 - ``batch_sizes``: the server's ``bitfit_batch_rows`` histogram (cumulative buckets) from
   /metrics; two snapshots' difference is one phase's batch-size histogram.
+- ``add_engine_options``: the options of the benches that run the engine alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -24,6 +26,21 @@ from pathlib import Path
 import httpx
 
 LUA = Path(__file__).with_name("wrk_predict.lua")
+
+
+def add_engine_options(p: argparse.ArgumentParser, texts: str) -> None:
+    """--texts, --tasks, --threads and --cache (the server's own ONNX cache folder when left out)."""
+    p.add_argument("--texts", default=texts, choices=["short", "wrk"])
+    p.add_argument("--tasks", type=int, default=100)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cache", type=onnx_cache, default=onnx_cache(None),
+                   help="ONNX cache folder (default: the server's, BITFIT_ONNX_CACHE or ~/.cache/bitfit/onnx)")
+
+
+def onnx_cache(folder: str | None) -> Path:
+    from server.process.settings import Settings
+
+    return Settings(onnx_cache=folder).resolved_onnx_cache()
 
 
 class EngineAlone:

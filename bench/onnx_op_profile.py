@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))  # bench/common.py, imported as `common`
 
 from bench.http_load import emit  # noqa: E402
+from bench.http_onnx_parts import add_engine_options  # noqa: E402
 from bench.plain_ceiling import Ceiling, Variant, texts_of  # noqa: E402
 from bench.plain_graphs import session  # noqa: E402
 
@@ -48,16 +49,10 @@ def op_times(profile: Path, runs: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--texts", default="wrk", choices=["short", "wrk"])
+    add_engine_options(p, texts="wrk")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--runs", type=int, default=60)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--tasks", type=int, default=100)
-    p.add_argument("--cache", type=Path, help="ONNX cache folder (default: the server's, BITFIT_ONNX_CACHE or ~/.cache/bitfit/onnx)")
     args = p.parse_args(argv)
-    from server.process.settings import Settings
-
-    args.cache = Settings(onnx_cache=args.cache).resolved_onnx_cache()
     import common
 
     from engine import Engine, load_backbone
